@@ -1,0 +1,86 @@
+"""Scaled dot-product attention: the one place in attnviz where attention weights are computed.
+
+Encoder self-attention, masked decoder self-attention and cross-attention all call
+:func:`scaled_dot_product_attention`; they differ only in where the queries, keys and
+values come from and in the mask they pass.
+
+Masks are boolean with torch's convention (the ``attn_mask`` of
+``torch.nn.functional.scaled_dot_product_attention``): **True means "this key may be
+attended to"**. They become -inf in exactly one place, inside the function below.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask"]
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V, returning the output and the weights.
+
+    M is 0 where ``mask`` is True (the key may be seen) and -inf where it is False, so a
+    masked key gets a weight of exactly 0.0. A query whose keys are all masked has nothing
+    to look at: its weights and its output are all zeros, never NaN.
+
+    Args:
+        q: queries.
+        k: keys.
+        v: values.
+        mask: optional boolean tensor, broadcastable to ``[..., T, S]``; True = may attend.
+
+    Shape:
+        - q: ``[..., T, d_k]``, k: ``[..., S, d_k]``, v: ``[..., S, d_v]``
+        - mask: broadcastable to ``[..., T, S]``
+        - output: ``[..., T, d_v]``, weights: ``[..., T, S]``
+    """
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
+    d_k = q.size(-1)
+    # Scaling q (T x d_k values) is cheaper than scaling the scores (T x S values).
+    scores = (q * (1.0 / math.sqrt(d_k))) @ k.transpose(-2, -1)  # (..., T, S)
+    if mask is None:
+        weights = torch.softmax(scores, dim=-1)  # (..., T, S)
+        return weights @ v, weights  # (..., T, d_v), (..., T, S)
+
+    scores = scores.masked_fill(~mask, float("-inf"))  # (..., T, S)
+    weights = torch.softmax(scores, dim=-1)  # (..., T, S); NaN on rows with no visible key
+    has_key = mask.any(dim=-1, keepdim=True)  # (..., T, 1)
+    if not bool(has_key.all()):
+        weights = weights.masked_fill(~has_key, 0.0)
+    return weights @ v, weights  # (..., T, d_v), (..., T, S)
+
+
+def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean mask that lets position i see positions 0..i (True on and below the diagonal).
+
+    Shape:
+        - output: ``[size, size]``, rows are queries, columns are keys.
+    """
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
+    """Boolean key mask from sequence lengths: True for real tokens, False for padding.
+
+    The result broadcasts over heads and queries, so it can be passed straight to
+    :func:`scaled_dot_product_attention` for ``[B, H, T, S]`` scores.
+
+    Args:
+        lengths: number of real tokens in each sequence of the batch.
+        max_length: padded length S (default: the largest length).
+
+    Shape:
+        - lengths: ``[B]``
+        - output: ``[B, 1, 1, S]``
+    """
+    size = int(lengths.max()) if max_length is None else max_length
+    positions = torch.arange(size, device=lengths.device)  # (S,)
+    return (positions[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)

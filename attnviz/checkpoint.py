@@ -1,0 +1,150 @@
+"""A model with its vocabularies, and the file that stores them (safetensors: loading runs no code).
+
+File layout: a safetensors file whose tensors are the model's weights (float32) and whose
+string metadata holds, as JSON, everything needed to rebuild it:
+
+    format          "attnviz-model"
+    schema_version  "1"
+    config          ModelConfig fields
+    source_tokenizer, target_tokenizer    {"kind": "word"|"char", "lowercase": bool}
+    source_vocab, target_vocab            token lists, ids = positions
+    info            free-form facts: task, training command, measured accuracy, default layers
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnviz.config import ModelConfig
+from attnviz.errors import AttnvizError
+from attnviz.files import write_atomically
+from attnviz.model import Transformer
+from attnviz.tokenize import Tokenizer, Vocabulary
+
+FORMAT = "attnviz-model"
+SCHEMA_VERSION = 1
+_MAX_HEADER_BYTES = 16 * 1024 * 1024  # vocabularies are small; a larger header is not ours
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to turn text into attention maps: weights, tokenizers, vocabularies."""
+
+    model: Transformer
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    source_vocab: Vocabulary
+    target_vocab: Vocabulary
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
+    """Write the checkpoint to ``path`` atomically: a reader sees the old file or the new one."""
+    from safetensors.torch import save
+
+    metadata = {
+        "format": FORMAT,
+        "schema_version": str(SCHEMA_VERSION),
+        "config": json.dumps(checkpoint.config.to_dict()),
+        "source_tokenizer": json.dumps(checkpoint.source_tokenizer.to_dict()),
+        "target_tokenizer": json.dumps(checkpoint.target_tokenizer.to_dict()),
+        "source_vocab": json.dumps(checkpoint.source_vocab.tokens, ensure_ascii=False),
+        "target_vocab": json.dumps(checkpoint.target_vocab.tokens, ensure_ascii=False),
+        "info": json.dumps(checkpoint.info, ensure_ascii=False),
+    }
+    state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
+             for name, tensor in checkpoint.model.state_dict().items()}
+    write_atomically(Path(path), save(state, metadata=metadata))
+
+
+def read_metadata(data: bytes, name: str) -> dict[str, Any]:
+    """Parse and check the metadata of a model file's bytes, without building the model."""
+    if len(data) < 8:
+        raise _invalid(name, "the file is too short")
+    header_length = int.from_bytes(data[:8], "little")
+    if header_length > min(len(data) - 8, _MAX_HEADER_BYTES):
+        raise _invalid(name, "its header is damaged")
+    try:
+        header = json.loads(data[8:8 + header_length])
+        raw = header["__metadata__"]
+    except (ValueError, KeyError, TypeError):
+        raise _invalid(name, "it has no attnviz metadata") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise _invalid(name, "it has no attnviz metadata")
+    version = raw.get("schema_version")
+    if version != str(SCHEMA_VERSION):
+        raise AttnvizError(f"model file {name} has schema version {version!r}, but this attnviz "
+                           f"reads version {SCHEMA_VERSION}; retrain it with `attnviz train`")
+    try:
+        return {key: json.loads(raw[key]) for key in
+                ("config", "source_tokenizer", "target_tokenizer", "source_vocab",
+                 "target_vocab", "info")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _invalid(name, f"its metadata is damaged ({exc})") from None
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load a model file written by :func:`save_checkpoint`. Raises AttnvizError if unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AttnvizError(f"model file {path} does not exist; give the path of a file written "
+                           "by `attnviz train`, or a shipped model name (see `attnviz models`)"
+                           ) from None
+    except IsADirectoryError:
+        raise AttnvizError(f"model path {path} is a directory; give a model file") from None
+    except OSError as exc:
+        raise AttnvizError(f"cannot read model file {path}: {exc.strerror}") from None
+    return checkpoint_from_bytes(data, str(path), device)
+
+
+def checkpoint_from_bytes(data: bytes, name: str, device: torch.device | str = "cpu"
+                          ) -> Checkpoint:
+    """Build a checkpoint from the bytes of a model file; ``name`` is used in error messages."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    meta = read_metadata(data, name)
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+        tokenizers = [Tokenizer.from_dict(meta[k]) for k in ("source_tokenizer",
+                                                             "target_tokenizer")]
+        vocabs = [Vocabulary(meta[k]) for k in ("source_vocab", "target_vocab")]
+        if not isinstance(meta["info"], dict):
+            raise ValueError("info must be a JSON object")
+    except (ValueError, TypeError) as exc:
+        raise _invalid(name, str(exc)) from None
+    if (len(vocabs[0]), len(vocabs[1])) != (config.source_vocab_size, config.target_vocab_size):
+        raise _invalid(name, "its vocabularies do not match its config")
+    try:
+        state = load(data)
+    except SafetensorError as exc:
+        raise _invalid(name, f"its weights are damaged ({exc})") from None
+    if any(t.dtype != torch.float32 for t in state.values()):
+        raise _invalid(name, "its weights are not all float32")
+    # Built on the meta device, so a config that claims huge sizes allocates nothing before
+    # the weights are checked against it.
+    with torch.device("meta"):
+        model = Transformer(config)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise _invalid(name, f"its weights do not fit its config ({first})") from None
+    model.eval().to(device)
+    return Checkpoint(model, tokenizers[0], tokenizers[1], vocabs[0], vocabs[1], meta["info"])
+
+
+def _invalid(name: str, reason: str) -> AttnvizError:
+    return AttnvizError(f"{name} is not a usable attnviz model file: {reason}; retrain it with "
+                        "`attnviz train` or pick a shipped model (see `attnviz models`)")

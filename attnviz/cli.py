@@ -1,0 +1,202 @@
+"""The ``attnviz`` command: parses options, calls the library, reports. No logic of its own.
+
+torch and matplotlib are imported inside the commands that use them, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz import __version__
+from attnviz.errors import AttnvizError
+
+app = typer.Typer(
+    name="attnviz",
+    help="See the attention inside an encoder-decoder transformer: encoder self-attention, "
+         "masked decoder self-attention and cross-attention, as heatmaps in the terminal or "
+         "as PNG, SVG and PDF images, or as raw numbers (npz, json).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Kind(str, Enum):
+    self_ = "self"
+    cross = "cross"
+    all = "all"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+def _parse_head(value: str) -> Optional[int]:
+    if value == "mean":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a head: give an index (0, 1, ...) or 'mean'"
+                                 ) from None
+
+
+ModelOption = Annotated[str, typer.Option(
+    "--model", "-m", metavar="NAME|PATH", help="'random' (random weights, vocabulary from your sentences), "
+                          "or the path of a model file.")]
+LayerOption = Annotated[Optional[int], typer.Option(
+    "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
+    "(or the one the model file recommends).", show_default=False)]
+HeadOption = Annotated[Optional[int], typer.Option(
+    "--head", parser=_parse_head, metavar="INDEX|mean",
+    help="Head to show, counting from 0, or 'mean' for the average over heads. "
+         "Default: mean.", show_default=False)]
+OutputOption = Annotated[Optional[list[Path]], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write to this file instead of the terminal; the suffix picks the "
+                           "format: .png .svg .pdf (heatmap), .npz .json (all the numbers). "
+                           "Repeatable.", show_default=False)]
+SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.")]
+DeviceOption = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
+                                                   "present.")]
+CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
+                                              "(any matplotlib name).")]
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """The one place that turns a person's mistake into a one-line message and an exit code."""
+    try:
+        yield
+    except AttnvizError as exc:
+        _stderr().print(f"[bold red]error:[/] {_escape(str(exc))}", soft_wrap=True,
+                        highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _stderr().print("interrupted", soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def encode(
+    text: Annotated[str, typer.Argument(metavar="TEXT",
+                                        help="The source sentence, in quotes.",
+                                        show_default=False)],
+    layer: LayerOption = None,
+    head: HeadOption = None,
+    model: ModelOption = "random",
+    output: OutputOption = None,
+    cmap: CmapOption = "viridis",
+    seed: SeedOption = 0,
+    device: DeviceOption = Device.cpu,
+) -> None:
+    """Show the encoder self-attention of TEXT: how every source token attends to every other.
+
+    Example:  attnviz encode "the black cat sees the red car" -o enc.png
+    """
+    with reporting():
+        _show(text, None, ["encoder_self"], layer, head, model, output or [], cmap, seed,
+              device)
+
+
+@app.command()
+def decode(
+    text: Annotated[str, typer.Argument(metavar="TEXT",
+                                        help="The source sentence, in quotes.",
+                                        show_default=False)],
+    target: Annotated[Optional[str], typer.Option(
+        "--target", "-t", metavar="TEXT", help="The target sentence. Without it, the model writes one "
+                               "greedily and prints it.", show_default=False)] = None,
+    kind: Annotated[Kind, typer.Option(
+        help="self: masked decoder self-attention; cross: cross-attention; all: both.")
+    ] = Kind.all,
+    layer: LayerOption = None,
+    head: HeadOption = None,
+    model: ModelOption = "random",
+    output: OutputOption = None,
+    cmap: CmapOption = "viridis",
+    seed: SeedOption = 0,
+    device: DeviceOption = Device.cpu,
+) -> None:
+    """Show the decoder's attention: masked self-attention and cross-attention to TEXT.
+
+    Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
+    """
+    kinds = {Kind.self_: ["decoder_self"], Kind.cross: ["cross"],
+             Kind.all: ["decoder_self", "cross"]}[kind]
+    with reporting():
+        _show(text, target, kinds, layer, head, model, output or [], cmap, seed, device,
+              decoder=True)
+
+
+def _show(text: str, target: Optional[str], kinds: list[str], layer: Optional[int],
+          head: Optional[int], model: str, outputs: list[Path], cmap: str, seed: int,
+          device: Device, decoder: bool = False) -> None:
+    from attnviz import pipeline, render
+
+    render.check_outputs(outputs, cmap)
+    if decoder:
+        result = pipeline.decode(text, target, model, seed=seed, device=device.value)
+    else:
+        result = pipeline.encode(text, model, seed=seed, device=device.value)
+    for warning in result.warnings:
+        _stderr().print(f"[yellow]warning:[/] {_escape(warning)}", soft_wrap=True,
+                        highlight=False)
+    heatmaps = [result.maps.select(kind, result.default_layers[kind] if layer is None
+                                   else layer, head) for kind in kinds]
+    if result.generated is not None:
+        typer.echo(result.generated)
+    if outputs:
+        render.write_outputs(outputs, result.maps, heatmaps, cmap)
+        for path in outputs:
+            _stderr().print(f"wrote {_escape(str(path))}", soft_wrap=True, highlight=False)
+    else:
+        from rich.console import Console
+
+        from attnviz.render import terminal
+
+        terminal.show(Console(), heatmaps, cmap)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attnviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """See the attention inside an encoder-decoder transformer."""
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def main() -> None:
+    """Entry point of the ``attnviz`` console script and of ``python -m attnviz``."""
+    app(prog_name="attnviz")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The sizes of an attnviz model, saved with its weights and read back first."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the encoder-decoder transformer (see :mod:`attnviz.model`)."""
+
+    source_vocab_size: int  # tokens the encoder can read, specials included
+    target_vocab_size: int  # tokens the decoder can read and write, specials included
+    d_model: int = 64  # D: width of every token vector
+    n_heads: int = 4  # H: attention heads per attention layer
+    n_encoder_layers: int = 2  # encoder blocks, one self-attention layer each
+    n_decoder_layers: int = 2  # decoder blocks, masked self-attention then cross-attention
+    d_ff: int = 256  # hidden width of each feed-forward layer
+    dropout: float = 0.0  # dropout while training; off at inference
+    max_target_length: int = 64  # greedy decoding stops after this many tokens
+
+    def __post_init__(self) -> None:
+        for name in ("source_vocab_size", "target_vocab_size", "d_model", "n_heads",
+                     "n_encoder_layers", "n_decoder_layers", "d_ff", "max_target_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def d_head(self) -> int:
+        """Dh: width of one head's queries, keys and values."""
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from saved data; unknown or missing fields raise ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError("the model config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(str(exc)) from None

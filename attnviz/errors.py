@@ -1,0 +1,9 @@
+"""The one exception for problems a person can cause and fix."""
+
+
+class AttnvizError(Exception):
+    """A problem with the user's input, files or options.
+
+    The message names the problem and the way out, in one line; the CLI prints it
+    to stderr without a traceback and exits with a non-zero code.
+    """

@@ -1,0 +1,208 @@
+"""From text to attention maps: pick a model, tokenize, run the forward pass, collect the maps.
+
+This is the library behind ``attnviz encode`` and ``attnviz decode``; it knows nothing of
+options, files or terminals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from attnviz.checkpoint import Checkpoint, load_checkpoint
+from attnviz.config import ModelConfig
+from attnviz.errors import AttnvizError
+from attnviz.maps import KINDS, AttentionMaps
+from attnviz.model import Transformer
+from attnviz.tokenize import BOS, BOS_ID, Tokenizer, Vocabulary
+
+RANDOM = "random"  # the model spec of a randomly initialised model
+DEFAULT_MODEL = RANDOM
+SHIPPED_DIRS = (
+    Path(__file__).parent / "samples" / "models",  # inside an installed wheel
+    Path(__file__).parent.parent / "samples" / "models",  # in a source checkout
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The attention of one run, with what the user should be told about it."""
+
+    maps: AttentionMaps
+    default_layers: dict[str, int]  # the layer shown by default, per kind
+    warnings: list[str] = field(default_factory=list)
+    generated: str | None = None  # the target the model wrote, when none was given
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped with attnviz, by name."""
+    found: dict[str, Path] = {}
+    for folder in SHIPPED_DIRS:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.safetensors")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when present, else cpu) as a torch device."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if name in ("cuda", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if name == "auto":
+            return torch.device("cpu")
+        raise AttnvizError("--device cuda was asked for, but torch sees no CUDA GPU here; "
+                           "use --device cpu (or auto)")
+    raise AttnvizError(f"unknown device {name!r}; use cpu, cuda or auto")
+
+
+def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: int
+                      ) -> Checkpoint:
+    """A randomly initialised word-level model whose vocabularies hold exactly the given tokens.
+
+    The weights depend only on ``seed`` and the vocabulary sizes, so a sentence gives the
+    same maps on every run.
+    """
+    source_vocab = Vocabulary.build([source_tokens])
+    target_vocab = Vocabulary.build([target_tokens or source_tokens])
+    config = ModelConfig(source_vocab_size=len(source_vocab),
+                         target_vocab_size=len(target_vocab),
+                         max_target_length=max(8, 2 * len(source_tokens)))
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = Transformer(config).eval()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    tokenizer = Tokenizer("word")
+    return Checkpoint(model, tokenizer, tokenizer, source_vocab, target_vocab,
+                      {"task": "random", "seed": seed})
+
+
+def load_model(spec: str, device: torch.device, source: str, target: str | None,
+               seed: int) -> Checkpoint:
+    """The model named by ``spec``: ``random``, a shipped model's name, or a file path."""
+    if spec == RANDOM:
+        tokenizer = Tokenizer("word")
+        checkpoint = random_checkpoint(tokenizer.split(source),
+                                       tokenizer.split(target) if target else [], seed)
+        checkpoint.model.to(device)
+        return checkpoint
+    shipped = shipped_models()
+    if spec in shipped:
+        return load_checkpoint(shipped[spec], device)
+    path = Path(spec)
+    if not path.exists() and path.suffix == "" and "/" not in spec:
+        names = ", ".join([RANDOM, *shipped]) or RANDOM
+        raise AttnvizError(f"unknown model {spec!r}; use one of {names}, or the path of a "
+                           "model file")
+    return load_checkpoint(path, device)
+
+
+def encode(text: str, model: str = DEFAULT_MODEL, *, seed: int = 0, device: str = "cpu"
+           ) -> Result:
+    """Run the encoder on ``text``: the encoder self-attention of every layer and head."""
+    _require_text(text, "source text")
+    torch_device = resolve_device(device)
+    checkpoint = load_model(model, torch_device, text, None, seed)
+    source_ids, source_labels, warnings = _ids(checkpoint.source_tokenizer,
+                                               checkpoint.source_vocab, text, "source")
+    with torch.inference_mode():
+        encoded = checkpoint.model.encode(_batch(source_ids, torch_device))
+    config = checkpoint.config
+    heads = config.n_heads
+    maps = AttentionMaps(
+        source_tokens=source_labels,
+        target_tokens=[],
+        encoder_self=_numpy(encoded.self_weights[0]),
+        decoder_self=torch.zeros(config.n_decoder_layers, heads, 0, 0).numpy(),
+        cross=torch.zeros(config.n_decoder_layers, heads, 0, len(source_ids)).numpy(),
+    )
+    return Result(maps, _default_layers(checkpoint), warnings)
+
+
+def decode(text: str, target: str | None = None, model: str = DEFAULT_MODEL, *, seed: int = 0,
+           device: str = "cpu") -> Result:
+    """Run the whole model on ``text`` and ``target`` (teacher forcing) and collect all maps.
+
+    Without a target, the model first writes one greedily, then the maps of that target
+    are collected; ``Result.generated`` holds its text.
+    """
+    _require_text(text, "source text")
+    if target is not None:
+        _require_text(target, "--target text")
+    torch_device = resolve_device(device)
+    checkpoint = load_model(model, torch_device, text, target, seed)
+    source_ids, source_labels, warnings = _ids(checkpoint.source_tokenizer,
+                                               checkpoint.source_vocab, text, "source")
+    source = _batch(source_ids, torch_device)  # (1, S)
+    generated = None
+    with torch.inference_mode():
+        if target is None:
+            decoder_input = checkpoint.model.generate(source)  # (1, T)
+            target_labels = checkpoint.target_vocab.tokens_of(decoder_input[0].tolist())
+            generated = checkpoint.target_tokenizer.join(target_labels[1:])
+        else:
+            target_ids, labels, target_warnings = _ids(checkpoint.target_tokenizer,
+                                                       checkpoint.target_vocab, target, "target")
+            warnings += target_warnings
+            decoder_input = _batch([BOS_ID, *target_ids], torch_device)  # (1, T)
+            target_labels = [BOS, *labels]
+        output = checkpoint.model(source, decoder_input)
+    maps = AttentionMaps(
+        source_tokens=source_labels,
+        target_tokens=target_labels,
+        encoder_self=_numpy(output.encoder_self[0]),
+        decoder_self=_numpy(output.decoder_self[0]),
+        cross=_numpy(output.cross[0]),
+    )
+    return Result(maps, _default_layers(checkpoint), warnings, generated)
+
+
+def _require_text(text: str, what: str) -> None:
+    if not text or not text.strip():
+        raise AttnvizError(f"the {what} is empty; give a sentence in quotes, for example "
+                           '"the black cat sees the red car"')
+
+
+def _ids(tokenizer: Tokenizer, vocab: Vocabulary, text: str, side: str
+         ) -> tuple[list[int], list[str], list[str]]:
+    """Token ids, their labels (unknown tokens shown as <unk>) and a warning for unknown ones."""
+    tokens = tokenizer.split(text)
+    if not tokens:
+        raise AttnvizError(f"the {side} text {text!r} has no tokens; give some words")
+    ids = vocab.ids(tokens)
+    warnings = []
+    unknown = vocab.unknown(tokens)
+    if unknown:
+        shown = ", ".join(repr(t) for t in unknown)
+        warnings.append(f"{len(unknown)} {side} token(s) are not in this model's vocabulary and "
+                        f"are shown as <unk>: {shown}")
+    return ids, vocab.tokens_of(ids), warnings
+
+
+def _batch(ids: list[int], device: torch.device) -> torch.Tensor:
+    return torch.tensor([ids], dtype=torch.long, device=device)  # (1, N)
+
+
+def _numpy(weights: torch.Tensor):
+    return weights.float().cpu().numpy()  # (L, H, Q, K)
+
+
+def _default_layers(checkpoint: Checkpoint) -> dict[str, int]:
+    """The last layer of each kind, unless the model names a better one to look at."""
+    config = checkpoint.config
+    layers = {"encoder_self": config.n_encoder_layers - 1,
+              "decoder_self": config.n_decoder_layers - 1,
+              "cross": config.n_decoder_layers - 1}
+    chosen = checkpoint.info.get("default_layers", {})
+    if isinstance(chosen, dict):
+        for kind in KINDS:
+            value = chosen.get(kind)
+            if isinstance(value, int) and 0 <= value < layers[kind] + 1:
+                layers[kind] = value
+    return layers

@@ -1,0 +1,54 @@
+"""Renderers: each module draws an AttentionMaps (or one Heatmap) to one kind of output.
+
+``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich;
+``data`` writes the raw numbers as npz or json. None of them loads a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnviz.errors import AttnvizError
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+DATA_SUFFIXES = (".npz", ".json")
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
+
+
+def output_format(path: Path) -> str:
+    """The format of an output file from its suffix: png, svg, pdf, npz or json."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        shown = f"'{path.suffix}'" if path.suffix else "no suffix"
+        raise AttnvizError(f"cannot write {path}: {shown} is not a supported output; "
+                           f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    return suffix[1:]
+
+
+def check_outputs(paths: list[Path], cmap: str) -> None:
+    """Fail before any work when an output cannot be written or the colour map is unknown.
+
+    No paths means the terminal, which uses the colour map too.
+    """
+    from attnviz.files import check_writable
+
+    for path in paths:
+        output_format(path)
+        check_writable(path)
+    if not paths or any(output_format(path) not in ("npz", "json") for path in paths):
+        from attnviz.render.colors import colormap
+
+        colormap(cmap)
+
+
+def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
+    """Write each output file: images draw ``heatmaps``, data files hold all of ``maps``."""
+    for path in paths:
+        if output_format(path) in ("npz", "json"):
+            from attnviz.render import data
+
+            data.save(maps, path)
+        else:
+            from attnviz.render import image
+
+            image.save(heatmaps, path, cmap)

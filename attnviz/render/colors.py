@@ -1,0 +1,26 @@
+"""The one colour map that drives both the image and the terminal renderers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+
+DEFAULT_CMAP = "viridis"  # perceptually uniform, readable in grey and by colour-blind readers
+
+
+def colormap(name: str = DEFAULT_CMAP):
+    """The matplotlib colour map called ``name``; an unknown name lists a few good ones."""
+    from matplotlib import colormaps
+
+    try:
+        return colormaps[name]
+    except KeyError:
+        raise AttnvizError(f"unknown colour map {name!r}; try viridis, magma, cividis, "
+                           "plasma, inferno, Blues or Greys (any matplotlib colour map)") from None
+
+
+def rgb(name: str, values: np.ndarray) -> np.ndarray:
+    """The colours of ``values`` in [0, 1] as 0-255 integers. Shape: ``[...] -> [..., 3]``."""
+    rgba = colormap(name)(np.clip(values, 0.0, 1.0))  # (..., 4) floats in [0, 1]
+    return np.rint(rgba[..., :3] * 255).astype(np.uint8)

@@ -1,0 +1,60 @@
+"""The raw attention numbers as npz or json files, with the keys of :data:`attnviz.maps.KEYS`.
+
+npz: token lists as string arrays, maps as float32 arrays ``[layer, head, query, key]``;
+loads with ``numpy.load(path)`` (no pickle). json: the same keys, arrays as nested lists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.files import write_atomically
+from attnviz.maps import KINDS, AttentionMaps
+from attnviz.render import output_format
+
+
+def save(maps: AttentionMaps, path: Path) -> None:
+    """Write every map of ``maps`` to ``path`` (``.npz`` or ``.json``)."""
+    if output_format(path) == "npz":
+        data = to_npz_bytes(maps)
+    else:
+        data = to_json_bytes(maps)
+    write_atomically(path, data)
+
+
+def to_npz_bytes(maps: AttentionMaps) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        source_tokens=np.array(maps.source_tokens, dtype=str),
+        target_tokens=np.array(maps.target_tokens, dtype=str),
+        **{kind: np.asarray(getattr(maps, kind), dtype=np.float32) for kind in KINDS},
+    )
+    return buffer.getvalue()
+
+
+def to_json_bytes(maps: AttentionMaps) -> bytes:
+    data = {key: value if isinstance(value, list) else value.tolist()
+            for key, value in maps.to_dict().items()}
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def load(path: Path) -> AttentionMaps:
+    """Read maps written by :func:`save`; a file of another shape raises AttnvizError."""
+    try:
+        if output_format(path) == "npz":
+            with np.load(path, allow_pickle=False) as archive:
+                data = {key: archive[key] for key in archive.files}
+            data["source_tokens"] = data.get("source_tokens", np.array([])).tolist()
+            data["target_tokens"] = data.get("target_tokens", np.array([])).tolist()
+        else:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return AttentionMaps.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise AttnvizError(f"cannot read attention maps from {path}: {exc}") from None
