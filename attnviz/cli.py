@@ -52,8 +52,9 @@ def _parse_head(value: str) -> Optional[int]:
 
 
 ModelOption = Annotated[str, typer.Option(
-    "--model", "-m", metavar="NAME|PATH", help="'random' (random weights, vocabulary from your sentences), "
-                          "or the path of a model file.")]
+    "--model", "-m", metavar="NAME|PATH",
+    help="'random' (random weights, vocabulary from your sentences), or the path of a model "
+         "file.")]
 LayerOption = Annotated[Optional[int], typer.Option(
     "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
     "(or the one the model file recommends).", show_default=False)]
@@ -62,9 +63,9 @@ HeadOption = Annotated[Optional[int], typer.Option(
     help="Head to show, counting from 0, or 'mean' for the average over heads. "
          "Default: mean.", show_default=False)]
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
-    "--output", "-o", metavar="FILE", help="Write to this file instead of the terminal; the suffix picks the "
-                           "format: .png .svg .pdf (heatmap), .npz .json (all the numbers). "
-                           "Repeatable.", show_default=False)]
+    "--output", "-o", metavar="FILE",
+    help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
+         ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.")]
 DeviceOption = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
                                                    "present.")]
@@ -114,8 +115,9 @@ def decode(
                                         help="The source sentence, in quotes.",
                                         show_default=False)],
     target: Annotated[Optional[str], typer.Option(
-        "--target", "-t", metavar="TEXT", help="The target sentence. Without it, the model writes one "
-                               "greedily and prints it.", show_default=False)] = None,
+        "--target", "-t", metavar="TEXT",
+        help="The target sentence. Without it, the model writes one greedily and prints it.",
+        show_default=False)] = None,
     kind: Annotated[Kind, typer.Option(
         help="self: masked decoder self-attention; cross: cross-attention; all: both.")
     ] = Kind.all,

@@ -22,5 +22,5 @@ def colormap(name: str = DEFAULT_CMAP):
 
 def rgb(name: str, values: np.ndarray) -> np.ndarray:
     """The colours of ``values`` in [0, 1] as 0-255 integers. Shape: ``[...] -> [..., 3]``."""
-    rgba = colormap(name)(np.clip(values, 0.0, 1.0))  # (..., 4) floats in [0, 1]
+    rgba = np.asarray(colormap(name)(np.clip(values, 0.0, 1.0)))  # (..., 4) floats in [0, 1]
     return np.rint(rgba[..., :3] * 255).astype(np.uint8)

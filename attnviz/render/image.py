@@ -104,5 +104,9 @@ def save(heatmaps: list[Heatmap], path: Path, cmap: str, dpi: int = 150) -> None
     fmt = output_format(path)
     fig = figure(heatmaps, cmap)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt])
+    from matplotlib import rc_context
+
+    # SVG: labels stay text (searchable, editable), and element ids do not change between runs.
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}):
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt])
     write_atomically(path, buffer.getvalue())

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models with fixed seeds, so every test runs in well under a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnviz.checkpoint import Checkpoint, save_checkpoint
+from attnviz.config import ModelConfig
+from attnviz.model import Transformer
+from attnviz.tokenize import Tokenizer, Vocabulary
+
+SOURCE = "the black cat sees the red car"
+TARGET = "le chat noir voit la voiture rouge"
+
+
+def tiny_config(**changes) -> ModelConfig:
+    sizes = dict(source_vocab_size=11, target_vocab_size=13, d_model=16, n_heads=2,
+                 n_encoder_layers=2, n_decoder_layers=3, d_ff=32, max_target_length=12)
+    sizes.update(changes)
+    return ModelConfig(**sizes)
+
+
+def tiny_model(seed: int = 0, **changes) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(tiny_config(**changes)).eval()
+
+
+@pytest.fixture
+def model() -> Transformer:
+    return tiny_model()
+
+
+@pytest.fixture
+def checkpoint() -> Checkpoint:
+    """A small word-level model that knows the words of SOURCE and TARGET."""
+    tokenizer = Tokenizer("word")
+    source_vocab = Vocabulary.build([tokenizer.split(SOURCE)])
+    target_vocab = Vocabulary.build([tokenizer.split(TARGET)])
+    torch.manual_seed(1)
+    model = Transformer(tiny_config(source_vocab_size=len(source_vocab),
+                                    target_vocab_size=len(target_vocab))).eval()
+    return Checkpoint(model, tokenizer, tokenizer, source_vocab, target_vocab,
+                      {"task": "test"})
+
+
+@pytest.fixture
+def model_file(tmp_path, checkpoint):
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, path)
+    return path

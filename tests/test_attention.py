@@ -1,0 +1,152 @@
+"""The one attention function against torch's own reference, and its invariants."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+
+from attnviz.attention import causal_mask, padding_mask, scaled_dot_product_attention
+
+SHAPES = [  # (batch dims, T, S, d_k, d_v)
+    ((), 1, 1, 1, 1),
+    ((2,), 5, 5, 8, 8),
+    ((2, 3), 4, 7, 16, 5),  # T != S, d_v != d_k
+    ((1, 4), 9, 3, 32, 32),
+    ((3, 2), 12, 12, 64, 16),
+]
+
+
+def _inputs(shape, dtype, seed=0):
+    batch, t, s, d_k, d_v = shape
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(*batch, t, d_k, generator=gen, dtype=dtype)
+    k = torch.randn(*batch, s, d_k, generator=gen, dtype=dtype)
+    v = torch.randn(*batch, s, d_v, generator=gen, dtype=dtype)
+    return q, k, v, gen
+
+
+def _explicit(q, k, v, mask=None):
+    """softmax(Q Kᵀ / √d_k + M) V, written out the long way."""
+    scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+    if mask is not None:
+        scores = scores + torch.zeros_like(scores).masked_fill(~mask, float("-inf"))
+    weights = torch.exp(scores - scores.amax(-1, keepdim=True))
+    weights = weights / weights.sum(-1, keepdim=True)
+    return weights @ v, weights
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_torch_without_mask(shape, dtype):
+    q, k, v, _ = _inputs(shape, dtype)
+    output, weights = scaled_dot_product_attention(q, k, v)
+    assert output.shape == (*shape[0], shape[1], shape[4])
+    assert weights.shape == (*shape[0], shape[1], shape[2])
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v),
+                               atol=1e-6, rtol=0)
+    _, expected_weights = _explicit(q, k, v)
+    torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_torch_with_a_mask(shape, dtype):
+    q, k, v, gen = _inputs(shape, dtype, seed=1)
+    batch, t, s = shape[0], shape[1], shape[2]
+    mask = torch.rand(*batch, t, s, generator=gen) < 0.6
+    mask[..., 0] = True  # every query sees a key here; fully masked rows are tested below
+    output, weights = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                               atol=1e-6, rtol=0)
+    _, expected_weights = _explicit(q, k, v, mask)
+    torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=0)
+    assert (weights[~mask.expand_as(weights)] == 0.0).all()
+
+
+@pytest.mark.parametrize("t,s", [(1, 1), (4, 4), (6, 6)])
+def test_causal_mask_matches_torch_is_causal(t, s):
+    q, k, v, _ = _inputs(((2, 2), t, s, 8, 8), torch.float32)
+    output, weights = scaled_dot_product_attention(q, k, v, causal_mask(t))
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                               atol=1e-6, rtol=0)
+    assert (weights.triu(diagonal=1) == 0.0).all()
+
+
+def test_causal_mask_is_true_on_and_below_the_diagonal():
+    assert causal_mask(3).tolist() == [[True, False, False], [True, True, False],
+                                       [True, True, True]]
+
+
+def test_padding_mask_hides_padding_keys_only():
+    mask = padding_mask(torch.tensor([2, 4]))
+    assert mask.shape == (2, 1, 1, 4)
+    assert mask[:, 0, 0].tolist() == [[True, True, False, False], [True, True, True, True]]
+    q, k, v, _ = _inputs(((2, 3), 5, 4, 8, 8), torch.float32)
+    _, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert (weights[0, :, :, 2:] == 0.0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5))
+
+
+def test_a_query_with_no_visible_key_gets_zeros_not_nan():
+    q, k, v, _ = _inputs(((2,), 3, 4, 8, 8), torch.float32)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False
+    output, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert not output.isnan().any() and not weights.isnan().any()
+    assert (weights[:, 1] == 0.0).all() and (output[:, 1] == 0.0).all()
+    torch.testing.assert_close(weights[:, [0, 2]].sum(-1), torch.ones(2, 2))
+
+
+def test_mask_must_be_boolean():
+    q, k, v, _ = _inputs(((1,), 2, 2, 4, 4), torch.float32)
+    with pytest.raises(TypeError, match="boolean"):
+        scaled_dot_product_attention(q, k, v, torch.zeros(2, 2))
+
+
+@st.composite
+def attention_case(draw):
+    batch = draw(st.integers(1, 3))
+    heads = draw(st.integers(1, 3))
+    t, s = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    d = draw(st.integers(1, 16))
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = draw(st.sampled_from([0.01, 1.0, 10.0, 100.0]))  # large scale: peaked softmax
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, t, d, generator=gen) * scale
+    k = torch.randn(batch, heads, s, d, generator=gen) * scale
+    v = torch.randn(batch, heads, s, d, generator=gen)
+    mask = None
+    if draw(st.booleans()):
+        mask = torch.rand(batch, 1, t, s, generator=gen) < draw(st.floats(0.0, 1.0))
+    return q, k, v, mask
+
+
+@settings(max_examples=200, deadline=None)
+@given(attention_case())
+def test_attention_invariants(case):
+    q, k, v, mask = case
+    output, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert not weights.isnan().any() and not output.isnan().any()
+    assert (weights >= 0).all()
+    visible = torch.ones_like(weights, dtype=torch.bool) if mask is None else mask.expand_as(
+        weights)
+    assert (weights[~visible] == 0.0).all()  # exactly zero, not merely small
+    has_key = visible.any(-1)
+    sums = weights.sum(-1)
+    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]))
+    assert (sums[~has_key] == 0.0).all()
+    assert (output[~has_key] == 0.0).all()
+
+
+def test_no_other_module_computes_softmax():
+    """Every attention weight in the package comes from attention.py."""
+    package = Path(__file__).parent.parent / "attnviz"
+    users = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                   if re.search(r"softmax\(", path.read_text()))
+    assert users == ["attention.py"]

@@ -1,0 +1,75 @@
+"""The AttentionMaps container and the 2-D views selected from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnviz.errors import AttnvizError
+from attnviz.maps import AttentionMaps, display_label
+
+
+def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:
+    rng = np.random.default_rng(seed)
+
+    def rows(*shape, causal=False):
+        weights = rng.random(shape).astype(np.float32)
+        if causal:
+            weights = weights * np.tril(np.ones(shape[-2:], dtype=np.float32))
+        return weights / weights.sum(-1, keepdims=True)
+
+    return AttentionMaps(
+        source_tokens=[f"s{i}" for i in range(s)],
+        target_tokens=["<bos>", *[f"t{i}" for i in range(t - 1)]],
+        encoder_self=rows(layers, heads, s, s),
+        decoder_self=rows(layers, heads, t, t, causal=True),
+        cross=rows(layers, heads, t, s),
+    )
+
+
+def test_select_one_head_and_the_mean_over_heads():
+    maps = make_maps()
+    one = maps.select("cross", 1, 2)
+    assert np.array_equal(one.weights, maps.cross[1, 2])
+    assert one.query_tokens == maps.target_tokens and one.key_tokens == maps.source_tokens
+    mean = maps.select("encoder_self", 0, None)
+    np.testing.assert_allclose(mean.weights, maps.encoder_self[0].mean(0))
+    assert mean.title == "Encoder self-attention · layer 0 · mean of 3 heads"
+    assert one.title == "Cross-attention · layer 1 · head 2"
+
+
+def test_decoder_self_marks_the_future_as_not_visible():
+    heatmap = make_maps(t=4).select("decoder_self", 0, None)
+    assert heatmap.visible.tolist() == np.tril(np.ones((4, 4), dtype=bool)).tolist()
+    assert make_maps().select("cross", 0, 0).visible.all()
+
+
+@pytest.mark.parametrize("layer, head, message", [
+    (2, 0, "--layer 2 is out of range: .* layers 0 to 1"),
+    (-1, 0, "--layer -1 is out of range"),
+    (0, 3, "--head 3 is out of range: this model has heads 0 to 2, or use --head mean"),
+])
+def test_out_of_range_layer_or_head_names_the_valid_range(layer, head, message):
+    with pytest.raises(AttnvizError, match=message):
+        make_maps().select("cross", layer, head)
+
+
+def test_shapes_are_checked():
+    maps = make_maps()
+    with pytest.raises(ValueError, match="cross must have shape"):
+        AttentionMaps(maps.source_tokens, maps.target_tokens, maps.encoder_self,
+                      maps.decoder_self, maps.cross[..., :2])
+
+
+def test_round_trip_through_a_dict_keeps_empty_decoder_maps():
+    maps = make_maps()
+    empty = AttentionMaps(maps.source_tokens, [], maps.encoder_self,
+                          np.zeros((2, 3, 0, 0), np.float32), np.zeros((2, 3, 0, 3), np.float32))
+    as_lists = {k: v if isinstance(v, list) else v.tolist() for k, v in empty.to_dict().items()}
+    back = AttentionMaps.from_dict(as_lists)
+    assert back.decoder_self.shape == (2, 3, 0, 0) and back.cross.shape == (2, 3, 0, 3)
+
+
+def test_labels_show_whitespace():
+    assert display_label(" ") == "␣"
+    assert make_maps().select("cross", 0, 0).key_labels == ["s0", "s1", "s2"]
