@@ -260,7 +260,9 @@ class Transformer(nn.Module):
         finished = torch.zeros(batch, dtype=torch.bool, device=source_ids.device)
         for _ in range(limit):
             logits, _, _ = self.decode(generated, memory, source_ids)  # (B, T, V)
-            next_ids = logits[:, -1].argmax(dim=-1)  # (B,)
+            scores = logits[:, -1]  # (B, V)
+            scores[:, [PAD_ID, BOS_ID]] = float("-inf")  # never written, only read
+            next_ids = scores.argmax(dim=-1)  # (B,)
             finished = finished | (next_ids == EOS_ID)
             if bool(finished.all()):
                 break

@@ -153,11 +153,22 @@ def test_generate_stops_at_the_maximum_length():
     assert model.generate(_batch(batch=1)[0], max_length=2).tolist() == [[BOS_ID, 7, 7]]
 
 
+def test_generate_never_writes_padding_or_begin_tokens():
+    model = tiny_model()
+    with torch.no_grad():
+        model.output.bias.fill_(0.0)
+        model.output.bias[PAD_ID] = 1e4
+        model.output.bias[BOS_ID] = 1e4
+        model.output.bias[EOS_ID] = 1e3
+    assert model.generate(_batch(batch=2)[0]).tolist() == [[BOS_ID]] * 2
+
+
 def test_generate_is_greedy_and_matches_teacher_forcing():
     model = tiny_model(seed=3)
     source = _batch(batch=1)[0]
     generated = model.generate(source)
     logits = model(source, generated).logits  # (1, T, V)
+    logits[..., [PAD_ID, BOS_ID]] = float("-inf")
     predicted = logits.argmax(-1)[0]
     assert generated[0, 1:].tolist() == predicted[:-1].tolist()
 
