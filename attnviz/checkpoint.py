@@ -24,7 +24,7 @@ from attnviz.config import ModelConfig
 from attnviz.errors import AttnvizError
 from attnviz.files import write_atomically
 from attnviz.model import Transformer
-from attnviz.tokenize import Tokenizer, Vocabulary
+from attnviz.tokenize import EOS_ID, Tokenizer, Vocabulary
 
 FORMAT = "attnviz-model"
 SCHEMA_VERSION = 1
@@ -46,6 +46,19 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def source_ids(self, tokens: list[str]) -> list[int]:
+        """The encoder's input: the ids of the source tokens, then the end token.
+
+        The end token gives every source a fixed last position, from which the model can
+        count (reversing a sentence needs that), and a place to put attention it does not
+        need elsewhere.
+        """
+        return [*self.source_vocab.ids(tokens), EOS_ID]
+
+    def target_ids(self, tokens: list[str]) -> list[int]:
+        """The ids of the target tokens (the decoder's input adds <bos> in front)."""
+        return self.target_vocab.ids(tokens)
+
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     """Write the checkpoint to ``path`` atomically: a reader sees the old file or the new one."""
@@ -64,6 +77,16 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
              for name, tensor in checkpoint.model.state_dict().items()}
     write_atomically(Path(path), save(state, metadata=metadata))
+
+
+def check_model_path(path: Path) -> None:
+    """Fail before training when ``path`` is not a writable ``.safetensors`` file name."""
+    from attnviz.files import check_writable
+
+    if Path(path).suffix != ".safetensors":
+        raise AttnvizError(f"cannot write {path}: model files end in .safetensors; "
+                           f"try {Path(path).with_suffix('.safetensors')}")
+    check_writable(Path(path))
 
 
 def read_metadata(data: bytes, name: str) -> dict[str, Any]:

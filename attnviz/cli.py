@@ -169,6 +169,104 @@ def _show(text: str, target: Optional[str], kinds: list[str], layer: Optional[in
         terminal.show(Console(), heatmaps, cmap)
 
 
+class TokenizerKind(str, Enum):
+    word = "word"
+    char = "char"
+
+
+@app.command()
+def train(
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", help="Where to write the model (.safetensors).",
+        show_default=False)],
+    task: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Train on a built-in task: translate, dates or reverse.",
+        show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        metavar="PAIRS.TSV", help="Train on your own pairs: one source<TAB>target a line, "
+                                  "UTF-8.", show_default=False)] = None,
+    tokenizer: Annotated[TokenizerKind, typer.Option(
+        help="How --data text is split into tokens.")] = TokenizerKind.word,
+    layers: Annotated[int, typer.Option(help="Encoder blocks, and decoder blocks.")] = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads per layer.")] = 4,
+    width: Annotated[int, typer.Option(help="Model width (d_model).")] = 64,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Optimizer steps. Default: 3000, or what --epochs gives.",
+        show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Passes over the --data pairs (instead of --steps).", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
+    val_split: Annotated[float, typer.Option(
+        help="Share of --data pairs kept for validation.")] = 0.1,
+    max_length: Annotated[int, typer.Option(
+        help="Longest --data target, in tokens.")] = 64,
+    device: DeviceOption = Device.cpu,
+) -> None:
+    """Train a model on a built-in task or on your own sentence pairs, and save it.
+
+    Example:  attnviz train --task translate -o translate.safetensors
+    """
+    with reporting():
+        from attnviz import train as training
+        from attnviz.checkpoint import check_model_path, save_checkpoint
+        from attnviz.render.report import training_progress, training_summary
+
+        check_model_path(output)
+        plan = training.plan(task=task, data=data, tokenizer=tokenizer.value, layers=layers,
+                             heads=heads, width=width, steps=steps, epochs=epochs,
+                             batch_size=batch_size, learning_rate=lr, seed=seed,
+                             validation_share=val_split, max_length=max_length,
+                             device=device.value)
+        with training_progress(_stderr(), plan.options.steps) as report:
+            result = training.run(plan, report)
+        save_checkpoint(result.checkpoint, output)
+        if result.interrupted:
+            _stderr().print(f"interrupted at step {result.steps_done}: saved the best model so "
+                            f"far (from step {result.best_step})", soft_wrap=True)
+        typer.echo(training_summary(result, output))
+
+
+@app.command(name="eval")
+def eval_(
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|PATH",
+                                       help="A shipped model's name or a model file.")],
+    task: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Measure on the task's held-out test set.", show_default=False)
+    ] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        metavar="PAIRS.TSV", help="Measure on these pairs.", show_default=False)] = None,
+    examples: Annotated[int, typer.Option(help="Size of the --task test set.")] = 1000,
+    device: DeviceOption = Device.cpu,
+) -> None:
+    """Measure a model: exact match, token accuracy and, for translate, cross-attention alignment.
+
+    Example:  attnviz eval --model translate --task translate
+    """
+    with reporting():
+        from attnviz.evaluate import measure
+        from attnviz.render.report import metrics_text
+
+        metrics = measure(model, task=task, data=data, examples=examples, device=device.value)
+        typer.echo(metrics_text(metrics))
+
+
+@app.command()
+def models() -> None:
+    """List the models shipped with attnviz: task, sizes and measured accuracy.
+
+    Example:  attnviz models
+    """
+    with reporting():
+        from rich.console import Console
+
+        from attnviz.pipeline import shipped_models
+        from attnviz.render.report import models_table
+
+        Console().print(models_table(shipped_models()))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"attnviz {__version__}")

@@ -18,7 +18,7 @@ class ModelConfig:
     n_decoder_layers: int = 2  # decoder blocks, masked self-attention then cross-attention
     d_ff: int = 256  # hidden width of each feed-forward layer
     dropout: float = 0.0  # dropout while training; off at inference
-    max_target_length: int = 64  # greedy decoding stops after this many tokens
+    max_target_length: int = 64  # the longest target, in tokens; greedy decoding stops there
 
     def __post_init__(self) -> None:
         for name in ("source_vocab_size", "target_vocab_size", "d_model", "n_heads",

@@ -109,8 +109,7 @@ def encode(text: str, model: str = DEFAULT_MODEL, *, seed: int = 0, device: str 
     _require_text(text, "source text")
     torch_device = resolve_device(device)
     checkpoint = load_model(model, torch_device, text, None, seed)
-    source_ids, source_labels, warnings = _ids(checkpoint.source_tokenizer,
-                                               checkpoint.source_vocab, text, "source")
+    source_ids, source_labels, warnings = _source(checkpoint, text)
     with torch.inference_mode():
         encoded = checkpoint.model.encode(_batch(source_ids, torch_device))
     config = checkpoint.config
@@ -137,8 +136,7 @@ def decode(text: str, target: str | None = None, model: str = DEFAULT_MODEL, *, 
         _require_text(target, "--target text")
     torch_device = resolve_device(device)
     checkpoint = load_model(model, torch_device, text, target, seed)
-    source_ids, source_labels, warnings = _ids(checkpoint.source_tokenizer,
-                                               checkpoint.source_vocab, text, "source")
+    source_ids, source_labels, warnings = _source(checkpoint, text)
     source = _batch(source_ids, torch_device)  # (1, S)
     generated = None
     with torch.inference_mode():
@@ -147,9 +145,10 @@ def decode(text: str, target: str | None = None, model: str = DEFAULT_MODEL, *, 
             target_labels = checkpoint.target_vocab.tokens_of(decoder_input[0].tolist())
             generated = checkpoint.target_tokenizer.join(target_labels[1:])
         else:
-            target_ids, labels, target_warnings = _ids(checkpoint.target_tokenizer,
-                                                       checkpoint.target_vocab, target, "target")
-            warnings += target_warnings
+            tokens = _tokens(checkpoint.target_tokenizer, target, "target")
+            target_ids = checkpoint.target_ids(tokens)
+            labels = checkpoint.target_vocab.tokens_of(target_ids)
+            warnings += _unknown_warning(checkpoint.target_vocab, tokens, "target")
             decoder_input = _batch([BOS_ID, *target_ids], torch_device)  # (1, T)
             target_labels = [BOS, *labels]
         output = checkpoint.model(source, decoder_input)
@@ -169,20 +168,28 @@ def _require_text(text: str, what: str) -> None:
                            '"the black cat sees the red car"')
 
 
-def _ids(tokenizer: Tokenizer, vocab: Vocabulary, text: str, side: str
-         ) -> tuple[list[int], list[str], list[str]]:
-    """Token ids, their labels (unknown tokens shown as <unk>) and a warning for unknown ones."""
+def _tokens(tokenizer: Tokenizer, text: str, side: str) -> list[str]:
     tokens = tokenizer.split(text)
     if not tokens:
         raise AttnvizError(f"the {side} text {text!r} has no tokens; give some words")
-    ids = vocab.ids(tokens)
-    warnings = []
+    return tokens
+
+
+def _source(checkpoint: Checkpoint, text: str) -> tuple[list[int], list[str], list[str]]:
+    """Source ids (ending with <eos>), their labels (<unk> for unknown ones), and warnings."""
+    tokens = _tokens(checkpoint.source_tokenizer, text, "source")
+    ids = checkpoint.source_ids(tokens)
+    return ids, checkpoint.source_vocab.tokens_of(ids), _unknown_warning(
+        checkpoint.source_vocab, tokens, "source")
+
+
+def _unknown_warning(vocab: Vocabulary, tokens: list[str], side: str) -> list[str]:
     unknown = vocab.unknown(tokens)
-    if unknown:
-        shown = ", ".join(repr(t) for t in unknown)
-        warnings.append(f"{len(unknown)} {side} token(s) are not in this model's vocabulary and "
-                        f"are shown as <unk>: {shown}")
-    return ids, vocab.tokens_of(ids), warnings
+    if not unknown:
+        return []
+    shown = ", ".join(repr(t) for t in unknown)
+    return [f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are shown "
+            f"as <unk>: {shown}"]
 
 
 def _batch(ids: list[int], device: torch.device) -> torch.Tensor:

@@ -104,7 +104,7 @@ def test_npz_and_json_hold_exactly_what_the_model_returned(tmp_path):
         npz = {key: archive[key] for key in archive.files}
     parsed = json.loads((tmp_path / "m.json").read_text())
     for stored in (npz, parsed):
-        assert list(stored["source_tokens"]) == SOURCE.split()
+        assert list(stored["source_tokens"]) == [*SOURCE.split(), "<eos>"]
         assert list(stored["target_tokens"]) == ["<bos>", *TARGET.split()]
         for kind in ("encoder_self", "decoder_self", "cross"):
             assert np.array_equal(np.asarray(stored[kind], dtype=np.float32),
@@ -114,9 +114,9 @@ def test_npz_and_json_hold_exactly_what_the_model_returned(tmp_path):
 def test_encode_npz_has_empty_decoder_maps(tmp_path):
     assert run("encode", SOURCE, "-o", str(tmp_path / "e.npz")).exit_code == 0
     with np.load(tmp_path / "e.npz") as archive:
-        assert archive["encoder_self"].shape == (2, 4, 7, 7)
+        assert archive["encoder_self"].shape == (2, 4, 8, 8)  # 7 words and <eos>
         assert archive["decoder_self"].shape == (2, 4, 0, 0)
-        assert archive["cross"].shape == (2, 4, 0, 7)
+        assert archive["cross"].shape == (2, 4, 0, 8)
 
 
 def test_a_model_file_is_used_and_unknown_words_are_named(model_file):

@@ -1,0 +1,104 @@
+"""How well a model does a task: exact match, token accuracy, and where cross-attention looks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attnviz.batches import make_batch
+from attnviz.checkpoint import Checkpoint
+from attnviz.tasks import Example
+from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass(frozen=True)
+class Metrics:
+    examples: int
+    exact_match: float  # share of greedy outputs equal to the target, token for token
+    token_accuracy: float  # share of target tokens (and end tokens) predicted right, teacher-forced
+    # Per decoder layer: share of target tokens whose largest cross-attention weight (mean over
+    # heads) is on their aligned source token; None when the examples carry no alignment.
+    alignment: tuple[float, ...] | None = None
+
+    @property
+    def best_alignment_layer(self) -> int | None:
+        if not self.alignment:
+            return None
+        return max(range(len(self.alignment)), key=lambda layer: self.alignment[layer])
+
+    def to_dict(self) -> dict:
+        return {"examples": self.examples, "exact_match": self.exact_match,
+                "token_accuracy": self.token_accuracy,
+                "alignment": list(self.alignment) if self.alignment else None}
+
+
+@torch.inference_mode()
+def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 256,
+             device: torch.device | str = "cpu") -> Metrics:
+    """Measure ``checkpoint`` on ``examples``; the model is left in eval mode."""
+    model = checkpoint.model.eval()
+    exact = correct = counted = 0
+    layers = checkpoint.config.n_decoder_layers
+    aligned = torch.zeros(layers)
+    aligned_count = 0
+    with_alignment = all(e.alignment is not None for e in examples)
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch = make_batch(checkpoint, chunk, device)
+        output = model(batch.source, batch.decoder_input)
+        real = batch.decoder_target != PAD_ID  # (B, T)
+        predicted = _allowed(output.logits).argmax(-1)  # (B, T)
+        correct += int(((predicted == batch.decoder_target) & real).sum())
+        counted += int(real.sum())
+
+        generated = model.generate(batch.source)  # (B, T'): <bos> then the output
+        for row, example in zip(generated.tolist(), batch.decoder_target.tolist(), strict=True):
+            expected = [t for t in example if t not in (PAD_ID, EOS_ID)]
+            exact += [t for t in row if t not in (PAD_ID, BOS_ID)] == expected
+
+        if with_alignment:
+            cross = output.cross.mean(dim=2)  # (B, L, T, S): mean over heads
+            for b, example in enumerate(chunk):
+                # Row j is the decoder step whose input is the token before target token j:
+                # the step that predicts it.
+                rows = torch.arange(len(example.alignment))
+                looked_at = cross[b, :, rows].argmax(-1)  # (L, n)
+                aligned += (looked_at == torch.tensor(example.alignment)).sum(-1).float()
+                aligned_count += len(example.alignment)
+    alignment = tuple((aligned / max(1, aligned_count)).tolist()) if with_alignment else None
+    return Metrics(len(examples), exact / max(1, len(examples)), correct / max(1, counted),
+                   alignment)
+
+
+def _allowed(logits: torch.Tensor) -> torch.Tensor:
+    """Logits with padding and begin tokens ruled out, as greedy decoding rules them out."""
+    logits = logits.clone()
+    logits[..., [PAD_ID, BOS_ID]] = float("-inf")
+    return logits
+
+
+def measure(model: str, *, task: str | None, data: Path | None, examples: int = 1000,
+            device: str = "cpu") -> Metrics:
+    """``attnviz eval``: a model (shipped name or file) on a task's test set or on pairs."""
+    from attnviz.errors import AttnvizError
+    from attnviz.pairs import read_pairs
+    from attnviz.pipeline import load_model, resolve_device
+    from attnviz.tasks import get_task
+    from attnviz.train import test_examples
+
+    if (task is None) == (data is None):
+        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+    if examples < 1:
+        raise AttnvizError("--examples must be at least 1")
+    if model == "random":
+        raise AttnvizError("the random model has nothing to measure; give a trained model")
+    torch_device = resolve_device(device)
+    checkpoint = load_model(model, torch_device, "", None, 0)
+    if task is not None:
+        chosen = test_examples(get_task(task), examples)
+    else:
+        chosen = read_pairs(data, checkpoint.target_tokenizer,
+                            checkpoint.config.max_target_length)
+    return evaluate(checkpoint, chosen, device=torch_device)

@@ -1,0 +1,311 @@
+"""Training a model on a task or on pairs of sentences, keeping the best model on validation.
+
+The loop knows nothing of terminals: it reports through a callback, and a KeyboardInterrupt
+stops it cleanly with the best weights so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from attnviz.batches import make_batch
+from attnviz.checkpoint import Checkpoint
+from attnviz.config import ModelConfig
+from attnviz.evaluate import Metrics, evaluate
+from attnviz.model import Transformer
+from attnviz.tasks import Example, Task, examples
+from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int = 3000  # optimizer steps
+    batch_size: int = 64
+    learning_rate: float = 2e-3  # peak, after a linear warm-up; cosine decay to a tenth
+    warmup: int = 200
+    eval_every: int = 200  # steps between validations
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.learning_rate > 0:
+            raise ValueError("the learning rate must be positive")
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    steps: int
+    loss: float  # mean training loss since the last report
+    validation: Metrics | None  # set at validation steps
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Checkpoint  # holding the best weights on validation
+    best: Metrics | None  # validation metrics of those weights
+    best_step: int
+    steps_done: int
+    seconds: float
+    interrupted: bool
+    history: list[Progress] = field(default_factory=list)
+    test: Metrics | None = None  # measured after training by fit()
+
+
+@dataclass(frozen=True)
+class Data:
+    """Where training examples come from, and the validation set."""
+
+    tokenizer: Tokenizer
+    source_vocab: Vocabulary
+    target_vocab: Vocabulary
+    batches: Callable[[int, int], Iterator[list[Example]]]  # (batch size, seed) -> batches
+    validation: list[Example]
+    max_target_length: int
+    training_size: int = 0  # pairs in one epoch; 0 for a task's endless stream
+
+
+def task_data(task: Task, seed: int, validation_size: int = 500) -> Data:
+    """Fresh examples from the task's training part; validation from its validation part."""
+    from attnviz.tasks import draw
+
+    def batches(batch_size: int, batch_seed: int) -> Iterator[list[Example]]:
+        stream = examples(task, batch_seed, "train")
+        while True:
+            yield [next(stream) for _ in range(batch_size)]
+
+    validation = draw(task, validation_size, seed + 1, "validation")
+    return Data(task.tokenizer, Vocabulary([*SPECIALS, *task.source_tokens]),
+                Vocabulary([*SPECIALS, *task.target_tokens]), batches, validation,
+                task.max_target_length + 4)  # some room: a confused model is not cut short
+
+
+def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: float, seed: int,
+               max_target_length: int) -> Data:
+    """A shuffled split of the pairs; the vocabularies hold the training side's tokens."""
+    if not 0.0 <= validation_share < 1.0:
+        raise ValueError("the validation share must be in [0, 1)")
+    unique = list(dict.fromkeys(pairs))
+    random.Random(seed).shuffle(unique)
+    cut = round(len(unique) * validation_share) if len(unique) > 1 else 0
+    validation, training = unique[:cut], unique[cut:]
+
+    def batches(batch_size: int, batch_seed: int) -> Iterator[list[Example]]:
+        rng = random.Random(batch_seed)
+        while True:  # epochs of shuffled training pairs
+            order = training[:]
+            rng.shuffle(order)
+            for start in range(0, len(order), batch_size):
+                yield order[start:start + batch_size]
+
+    source_vocab = Vocabulary.build(tokenizer.split(e.source) for e in training)
+    target_vocab = Vocabulary.build(tokenizer.split(e.target) for e in training)
+    return Data(tokenizer, source_vocab, target_vocab, batches, validation or training[:500],
+                max_target_length, len(training))
+
+
+def new_checkpoint(data: Data, config_sizes: dict, seed: int, info: dict) -> Checkpoint:
+    """A randomly initialised model sized for ``data``, with its vocabularies."""
+    config = ModelConfig(source_vocab_size=len(data.source_vocab),
+                         target_vocab_size=len(data.target_vocab),
+                         max_target_length=data.max_target_length, **config_sizes)
+    torch.manual_seed(seed)
+    model = Transformer(config)
+    return Checkpoint(model, data.tokenizer, data.tokenizer, data.source_vocab,
+                      data.target_vocab, info)
+
+
+def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
+          report: Callable[[Progress], None] = lambda progress: None) -> TrainResult:
+    """Train ``checkpoint.model`` in place; the result holds the best weights on validation.
+
+    Training stops after ``options.steps`` steps, when validation exact match has been
+    100% twice in a row, or at Ctrl-C (KeyboardInterrupt), which is not re-raised.
+    """
+    from attnviz.pipeline import resolve_device
+
+    device = resolve_device(options.device)
+    torch.manual_seed(options.seed)
+    model = checkpoint.model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate,
+                                  betas=(0.9, 0.98), weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(options))
+    batches = data.batches(options.batch_size, options.seed)
+
+    best_key, best_state, best_metrics, best_step = None, None, None, 0
+    perfect_in_a_row, step, losses, history = 0, 0, [], []
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        while step < options.steps:
+            batch = make_batch(checkpoint, next(batches), device)
+            logits = model(batch.source, batch.decoder_input).logits  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1), batch.decoder_target.flatten(),
+                                   ignore_index=PAD_ID)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(loss.item())
+            validation = None
+            if step % options.eval_every == 0 or step == options.steps:
+                validation = evaluate(checkpoint, data.validation, device=device)
+                model.train()
+                key = (validation.exact_match, validation.token_accuracy)
+                if best_key is None or key > best_key:
+                    best_key, best_metrics, best_step = key, validation, step
+                    best_state = copy.deepcopy(model.state_dict())
+                perfect_in_a_row = perfect_in_a_row + 1 if validation.exact_match == 1.0 else 0
+            progress = Progress(step, options.steps, sum(losses) / len(losses), validation)
+            report(progress)
+            if validation is not None:
+                history.append(progress)
+                losses = []
+                if perfect_in_a_row >= 2:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_step = step
+    model.eval()
+    return TrainResult(checkpoint, best_metrics, best_step, step,
+                       time.perf_counter() - started, interrupted, history)
+
+
+def _schedule(options: TrainOptions) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to a tenth of the peak learning rate."""
+    warmup = min(options.warmup, max(1, options.steps // 10))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, options.steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+TEST_SEED = 12345  # the held-out test set of `attnviz eval --task`: the same for every model
+TEST_SIZE = 1000
+
+
+def test_examples(task: Task, count: int = TEST_SIZE) -> list[Example]:
+    """The task's held-out test set: never seen in training or validation."""
+    from attnviz.tasks import draw
+
+    return draw(task, count, TEST_SEED, "test")
+
+
+def fit(data: Data, sizes: dict, options: TrainOptions, info: dict,
+        test: list[Example] | None = None,
+        report: Callable[[Progress], None] = lambda progress: None) -> TrainResult:
+    """Build a model for ``data``, train it, and record in its info what it scored.
+
+    ``test`` (default: the validation set) is measured after training; the decoder layer
+    whose cross-attention aligns best becomes the layer ``decode`` shows by default.
+    """
+    checkpoint = new_checkpoint(data, sizes, options.seed, info)
+    result = train(checkpoint, data, options, report)
+    measured = evaluate(checkpoint, test if test is not None else data.validation,
+                        device=next(checkpoint.model.parameters()).device)
+    checkpoint.model.to("cpu")
+    checkpoint.info.update({
+        "metrics": measured.to_dict(),
+        "steps": result.steps_done,
+        "best_step": result.best_step,
+        "train_seconds": round(result.seconds, 1),
+    })
+    if measured.best_alignment_layer is not None:
+        checkpoint.info["default_layers"] = {"cross": measured.best_alignment_layer}
+    result.test = measured
+    return result
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything a training run needs, checked before the first step."""
+
+    data: Data
+    sizes: dict  # ModelConfig fields besides the vocabularies and the maximum length
+    options: TrainOptions
+    info: dict  # stored in the model file
+    test: list[Example] | None  # measured after training (None: the validation set)
+
+
+def plan(*, task: str | None, data: Path | None, tokenizer: str = "word", layers: int = 2,
+         heads: int = 4, width: int = 64, steps: int | None = None, epochs: int | None = None,
+         batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0,
+         validation_share: float = 0.1, max_length: int = 64, device: str = "cpu"
+         ) -> TrainPlan:
+    """Check the options of ``attnviz train`` and gather the data; raises AttnvizError."""
+    from attnviz.errors import AttnvizError
+    from attnviz.pairs import read_pairs
+    from attnviz.tasks import get_task
+
+    if (task is None) == (data is None):
+        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+    if steps is not None and epochs is not None:
+        raise AttnvizError("give --steps or --epochs, not both")
+    if epochs is not None and data is None:
+        raise AttnvizError("--epochs counts passes over --data pairs; with --task use --steps")
+    sizes = {"d_model": width, "n_heads": heads, "n_encoder_layers": layers,
+             "n_decoder_layers": layers, "d_ff": 4 * width}
+    try:
+        ModelConfig(source_vocab_size=4, target_vocab_size=4, max_target_length=max_length,
+                    **sizes)
+        if not 0.0 <= validation_share < 1.0:
+            raise ValueError(f"--val-split must be at least 0 and below 1, got {validation_share}")
+        TrainOptions(steps=1 if steps is None else steps, batch_size=batch_size,
+                     learning_rate=learning_rate, seed=seed, device=device)
+        if epochs is not None and epochs < 1:
+            raise ValueError("--epochs must be at least 1")
+    except ValueError as exc:
+        raise AttnvizError(f"invalid training options: {exc}") from None
+
+    command = ["attnviz", "train"]
+    if task is not None:
+        source = get_task(task)
+        built = task_data(source, seed)
+        test = test_examples(source)
+        command += ["--task", task]
+        info = {"task": task, "description": source.description}
+    else:
+        pairs = read_pairs(data, Tokenizer(tokenizer), max_length)
+        built = pairs_data(pairs, Tokenizer(tokenizer), validation_share, seed, max_length)
+        test = None
+        command += ["--data", str(data), "--tokenizer", tokenizer, "--val-split",
+                    str(validation_share), "--max-length", str(max_length)]
+        info = {"task": f"pairs from {Path(data).name}"}
+    if epochs is not None:
+        steps = math.ceil(built.training_size / batch_size) * epochs
+    if steps is None:
+        steps = 3000
+    command += ["--layers", str(layers), "--heads", str(heads), "--width", str(width),
+                "--steps", str(steps), "--batch-size", str(batch_size), "--lr",
+                str(learning_rate), "--seed", str(seed)]
+    info["command"] = " ".join(command)
+    info["seed"] = seed
+    options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                           seed=seed, device=device)
+    return TrainPlan(built, sizes, options, info, test)
+
+
+def run(plan: TrainPlan, report: Callable[[Progress], None] = lambda progress: None
+        ) -> TrainResult:
+    return fit(plan.data, plan.sizes, plan.options, dict(plan.info), plan.test, report)
