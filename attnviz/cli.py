@@ -51,10 +51,11 @@ def _parse_head(value: str) -> Optional[int]:
                                  ) from None
 
 
-ModelOption = Annotated[str, typer.Option(
-    "--model", "-m", metavar="NAME|PATH",
-    help="'random' (random weights, vocabulary from your sentences), or the path of a model "
-         "file.")]
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="NAME|PATH", show_default=False,
+    help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
+         "(random weights, vocabulary from your sentences), or a model file. "
+         "Default: translate.")]
 LayerOption = Annotated[Optional[int], typer.Option(
     "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
     "(or the one the model file recommends).", show_default=False)]
@@ -94,7 +95,7 @@ def encode(
                                         show_default=False)],
     layer: LayerOption = None,
     head: HeadOption = None,
-    model: ModelOption = "random",
+    model: ModelOption = None,
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
@@ -123,7 +124,7 @@ def decode(
     ] = Kind.all,
     layer: LayerOption = None,
     head: HeadOption = None,
-    model: ModelOption = "random",
+    model: ModelOption = None,
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
@@ -141,11 +142,12 @@ def decode(
 
 
 def _show(text: str, target: Optional[str], kinds: list[str], layer: Optional[int],
-          head: Optional[int], model: str, outputs: list[Path], cmap: str, seed: int,
+          head: Optional[int], model: Optional[str], outputs: list[Path], cmap: str, seed: int,
           device: Device, decoder: bool = False) -> None:
     from attnviz import pipeline, render
 
     render.check_outputs(outputs, cmap)
+    model = model or pipeline.DEFAULT_MODEL
     if decoder:
         result = pipeline.decode(text, target, model, seed=seed, device=device.value)
     else:

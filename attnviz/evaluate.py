@@ -86,7 +86,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int = 
     from attnviz.pairs import read_pairs
     from attnviz.pipeline import load_model, resolve_device
     from attnviz.tasks import get_task
-    from attnviz.train import test_examples
+    from attnviz.train import held_out_examples
 
     if (task is None) == (data is None):
         raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
@@ -97,7 +97,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int = 
     torch_device = resolve_device(device)
     checkpoint = load_model(model, torch_device, "", None, 0)
     if task is not None:
-        chosen = test_examples(get_task(task), examples)
+        chosen = held_out_examples(get_task(task), examples)
     else:
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length)

@@ -186,6 +186,12 @@ class Transformer(nn.Module):
         self.decoder_norm = nn.LayerNorm(config.d_model)
         self.output = nn.Linear(config.d_model, config.target_vocab_size)
         self.dropout = nn.Dropout(config.dropout)
+        for embedding in (self.source_embedding, self.target_embedding):
+            # Scaled by √D in _embed, so tokens and positions start at the same size (std 1);
+            # with torch's default N(0, 1) the position code would be drowned out.
+            nn.init.normal_(embedding.weight, std=config.d_model ** -0.5)
+            with torch.no_grad():
+                embedding.weight[PAD_ID].zero_()
 
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         x = embedding(ids) * math.sqrt(self.config.d_model)  # (B, N, D)

@@ -19,7 +19,7 @@ from attnviz.model import Transformer
 from attnviz.tokenize import BOS, BOS_ID, Tokenizer, Vocabulary
 
 RANDOM = "random"  # the model spec of a randomly initialised model
-DEFAULT_MODEL = RANDOM
+DEFAULT_MODEL = "translate"  # shipped in samples/models, trained by `attnviz train`
 SHIPPED_DIRS = (
     Path(__file__).parent / "samples" / "models",  # inside an installed wheel
     Path(__file__).parent.parent / "samples" / "models",  # in a source checkout

@@ -25,6 +25,8 @@ from attnviz.model import Transformer
 from attnviz.tasks import Example, Task, examples
 from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
 
+PATIENCE = 3  # validations in a row at 100% exact match before training stops early
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -32,7 +34,7 @@ class TrainOptions:
     batch_size: int = 64
     learning_rate: float = 2e-3  # peak, after a linear warm-up; cosine decay to a tenth
     warmup: int = 200
-    eval_every: int = 200  # steps between validations
+    eval_every: int = 250  # steps between validations
     seed: int = 0
     device: str = "cpu"
 
@@ -132,7 +134,8 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     """Train ``checkpoint.model`` in place; the result holds the best weights on validation.
 
     Training stops after ``options.steps`` steps, when validation exact match has been
-    100% twice in a row, or at Ctrl-C (KeyboardInterrupt), which is not re-raised.
+    100% at ``PATIENCE`` validations in a row, or at Ctrl-C (KeyboardInterrupt), which is
+    not re-raised.
     """
     from attnviz.pipeline import resolve_device
 
@@ -165,7 +168,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
             if step % options.eval_every == 0 or step == options.steps:
                 validation = evaluate(checkpoint, data.validation, device=device)
                 model.train()
-                key = (validation.exact_match, validation.token_accuracy)
+                key = _rank(validation)
                 if best_key is None or key > best_key:
                     best_key, best_metrics, best_step = key, validation, step
                     best_state = copy.deepcopy(model.state_dict())
@@ -175,7 +178,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
             if validation is not None:
                 history.append(progress)
                 losses = []
-                if perfect_in_a_row >= 2:
+                if perfect_in_a_row >= PATIENCE:
                     break
     except KeyboardInterrupt:
         interrupted = True
@@ -186,6 +189,12 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     model.eval()
     return TrainResult(checkpoint, best_metrics, best_step, step,
                        time.perf_counter() - started, interrupted, history)
+
+
+def _rank(metrics: Metrics) -> tuple[float, float, float]:
+    """How validation results compare: exact match first, then token accuracy, then how well
+    the best layer's cross-attention aligns (for tasks that know their alignment)."""
+    return (metrics.exact_match, metrics.token_accuracy, max(metrics.alignment or (0.0,)))
 
 
 def _schedule(options: TrainOptions) -> Callable[[int], float]:
@@ -205,7 +214,7 @@ TEST_SEED = 12345  # the held-out test set of `attnviz eval --task`: the same fo
 TEST_SIZE = 1000
 
 
-def test_examples(task: Task, count: int = TEST_SIZE) -> list[Example]:
+def held_out_examples(task: Task, count: int = TEST_SIZE) -> list[Example]:
     """The task's held-out test set: never seen in training or validation."""
     from attnviz.tasks import draw
 
@@ -282,7 +291,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word", layers
     if task is not None:
         source = get_task(task)
         built = task_data(source, seed)
-        test = test_examples(source)
+        test = held_out_examples(source)
         command += ["--task", task]
         info = {"task": task, "description": source.description}
     else:

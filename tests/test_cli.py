@@ -72,9 +72,9 @@ def test_decode_without_a_target_writes_one_and_prints_it():
 
 
 def test_seed_changes_the_random_model(tmp_path):
-    run("encode", SOURCE, "-o", str(tmp_path / "a.npz"))
-    run("encode", SOURCE, "-o", str(tmp_path / "b.npz"), "--seed", "1")
-    run("encode", SOURCE, "-o", str(tmp_path / "c.npz"))
+    run("encode", SOURCE, "-m", "random", "-o", str(tmp_path / "a.npz"))
+    run("encode", SOURCE, "-m", "random", "-o", str(tmp_path / "b.npz"), "--seed", "1")
+    run("encode", SOURCE, "-m", "random", "-o", str(tmp_path / "c.npz"))
     load = lambda name: np.load(tmp_path / name)["encoder_self"]  # noqa: E731
     assert np.array_equal(load("a.npz"), load("c.npz"))
     assert not np.allclose(load("a.npz"), load("b.npz"))
