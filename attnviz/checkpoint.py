@@ -76,7 +76,21 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     }
     state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
              for name, tensor in checkpoint.model.state_dict().items()}
-    write_atomically(Path(path), save(state, metadata=metadata))
+    write_atomically(Path(path), _sorted_header(save(state, metadata=metadata)))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, in an order that changes from run to
+    run; sorted, the same model always gives the same bytes.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    ordered = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(ordered) > length:  # never expected: the same JSON, reordered
+        return data
+    return data[:8] + ordered.ljust(length, b" ") + data[8 + length:]
 
 
 def check_model_path(path: Path) -> None:

@@ -72,6 +72,9 @@ DeviceOption = Annotated[Device, typer.Option(help="Where the model runs; auto =
                                                    "present.")]
 CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
                                               "(any matplotlib name).")]
+NoCacheOption = Annotated[bool, typer.Option(
+    "--no-cache", help="Compute the maps again instead of reading them from the cache, and do "
+                       "not keep them.")]
 
 
 @contextmanager
@@ -100,14 +103,15 @@ def encode(
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceOption = Device.cpu,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
     with reporting():
-        _show(text, None, ["encoder_self"], layer, head, model, output or [], cmap, seed,
-              device)
+        _show("encode", text, None, ["encoder_self"], layer, head, model, output or [], cmap,
+              seed, device, no_cache)
 
 
 @app.command()
@@ -129,6 +133,7 @@ def decode(
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceOption = Device.cpu,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Show the decoder's attention: masked self-attention and cross-attention to TEXT.
 
@@ -137,26 +142,21 @@ def decode(
     kinds = {Kind.self_: ["decoder_self"], Kind.cross: ["cross"],
              Kind.all: ["decoder_self", "cross"]}[kind]
     with reporting():
-        _show(text, target, kinds, layer, head, model, output or [], cmap, seed, device,
-              decoder=True)
+        _show("decode", text, target, kinds, layer, head, model, output or [], cmap, seed,
+              device, no_cache)
 
 
-def _show(text: str, target: Optional[str], kinds: list[str], layer: Optional[int],
-          head: Optional[int], model: Optional[str], outputs: list[Path], cmap: str, seed: int,
-          device: Device, decoder: bool = False) -> None:
-    from attnviz import pipeline, render
+def _show(command: str, text: str, target: Optional[str], kinds: list[str],
+          layer: Optional[int], head: Optional[int], model: Optional[str], outputs: list[Path],
+          cmap: str, seed: int, device: Device, no_cache: bool) -> None:
+    from attnviz import cache, render
 
     render.check_outputs(outputs, cmap)
-    model = model or pipeline.DEFAULT_MODEL
-    if decoder:
-        result = pipeline.decode(text, target, model, seed=seed, device=device.value)
-    else:
-        result = pipeline.encode(text, model, seed=seed, device=device.value)
+    result = cache.run(command, text, target, model, seed, device.value, not no_cache)
     for warning in result.warnings:
         _stderr().print(f"[yellow]warning:[/] {_escape(warning)}", soft_wrap=True,
                         highlight=False)
-    heatmaps = [result.maps.select(kind, result.default_layers[kind] if layer is None
-                                   else layer, head) for kind in kinds]
+    heatmaps = result.heatmaps(kinds, layer, head)
     if result.generated is not None:
         typer.echo(result.generated)
     if outputs:
@@ -263,7 +263,7 @@ def models() -> None:
     with reporting():
         from rich.console import Console
 
-        from attnviz.pipeline import shipped_models
+        from attnviz.catalog import shipped_models
         from attnviz.render.report import models_table
 
         Console().print(models_table(shipped_models()))

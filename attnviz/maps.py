@@ -6,7 +6,7 @@ This module needs numpy only, so renderers and cached results never import torch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,21 @@ class AttentionMaps:
             visible = np.tril(visible)
         return Heatmap(kind, layer, head, heads, np.asarray(weights, dtype=np.float32),
                        list(queries), list(keys), visible)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The attention of one run, with what the user should be told about it."""
+
+    maps: AttentionMaps
+    default_layers: dict[str, int]  # the layer shown by default, per kind
+    warnings: list[str] = field(default_factory=list)
+    generated: str | None = None  # the target the model wrote, when none was given
+
+    def heatmaps(self, kinds: list[str], layer: int | None, head: int | None) -> list[Heatmap]:
+        """The maps to draw: each kind at ``layer`` (None: its default layer) and ``head``."""
+        return [self.maps.select(kind, self.default_layers[kind] if layer is None else layer,
+                                 head) for kind in kinds]
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,44 +6,15 @@ options, files or terminals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import torch
 
+from attnviz import catalog
 from attnviz.checkpoint import Checkpoint, load_checkpoint
 from attnviz.config import ModelConfig
 from attnviz.errors import AttnvizError
-from attnviz.maps import KINDS, AttentionMaps
+from attnviz.maps import KINDS, AttentionMaps, Result
 from attnviz.model import Transformer
 from attnviz.tokenize import BOS, BOS_ID, Tokenizer, Vocabulary
-
-RANDOM = "random"  # the model spec of a randomly initialised model
-DEFAULT_MODEL = "translate"  # shipped in samples/models, trained by `attnviz train`
-SHIPPED_DIRS = (
-    Path(__file__).parent / "samples" / "models",  # inside an installed wheel
-    Path(__file__).parent.parent / "samples" / "models",  # in a source checkout
-)
-
-
-@dataclass(frozen=True)
-class Result:
-    """The attention of one run, with what the user should be told about it."""
-
-    maps: AttentionMaps
-    default_layers: dict[str, int]  # the layer shown by default, per kind
-    warnings: list[str] = field(default_factory=list)
-    generated: str | None = None  # the target the model wrote, when none was given
-
-
-def shipped_models() -> dict[str, Path]:
-    """The models shipped with attnviz, by name."""
-    found: dict[str, Path] = {}
-    for folder in SHIPPED_DIRS:
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.safetensors")):
-                found.setdefault(path.stem, path)
-    return found
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,27 +54,20 @@ def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: 
                       {"task": "random", "seed": seed})
 
 
-def load_model(spec: str, device: torch.device, source: str, target: str | None,
+def load_model(spec: str | None, device: torch.device, source: str, target: str | None,
                seed: int) -> Checkpoint:
     """The model named by ``spec``: ``random``, a shipped model's name, or a file path."""
-    if spec == RANDOM:
-        tokenizer = Tokenizer("word")
-        checkpoint = random_checkpoint(tokenizer.split(source),
-                                       tokenizer.split(target) if target else [], seed)
-        checkpoint.model.to(device)
-        return checkpoint
-    shipped = shipped_models()
-    if spec in shipped:
-        return load_checkpoint(shipped[spec], device)
-    path = Path(spec)
-    if not path.exists() and path.suffix == "" and "/" not in spec:
-        names = ", ".join([RANDOM, *shipped]) or RANDOM
-        raise AttnvizError(f"unknown model {spec!r}; use one of {names}, or the path of a "
-                           "model file")
-    return load_checkpoint(path, device)
+    path = catalog.resolve(spec)
+    if path is not None:
+        return load_checkpoint(path, device)
+    tokenizer = Tokenizer("word")
+    checkpoint = random_checkpoint(tokenizer.split(source),
+                                   tokenizer.split(target) if target else [], seed)
+    checkpoint.model.to(device)
+    return checkpoint
 
 
-def encode(text: str, model: str = DEFAULT_MODEL, *, seed: int = 0, device: str = "cpu"
+def encode(text: str, model: str | None = None, *, seed: int = 0, device: str = "cpu"
            ) -> Result:
     """Run the encoder on ``text``: the encoder self-attention of every layer and head."""
     _require_text(text, "source text")
@@ -124,7 +88,7 @@ def encode(text: str, model: str = DEFAULT_MODEL, *, seed: int = 0, device: str 
     return Result(maps, _default_layers(checkpoint), warnings)
 
 
-def decode(text: str, target: str | None = None, model: str = DEFAULT_MODEL, *, seed: int = 0,
+def decode(text: str, target: str | None = None, model: str | None = None, *, seed: int = 0,
            device: str = "cpu") -> Result:
     """Run the whole model on ``text`` and ``target`` (teacher forcing) and collect all maps.
 

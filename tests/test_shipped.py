@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from attnviz import pipeline
+from attnviz import catalog, pipeline
 from attnviz.checkpoint import load_checkpoint
 from attnviz.cli import app
 from attnviz.evaluate import evaluate
@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def test_three_models_are_shipped_small():
-    shipped = pipeline.shipped_models()
+    shipped = catalog.shipped_models()
     assert sorted(shipped) == ["dates", "reverse", "translate"]
     for path in shipped.values():
         assert path.stat().st_size <= 2 * 1024 * 1024
@@ -38,7 +38,7 @@ def test_dates_and_reverse_by_name():
 
 
 def test_translate_cross_attention_aligns_on_held_out_sentences_at_the_default_layer():
-    checkpoint = load_checkpoint(pipeline.shipped_models()["translate"])
+    checkpoint = load_checkpoint(catalog.shipped_models()["translate"])
     metrics = evaluate(checkpoint, held_out_examples(get_task("translate"), 300))
     assert metrics.exact_match >= 0.99
     best = metrics.best_alignment_layer
@@ -50,7 +50,7 @@ def test_translate_cross_attention_aligns_on_held_out_sentences_at_the_default_l
 
 def test_shipped_models_keep_their_measured_accuracy():
     for name in ("dates", "reverse"):
-        checkpoint = load_checkpoint(pipeline.shipped_models()[name])
+        checkpoint = load_checkpoint(catalog.shipped_models()[name])
         metrics = evaluate(checkpoint, held_out_examples(get_task(name), 300))
         assert metrics.exact_match >= 0.99, name
         assert checkpoint.info["metrics"]["exact_match"] >= 0.995, name

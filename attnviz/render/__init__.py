@@ -36,9 +36,9 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
         output_format(path)
         check_writable(path)
     if not paths or any(output_format(path) not in ("npz", "json") for path in paths):
-        from attnviz.render.colors import colormap
+        from attnviz.render.colors import check
 
-        colormap(cmap)
+        check(cmap)
 
 
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:

@@ -20,7 +20,26 @@ def colormap(name: str = DEFAULT_CMAP):
                            "plasma, inferno, Blues or Greys (any matplotlib colour map)") from None
 
 
+def check(name: str) -> None:
+    """Raise AttnvizError if ``name`` is not a colour map; the default needs no matplotlib."""
+    if name != DEFAULT_CMAP:
+        colormap(name)
+
+
+def lookup_table(name: str) -> np.ndarray:
+    """The colour map as 256 colours, 0-255 integers. Shape: ``[256, 3]``."""
+    if name == DEFAULT_CMAP:
+        from attnviz.render.viridis import VIRIDIS_HEX
+
+        return np.frombuffer(bytes.fromhex("".join(VIRIDIS_HEX)), dtype=np.uint8).reshape(256, 3)
+    rgba = np.asarray(colormap(name)(np.linspace(0.0, 1.0, 256)))  # (256, 4) floats in [0, 1]
+    return np.rint(rgba[:, :3] * 255).astype(np.uint8)
+
+
 def rgb(name: str, values: np.ndarray) -> np.ndarray:
-    """The colours of ``values`` in [0, 1] as 0-255 integers. Shape: ``[...] -> [..., 3]``."""
-    rgba = np.asarray(colormap(name)(np.clip(values, 0.0, 1.0)))  # (..., 4) floats in [0, 1]
-    return np.rint(rgba[..., :3] * 255).astype(np.uint8)
+    """The colours of ``values`` in [0, 1] as 0-255 integers. Shape: ``[...] -> [..., 3]``.
+
+    A value picks one of the map's 256 colours the way matplotlib's colour maps do.
+    """
+    index = np.minimum((np.clip(values, 0.0, 1.0) * 256).astype(np.intp), 255)  # (...)
+    return lookup_table(name)[index]
