@@ -46,15 +46,22 @@ def scaled_dot_product_attention(
     d_k = q.size(-1)
     # Scaling q (T x d_k values) is cheaper than scaling the scores (T x S values).
     scores = (q * (1.0 / math.sqrt(d_k))) @ k.transpose(-2, -1)  # (..., T, S)
-    if mask is None:
-        weights = torch.softmax(scores, dim=-1)  # (..., T, S)
-        return weights @ v, weights  # (..., T, d_v), (..., T, S)
-
-    scores = scores.masked_fill(~mask, float("-inf"))  # (..., T, S)
-    weights = torch.softmax(scores, dim=-1)  # (..., T, S); NaN on rows with no visible key
-    has_key = mask.any(dim=-1, keepdim=True)  # (..., T, 1)
-    if not bool(has_key.all()):
-        weights = weights.masked_fill(~has_key, 0.0)
+    # Without autograd the scores' memory is reused for the weights: for long sequences
+    # the T x S buffer is the largest thing in the layer, and a second one costs a third
+    # of the time. With autograd the same math runs out of place.
+    in_place = not (torch.is_grad_enabled() and scores.requires_grad)
+    if mask is not None:
+        if in_place:
+            scores.masked_fill_(~mask, float("-inf"))
+        else:
+            scores = scores.masked_fill(~mask, float("-inf"))
+    # softmax; a row whose keys are all masked becomes NaN here and zeros below.
+    weights = torch.softmax(scores, dim=-1, out=scores) if in_place else torch.softmax(
+        scores, dim=-1)  # (..., T, S)
+    if mask is not None:
+        has_key = mask.any(dim=-1, keepdim=True)  # (..., T, 1)
+        if not bool(has_key.all()):
+            weights = weights.masked_fill(~has_key, 0.0)
     return weights @ v, weights  # (..., T, d_v), (..., T, S)
 
 

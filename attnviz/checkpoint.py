@@ -169,17 +169,38 @@ def checkpoint_from_bytes(data: bytes, name: str, device: torch.device | str = "
         raise _invalid(name, f"its weights are damaged ({exc})") from None
     if any(t.dtype != torch.float32 for t in state.values()):
         raise _invalid(name, "its weights are not all float32")
-    # Built on the meta device, so a config that claims huge sizes allocates nothing before
-    # the weights are checked against it.
-    with torch.device("meta"):
-        model = Transformer(config)
+    mismatch = _unwitnessed_size(config, state)
+    if mismatch:
+        raise _invalid(name, f"its weights do not fit its config ({mismatch})")
+    model = Transformer(config)
     try:
-        model.load_state_dict(state, strict=True, assign=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise _invalid(name, f"its weights do not fit its config ({first})") from None
     model.eval().to(device)
     return Checkpoint(model, tokenizers[0], tokenizers[1], vocabs[0], vocabs[1], meta["info"])
+
+
+def _unwitnessed_size(config: ModelConfig, state: dict[str, torch.Tensor]) -> str | None:
+    """Why the config's sizes are not those of the file's tensors, or None if they are.
+
+    Checked before the model is built, so that a config claiming huge sizes cannot make
+    the loader allocate more memory than the file itself holds.
+    """
+    width, hidden = config.d_model, config.d_ff
+    shapes = {"source_embedding.weight": (config.source_vocab_size, width),
+              "target_embedding.weight": (config.target_vocab_size, width),
+              "encoder_blocks.0.feed_forward.0.weight": (hidden, width)}
+    for key, shape in shapes.items():
+        if key not in state or tuple(state[key].shape) != shape:
+            return f"{key} should have shape {list(shape)}"
+    for stack, count in (("encoder_blocks", config.n_encoder_layers),
+                         ("decoder_blocks", config.n_decoder_layers)):
+        found = {key.split(".")[1] for key in state if key.startswith(stack + ".")}
+        if len(found) != count or found != {str(i) for i in range(count)}:
+            return f"the config has {count} {stack}, the weights {len(found)}"
+    return None
 
 
 def _invalid(name: str, reason: str) -> AttnvizError:

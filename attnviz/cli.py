@@ -83,11 +83,10 @@ def reporting() -> Iterator[None]:
     try:
         yield
     except AttnvizError as exc:
-        _stderr().print(f"[bold red]error:[/] {_escape(str(exc))}", soft_wrap=True,
-                        highlight=False)
+        _say(f"error: {exc}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        _stderr().print("interrupted", soft_wrap=True)
+        _say("interrupted")
         raise typer.Exit(130) from None
 
 
@@ -154,15 +153,14 @@ def _show(command: str, text: str, target: Optional[str], kinds: list[str],
     render.check_outputs(outputs, cmap)
     result = cache.run(command, text, target, model, seed, device.value, not no_cache)
     for warning in result.warnings:
-        _stderr().print(f"[yellow]warning:[/] {_escape(warning)}", soft_wrap=True,
-                        highlight=False)
+        _say(f"warning: {warning}")
     heatmaps = result.heatmaps(kinds, layer, head)
     if result.generated is not None:
         typer.echo(result.generated)
     if outputs:
         render.write_outputs(outputs, result.maps, heatmaps, cmap)
         for path in outputs:
-            _stderr().print(f"wrote {_escape(str(path))}", soft_wrap=True, highlight=False)
+            _say(f"wrote {path}")
     else:
         from rich.console import Console
 
@@ -221,12 +219,14 @@ def train(
                              batch_size=batch_size, learning_rate=lr, seed=seed,
                              validation_share=val_split, max_length=max_length,
                              device=device.value)
-        with training_progress(_stderr(), plan.options.steps) as report:
+        from rich.console import Console
+
+        with training_progress(Console(stderr=True), plan.options.steps) as report:
             result = training.run(plan, report)
         save_checkpoint(result.checkpoint, output)
         if result.interrupted:
-            _stderr().print(f"interrupted at step {result.steps_done}: saved the best model so "
-                            f"far (from step {result.best_step})", soft_wrap=True)
+            _say(f"interrupted at step {result.steps_done}: saved the best model so far "
+                 f"(from step {result.best_step})")
         typer.echo(training_summary(result, output))
 
 
@@ -283,16 +283,9 @@ def _root(
     """See the attention inside an encoder-decoder transformer."""
 
 
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+def _say(message: str) -> None:
+    """A message for the person at the terminal: one line on stderr, so stdout stays clean."""
+    typer.echo(message, err=True)
 
 
 def main() -> None:

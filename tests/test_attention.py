@@ -150,3 +150,28 @@ def test_no_other_module_computes_softmax():
     users = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
                    if re.search(r"softmax\(", path.read_text()))
     assert users == ["attention.py"]
+
+
+def test_gradients_match_torch_when_training():
+    """With autograd the function works out of place; its gradients are torch's."""
+    q, k, v, gen = _inputs(((2, 3), 5, 6, 8, 4), torch.float64, seed=4)
+    mask = torch.rand(5, 6, generator=gen) < 0.7
+    mask[:, 0] = True
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    theirs = [t.clone().requires_grad_() for t in (q, k, v)]
+    output, weights = scaled_dot_product_attention(*ours, mask)
+    (output.square().sum() + weights.sum()).backward()
+    expected = F.scaled_dot_product_attention(*theirs, attn_mask=mask)
+    _, expected_weights = _explicit(*theirs, mask)
+    (expected.square().sum() + expected_weights.sum()).backward()
+    for mine, reference in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine.grad, reference.grad)
+    assert ours[0].grad.abs().sum() > 0
+
+
+def test_inputs_are_never_changed_in_place():
+    q, k, v, _ = _inputs(((2,), 4, 4, 8, 8), torch.float32)
+    copies = [t.clone() for t in (q, k, v)]
+    scaled_dot_product_attention(q, k, v, causal_mask(4))
+    for before, after in zip(copies, (q, k, v), strict=True):
+        assert torch.equal(before, after)

@@ -15,6 +15,17 @@ from attnviz.render.colors import colormap
 MASKED_COLOR = "#d0d0d0"  # hatched grey: clearly not a colour of the map
 ANNOTATE_UP_TO = 16  # write the weight in each cell when both sides have at most this many tokens
 LABEL_UP_TO = 80  # beyond this many tokens, label every n-th one
+LABEL_CHARS = 24  # longer labels end with …
+# Page geometry, in inches. The panels are placed by hand: a layout engine would measure
+# every label and take longer than everything else in the picture.
+CELL = 0.38  # side of a cell, for short sequences
+MAP_MAX = 14.0  # a map never gets wider or taller than this; its cells shrink instead
+TICK_FONT = 9  # points
+CHAR = 0.6 * TICK_FONT / 72  # average width of a label character (DejaVu Sans)
+AXIS_LABEL = 0.3  # the line of an axis title
+TITLE = 0.45  # the panel's title above the map
+COLORBAR = 1.05  # colour bar, its ticks and its label, right of the map
+GAP = 0.25  # around the figure
 # Files carry no creation date, so the same input gives the same bytes.
 _NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
@@ -38,13 +49,17 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str):
                                hatch="///", edgecolor="#a0a0a0", linewidth=0, zorder=0))
         image.set_zorder(1)
 
-    _label_axis(ax.xaxis, heatmap.key_labels, rotate=True)
-    _label_axis(ax.yaxis, heatmap.query_labels, rotate=False)
+    _label_axis(ax.xaxis, _labels(heatmap.key_labels), rotate=True)
+    _label_axis(ax.yaxis, _labels(heatmap.query_labels), rotate=False)
     if max(q_count, k_count) <= LABEL_UP_TO:
-        ax.set_xticks(np.arange(k_count + 1) - 0.5, minor=True)
-        ax.set_yticks(np.arange(q_count + 1) - 0.5, minor=True)
-        ax.grid(which="minor", color="white", linewidth=1.0)
-        ax.tick_params(which="minor", bottom=False, left=False)
+        # Cell borders as two line collections: minor-tick grid lines would cost a Tick
+        # object per line, a tenth of a second for a pair of small maps.
+        ax.vlines(np.arange(k_count + 1) - 0.5, -0.5, q_count - 0.5, colors="white",
+                  linewidth=1.0, zorder=1.5)
+        ax.hlines(np.arange(q_count + 1) - 0.5, -0.5, k_count - 0.5, colors="white",
+                  linewidth=1.0, zorder=1.5)
+        ax.set_xlim(-0.5, k_count - 0.5)
+        ax.set_ylim(q_count - 0.5, -0.5)
     ax.tick_params(which="major", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -56,22 +71,31 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str):
     return image
 
 
+def _labels(labels: list[str]) -> list[str]:
+    return [label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
+            for label in labels]
+
+
 def _label_axis(axis, labels: list[str], rotate: bool) -> None:
     step = max(1, -(-len(labels) // LABEL_UP_TO))  # ceil: at most LABEL_UP_TO labels
     positions = list(range(0, len(labels), step))
     shown = [labels[i] if step == 1 else f"{labels[i]} ({i})" for i in positions]
     if rotate:
         axis.set_ticks(positions, labels=shown, rotation=45, ha="right",
-                       rotation_mode="anchor")
+                       rotation_mode="anchor", fontsize=TICK_FONT)
     else:
-        axis.set_ticks(positions, labels=shown)
+        axis.set_ticks(positions, labels=shown, fontsize=TICK_FONT)
 
 
 def _annotate(ax, heatmap: Heatmap, palette) -> None:
-    """Write each visible weight in its cell, dark on light colours and light on dark ones."""
+    """Write each visible weight in its cell, dark on light colours and light on dark ones.
+
+    Weights that round to .00 are left blank: the colour says they are near zero, and a
+    page of ".00" would hide the few numbers that matter (and cost a text each to draw).
+    """
     norm = heatmap.weights / heatmap.scale_max
     for (row, col), weight in np.ndenumerate(heatmap.weights):
-        if not heatmap.visible[row, col]:
+        if not heatmap.visible[row, col] or weight < 0.005:
             continue
         red, green, blue, _ = palette(float(norm[row, col]))
         light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
@@ -85,18 +109,54 @@ def figure(heatmaps: list[Heatmap], cmap: str):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    widths = [min(20.0, max(4.5, 0.38 * len(h.key_tokens) + 2.4)) for h in heatmaps]
-    height = min(20.0, max(4.0, max(0.38 * len(h.query_tokens) + 2.2 for h in heatmaps)))
-    fig = Figure(figsize=(sum(widths), height), layout="constrained")
-    axes = fig.subplots(1, len(heatmaps), squeeze=False, width_ratios=widths)[0]
-    for ax, heatmap in zip(axes, heatmaps, strict=True):
+    panels = [_Panel.of(heatmap) for heatmap in heatmaps]
+    below = max(panel.below for panel in panels)  # the maps share a baseline
+    width = 2 * GAP + sum(panel.width for panel in panels)
+    height = 2 * GAP + below + max(panel.map_height for panel in panels) + TITLE
+    fig = Figure(figsize=(width, height))
+    x = GAP
+    for panel, heatmap in zip(panels, heatmaps, strict=True):
+        bottom = GAP + below
+        ax = fig.add_axes((_fraction(x + panel.left, width), _fraction(bottom, height),
+                           _fraction(panel.map_width, width), _fraction(panel.map_height, height)))
+        bar = fig.add_axes((_fraction(x + panel.left + panel.map_width + 0.12, width),
+                            _fraction(bottom, height), _fraction(0.15, width),
+                            _fraction(panel.map_height, height)))
         image = draw_heatmap(ax, heatmap, cmap)
-        fig.colorbar(image, ax=ax, label="attention weight", fraction=0.05, pad=0.02)
+        fig.colorbar(image, cax=bar, label="attention weight")
         if not heatmap.visible.all():
             ax.legend(handles=[Patch(facecolor=MASKED_COLOR, hatch="///", edgecolor="#a0a0a0",
                                      label="masked: a future position, weight exactly 0")],
                       loc="upper right", fontsize=7, framealpha=0.9)
+        x += panel.width
     return fig
+
+
+class _Panel:
+    """Where one heatmap goes, in inches: its map, and the room its labels need around it."""
+
+    def __init__(self, map_width: float, map_height: float, left: float, below: float,
+                 title_width: float) -> None:
+        self.map_width, self.map_height = map_width, map_height
+        self.left, self.below = left, below
+        self.width = max(left + map_width + COLORBAR, title_width)
+
+    @classmethod
+    def of(cls, heatmap: Heatmap) -> _Panel:
+        q_count, k_count = heatmap.weights.shape
+        cell = min(CELL, MAP_MAX / max(q_count, k_count, 1))
+        longest_query = max((len(label) for label in _labels(heatmap.query_labels)), default=1)
+        longest_key = max((len(label) for label in _labels(heatmap.key_labels)), default=1)
+        suffix = 0 if max(q_count, k_count) <= LABEL_UP_TO else 7  # " (1234)" on every n-th
+        left = AXIS_LABEL + 0.15 + CHAR * (longest_query + suffix)
+        below = AXIS_LABEL + 0.2 + CHAR * (longest_key + suffix) * 0.75  # labels at 45°
+        title_width = 0.1 * len(heatmap.title)  # 11 pt
+        return cls(max(k_count * cell, 1.0), max(q_count * cell, 1.0), left, below,
+                   title_width)
+
+
+def _fraction(inches: float, total: float) -> float:
+    return inches / total
 
 
 def save(heatmaps: list[Heatmap], path: Path, cmap: str, dpi: int = 150) -> None:
@@ -107,6 +167,9 @@ def save(heatmaps: list[Heatmap], path: Path, cmap: str, dpi: int = 150) -> None
     from matplotlib import rc_context
 
     # SVG: labels stay text (searchable, editable), and element ids do not change between runs.
+    # PNG: light compression; the default level takes a sixth of the drawing time to save
+    # a sixth of the bytes.
+    extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}):
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt])
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
     write_atomically(path, buffer.getvalue())
