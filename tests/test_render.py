@@ -65,12 +65,15 @@ def test_svg_is_valid_xml_with_the_labels_as_text_and_a_drawn_map(tmp_path):
 
 def test_pdf_is_a_pdf_with_one_page_of_the_figure_size(tmp_path):
     path = tmp_path / "enc.pdf"
-    image.save([make_maps().select("encoder_self", 0, 0)], path, "viridis")
+    heatmap = make_maps().select("encoder_self", 0, 0)
+    image.save([heatmap], path, "viridis")
+    width, height = image.figure([heatmap], "viridis").get_size_inches() * 72  # points
     content = path.read_bytes()
     assert content.startswith(b"%PDF-") and content.rstrip().endswith(b"%%EOF")
     assert content.count(b"/Type /Page\n") + content.count(b"/Type /Page ") >= 1
     box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", content)
-    assert box and float(box.group(1)) > 200 and float(box.group(2)) > 200
+    assert box and abs(float(box.group(1)) - width) < 0.5 and abs(float(box.group(2)) - height) < 0.5
+    assert width > 150 and height > 150
 
 
 def test_images_are_reproducible_byte_for_byte(tmp_path):

@@ -29,8 +29,10 @@ def save(maps: AttentionMaps, path: Path) -> None:
 
 
 def to_npz_bytes(maps: AttentionMaps) -> bytes:
+    # Uncompressed: attention weights are floats that zlib barely shrinks (a tenth), and
+    # compressing the maps of a long text takes seconds.
     buffer = io.BytesIO()
-    np.savez_compressed(
+    np.savez(
         buffer,
         source_tokens=np.array(maps.source_tokens, dtype=str),
         target_tokens=np.array(maps.target_tokens, dtype=str),
