@@ -148,8 +148,14 @@ def decode(
 def _show(command: str, text: str, target: Optional[str], kinds: list[str],
           layer: Optional[int], head: Optional[int], model: Optional[str], outputs: list[Path],
           cmap: str, seed: int, device: Device, no_cache: bool) -> None:
+    import gc
+
     from attnviz import cache, render
 
+    # One forward pass, then exit: tensors and figures are freed by reference counting, and
+    # the cycle collector would only walk the million objects torch and matplotlib create
+    # at import (a tenth of a second, for nothing).
+    gc.disable()
     render.check_outputs(outputs, cmap)
     result = cache.run(command, text, target, model, seed, device.value, not no_cache)
     for warning in result.warnings:
