@@ -51,6 +51,8 @@ def _parse_head(value: str) -> Optional[int]:
                                  ) from None
 
 
+TextArgument = Annotated[str, typer.Argument(metavar="TEXT", show_default=False,
+                                             help="The source sentence, in quotes.")]
 ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH", show_default=False,
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
@@ -92,9 +94,7 @@ def reporting() -> Iterator[None]:
 
 @app.command()
 def encode(
-    text: Annotated[str, typer.Argument(metavar="TEXT",
-                                        help="The source sentence, in quotes.",
-                                        show_default=False)],
+    text: TextArgument,
     layer: LayerOption = None,
     head: HeadOption = None,
     model: ModelOption = None,
@@ -115,9 +115,7 @@ def encode(
 
 @app.command()
 def decode(
-    text: Annotated[str, typer.Argument(metavar="TEXT",
-                                        help="The source sentence, in quotes.",
-                                        show_default=False)],
+    text: TextArgument,
     target: Annotated[Optional[str], typer.Option(
         "--target", "-t", metavar="TEXT",
         help="The target sentence. Without it, the model writes one greedily and prints it.",

@@ -85,8 +85,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int = 
     from attnviz.errors import AttnvizError
     from attnviz.pairs import read_pairs
     from attnviz.pipeline import load_model, resolve_device
-    from attnviz.tasks import get_task
-    from attnviz.train import held_out_examples
+    from attnviz.tasks import get_task, held_out_examples
 
     if (task is None) == (data is None):
         raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")

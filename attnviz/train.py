@@ -22,7 +22,7 @@ from attnviz.checkpoint import Checkpoint
 from attnviz.config import ModelConfig
 from attnviz.evaluate import Metrics, evaluate
 from attnviz.model import Transformer
-from attnviz.tasks import Example, Task, examples
+from attnviz.tasks import Example, Task, examples, held_out_examples
 from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
 
 PATIENCE = 3  # validations in a row at 100% exact match before training stops early
@@ -208,17 +208,6 @@ def _schedule(options: TrainOptions) -> Callable[[int], float]:
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-TEST_SEED = 12345  # the held-out test set of `attnviz eval --task`: the same for every model
-TEST_SIZE = 1000
-
-
-def held_out_examples(task: Task, count: int = TEST_SIZE) -> list[Example]:
-    """The task's held-out test set: never seen in training or validation."""
-    from attnviz.tasks import draw
-
-    return draw(task, count, TEST_SEED, "test")
 
 
 def fit(data: Data, sizes: dict, options: TrainOptions, info: dict,

@@ -8,8 +8,7 @@ from attnviz import catalog, pipeline
 from attnviz.checkpoint import load_checkpoint
 from attnviz.cli import app
 from attnviz.evaluate import evaluate
-from attnviz.tasks import get_task
-from attnviz.train import held_out_examples
+from attnviz.tasks import get_task, held_out_examples
 
 runner = CliRunner()
 

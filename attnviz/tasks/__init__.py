@@ -60,6 +60,15 @@ def draw(task: Task, count: int, seed: int, split: str) -> list[Example]:
     return [next(stream) for _ in range(count)]
 
 
+TEST_SEED = 12345  # the held-out test set of `attnviz eval --task`: the same for every model
+TEST_SIZE = 1000
+
+
+def held_out_examples(task: Task, count: int = TEST_SIZE) -> list[Example]:
+    """The task's held-out test set: never seen in training or validation."""
+    return draw(task, count, TEST_SEED, "test")
+
+
 def get_task(name: str) -> Task:
     from attnviz.errors import AttnvizError
 
