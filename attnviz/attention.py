@@ -74,20 +74,17 @@ def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Te
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()
 
 
-def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Boolean key mask from sequence lengths: True for real tokens, False for padding.
+def padding_mask(ids: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Boolean key mask of a padded batch: True for real tokens, False for padding.
 
     The result broadcasts over heads and queries, so it can be passed straight to
     :func:`scaled_dot_product_attention` for ``[B, H, T, S]`` scores.
 
     Args:
-        lengths: number of real tokens in each sequence of the batch.
-        max_length: padded length S (default: the largest length).
+        ids: token ids, padded with ``pad_id``.
 
     Shape:
-        - lengths: ``[B]``
+        - ids: ``[B, S]``
         - output: ``[B, 1, 1, S]``
     """
-    size = int(lengths.max()) if max_length is None else max_length
-    positions = torch.arange(size, device=lengths.device)  # (S,)
-    return (positions[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
+    return (ids != pad_id)[:, None, None, :]  # (B, 1, 1, S)

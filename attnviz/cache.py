@@ -10,7 +10,6 @@ random model and the device. A cache hit imports numpy, not torch.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -18,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__, catalog
-from attnviz.maps import KINDS, AttentionMaps, Result
+from attnviz.maps import Result
+from attnviz.render import data
+from attnviz.request import Request
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
+META = "attnviz_result"  # the entry's extra array: what the run said besides the maps (JSON)
 
 
 def directory() -> Path:
@@ -28,44 +30,37 @@ def directory() -> Path:
     return Path(base) / "attnviz"
 
 
-def run(command: str, text: str, target: str | None, model: str | None, seed: int,
-        device: str, use_cache: bool = True) -> Result:
-    """The result of ``encode`` or ``decode``: from the cache if it is there, else computed.
+def run(request: Request, use_cache: bool = True) -> Result:
+    """The result of ``request``: from the cache if it is there, else computed and kept.
 
-    Args:
-        command: "encode" or "decode".
-        text, target, model, seed, device: as for :func:`attnviz.pipeline.decode`.
-        use_cache: False computes and stores nothing (``--no-cache``).
+    ``use_cache=False`` (``--no-cache``) computes and keeps nothing.
     """
-    key = _key(command, text, target, model, seed, device) if use_cache else None
+    key = _key(request) if use_cache else None
     if key is not None:
         cached = _load(key)
         if cached is not None:
             return cached
     from attnviz import pipeline
 
-    if command == "encode":
-        result = pipeline.encode(text, model, seed=seed, device=device)
-    else:
-        result = pipeline.decode(text, target, model, seed=seed, device=device)
+    result = pipeline.run(request)
     if key is not None:
         _store(key, result)
     return result
 
 
-def _key(command: str, text: str, target: str | None, model: str | None, seed: int,
-         device: str) -> str | None:
+def _key(request: Request) -> str | None:
     """A digest of everything that changes the maps; None when the model cannot be read
     (the pipeline then reports why)."""
     from attnviz.errors import AttnvizError
 
     try:
-        path = catalog.resolve(model)
+        path = catalog.resolve(request.model)
         weights = "random" if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
     except (AttnvizError, OSError):
         return None
-    parts = {"version": __version__, "command": command, "model": weights, "text": text,
-             "target": target, "seed": seed if path is None else None, "device": device}
+    parts = {**request.to_dict(), "model": weights, "version": __version__}
+    if path is not None:
+        parts["seed"] = None  # only the random model has a seed
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -73,9 +68,8 @@ def _load(key: str) -> Result | None:
     path = directory() / f"{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
-            maps = AttentionMaps(meta["source_tokens"], meta["target_tokens"],
-                                 **{kind: archive[kind] for kind in KINDS})
+            meta = json.loads(bytes(archive[META]).decode("utf-8"))
+            maps = data.from_arrays(archive)
         os.utime(path)  # recently used: evicted last
         return Result(maps, meta["default_layers"], meta["warnings"], meta["generated"])
     except FileNotFoundError:
@@ -90,17 +84,14 @@ def _store(key: str, result: Result) -> None:
     from attnviz.errors import AttnvizError
     from attnviz.files import write_atomically
 
-    meta = {"source_tokens": result.maps.source_tokens,
-            "target_tokens": result.maps.target_tokens,
-            "default_layers": result.default_layers, "warnings": result.warnings,
+    meta = {"default_layers": result.default_layers, "warnings": result.warnings,
             "generated": result.generated}
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-             **{kind: getattr(result.maps, kind) for kind in KINDS})
+    content = data.to_npz_bytes(result.maps, **{
+        META: np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)})
     folder = directory()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / f"{key}.npz", buffer.getvalue())
+        write_atomically(folder / f"{key}.npz", content)
         _trim(folder)
     except (OSError, AttnvizError):
         pass

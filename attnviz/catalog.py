@@ -5,6 +5,7 @@ Needs no torch, so the render cache can tell which file a run would use without 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from attnviz.errors import AttnvizError
@@ -45,3 +46,38 @@ def resolve(spec: str | None) -> Path | None:
         raise AttnvizError(f"unknown model {spec!r}; use one of {names}, or the path of a "
                            "model file")
     return path
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What ``attnviz models`` says of one model, read from its file without loading it."""
+
+    name: str
+    description: str
+    tokens: str  # "word" or "char"
+    layers: int
+    heads: int
+    width: int
+    size_bytes: int | None  # None: nothing on disk (the random model)
+    exact_match: float | None
+    alignment: list[float] | None  # per decoder layer
+
+
+def describe() -> list[ModelSummary]:
+    """The random model, then every shipped model with its sizes and measured accuracy."""
+    from attnviz.config import ModelConfig
+    from attnviz.modelfile import read_metadata
+
+    summaries = [ModelSummary(RANDOM, "random weights, vocabulary from your sentences", "word",
+                              ModelConfig.n_encoder_layers, ModelConfig.n_heads,
+                              ModelConfig.d_model, None, None, None)]
+    for name, path in shipped_models().items():
+        data = path.read_bytes()
+        meta = read_metadata(data, str(path))
+        config, info = meta["config"], meta["info"]
+        metrics = info.get("metrics") or {}
+        summaries.append(ModelSummary(
+            name, info.get("description", info.get("task", "?")),
+            meta["source_tokenizer"]["kind"], config["n_encoder_layers"], config["n_heads"],
+            config["d_model"], len(data), metrics.get("exact_match"), metrics.get("alignment")))
+    return summaries

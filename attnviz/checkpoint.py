@@ -1,15 +1,4 @@
-"""A model with its vocabularies, and the file that stores them (safetensors: loading runs no code).
-
-File layout: a safetensors file whose tensors are the model's weights (float32) and whose
-string metadata holds, as JSON, everything needed to rebuild it:
-
-    format          "attnviz-model"
-    schema_version  "1"
-    config          ModelConfig fields
-    source_tokenizer, target_tokenizer    {"kind": "word"|"char", "lowercase": bool}
-    source_vocab, target_vocab            token lists, ids = positions
-    info            free-form facts: task, training command, measured accuracy, default layers
-"""
+"""A model with its vocabularies, saved to and loaded from a model file (:mod:`.modelfile`)."""
 
 from __future__ import annotations
 
@@ -24,11 +13,8 @@ from attnviz.config import ModelConfig
 from attnviz.errors import AttnvizError
 from attnviz.files import write_atomically
 from attnviz.model import Transformer
+from attnviz.modelfile import FORMAT, SCHEMA_VERSION, invalid, read_metadata, sorted_header
 from attnviz.tokenize import EOS_ID, Tokenizer, Vocabulary
-
-FORMAT = "attnviz-model"
-SCHEMA_VERSION = 1
-_MAX_HEADER_BYTES = 16 * 1024 * 1024  # vocabularies are small; a larger header is not ours
 
 
 @dataclass
@@ -76,57 +62,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     }
     state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
              for name, tensor in checkpoint.model.state_dict().items()}
-    write_atomically(Path(path), _sorted_header(save(state, metadata=metadata)))
-
-
-def _sorted_header(data: bytes) -> bytes:
-    """The same file with its JSON header's keys sorted.
-
-    safetensors writes the header from a hash map, in an order that changes from run to
-    run; sorted, the same model always gives the same bytes.
-    """
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + length])
-    ordered = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    if len(ordered) > length:  # never expected: the same JSON, reordered
-        return data
-    return data[:8] + ordered.ljust(length, b" ") + data[8 + length:]
-
-
-def check_model_path(path: Path) -> None:
-    """Fail before training when ``path`` is not a writable ``.safetensors`` file name."""
-    from attnviz.files import check_writable
-
-    if Path(path).suffix != ".safetensors":
-        raise AttnvizError(f"cannot write {path}: model files end in .safetensors; "
-                           f"try {Path(path).with_suffix('.safetensors')}")
-    check_writable(Path(path))
-
-
-def read_metadata(data: bytes, name: str) -> dict[str, Any]:
-    """Parse and check the metadata of a model file's bytes, without building the model."""
-    if len(data) < 8:
-        raise _invalid(name, "the file is too short")
-    header_length = int.from_bytes(data[:8], "little")
-    if header_length > min(len(data) - 8, _MAX_HEADER_BYTES):
-        raise _invalid(name, "its header is damaged")
-    try:
-        header = json.loads(data[8:8 + header_length])
-        raw = header["__metadata__"]
-    except (ValueError, KeyError, TypeError):
-        raise _invalid(name, "it has no attnviz metadata") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise _invalid(name, "it has no attnviz metadata")
-    version = raw.get("schema_version")
-    if version != str(SCHEMA_VERSION):
-        raise AttnvizError(f"model file {name} has schema version {version!r}, but this attnviz "
-                           f"reads version {SCHEMA_VERSION}; retrain it with `attnviz train`")
-    try:
-        return {key: json.loads(raw[key]) for key in
-                ("config", "source_tokenizer", "target_tokenizer", "source_vocab",
-                 "target_vocab", "info")}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _invalid(name, f"its metadata is damaged ({exc})") from None
+    write_atomically(Path(path), sorted_header(save(state, metadata=metadata)))
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:
@@ -160,24 +96,26 @@ def checkpoint_from_bytes(data: bytes, name: str, device: torch.device | str = "
         if not isinstance(meta["info"], dict):
             raise ValueError("info must be a JSON object")
     except (ValueError, TypeError) as exc:
-        raise _invalid(name, str(exc)) from None
+        raise invalid(name, str(exc)) from None
     if (len(vocabs[0]), len(vocabs[1])) != (config.source_vocab_size, config.target_vocab_size):
-        raise _invalid(name, "its vocabularies do not match its config")
+        raise invalid(name, "its vocabularies do not match its config")
     try:
         state = load(data)
     except SafetensorError as exc:
-        raise _invalid(name, f"its weights are damaged ({exc})") from None
+        raise invalid(name, f"its weights are damaged ({exc})") from None
     if any(t.dtype != torch.float32 for t in state.values()):
-        raise _invalid(name, "its weights are not all float32")
+        raise invalid(name, "its weights are not all float32")
+    if not all(bool(torch.isfinite(t).all()) for t in state.values()):
+        raise invalid(name, "its weights contain NaN or infinite values")
     mismatch = _unwitnessed_size(config, state)
     if mismatch:
-        raise _invalid(name, f"its weights do not fit its config ({mismatch})")
+        raise invalid(name, f"its weights do not fit its config ({mismatch})")
     model = Transformer(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
-        raise _invalid(name, f"its weights do not fit its config ({first})") from None
+        raise invalid(name, f"its weights do not fit its config ({first})") from None
     model.eval().to(device)
     return Checkpoint(model, tokenizers[0], tokenizers[1], vocabs[0], vocabs[1], meta["info"])
 
@@ -203,6 +141,3 @@ def _unwitnessed_size(config: ModelConfig, state: dict[str, torch.Tensor]) -> st
     return None
 
 
-def _invalid(name: str, reason: str) -> AttnvizError:
-    return AttnvizError(f"{name} is not a usable attnviz model file: {reason}; retrain it with "
-                        "`attnviz train` or pick a shipped model (see `attnviz models`)")

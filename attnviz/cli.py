@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import __version__
+from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
 
 app = typer.Typer(
@@ -69,7 +70,8 @@ OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
-SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
+                                         max=2**63 - 1)]
 DeviceOption = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
                                                    "present.")]
 CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
@@ -108,7 +110,7 @@ def encode(
 
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
-    with reporting():
+    with reporting(), _without_cycle_collector():
         _show("encode", text, None, ["encoder_self"], layer, head, model, output or [], cmap,
               seed, device, no_cache)
 
@@ -138,24 +140,37 @@ def decode(
     """
     kinds = {Kind.self_: ["decoder_self"], Kind.cross: ["cross"],
              Kind.all: ["decoder_self", "cross"]}[kind]
-    with reporting():
+    with reporting(), _without_cycle_collector():
         _show("decode", text, target, kinds, layer, head, model, output or [], cmap, seed,
               device, no_cache)
+
+
+@contextmanager
+def _without_cycle_collector() -> Iterator[None]:
+    """One forward pass and a drawing: tensors and figures are freed by reference counting,
+    and the cycle collector would only walk the million objects that torch and matplotlib
+    create at import (a tenth of a second, for nothing). Restored afterwards."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _show(command: str, text: str, target: Optional[str], kinds: list[str],
           layer: Optional[int], head: Optional[int], model: Optional[str], outputs: list[Path],
           cmap: str, seed: int, device: Device, no_cache: bool) -> None:
-    import gc
-
     from attnviz import cache, render
 
-    # One forward pass, then exit: tensors and figures are freed by reference counting, and
-    # the cycle collector would only walk the million objects torch and matplotlib create
-    # at import (a tenth of a second, for nothing).
-    gc.disable()
     render.check_outputs(outputs, cmap)
-    result = cache.run(command, text, target, model, seed, device.value, not no_cache)
+    from attnviz.request import Request
+
+    request = Request(command, text, target, model, seed, device.value)
+    result = cache.run(request, use_cache=not no_cache)
     for warning in result.warnings:
         _say(f"warning: {warning}")
     heatmaps = result.heatmaps(kinds, layer, head)
@@ -191,21 +206,24 @@ def train(
                                   "UTF-8.", show_default=False)] = None,
     tokenizer: Annotated[TokenizerKind, typer.Option(
         help="How --data text is split into tokens.")] = TokenizerKind.word,
-    layers: Annotated[int, typer.Option(help="Encoder blocks, and decoder blocks.")] = 2,
-    heads: Annotated[int, typer.Option(help="Attention heads per layer.")] = 4,
-    width: Annotated[int, typer.Option(help="Model width (d_model).")] = 64,
+    layers: Annotated[int, typer.Option(help="Encoder blocks, and decoder blocks.")
+                      ] = ModelConfig.n_encoder_layers,
+    heads: Annotated[int, typer.Option(help="Attention heads per layer.")] = ModelConfig.n_heads,
+    width: Annotated[int, typer.Option(help="Model width (d_model).")] = ModelConfig.d_model,
     steps: Annotated[Optional[int], typer.Option(
-        help="Optimizer steps. Default: 3000, or what --epochs gives.",
+        help=f"Optimizer steps, at most. Default: {TrainOptions.steps}, or what --epochs gives.",
         show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Passes over the --data pairs (instead of --steps).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = TrainOptions.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")
+                  ] = TrainOptions.learning_rate,
+    seed: Annotated[int, typer.Option(help="Seed of weights and data order.", min=0,
+                                      max=2**63 - 1)] = 0,
     val_split: Annotated[float, typer.Option(
-        help="Share of --data pairs kept for validation.")] = 0.1,
+        help="Share of --data pairs kept for validation.")] = VALIDATION_SHARE,
     max_length: Annotated[int, typer.Option(
-        help="Longest --data target, in tokens.")] = 64,
+        help="Longest --data target, in tokens.")] = ModelConfig.max_target_length,
     device: DeviceOption = Device.cpu,
 ) -> None:
     """Train a model on a built-in task or on your own sentence pairs, and save it.
@@ -214,7 +232,8 @@ def train(
     """
     with reporting():
         from attnviz import train as training
-        from attnviz.checkpoint import check_model_path, save_checkpoint
+        from attnviz.checkpoint import save_checkpoint
+        from attnviz.modelfile import check_model_path
         from attnviz.render.report import training_progress, training_summary
 
         check_model_path(output)
@@ -267,10 +286,10 @@ def models() -> None:
     with reporting():
         from rich.console import Console
 
-        from attnviz.catalog import shipped_models
+        from attnviz.catalog import describe
         from attnviz.render.report import models_table
 
-        Console().print(models_table(shipped_models()))
+        Console().print(models_table(describe()))
 
 
 def _version(value: bool) -> None:

@@ -1,9 +1,14 @@
-"""The sizes of an attnviz model, saved with its weights and read back first."""
+"""The sizes of an attnviz model (saved with its weights, read back first) and of its training.
+
+No torch here: the CLI reads its defaults from these classes without paying for torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+MAX_TARGET_LENGTH = 1024  # greedy decoding never writes more tokens than this
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_target_length > MAX_TARGET_LENGTH:
+            raise ValueError(f"max_target_length must be at most {MAX_TARGET_LENGTH}, got "
+                             f"{self.max_target_length}")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
@@ -54,3 +62,26 @@ class ModelConfig:
             return cls(**data)
         except TypeError as exc:  # a required field is missing
             raise ValueError(str(exc)) from None
+
+
+VALIDATION_SHARE = 0.1  # of a pairs file, kept out of training to choose the best model
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``attnviz train`` trains (see :func:`attnviz.train.train`)."""
+
+    steps: int = 3000  # optimizer steps, at most: training stops early when it is done
+    batch_size: int = 64  # pairs per step
+    learning_rate: float = 3e-3  # peak, after a linear warm-up; cosine decay to a tenth
+    warmup: int = 200  # steps of warm-up
+    eval_every: int = 250  # steps between validations
+    seed: int = 0  # weights and the order of the data
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.learning_rate > 0:
+            raise ValueError("the learning rate must be positive")

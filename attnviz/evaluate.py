@@ -9,6 +9,7 @@ import torch
 
 from attnviz.batches import make_batch
 from attnviz.checkpoint import Checkpoint
+from attnviz.model import rule_out_specials
 from attnviz.tasks import Example
 from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
 
@@ -49,7 +50,7 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
         batch = make_batch(checkpoint, chunk, device)
         output = model(batch.source, batch.decoder_input)
         real = batch.decoder_target != PAD_ID  # (B, T)
-        predicted = _allowed(output.logits).argmax(-1)  # (B, T)
+        predicted = rule_out_specials(output.logits.clone()).argmax(-1)  # (B, T)
         correct += int(((predicted == batch.decoder_target) & real).sum())
         counted += int(real.sum())
 
@@ -72,23 +73,15 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
                    alignment)
 
 
-def _allowed(logits: torch.Tensor) -> torch.Tensor:
-    """Logits with padding and begin tokens ruled out, as greedy decoding rules them out."""
-    logits = logits.clone()
-    logits[..., [PAD_ID, BOS_ID]] = float("-inf")
-    return logits
-
-
 def measure(model: str, *, task: str | None, data: Path | None, examples: int = 1000,
             device: str = "cpu") -> Metrics:
     """``attnviz eval``: a model (shipped name or file) on a task's test set or on pairs."""
     from attnviz.errors import AttnvizError
-    from attnviz.pairs import read_pairs
-    from attnviz.pipeline import load_model, resolve_device
+    from attnviz.loader import load_model, resolve_device
+    from attnviz.pairs import check_one_source, read_pairs
     from attnviz.tasks import get_task, held_out_examples
 
-    if (task is None) == (data is None):
-        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+    check_one_source(task, data)
     if examples < 1:
         raise AttnvizError("--examples must be at least 1")
     if model == "random":
@@ -99,5 +92,6 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int = 
         chosen = held_out_examples(get_task(task), examples)
     else:
         chosen = read_pairs(data, checkpoint.target_tokenizer,
-                            checkpoint.config.max_target_length)
+                            checkpoint.config.max_target_length,
+                            way_out="this model cannot write targets that long; leave it out")
     return evaluate(checkpoint, chosen, device=torch_device)

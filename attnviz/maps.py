@@ -174,6 +174,11 @@ class Heatmap:
 _VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\t": "⇥", "\n": "⏎"})
 
 
+def shorten(label: str, width: int) -> str:
+    """``label`` cut to ``width`` characters, the last one an ellipsis when it was cut."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def display_label(token: str) -> str:
     """A token as a label: whitespace characters made visible (a space is shown as ␣)."""
     return token.translate(_VISIBLE_WHITESPACE)

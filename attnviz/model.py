@@ -266,9 +266,7 @@ class Transformer(nn.Module):
         finished = torch.zeros(batch, dtype=torch.bool, device=source_ids.device)
         for _ in range(limit):
             logits, _, _ = self.decode(generated, memory, source_ids)  # (B, T, V)
-            scores = logits[:, -1]  # (B, V)
-            scores[:, [PAD_ID, BOS_ID]] = float("-inf")  # never written, only read
-            next_ids = scores.argmax(dim=-1)  # (B,)
+            next_ids = rule_out_specials(logits[:, -1]).argmax(dim=-1)  # (B,)
             finished = finished | (next_ids == EOS_ID)
             if bool(finished.all()):
                 break
@@ -278,8 +276,18 @@ class Transformer(nn.Module):
 
 
 def _key_mask(ids: torch.Tensor) -> torch.Tensor | None:
-    """True where a key is a real token; None when nothing is padded (the common case)."""
-    real = ids != PAD_ID  # (B, N)
-    if bool(real.all()):
-        return None
-    return real[:, None, None, :]  # (B, 1, 1, N)
+    """The padding mask of ``ids``; None when nothing is padded (the common case).
+
+    Shape: ``[B, N] -> [B, 1, 1, N]``.
+    """
+    mask = attention.padding_mask(ids, PAD_ID)
+    return None if bool(mask.all()) else mask
+
+
+def rule_out_specials(scores: torch.Tensor) -> torch.Tensor:
+    """Next-token scores with padding and begin tokens ruled out: they are read, never written.
+
+    Shape: ``[..., V]``, changed in place and returned.
+    """
+    scores[..., [PAD_ID, BOS_ID]] = float("-inf")
+    return scores

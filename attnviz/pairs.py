@@ -9,11 +9,18 @@ from attnviz.tasks import Example
 from attnviz.tokenize import Tokenizer
 
 
-def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int) -> list[Example]:
+def check_one_source(task: str | None, data: Path | None) -> None:
+    """Training and evaluation take a built-in task or a pairs file: exactly one of them."""
+    if (task is None) == (data is None):
+        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+
+
+def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
+               way_out: str = "shorten it") -> list[Example]:
     """The pairs of a UTF-8 file, one ``source<TAB>target`` a line; blank lines are skipped.
 
     Raises AttnvizError naming the file and line for a line without a tab, an empty side,
-    or a target of more than ``max_target_length`` tokens.
+    or a target of more than ``max_target_length`` tokens (``way_out`` says what to do).
     """
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -42,8 +49,7 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int) -> list
         length = len(tokenizer.split(target))
         if length > max_target_length:
             raise AttnvizError(f"{path}:{number}: the target has {length} tokens, more than "
-                               f"the model's maximum of {max_target_length}; shorten it or "
-                               "raise --max-length")
+                               f"the model's maximum of {max_target_length}; {way_out}")
         pairs.append(Example(source, target))
     if not pairs:
         raise AttnvizError(f"{path} holds no pairs; write one source<TAB>target pair a line")

@@ -8,63 +8,20 @@ from __future__ import annotations
 
 import torch
 
-from attnviz import catalog
-from attnviz.checkpoint import Checkpoint, load_checkpoint
-from attnviz.config import ModelConfig
+from attnviz.checkpoint import Checkpoint
 from attnviz.errors import AttnvizError
+from attnviz.loader import load_model, resolve_device
 from attnviz.maps import KINDS, AttentionMaps, Result
-from attnviz.model import Transformer
+from attnviz.request import Request
 from attnviz.tokenize import BOS, BOS_ID, Tokenizer, Vocabulary
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when present, else cpu) as a torch device."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name in ("cuda", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if name == "auto":
-            return torch.device("cpu")
-        raise AttnvizError("--device cuda was asked for, but torch sees no CUDA GPU here; "
-                           "use --device cpu (or auto)")
-    raise AttnvizError(f"unknown device {name!r}; use cpu, cuda or auto")
-
-
-def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: int
-                      ) -> Checkpoint:
-    """A randomly initialised word-level model whose vocabularies hold exactly the given tokens.
-
-    The weights depend only on ``seed`` and the vocabulary sizes, so a sentence gives the
-    same maps on every run.
-    """
-    source_vocab = Vocabulary.build([source_tokens])
-    target_vocab = Vocabulary.build([target_tokens or source_tokens])
-    config = ModelConfig(source_vocab_size=len(source_vocab),
-                         target_vocab_size=len(target_vocab),
-                         max_target_length=max(8, 2 * len(source_tokens)))
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = Transformer(config).eval()
-    finally:
-        torch.random.set_rng_state(generator_state)
-    tokenizer = Tokenizer("word")
-    return Checkpoint(model, tokenizer, tokenizer, source_vocab, target_vocab,
-                      {"task": "random", "seed": seed})
-
-
-def load_model(spec: str | None, device: torch.device, source: str, target: str | None,
-               seed: int) -> Checkpoint:
-    """The model named by ``spec``: ``random``, a shipped model's name, or a file path."""
-    path = catalog.resolve(spec)
-    if path is not None:
-        return load_checkpoint(path, device)
-    tokenizer = Tokenizer("word")
-    checkpoint = random_checkpoint(tokenizer.split(source),
-                                   tokenizer.split(target) if target else [], seed)
-    checkpoint.model.to(device)
-    return checkpoint
+def run(request: Request) -> Result:
+    """The attention maps ``request`` asks for."""
+    if request.command == "encode":
+        return encode(request.text, request.model, seed=request.seed, device=request.device)
+    return decode(request.text, request.target, request.model, seed=request.seed,
+                  device=request.device)
 
 
 def encode(text: str, model: str | None = None, *, seed: int = 0, device: str = "cpu"

@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,37 +19,19 @@ import torch.nn.functional as F
 
 from attnviz.batches import make_batch
 from attnviz.checkpoint import Checkpoint
-from attnviz.config import ModelConfig
+from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.evaluate import Metrics, evaluate
 from attnviz.model import Transformer
 from attnviz.tasks import Example, Task, examples, held_out_examples
 from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
 
 PATIENCE = 3  # validations in a row at 100% exact match before training stops early
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    steps: int = 3000  # optimizer steps
-    batch_size: int = 64
-    learning_rate: float = 2e-3  # peak, after a linear warm-up; cosine decay to a tenth
-    warmup: int = 200
-    eval_every: int = 250  # steps between validations
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not self.learning_rate > 0:
-            raise ValueError("the learning rate must be positive")
+HELD_OUT = "held-out test set"
 
 
 @dataclass(frozen=True)
 class Progress:
     step: int
-    steps: int
     loss: float  # mean training loss since the last report
     validation: Metrics | None  # set at validation steps
 
@@ -62,8 +44,8 @@ class TrainResult:
     steps_done: int
     seconds: float
     interrupted: bool
-    history: list[Progress] = field(default_factory=list)
-    test: Metrics | None = None  # measured after training by fit()
+    measured: Metrics | None = None  # by fit(), after training
+    measured_on: str = ""  # what fit() measured on: "held-out test set", ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +59,7 @@ class Data:
     validation: list[Example]
     max_target_length: int
     training_size: int = 0  # pairs in one epoch; 0 for a task's endless stream
+    validation_name: str = "validation set"  # what the validation examples are, for people
 
 
 def task_data(task: Task, seed: int, validation_size: int = 500) -> Data:
@@ -96,9 +79,10 @@ def task_data(task: Task, seed: int, validation_size: int = 500) -> Data:
 
 def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: float, seed: int,
                max_target_length: int) -> Data:
-    """A shuffled split of the pairs; the vocabularies hold the training side's tokens."""
-    if not 0.0 <= validation_share < 1.0:
-        raise ValueError("the validation share must be in [0, 1)")
+    """A shuffled split of the pairs; the vocabularies hold the training side's tokens.
+
+    ``validation_share`` is in [0, 1); with 0, validation uses training pairs.
+    """
     unique = list(dict.fromkeys(pairs))
     random.Random(seed).shuffle(unique)
     cut = round(len(unique) * validation_share) if len(unique) > 1 else 0
@@ -115,7 +99,8 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
     source_vocab = Vocabulary.build(tokenizer.split(e.source) for e in training)
     target_vocab = Vocabulary.build(tokenizer.split(e.target) for e in training)
     return Data(tokenizer, source_vocab, target_vocab, batches, validation or training[:500],
-                max_target_length, len(training))
+                max_target_length, len(training),
+                "validation pairs" if validation else "training pairs (no validation split)")
 
 
 def new_checkpoint(data: Data, config_sizes: dict, seed: int, info: dict) -> Checkpoint:
@@ -137,7 +122,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     100% at ``PATIENCE`` validations in a row, or at Ctrl-C (KeyboardInterrupt), which is
     not re-raised.
     """
-    from attnviz.pipeline import resolve_device
+    from attnviz.loader import resolve_device
 
     device = resolve_device(options.device)
     torch.manual_seed(options.seed)
@@ -148,7 +133,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     batches = data.batches(options.batch_size, options.seed)
 
     best_key, best_state, best_metrics, best_step = None, None, None, 0
-    perfect_in_a_row, step, losses, history = 0, 0, [], []
+    perfect_in_a_row, step, losses = 0, 0, []
     started = time.perf_counter()
     interrupted = False
     try:
@@ -173,10 +158,9 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
                     best_key, best_metrics, best_step = key, validation, step
                     best_state = copy.deepcopy(model.state_dict())
                 perfect_in_a_row = perfect_in_a_row + 1 if validation.exact_match == 1.0 else 0
-            progress = Progress(step, options.steps, sum(losses) / len(losses), validation)
+            progress = Progress(step, sum(losses) / len(losses), validation)
             report(progress)
             if validation is not None:
-                history.append(progress)
                 losses = []
                 if perfect_in_a_row >= PATIENCE:
                     break
@@ -188,7 +172,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
         best_step = step
     model.eval()
     return TrainResult(checkpoint, best_metrics, best_step, step,
-                       time.perf_counter() - started, interrupted, history)
+                       time.perf_counter() - started, interrupted)
 
 
 def _rank(metrics: Metrics) -> tuple[float, float, float]:
@@ -220,17 +204,21 @@ def fit(data: Data, sizes: dict, options: TrainOptions, info: dict,
     """
     checkpoint = new_checkpoint(data, sizes, options.seed, info)
     result = train(checkpoint, data, options, report)
-    measured = evaluate(checkpoint, test if test is not None else data.validation,
-                        device=next(checkpoint.model.parameters()).device)
+    if result.interrupted:  # the person is waiting: keep the validation figures
+        measured, measured_on = result.best, data.validation_name
+    else:
+        measured = evaluate(checkpoint, test if test is not None else data.validation,
+                            device=next(checkpoint.model.parameters()).device)
+        measured_on = HELD_OUT if test is not None else data.validation_name
     checkpoint.model.to("cpu")
     checkpoint.info.update({
-        "metrics": measured.to_dict(),
+        "metrics": {**measured.to_dict(), "measured_on": measured_on} if measured else None,
         "steps": result.steps_done,
         "best_step": result.best_step,
     })  # no timings: the same command and seed give the same file, byte for byte
-    if measured.best_alignment_layer is not None:
+    if measured and measured.best_alignment_layer is not None:
         checkpoint.info["default_layers"] = {"cross": measured.best_alignment_layer}
-    result.test = measured
+    result.measured, result.measured_on = measured, measured_on
     return result
 
 
@@ -245,18 +233,19 @@ class TrainPlan:
     test: list[Example] | None  # measured after training (None: the validation set)
 
 
-def plan(*, task: str | None, data: Path | None, tokenizer: str = "word", layers: int = 2,
-         heads: int = 4, width: int = 64, steps: int | None = None, epochs: int | None = None,
-         batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0,
-         validation_share: float = 0.1, max_length: int = 64, device: str = "cpu"
-         ) -> TrainPlan:
+def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
+         layers: int = ModelConfig.n_encoder_layers, heads: int = ModelConfig.n_heads,
+         width: int = ModelConfig.d_model, steps: int | None = None, epochs: int | None = None,
+         batch_size: int = TrainOptions.batch_size,
+         learning_rate: float = TrainOptions.learning_rate, seed: int = 0,
+         validation_share: float = VALIDATION_SHARE,
+         max_length: int = ModelConfig.max_target_length, device: str = "cpu") -> TrainPlan:
     """Check the options of ``attnviz train`` and gather the data; raises AttnvizError."""
     from attnviz.errors import AttnvizError
-    from attnviz.pairs import read_pairs
+    from attnviz.pairs import check_one_source, read_pairs
     from attnviz.tasks import get_task
 
-    if (task is None) == (data is None):
-        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+    check_one_source(task, data)
     if steps is not None and epochs is not None:
         raise AttnvizError("give --steps or --epochs, not both")
     if epochs is not None and data is None:
@@ -283,7 +272,8 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word", layers
         command += ["--task", task]
         info = {"task": task, "description": source.description}
     else:
-        pairs = read_pairs(data, Tokenizer(tokenizer), max_length)
+        pairs = read_pairs(data, Tokenizer(tokenizer), max_length,
+                           way_out="shorten it or raise --max-length")
         built = pairs_data(pairs, Tokenizer(tokenizer), validation_share, seed, max_length)
         test = None
         command += ["--data", str(data), "--tokenizer", tokenizer, "--val-split",
@@ -292,7 +282,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word", layers
     if epochs is not None:
         steps = math.ceil(built.training_size / batch_size) * epochs
     if steps is None:
-        steps = 3000
+        steps = TrainOptions.steps
     command += ["--layers", str(layers), "--heads", str(heads), "--width", str(width),
                 "--steps", str(steps), "--batch-size", str(batch_size), "--lr",
                 str(learning_rate), "--seed", str(seed)]

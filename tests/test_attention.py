@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import ast
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -84,7 +84,7 @@ def test_causal_mask_is_true_on_and_below_the_diagonal():
 
 
 def test_padding_mask_hides_padding_keys_only():
-    mask = padding_mask(torch.tensor([2, 4]))
+    mask = padding_mask(torch.tensor([[5, 6, 0, 0], [5, 6, 7, 8]]))
     assert mask.shape == (2, 1, 1, 4)
     assert mask[:, 0, 0].tolist() == [[True, True, False, False], [True, True, True, True]]
     q, k, v, _ = _inputs(((2, 3), 5, 4, 8, 8), torch.float32)
@@ -145,11 +145,24 @@ def test_attention_invariants(case):
 
 
 def test_no_other_module_computes_softmax():
-    """Every attention weight in the package comes from attention.py."""
+    """Every attention weight in the package comes from attention.py: no other module calls
+    softmax (in any spelling), and none but attention.py fills scores with -inf."""
     package = Path(__file__).parent.parent / "attnviz"
-    users = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
-                   if re.search(r"softmax\(", path.read_text()))
-    assert users == ["attention.py"]
+    softmax_users, inf_users = set(), set()
+    for path in package.rglob("*.py"):
+        name = path.relative_to(package).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
+                    node.func, "id", "")
+                if "softmax" in called:
+                    softmax_users.add(name)
+                minus_inf = any(isinstance(arg, ast.Constant) and arg.value == "-inf"
+                                for arg in ast.walk(node))
+                if called in ("masked_fill", "masked_fill_") and minus_inf:
+                    inf_users.add(name)
+    assert softmax_users == {"attention.py"}
+    assert inf_users == {"attention.py"}
 
 
 def test_gradients_match_torch_when_training():

@@ -14,6 +14,7 @@ from attnviz import cache, pipeline
 from attnviz.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.maps import KINDS
 from attnviz.render.colors import colormap, lookup_table, rgb
+from attnviz.request import Request
 from tests.conftest import SOURCE, TARGET
 
 
@@ -28,53 +29,53 @@ def _same(a, b) -> None:
 
 @pytest.mark.parametrize("target", [TARGET, None])
 def test_a_hit_returns_exactly_what_was_computed(private_cache, target):
-    first = cache.run("decode", SOURCE + " zebra", target, None, 0, "cpu")
+    first = cache.run(Request("decode", SOURCE + " zebra", target, None, 0))
     assert len(list(private_cache.glob("*.npz"))) == 1
-    second = cache.run("decode", SOURCE + " zebra", target, None, 0, "cpu")
+    second = cache.run(Request("decode", SOURCE + " zebra", target, None, 0))
     _same(first, second)
     _same(first, pipeline.decode(SOURCE + " zebra", target))
     assert second.warnings and "zebra" in second.warnings[0]
 
 
 def test_texts_seeds_and_commands_have_their_own_entries(private_cache):
-    cache.run("encode", SOURCE, None, "random", 0, "cpu")
-    cache.run("encode", SOURCE, None, "random", 1, "cpu")
-    cache.run("decode", SOURCE, None, "random", 0, "cpu")
-    cache.run("encode", SOURCE + " .", None, "random", 0, "cpu")
+    cache.run(Request("encode", SOURCE, None, "random", 0))
+    cache.run(Request("encode", SOURCE, None, "random", 1))
+    cache.run(Request("decode", SOURCE, None, "random", 0))
+    cache.run(Request("encode", SOURCE + " .", None, "random", 0))
     assert len(list(private_cache.glob("*.npz"))) == 4
-    seeded = cache.run("encode", SOURCE, None, "random", 1, "cpu")
+    seeded = cache.run(Request("encode", SOURCE, None, "random", 1))
     _same(seeded, pipeline.encode(SOURCE, "random", seed=1))
 
 
 def test_a_changed_model_file_is_never_served_stale(private_cache, model_file, checkpoint):
-    before = cache.run("encode", SOURCE, None, str(model_file), 0, "cpu")
+    before = cache.run(Request("encode", SOURCE, None, str(model_file), 0))
     with torch.no_grad():
         for parameter in checkpoint.model.parameters():
             parameter.add_(0.1)
     save_checkpoint(checkpoint, model_file)
-    after = cache.run("encode", SOURCE, None, str(model_file), 0, "cpu")
+    after = cache.run(Request("encode", SOURCE, None, str(model_file), 0))
     assert not np.array_equal(before.maps.encoder_self, after.maps.encoder_self)
     _same(after, pipeline.encode(SOURCE, str(model_file)))
     assert load_checkpoint(model_file) is not None
 
 
 def test_a_new_version_does_not_read_old_entries(private_cache, monkeypatch):
-    cache.run("encode", SOURCE, None, None, 0, "cpu")
+    cache.run(Request("encode", SOURCE, None, None, 0))
     monkeypatch.setattr(cache, "__version__", "999")
-    cache.run("encode", SOURCE, None, None, 0, "cpu")
+    cache.run(Request("encode", SOURCE, None, None, 0))
     assert len(list(private_cache.glob("*.npz"))) == 2
 
 
 def test_no_cache_writes_nothing(private_cache):
-    cache.run("encode", SOURCE, None, None, 0, "cpu", use_cache=False)
+    cache.run(Request("encode", SOURCE, None, None, 0), use_cache=False)
     assert not private_cache.exists() or not list(private_cache.iterdir())
 
 
 def test_a_damaged_entry_is_recomputed(private_cache):
-    first = cache.run("encode", SOURCE, None, None, 0, "cpu")
+    first = cache.run(Request("encode", SOURCE, None, None, 0))
     (entry,) = private_cache.glob("*.npz")
     entry.write_bytes(b"broken")
-    _same(first, cache.run("encode", SOURCE, None, None, 0, "cpu"))
+    _same(first, cache.run(Request("encode", SOURCE, None, None, 0)))
     assert entry.read_bytes() != b"broken"
 
 
@@ -128,3 +129,15 @@ def test_terminal_colours_are_the_image_colours(name):
     values = np.random.default_rng(0).random(500)
     expected = np.rint(colormap(name)(values)[:, :3] * 255).astype(np.uint8)
     assert np.array_equal(rgb(name, values), expected)
+
+
+def test_no_cache_on_the_command_line_keeps_nothing(private_cache):
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    result = CliRunner().invoke(app, ["encode", SOURCE, "--no-cache"])
+    assert result.exit_code == 0
+    assert not private_cache.exists() or not list(private_cache.iterdir())
+    assert CliRunner().invoke(app, ["encode", SOURCE]).exit_code == 0
+    assert len(list(private_cache.glob("*.npz"))) == 1

@@ -152,3 +152,39 @@ def test_weights_of_the_wrong_type_or_set_are_refused(tmp_path, checkpoint):
     path.write_bytes(save(state, metadata=_metadata(checkpoint)))
     with pytest.raises(AttnvizError, match="do not fit"):
         load_checkpoint(path)
+
+
+def test_a_deeply_nested_header_is_refused_not_a_traceback(tmp_path):
+    header = b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(AttnvizError, match="no attnviz metadata"):
+        load_checkpoint(path)
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path, checkpoint):
+    path = tmp_path / "deep-info.safetensors"
+    path.write_bytes(save(_state(checkpoint), metadata=_metadata(
+        checkpoint, info="[" * 100_000 + "]" * 100_000)))
+    with pytest.raises(AttnvizError, match="metadata is damaged"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused(tmp_path, checkpoint, bad):
+    state = _state(checkpoint)
+    state["output.bias"] = state["output.bias"].clone()
+    state["output.bias"][0] = bad
+    path = tmp_path / "nan.safetensors"
+    path.write_bytes(save(state, metadata=_metadata(checkpoint)))
+    with pytest.raises(AttnvizError, match="NaN or infinite"):
+        load_checkpoint(path)
+
+
+def test_a_config_asking_for_endless_decoding_is_refused(tmp_path, checkpoint):
+    config = {**checkpoint.config.to_dict(), "max_target_length": 10**9}
+    path = tmp_path / "endless.safetensors"
+    path.write_bytes(save(_state(checkpoint), metadata=_metadata(checkpoint,
+                                                                  config=json.dumps(config))))
+    with pytest.raises(AttnvizError, match="max_target_length must be at most 1024"):
+        load_checkpoint(path)

@@ -235,3 +235,31 @@ def test_importing_the_cli_loads_neither_torch_nor_matplotlib():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_cycle_collector_is_back_on_after_a_command():
+    import gc
+
+    assert gc.isenabled()
+    assert run("encode", SOURCE).exit_code == 0
+    assert gc.isenabled()
+
+
+def test_head_mean_and_a_head_that_is_not_a_number():
+    mean = run("encode", SOURCE, "--head", "mean")
+    assert mean.exit_code == 0 and "mean of 4 heads" in mean.stdout
+    bad = run("encode", SOURCE, "--head", "first")
+    assert bad.exit_code == 2 and "is not a head" in bad.stderr
+
+
+def test_version():
+    from attnviz import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"attnviz {__version__}"
+
+
+def test_a_seed_out_of_range_is_refused_without_a_traceback():
+    result = run("encode", SOURCE, "-m", "random", "--seed", "99999999999999999999999")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "--seed" in result.stderr

@@ -196,3 +196,28 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
     assert grid.weights.shape == (42, 42)
     assert grid.row_labels[0] == "0-11" and grid.row_labels[-1] == "492-499"
     assert not grid.visible[0, 1] and grid.visible[1, 0]
+
+
+def test_pooled_cells_are_coloured_on_the_pooled_scale():
+    """A pooled cell holds several keys' weight; the scale must follow, not saturate."""
+    n = 400
+    heatmap = make_maps(s=n, t=2).select("encoder_self", 0, 0)
+    weights = np.ones((n, n), dtype=np.float32)
+    weights[:, : n // 2] = 2.0  # the first half of the keys gets twice the weight
+    weights /= weights.sum(-1, keepdims=True)
+    heatmap = type(heatmap)(**{**heatmap.__dict__, "weights": weights})
+    text = _render_text(heatmap, width=100)
+    rows = [re.match(r"^\s*\d+-\d+ (.*)$", line) for line in text.splitlines()]
+    body = [match.group(1) for match in rows if match]
+    assert body, text
+    assert all(row[:2] == "@@" and row[-4:-2] == "++" for row in body)  # full scale, and half
+    legend = next(line for line in text.splitlines() if line.startswith("scale 0"))
+    largest = float(legend.split("]")[1].split()[0])
+    factor = -(-n * 2 // (100 - len("392-399") - 1))
+    assert abs(largest - factor * 2 / (1.5 * n)) < 0.01
+
+
+def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
+    from attnviz.maps import shorten
+
+    assert shorten("abcdefghij", 5) == "abcd…" and shorten("abc", 5) == "abc"

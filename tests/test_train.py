@@ -76,6 +76,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model_so_far(pairs_file):
     assert result.interrupted and result.steps_done == 35
     best_step = max(snapshots, key=lambda step: (snapshots[step], -step))
     assert result.best_step == best_step
+    # No test run after Ctrl-C: the figures kept are those of the best validation.
+    assert result.measured_on == "validation pairs"
+    assert training._rank(result.measured) == snapshots[best_step]
+    assert result.checkpoint.info["metrics"]["measured_on"] == "validation pairs"
 
 
 @pytest.mark.parametrize("content, message", [
@@ -149,3 +153,32 @@ def test_train_command_refuses_bad_options_in_one_line(tmp_path, pairs_file, arg
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and fragment in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+def test_training_on_a_task_records_its_best_aligned_layer(tmp_path):
+    """A task that knows its alignment: fit() measures it and names the layer to show."""
+    plan = training.plan(task="reverse", data=None, layers=2, heads=2, width=16, steps=30,
+                         batch_size=16)
+    plan = training.TrainPlan(plan.data, plan.sizes, plan.options, plan.info,
+                              plan.test[:50])
+    result = training.run(plan)
+    info = result.checkpoint.info
+    assert info["task"] == "reverse" and info["metrics"]["measured_on"] == "held-out test set"
+    alignment = info["metrics"]["alignment"]
+    assert len(alignment) == 2
+    assert info["default_layers"] == {"cross": alignment.index(max(alignment))}
+    path = tmp_path / "r.safetensors"
+    save_checkpoint(result.checkpoint, path)
+    from attnviz import pipeline
+
+    assert pipeline.decode("the cat sees", model=str(path)).default_layers["cross"] == \
+        info["default_layers"]["cross"]
+
+
+def test_train_command_on_a_task(tmp_path):
+    out = tmp_path / "d.safetensors"
+    result = CliRunner().invoke(app, ["train", "--task", "dates", "-o", str(out), "--steps", "3",
+                                      "--layers", "1", "--heads", "2", "--width", "16"])
+    assert result.exit_code == 0, result.stderr
+    assert "measured on the held-out test set" in result.stdout
+    assert load_checkpoint(out).source_tokenizer.kind == "char"

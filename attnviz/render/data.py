@@ -28,7 +28,8 @@ def save(maps: AttentionMaps, path: Path) -> None:
     write_atomically(path, data)
 
 
-def to_npz_bytes(maps: AttentionMaps) -> bytes:
+def to_npz_bytes(maps: AttentionMaps, **extra: np.ndarray) -> bytes:
+    """The npz file of ``maps``, with ``extra`` arrays beside them if given."""
     # Uncompressed: attention weights are floats that zlib barely shrinks (a tenth), and
     # compressing the maps of a long text takes seconds.
     buffer = io.BytesIO()
@@ -37,8 +38,18 @@ def to_npz_bytes(maps: AttentionMaps) -> bytes:
         source_tokens=np.array(maps.source_tokens, dtype=str),
         target_tokens=np.array(maps.target_tokens, dtype=str),
         **{kind: np.asarray(getattr(maps, kind), dtype=np.float32) for kind in KINDS},
+        **extra,
     )
     return buffer.getvalue()
+
+
+def from_arrays(archive) -> AttentionMaps:
+    """The maps held by an opened npz file (or any mapping of its keys to arrays)."""
+    return AttentionMaps.from_dict({
+        "source_tokens": archive["source_tokens"].tolist(),
+        "target_tokens": archive["target_tokens"].tolist(),
+        **{kind: archive[kind] for kind in KINDS},
+    })
 
 
 def to_json_bytes(maps: AttentionMaps) -> bytes:
@@ -52,11 +63,7 @@ def load(path: Path) -> AttentionMaps:
     try:
         if output_format(path) == "npz":
             with np.load(path, allow_pickle=False) as archive:
-                data = {key: archive[key] for key in archive.files}
-            data["source_tokens"] = data.get("source_tokens", np.array([])).tolist()
-            data["target_tokens"] = data.get("target_tokens", np.array([])).tolist()
-        else:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return AttentionMaps.from_dict(data)
+                return from_arrays(archive)
+        return AttentionMaps.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise AttnvizError(f"cannot read attention maps from {path}: {exc}") from None

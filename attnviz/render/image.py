@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.files import write_atomically
-from attnviz.maps import Heatmap
+from attnviz.maps import Heatmap, shorten
 from attnviz.render import output_format
 from attnviz.render.colors import colormap
 
@@ -72,8 +72,7 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str):
 
 
 def _labels(labels: list[str]) -> list[str]:
-    return [label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
-            for label in labels]
+    return [shorten(label, LABEL_CHARS) for label in labels]
 
 
 def _label_axis(axis, labels: list[str], rotate: bool) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from attnviz.evaluate import Metrics
+if TYPE_CHECKING:
+    from attnviz.catalog import ModelSummary
+    from attnviz.evaluate import Metrics
 
 
 @contextmanager
@@ -55,48 +58,31 @@ def metrics_text(metrics: Metrics) -> str:
 
 def training_summary(result, path: Path) -> str:
     size = Path(path).stat().st_size
-    measured = result.test
-    what = "held-out test set" if result.checkpoint.info.get("task") in _task_names() else \
-        "validation pairs"
-    return "\n".join([
-        f"saved {path} ({size / 1024:.0f} KB) after {result.steps_done} steps in "
-        f"{result.seconds:.0f} s; best validation at step {result.best_step}",
-        f"measured on the {what}:",
-        metrics_text(measured),
-    ])
+    lines = [f"saved {path} ({size / 1024:.0f} KB) after {result.steps_done} steps in "
+             f"{result.seconds:.0f} s; best validation at step {result.best_step}"]
+    if result.measured is None:
+        lines.append("not measured: training stopped before the first validation")
+    else:
+        lines += [f"measured on the {result.measured_on}:", metrics_text(result.measured)]
+    return "\n".join(lines)
 
 
-def models_table(models: dict[str, Path]):
-    """A rich table of shipped models, read from their files' metadata."""
+def models_table(models: list[ModelSummary]):
+    """A rich table of models: name, task, sizes and measured accuracy."""
     from rich.table import Table
-
-    from attnviz.checkpoint import read_metadata
 
     table = Table(title="models shipped with attnviz (use with --model NAME)")
     for column in ("name", "task", "tokens", "layers × heads × width", "size",
                    "exact match", "alignment (best layer)"):
         table.add_column(column)
-    table.add_row("random", "random weights, vocabulary from your sentences", "word",
-                  "2 × 4 × 64", "-", "-", "-")
-    for name, path in models.items():
-        data = path.read_bytes()
-        meta = read_metadata(data, str(path))
-        config, info = meta["config"], meta["info"]
-        metrics = info.get("metrics") or {}
-        alignment = metrics.get("alignment")
+    for model in models:
+        best = None if not model.alignment else max(range(len(model.alignment)),
+                                                    key=model.alignment.__getitem__)
         table.add_row(
-            name, info.get("description", info.get("task", "?")),
-            meta["source_tokenizer"]["kind"],
-            f"{config['n_encoder_layers']} × {config['n_heads']} × {config['d_model']}",
-            f"{len(data) / 1024:.0f} KB",
-            f"{metrics['exact_match']:.1%}" if "exact_match" in metrics else "-",
-            f"{max(alignment):.1%} (layer {alignment.index(max(alignment))})" if alignment
-            else "-",
+            model.name, model.description, model.tokens,
+            f"{model.layers} × {model.heads} × {model.width}",
+            "-" if model.size_bytes is None else f"{model.size_bytes / 1024:.0f} KB",
+            "-" if model.exact_match is None else f"{model.exact_match:.1%}",
+            "-" if best is None else f"{model.alignment[best]:.1%} (layer {best})",
         )
     return table
-
-
-def _task_names() -> set[str]:
-    from attnviz.tasks import all_tasks
-
-    return set(all_tasks())

@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.maps import Heatmap
+from attnviz.maps import Heatmap, shorten
 from attnviz.render.colors import rgb
 
 RAMP = " .:-=+*#%@"  # plain-text levels, from 0 to the largest weight
@@ -47,24 +47,23 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool) -> Group:
     q_count, k_count = heatmap.weights.shape
     label_width = min(LABEL_WIDTH, max(len(label) for label in heatmap.query_labels))
     room = max(2, width - label_width - 1)
-    if k_count * 3 <= room:
-        cell, grid = 3, Grid(heatmap.weights, heatmap.visible, heatmap.query_labels,
-                             heatmap.key_labels, 1)
-    else:
-        cell = 2
-        factor = -(-k_count * cell // room)  # ceil
-        grid = pool(heatmap, factor) if factor > 1 else Grid(
-            heatmap.weights, heatmap.visible, heatmap.query_labels, heatmap.key_labels, 1)
+    cell = 3 if k_count * 3 <= room else 2
+    factor = -(-k_count * cell // room)  # ceil: how many keys one column must hold
+    grid = pool(heatmap, factor)
+    if factor > 1:
         label_width = min(LABEL_WIDTH, max(len(label) for label in grid.row_labels))
 
-    scale_max = heatmap.scale_max
+    # The brightest colour is the largest weight drawn: a pooled cell holds the weight of
+    # several keys, so it is the pooled grid's largest, not the map's.
+    shown = grid.weights[grid.visible]
+    scale_max = max(float(shown.max()) if shown.size else 0.0, 1e-6)
     lines = [Text(heatmap.title, style="bold"),
              Text(f"rows = {heatmap.query_axis}   columns = {heatmap.key_axis}", style="dim")]
     lines += _header(grid.column_labels, label_width, cell)
     levels = np.clip(grid.weights / scale_max, 0.0, 1.0)  # (R, C)
     colors = rgb(cmap, levels) if color else None  # (R, C, 3)
     for row, label in enumerate(grid.row_labels):
-        line = Text(_fit(label, label_width).rjust(label_width) + " ")
+        line = Text(shorten(label, label_width).rjust(label_width) + " ")
         for col in range(len(grid.column_labels)):
             if not grid.visible[row, col]:
                 line.append(MASKED.center(cell), MASKED_STYLE)
@@ -91,7 +90,11 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
 
     A cell holds the weight its queries give to its keys: summed over the keys, averaged over
     the queries, so each row still sums to 1. A cell is masked only if all its keys were.
+    A factor of 1 keeps the map as it is.
     """
+    if factor <= 1:
+        return Grid(heatmap.weights, heatmap.visible, heatmap.query_labels,
+                    heatmap.key_labels, 1)
     q_count, k_count = heatmap.weights.shape
     rows, cols = -(-q_count // factor), -(-k_count // factor)
     padded = np.zeros((rows * factor, cols * factor), dtype=np.float64)
@@ -112,7 +115,7 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
 def _header(labels: list[str], indent: int, cell: int) -> list[Text]:
     """Column labels written downwards, one character a line, centred over their cells."""
     height = min(LABEL_WIDTH, max(len(label) for label in labels))
-    fitted = [_fit(label, height) for label in labels]
+    fitted = [shorten(label, height) for label in labels]
     return [Text(" " * (indent + 1)
                  + "".join((label[r] if r < len(label) else " ").center(cell) for label in fitted),
                  style="bold")
@@ -132,10 +135,6 @@ def _legend(cmap: str, scale_max: float, color: bool) -> Text:
 
 def _ramp(level: float) -> str:
     return RAMP[min(len(RAMP) - 1, int(level * len(RAMP)))]
-
-
-def _fit(label: str, width: int) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def show(console, heatmaps: list[Heatmap], cmap: str) -> None:

@@ -1,0 +1,81 @@
+"""The model file: safetensors, whose loading runs no code, with attnviz's metadata.
+
+No torch here: the metadata (sizes, vocabularies, measured accuracy) is read without it.
+
+File layout: a safetensors file whose tensors are the model's weights (float32) and whose
+string metadata holds, as JSON, everything needed to rebuild it:
+
+    format          "attnviz-model"
+    schema_version  "1"
+    config          ModelConfig fields
+    source_tokenizer, target_tokenizer    {"kind": "word"|"char", "lowercase": bool}
+    source_vocab, target_vocab            token lists, ids = positions
+    info            free-form facts: task, training command, measured accuracy, default layers
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from attnviz.errors import AttnvizError
+
+FORMAT = "attnviz-model"
+SCHEMA_VERSION = 1
+_MAX_HEADER_BYTES = 16 * 1024 * 1024  # vocabularies are small; a larger header is not ours
+
+
+def sorted_header(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, in an order that changes from run to
+    run; sorted, the same model always gives the same bytes.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    ordered = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(ordered) > length:  # never expected: the same JSON, reordered
+        return data
+    return data[:8] + ordered.ljust(length, b" ") + data[8 + length:]
+
+
+def check_model_path(path: Path) -> None:
+    """Fail before training when ``path`` is not a writable ``.safetensors`` file name."""
+    from attnviz.files import check_writable
+
+    if Path(path).suffix != ".safetensors":
+        raise AttnvizError(f"cannot write {path}: model files end in .safetensors; "
+                           f"try {Path(path).with_suffix('.safetensors')}")
+    check_writable(Path(path))
+
+
+def read_metadata(data: bytes, name: str) -> dict[str, Any]:
+    """Parse and check the metadata of a model file's bytes, without building the model."""
+    if len(data) < 8:
+        raise invalid(name, "the file is too short")
+    header_length = int.from_bytes(data[:8], "little")
+    if header_length > min(len(data) - 8, _MAX_HEADER_BYTES):
+        raise invalid(name, "its header is damaged")
+    try:
+        header = json.loads(data[8:8 + header_length])
+        raw = header["__metadata__"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise invalid(name, "it has no attnviz metadata") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise invalid(name, "it has no attnviz metadata")
+    version = raw.get("schema_version")
+    if version != str(SCHEMA_VERSION):
+        raise AttnvizError(f"model file {name} has schema version {version!r}, but this attnviz "
+                           f"reads version {SCHEMA_VERSION}; retrain it with `attnviz train`")
+    try:
+        return {key: json.loads(raw[key]) for key in
+                ("config", "source_tokenizer", "target_tokenizer", "source_vocab",
+                 "target_vocab", "info")}
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise invalid(name, f"its metadata is damaged ({type(exc).__name__})") from None
+
+
+def invalid(name: str, reason: str) -> AttnvizError:
+    return AttnvizError(f"{name} is not a usable attnviz model file: {reason}; retrain it with "
+                        "`attnviz train` or pick a shipped model (see `attnviz models`)")
