@@ -68,7 +68,7 @@ def describe() -> list[ModelSummary]:
     from attnviz.config import ModelConfig
     from attnviz.modelfile import read_metadata
 
-    summaries = [ModelSummary(RANDOM, "random weights, vocabulary from your sentences", "word",
+    summaries = [ModelSummary(RANDOM, "random weights, any words", "word",
                               ModelConfig.n_encoder_layers, ModelConfig.n_heads,
                               ModelConfig.d_model, None, None, None)]
     for name, path in shipped_models().items():

@@ -174,13 +174,13 @@ def _show(command: str, text: str, target: Optional[str], kinds: list[str],
     for warning in result.warnings:
         _say(f"warning: {warning}")
     heatmaps = result.heatmaps(kinds, layer, head)
-    if result.generated is not None:
-        typer.echo(result.generated)
     if outputs:
         render.write_outputs(outputs, result.maps, heatmaps, cmap)
         for path in outputs:
             _say(f"wrote {path}")
-    else:
+    if result.generated is not None:
+        typer.echo(result.generated)
+    if not outputs:
         from rich.console import Console
 
         from attnviz.render import terminal
@@ -262,10 +262,13 @@ def eval_(
     ] = None,
     data: Annotated[Optional[Path], typer.Option(
         metavar="PAIRS.TSV", help="Measure on these pairs.", show_default=False)] = None,
-    examples: Annotated[int, typer.Option(help="Size of the --task test set.")] = 1000,
+    examples: Annotated[Optional[int], typer.Option(
+        help="Size of the --task test set. Default: 1000.", show_default=False)] = None,
     device: DeviceOption = Device.cpu,
 ) -> None:
-    """Measure a model: exact match, token accuracy and, for translate, cross-attention alignment.
+    """Measure a model: exact match, token accuracy, and where cross-attention looks.
+
+    Cross-attention alignment is measured for the tasks that know it: translate, reverse.
 
     Example:  attnviz eval --model translate --task translate
     """

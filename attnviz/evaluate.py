@@ -73,23 +73,32 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
                    alignment)
 
 
-def measure(model: str, *, task: str | None, data: Path | None, examples: int = 1000,
+def measure(model: str, *, task: str | None, data: Path | None, examples: int | None = None,
             device: str = "cpu") -> Metrics:
-    """``attnviz eval``: a model (shipped name or file) on a task's test set or on pairs."""
+    """``attnviz eval``: a model (shipped name or file) on a task's test set or on pairs.
+
+    ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
+    """
     from attnviz.errors import AttnvizError
     from attnviz.loader import load_model, resolve_device
     from attnviz.pairs import check_one_source, read_pairs
-    from attnviz.tasks import get_task, held_out_examples
+    from attnviz.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
     check_one_source(task, data)
-    if examples < 1:
+    if examples is not None and data is not None:
+        raise AttnvizError("--examples sizes a --task test set; with --data every pair is used")
+    if examples is not None and examples < 1:
         raise AttnvizError("--examples must be at least 1")
     if model == "random":
         raise AttnvizError("the random model has nothing to measure; give a trained model")
     torch_device = resolve_device(device)
     checkpoint = load_model(model, torch_device, "", None, 0)
     if task is not None:
-        chosen = held_out_examples(get_task(task), examples)
+        trained_on = checkpoint.info.get("task")
+        if trained_on in all_tasks() and trained_on != task:
+            raise AttnvizError(f"model {model} was trained on the {trained_on} task, not on "
+                               f"{task}; measure it with --task {trained_on}")
+        chosen = held_out_examples(get_task(task), examples or TEST_SIZE)
     else:
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,

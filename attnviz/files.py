@@ -15,6 +15,9 @@ def check_writable(path: Path) -> None:
     if path.is_dir():
         raise AttnvizError(f"output {path} is a directory; give a file name such as "
                            f"{path / 'attention.png'}")
+    if folder.exists() and not folder.is_dir():
+        raise AttnvizError(f"cannot write {path}: {folder} is a file, not a folder; "
+                           "choose another path")
     if not folder.is_dir():
         raise AttnvizError(f"cannot write {path}: folder {folder} does not exist; create it first "
                            "or choose another path")
@@ -28,6 +31,25 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     A reader sees the old file or the whole new one; a failure leaves nothing behind.
     """
+    write_all({path: data})
+
+
+def write_all(contents: dict[Path, bytes]) -> None:
+    """Write every file or none: each to a temporary file beside it, renamed once all are
+    written. A failure removes the temporary files and leaves the old files as they were."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, data in contents.items():
+            written.append((_temporary_copy(path, data), path))
+    except BaseException:
+        for temporary, _ in written:
+            Path(temporary).unlink(missing_ok=True)
+        raise
+    for temporary, path in written:
+        os.replace(temporary, path)
+
+
+def _temporary_copy(path: Path, data: bytes) -> str:
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
@@ -37,13 +59,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
         raise AttnvizError(f"cannot write {path}: {exc.strerror}; choose another path") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return temporary
 
 
 def _umask() -> int:

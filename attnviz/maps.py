@@ -97,8 +97,8 @@ class AttentionMaps:
         stack = getattr(self, kind)  # (L, H, Q, K)
         layers, heads = stack.shape[:2]
         if not 0 <= layer < layers:
-            raise AttnvizError(f"--layer {layer} is out of range: this model's {TITLES[kind]} "
-                               f"has layers 0 to {layers - 1}")
+            raise AttnvizError(f"--layer {layer} is out of range: this model's "
+                               f"{TITLES[kind].lower()} has layers 0 to {layers - 1}")
         if head is not None and not 0 <= head < heads:
             raise AttnvizError(f"--head {head} is out of range: this model has heads 0 to "
                                f"{heads - 1}, or use --head mean")

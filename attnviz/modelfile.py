@@ -34,9 +34,10 @@ def sorted_header(data: bytes) -> bytes:
     """
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + length])
-    ordered = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    if len(ordered) > length:  # never expected: the same JSON, reordered
-        return data
+    ordered = json.dumps(header, sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False).encode("utf-8")
+    if len(ordered) > length:
+        raise ValueError("the sorted header is longer than safetensors' own")
     return data[:8] + ordered.ljust(length, b" ") + data[8 + length:]
 
 

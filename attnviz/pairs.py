@@ -43,7 +43,10 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
         if "\t" not in line:
             raise AttnvizError(f"{path}:{number}: no tab between source and target; write "
                                "each pair as source<TAB>target")
-        source, target = line.split("\t", 1)
+        if line.count("\t") > 1:
+            raise AttnvizError(f"{path}:{number}: more than one tab; write each pair as "
+                               "source<TAB>target, with no tab inside either")
+        source, target = line.split("\t")
         if not tokenizer.split(source) or not tokenizer.split(target):
             raise AttnvizError(f"{path}:{number}: the source or the target is empty")
         length = len(tokenizer.split(target))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from attnviz import catalog
 from attnviz.checkpoint import Checkpoint
 from attnviz.errors import AttnvizError
 from attnviz.loader import load_model, resolve_device
@@ -62,6 +63,9 @@ def decode(text: str, target: str | None = None, model: str | None = None, *, se
     generated = None
     with torch.inference_mode():
         if target is None:
+            if catalog.resolve(model) is None:
+                warnings.append("the random model writes random words; give --target to see "
+                                "how the decoder reads a sentence of yours")
             decoder_input = checkpoint.model.generate(source)  # (1, T)
             target_labels = checkpoint.target_vocab.tokens_of(decoder_input[0].tolist())
             generated = checkpoint.target_tokenizer.join(target_labels[1:])

@@ -252,6 +252,9 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
         raise AttnvizError("--epochs counts passes over --data pairs; with --task use --steps")
     sizes = {"d_model": width, "n_heads": heads, "n_encoder_layers": layers,
              "n_decoder_layers": layers, "d_ff": 4 * width}
+    if heads >= 1 and width % heads:
+        raise AttnvizError(f"--width {width} must be divisible by --heads {heads}: each head "
+                           f"gets width / heads dimensions; try --width {heads * 16}")
     try:
         ModelConfig(source_vocab_size=4, target_vocab_size=4, max_target_length=max_length,
                     **sizes)

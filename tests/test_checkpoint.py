@@ -188,3 +188,18 @@ def test_a_config_asking_for_endless_decoding_is_refused(tmp_path, checkpoint):
                                                                   config=json.dumps(config))))
     with pytest.raises(AttnvizError, match="max_target_length must be at most 1024"):
         load_checkpoint(path)
+
+
+def test_the_same_model_gives_the_same_bytes_even_with_accented_tokens(tmp_path, checkpoint):
+    from attnviz.tokenize import Vocabulary
+
+    accented = Vocabulary([*checkpoint.target_vocab.tokens[:-2], "à", "bientôt"])
+    checkpoint.target_vocab = accented
+    checkpoint.info["note"] = "ça va, élève"
+    files = []
+    for index in range(4):  # safetensors' own header order changes from run to run
+        path = tmp_path / f"m{index}.safetensors"
+        save_checkpoint(checkpoint, path)
+        files.append(path.read_bytes())
+    assert len(set(files)) == 1
+    assert load_checkpoint(tmp_path / "m0.safetensors").target_vocab.tokens[-1] == "bientôt"

@@ -151,7 +151,7 @@ def test_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragments):
 
 @pytest.mark.parametrize("name, fragments", [
     ("x.gif", ["'.gif' is not a supported output", ".png, .svg, .pdf, .npz, .json"]),
-    ("x", ["no suffix is not a supported output"]),
+    ("x", ["it has no suffix to tell the format", ".png, .svg"]),
     ("missing/dir/x.png", ["folder", "does not exist"]),
 ])
 def test_bad_output_paths_give_one_line_and_write_nothing(tmp_path, name, fragments):
@@ -263,3 +263,25 @@ def test_a_seed_out_of_range_is_refused_without_a_traceback():
     result = run("encode", SOURCE, "-m", "random", "--seed", "99999999999999999999999")
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert "--seed" in result.stderr
+
+
+def test_outputs_are_all_written_or_none(tmp_path):
+    if os.geteuid() == 0:
+        blocked = Path("/proc/attnviz-test.png")
+    else:
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        folder.chmod(0o500)
+        blocked = folder / "x.png"
+    result = run("decode", SOURCE, "-o", str(tmp_path / "ok.png"), "-o",
+                 str(tmp_path / "ok.npz"), "-o", str(blocked))
+    _assert_one_line_error(result, "cannot write")
+    assert not (tmp_path / "ok.png").exists() and not (tmp_path / "ok.npz").exists()
+    assert result.stdout == ""  # not even the translation: the command failed
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ok")]
+
+
+def test_an_output_inside_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    result = run("encode", SOURCE, "-o", str(tmp_path / "notes.txt" / "x.png"))
+    _assert_one_line_error(result, "is a file, not a folder")

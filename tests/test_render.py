@@ -110,7 +110,7 @@ def test_unknown_suffix_lists_the_supported_ones(tmp_path):
     with pytest.raises(AttnvizError, match=r"'\.gif' is not a supported output; use one of "
                                            r"\.png, \.svg, \.pdf, \.npz, \.json"):
         output_format(tmp_path / "x.gif")
-    with pytest.raises(AttnvizError, match="no suffix"):
+    with pytest.raises(AttnvizError, match="has no suffix"):
         check_outputs([tmp_path / "x"], "viridis")
     assert output_format(tmp_path / "X.PNG") == "png"
 
@@ -194,7 +194,7 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
     grid = terminal.pool(heatmap, 12)
     np.testing.assert_allclose(grid.weights.sum(-1), 1.0, rtol=1e-5)
     assert grid.weights.shape == (42, 42)
-    assert grid.row_labels[0] == "0-11" and grid.row_labels[-1] == "492-499"
+    assert grid.row_labels[0] == "0-11 <bos>" and grid.row_labels[-1] == "492-499 t491"
     assert not grid.visible[0, 1] and grid.visible[1, 0]
 
 
@@ -207,7 +207,7 @@ def test_pooled_cells_are_coloured_on_the_pooled_scale():
     weights /= weights.sum(-1, keepdims=True)
     heatmap = type(heatmap)(**{**heatmap.__dict__, "weights": weights})
     text = _render_text(heatmap, width=100)
-    rows = [re.match(r"^\s*\d+-\d+ (.*)$", line) for line in text.splitlines()]
+    rows = [re.match(r"^\s*\d+-\d+ s\d+ (.*)$", line) for line in text.splitlines()]
     body = [match.group(1) for match in rows if match]
     assert body, text
     assert all(row[:2] == "@@" and row[-4:-2] == "++" for row in body)  # full scale, and half

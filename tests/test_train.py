@@ -88,6 +88,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model_so_far(pairs_file):
     (b"a cat\tun chat\nno tab here\n", ":2: no tab between source and target"),
     (b"a cat\tun chat\n\t\n", ":2: the source or the target is empty"),
     (b"a cat\tun chat\n\xff\xfe\tbad\n", ":2: the file is not UTF-8"),
+    (b"a cat\tun chat\tthird\n", ":1: more than one tab"),
     (b"a\t" + b"w " * 9 + b"\n", ":1: the target has 9 tokens, more than the model's maximum "
                                  "of 8"),
 ])
@@ -110,7 +111,7 @@ def test_missing_and_directory_pairs_files(tmp_path):
     (dict(task="translate"), "either --task"),
     (dict(data=None), "either --task"),
     (dict(steps=5, epochs=2), "not both"),
-    (dict(width=10, heads=4), "divisible"),
+    (dict(width=10, heads=4), "--width 10 must be divisible by --heads 4"),
     (dict(validation_share=1.0), "--val-split"),
     (dict(steps=0), "steps must be at least 1"),
 ])
@@ -182,3 +183,12 @@ def test_train_command_on_a_task(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "measured on the held-out test set" in result.stdout
     assert load_checkpoint(out).source_tokenizer.kind == "char"
+
+
+def test_eval_refuses_a_model_measured_on_another_task_and_examples_with_pairs(pairs_file):
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["eval", "-m", "dates", "--task", "translate"])
+    assert wrong.exit_code == 1 and "trained on the dates task" in wrong.stderr
+    both = runner.invoke(app, ["eval", "-m", "dates", "--data", str(pairs_file),
+                               "--examples", "5"])
+    assert both.exit_code == 1 and "--examples sizes a --task test set" in both.stderr

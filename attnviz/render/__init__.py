@@ -18,9 +18,11 @@ SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
 def output_format(path: Path) -> str:
     """The format of an output file from its suffix: png, svg, pdf, npz or json."""
     suffix = path.suffix.lower()
+    if not suffix:
+        raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
+                           f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
     if suffix not in SUPPORTED_SUFFIXES:
-        shown = f"'{path.suffix}'" if path.suffix else "no suffix"
-        raise AttnvizError(f"cannot write {path}: {shown} is not a supported output; "
+        raise AttnvizError(f"cannot write {path}: '{path.suffix}' is not a supported output; "
                            f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
     return suffix[1:]
 
@@ -42,13 +44,19 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
 
 
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
-    """Write each output file: images draw ``heatmaps``, data files hold all of ``maps``."""
+    """Write every output file, or none: images draw ``heatmaps``, data files hold all of
+    ``maps``. All are drawn before the first is written."""
+    from attnviz.files import write_all
+
+    contents = {}
     for path in paths:
-        if output_format(path) in ("npz", "json"):
+        fmt = output_format(path)
+        if fmt in ("npz", "json"):
             from attnviz.render import data
 
-            data.save(maps, path)
+            contents[path] = data.to_bytes(maps, fmt)
         else:
             from attnviz.render import image
 
-            image.save(heatmaps, path, cmap)
+            contents[path] = image.to_bytes(heatmaps, fmt, cmap)
+    write_all(contents)

@@ -21,11 +21,12 @@ from attnviz.render import output_format
 
 def save(maps: AttentionMaps, path: Path) -> None:
     """Write every map of ``maps`` to ``path`` (``.npz`` or ``.json``)."""
-    if output_format(path) == "npz":
-        data = to_npz_bytes(maps)
-    else:
-        data = to_json_bytes(maps)
-    write_atomically(path, data)
+    write_atomically(path, to_bytes(maps, output_format(path)))
+
+
+def to_bytes(maps: AttentionMaps, fmt: str) -> bytes:
+    """The maps as an ``npz`` or ``json`` file."""
+    return to_npz_bytes(maps) if fmt == "npz" else to_json_bytes(maps)
 
 
 def to_npz_bytes(maps: AttentionMaps, **extra: np.ndarray) -> bytes:

@@ -98,7 +98,7 @@ def _annotate(ax, heatmap: Heatmap, palette) -> None:
             continue
         red, green, blue, _ = palette(float(norm[row, col]))
         light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
-        ax.text(col, row, f"{weight:.2f}".lstrip("0") if weight < 1 else "1",
+        ax.text(col, row, f"{weight:.2f}".removeprefix("0"),
                 ha="center", va="center", fontsize=7, color="black" if light else "white",
                 zorder=2)
 
@@ -158,9 +158,13 @@ def _fraction(inches: float, total: float) -> float:
     return inches / total
 
 
-def save(heatmaps: list[Heatmap], path: Path, cmap: str, dpi: int = 150) -> None:
+def save(heatmaps: list[Heatmap], path: Path, cmap: str) -> None:
     """Draw the heatmaps and write them to ``path``; the format follows its suffix."""
-    fmt = output_format(path)
+    write_atomically(path, to_bytes(heatmaps, output_format(path), cmap))
+
+
+def to_bytes(heatmaps: list[Heatmap], fmt: str, cmap: str, dpi: int = 150) -> bytes:
+    """The heatmaps drawn as a ``png``, ``svg`` or ``pdf`` file."""
     fig = figure(heatmaps, cmap)
     buffer = io.BytesIO()
     from matplotlib import rc_context
@@ -171,4 +175,4 @@ def save(heatmaps: list[Heatmap], path: Path, cmap: str, dpi: int = 150) -> None
     extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}):
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
-    write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()

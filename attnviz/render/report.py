@@ -25,7 +25,7 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
     )
 
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("train", total=steps, status="")
         validation = ""
@@ -37,7 +37,8 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
                 validation = (f" · validation: token accuracy {v.token_accuracy:.1%}, "
                               f"exact match {v.exact_match:.1%}")
             bar.update(task, completed=progress.step,
-                       status=f"loss {progress.loss:.4f}{validation}")
+                       status=f"loss {progress.loss:.4f} (mean since the last validation)"
+                              f"{validation}")
 
         yield report
 
@@ -59,7 +60,7 @@ def metrics_text(metrics: Metrics) -> str:
 def training_summary(result, path: Path) -> str:
     size = Path(path).stat().st_size
     lines = [f"saved {path} ({size / 1024:.0f} KB) after {result.steps_done} steps in "
-             f"{result.seconds:.0f} s; best validation at step {result.best_step}"]
+             f"{result.seconds:.1f} s; best validation at step {result.best_step}"]
     if result.measured is None:
         lines.append("not measured: training stopped before the first validation")
     else:
@@ -69,20 +70,24 @@ def training_summary(result, path: Path) -> str:
 
 def models_table(models: list[ModelSummary]):
     """A rich table of models: name, task, sizes and measured accuracy."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="models shipped with attnviz (use with --model NAME)")
-    for column in ("name", "task", "tokens", "layers × heads × width", "size",
-                   "exact match", "alignment (best layer)"):
-        table.add_column(column)
+    table = Table(title="models for --model NAME", box=box.SIMPLE_HEAD,
+                  caption="L×H×D: layers × heads × width · exact: exact match on 1,000 "
+                          "held-out examples · alignment: of cross-attention, at the best "
+                          "layer (in brackets)")
+    for column in ("name", "task", "tokens", "L×H×D", "file", "exact", "alignment"):
+        table.add_column(column, no_wrap=column != "task", min_width=17 if column == "task"
+                         else None)
     for model in models:
         best = None if not model.alignment else max(range(len(model.alignment)),
                                                     key=model.alignment.__getitem__)
         table.add_row(
             model.name, model.description, model.tokens,
-            f"{model.layers} × {model.heads} × {model.width}",
+            f"{model.layers}×{model.heads}×{model.width}",
             "-" if model.size_bytes is None else f"{model.size_bytes / 1024:.0f} KB",
             "-" if model.exact_match is None else f"{model.exact_match:.1%}",
-            "-" if best is None else f"{model.alignment[best]:.1%} (layer {best})",
+            "-" if best is None else f"{model.alignment[best]:.1%} ({best})",
         )
     return table

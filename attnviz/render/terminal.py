@@ -52,6 +52,8 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool) -> Group:
     grid = pool(heatmap, factor)
     if factor > 1:
         label_width = min(LABEL_WIDTH, max(len(label) for label in grid.row_labels))
+        factor = -(-k_count * cell // max(2, width - label_width - 1))  # the labels grew
+        grid = pool(heatmap, factor)
 
     # The brightest colour is the largest weight drawn: a pooled cell holds the weight of
     # several keys, so it is the pooled grid's largest, not the map's.
@@ -59,11 +61,11 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool) -> Group:
     scale_max = max(float(shown.max()) if shown.size else 0.0, 1e-6)
     lines = [Text(heatmap.title, style="bold"),
              Text(f"rows = {heatmap.query_axis}   columns = {heatmap.key_axis}", style="dim")]
-    lines += _header(grid.column_labels, label_width, cell)
+    lines += _header(grid.column_labels, label_width, cell)  # (these lines never wrap)
     levels = np.clip(grid.weights / scale_max, 0.0, 1.0)  # (R, C)
     colors = rgb(cmap, levels) if color else None  # (R, C, 3)
     for row, label in enumerate(grid.row_labels):
-        line = Text(shorten(label, label_width).rjust(label_width) + " ")
+        line = Text(shorten(label, label_width).rjust(label_width) + " ", no_wrap=True)
         for col in range(len(grid.column_labels)):
             if not grid.visible[row, col]:
                 line.append(MASKED.center(cell), MASKED_STYLE)
@@ -80,7 +82,8 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool) -> Group:
             f"note: the {q_count}×{k_count} map is pooled to {len(grid.row_labels)}×"
             f"{len(grid.column_labels)} to fit {width} columns: each row averages up to "
             f"{grid.factor} queries, each column sums up to {grid.factor} keys; labels are "
-            "token positions. Save it with -o map.png or -o map.npz to see every value.",
+            "token positions (and a row's first token). Save it with -o map.png or -o map.npz "
+            "to see every value.",
             style="yellow"))
     return Group(*lines)
 
@@ -106,10 +109,13 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
     weights = blocks.sum(axis=(1, 3)) / queries_per_row[:, None]  # (R, C)
     pooled_visible = visible.reshape(rows, factor, cols, factor).any(axis=(1, 3))  # (R, C)
 
-    def spans(count: int, total: int) -> list[str]:
-        return [f"{i * factor}-{min(total, (i + 1) * factor) - 1}" for i in range(count)]
+    def spans(count: int, total: int, labels: list[str] | None = None) -> list[str]:
+        """Token positions of each block, and (for rows) the block's first token."""
+        return [f"{i * factor}-{min(total, (i + 1) * factor) - 1}"
+                + (f" {labels[i * factor]}" if labels else "") for i in range(count)]
 
-    return Grid(weights, pooled_visible, spans(rows, q_count), spans(cols, k_count), factor)
+    return Grid(weights, pooled_visible, spans(rows, q_count, heatmap.query_labels),
+                spans(cols, k_count), factor)
 
 
 def _header(labels: list[str], indent: int, cell: int) -> list[Text]:
@@ -118,7 +124,7 @@ def _header(labels: list[str], indent: int, cell: int) -> list[Text]:
     fitted = [shorten(label, height) for label in labels]
     return [Text(" " * (indent + 1)
                  + "".join((label[r] if r < len(label) else " ").center(cell) for label in fitted),
-                 style="bold")
+                 style="bold", no_wrap=True)
             for r in range(height)]
 
 
@@ -143,4 +149,4 @@ def show(console, heatmaps: list[Heatmap], cmap: str) -> None:
     for index, heatmap in enumerate(heatmaps):
         if index:
             console.print()
-        console.print(render(heatmap, cmap, console.width, color), no_wrap=True, crop=False)
+        console.print(render(heatmap, cmap, console.width, color))

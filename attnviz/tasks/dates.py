@@ -75,7 +75,7 @@ def _alphabet() -> tuple[str, ...]:
 
 TASK = Task(
     name="dates",
-    description="human-readable dates to ISO 8601, character level",
+    description="dates to ISO 8601",
     tokenizer=Tokenizer("char"),
     sample=sample,
     source_tokens=_alphabet(),

@@ -21,7 +21,7 @@ def sample(rng: random.Random) -> Example:
 
 TASK = Task(
     name="reverse",
-    description="the words of a sentence in reverse order, word level",
+    description="words in reverse order",
     tokenizer=Tokenizer("word"),
     sample=sample,
     source_tokens=WORDS,

@@ -131,7 +131,7 @@ def _vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 TASK = Task(
     name="translate",
-    description="English to French, word level; adjectives move around the noun",
+    description="English to French (adjectives move)",
     tokenizer=Tokenizer("word"),
     sample=sample,
     source_tokens=_vocabulary()[0],
