@@ -2,7 +2,7 @@
 
 Looking at the same sentence again with another layer, head, kind, colour map or output
 format needs the same maps; they are kept in the user's cache directory
-(``$XDG_CACHE_HOME/attnviz``, else ``~/.cache/attnviz``), keyed by everything that changes
+(see :func:`directory`), keyed by everything that changes
 the numbers: the attnviz version, the bytes of the model file, the texts, the seed of the
 random model and the device. A cache hit imports numpy, not torch.
 """
@@ -26,6 +26,9 @@ META = "attnviz_result"  # the entry's extra array: what the run said besides th
 
 
 def directory() -> Path:
+    """``$ATTNVIZ_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnviz``, else ``~/.cache/attnviz``."""
+    if os.environ.get("ATTNVIZ_CACHE_DIR"):
+        return Path(os.environ["ATTNVIZ_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "attnviz"
 

@@ -95,8 +95,8 @@ def startup(repeats: int) -> None:
     scratch = tempfile.TemporaryDirectory()
     counter = iter(range(10**6))
 
-    def fresh_cache() -> dict:  # a first run: nothing cached yet
-        return {"XDG_CACHE_HOME": f"{scratch.name}/fresh{next(counter)}", "COLUMNS": "100"}
+    def fresh_cache() -> dict:  # a first run: nothing in attnviz's cache yet
+        return {"ATTNVIZ_CACHE_DIR": f"{scratch.name}/fresh{next(counter)}", "COLUMNS": "100"}
 
     encode, floor, _, _ = alternate([ATTNVIZ, "encode", SENTENCE], floor_torch, repeats,
                                     env_a=fresh_cache)
@@ -113,7 +113,7 @@ def startup(repeats: int) -> None:
     report("decode TEXT -o x.png (first run) / floor with matplotlib",
            statistics.median(decode) / statistics.median(floor2), 1.2)
 
-    warm = {"XDG_CACHE_HOME": f"{scratch.name}/warm", "COLUMNS": "100"}
+    warm = {"ATTNVIZ_CACHE_DIR": f"{scratch.name}/warm", "COLUMNS": "100"}
     run_once([ATTNVIZ, "decode", SENTENCE, "-o", png], warm)
     svg = str(Path(scratch.name) / "x.svg")
     hit, first, _, _ = alternate(
@@ -205,7 +205,7 @@ def long_text(repeats: int) -> None:
         for index in range(max(2, repeats // 2)):
             seconds, kilobytes = run_once(
                 [ATTNVIZ, "encode", LONG, "-m", "dates", "-o", str(npz)],
-                {"XDG_CACHE_HOME": f"{scratch}/c{index}"})
+                {"ATTNVIZ_CACHE_DIR": f"{scratch}/c{index}"})
             timings.append(seconds)
             memories.append(kilobytes)
         report("encode 2,048 characters to .npz (first run), median", statistics.median(

@@ -16,9 +16,9 @@ SOURCE = "the black cat sees the red car"
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty render cache, never the user's."""
-    folder = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
-    return folder / "attnviz"
+    folder = tmp_path_factory.mktemp("cache") / "attnviz"
+    monkeypatch.setenv("ATTNVIZ_CACHE_DIR", str(folder))
+    return folder
 
 TARGET = "le chat noir voit la voiture rouge"
 

@@ -92,7 +92,7 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used(private_cache):
 def _run_cli(*args, cache_home):
     return subprocess.run([sys.executable, "-X", "importtime", "-m", "attnviz", *args],
                           capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "XDG_CACHE_HOME": str(cache_home)})
+                          env={**os.environ, "ATTNVIZ_CACHE_DIR": str(cache_home)})
 
 
 def _imported(stderr: str) -> set[str]:
@@ -141,3 +141,11 @@ def test_no_cache_on_the_command_line_keeps_nothing(private_cache):
     assert not private_cache.exists() or not list(private_cache.iterdir())
     assert CliRunner().invoke(app, ["encode", SOURCE]).exit_code == 0
     assert len(list(private_cache.glob("*.npz"))) == 1
+
+
+def test_the_cache_follows_xdg_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.delenv("ATTNVIZ_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache.directory() == tmp_path / "attnviz"
+    monkeypatch.setenv("ATTNVIZ_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache.directory() == tmp_path / "mine"
