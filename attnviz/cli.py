@@ -72,7 +72,7 @@ OutputOption = Annotated[Optional[list[Path]], typer.Option(
          ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=2**63 - 1)]
-DeviceOption = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
+DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
                                                    "present.")]
 CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
                                               "(any matplotlib name).")]
@@ -103,7 +103,7 @@ def encode(
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
-    device: DeviceOption = Device.cpu,
+    device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
@@ -131,7 +131,7 @@ def decode(
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
-    device: DeviceOption = Device.cpu,
+    device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
 ) -> None:
     """Show the decoder's attention: masked self-attention and cross-attention to TEXT.
@@ -224,7 +224,7 @@ def train(
         help="Share of --data pairs kept for validation.")] = VALIDATION_SHARE,
     max_length: Annotated[int, typer.Option(
         help="Longest --data target, in tokens.")] = ModelConfig.max_target_length,
-    device: DeviceOption = Device.cpu,
+    device: DeviceParam = Device.cpu,
 ) -> None:
     """Train a model on a built-in task or on your own sentence pairs, and save it.
 
@@ -264,7 +264,7 @@ def eval_(
         metavar="PAIRS.TSV", help="Measure on these pairs.", show_default=False)] = None,
     examples: Annotated[Optional[int], typer.Option(
         help="Size of the --task test set. Default: 1000.", show_default=False)] = None,
-    device: DeviceOption = Device.cpu,
+    device: DeviceParam = Device.cpu,
 ) -> None:
     """Measure a model: exact match, token accuracy, and where cross-attention looks.
 

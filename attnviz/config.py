@@ -41,11 +41,6 @@ class ModelConfig:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
-    @property
-    def d_head(self) -> int:
-        """Dh: width of one head's queries, keys and values."""
-        return self.d_model // self.n_heads
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -81,12 +81,6 @@ class AttentionMaps:
             arrays[kind] = array
         return cls(source_tokens=source, target_tokens=target, **arrays)
 
-    def layer_count(self, kind: str) -> int:
-        return getattr(self, kind).shape[0]
-
-    def head_count(self, kind: str) -> int:
-        return getattr(self, kind).shape[1]
-
     def select(self, kind: str, layer: int, head: int | None) -> Heatmap:
         """One layer's map of one kind, for one head or (``head=None``) the mean over heads.
 

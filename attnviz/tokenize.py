@@ -76,9 +76,6 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def __contains__(self, token: str) -> bool:
-        return token in self._ids
-
     def ids(self, tokens: Iterable[str]) -> list[int]:
         """Ids of ``tokens``; a token outside the vocabulary becomes the unknown id."""
         return [self._ids.get(token, UNK_ID) for token in tokens]
