@@ -103,6 +103,7 @@ def _imported(stderr: str) -> set[str]:
 def test_a_cache_hit_imports_neither_torch_nor_matplotlib_for_the_terminal(tmp_path):
     first = _run_cli("decode", SOURCE, "--kind", "cross", cache_home=tmp_path)
     assert first.returncode == 0 and "torch" in _imported(first.stderr)
+    assert "matplotlib" not in _imported(first.stderr)  # the terminal never needs it
     again = _run_cli("decode", SOURCE, "--kind", "self", "--layer", "0", "--head", "1",
                      cache_home=tmp_path)
     assert again.returncode == 0
