@@ -178,7 +178,7 @@ def _show(command: str, text: str, target: Optional[str], kinds: list[str],
         render.write_outputs(outputs, result.maps, heatmaps, cmap)
         for path in outputs:
             _say(f"wrote {path}")
-    if result.generated is not None:
+    if result.generated:
         typer.echo(result.generated)
     if not outputs:
         from rich.console import Console

@@ -69,6 +69,9 @@ def decode(text: str, target: str | None = None, model: str | None = None, *, se
             decoder_input = checkpoint.model.generate(source)  # (1, T)
             target_labels = checkpoint.target_vocab.tokens_of(decoder_input[0].tolist())
             generated = checkpoint.target_tokenizer.join(target_labels[1:])
+            if not generated:
+                warnings.append("the model wrote nothing but the end token; the maps show "
+                                "the one step that decided so")
         else:
             tokens = _tokens(checkpoint.target_tokenizer, target, "target")
             target_ids = checkpoint.target_ids(tokens)

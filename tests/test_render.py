@@ -221,3 +221,10 @@ def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
     from attnviz.maps import shorten
 
     assert shorten("abcdefghij", 5) == "abcd…" and shorten("abc", 5) == "abc"
+
+
+def test_a_pooled_block_of_one_row_is_named_by_its_position():
+    heatmap = make_maps(s=3, t=11).select("decoder_self", 0, None)
+    grid = terminal.pool(heatmap, 2)
+    assert grid.row_labels[0] == "0-1 <bos>" and grid.row_labels[-1] == "10 t9"
+    assert grid.column_labels[-1] == "10"

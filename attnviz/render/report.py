@@ -34,11 +34,10 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
             nonlocal validation
             if progress.validation is not None:
                 v = progress.validation
-                validation = (f" · validation: token accuracy {v.token_accuracy:.1%}, "
-                              f"exact match {v.exact_match:.1%}")
+                validation = (f" · validation: exact {v.exact_match:.1%}, "
+                              f"tokens {v.token_accuracy:.1%}")
             bar.update(task, completed=progress.step,
-                       status=f"loss {progress.loss:.4f} (mean since the last validation)"
-                              f"{validation}")
+                       status=f"loss {progress.loss:.4f}{validation}")
 
         yield report
 

@@ -111,8 +111,12 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
 
     def spans(count: int, total: int, labels: list[str] | None = None) -> list[str]:
         """Token positions of each block, and (for rows) the block's first token."""
-        return [f"{i * factor}-{min(total, (i + 1) * factor) - 1}"
-                + (f" {labels[i * factor]}" if labels else "") for i in range(count)]
+        names = []
+        for i in range(count):
+            first, last = i * factor, min(total, (i + 1) * factor) - 1
+            span = str(first) if first == last else f"{first}-{last}"
+            names.append(span + (f" {labels[first]}" if labels else ""))
+        return names
 
     return Grid(weights, pooled_visible, spans(rows, q_count, heatmap.query_labels),
                 spans(cols, k_count), factor)
