@@ -138,6 +138,6 @@ def _default_layers(checkpoint: Checkpoint) -> dict[str, int]:
     if isinstance(chosen, dict):
         for kind in KINDS:
             value = chosen.get(kind)
-            if isinstance(value, int) and 0 <= value < layers[kind] + 1:
+            if isinstance(value, int) and 0 <= value <= layers[kind]:
                 layers[kind] = value
     return layers
