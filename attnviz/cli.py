@@ -165,10 +165,9 @@ def _show(command: str, text: str, target: Optional[str], kinds: list[str],
           layer: Optional[int], head: Optional[int], model: Optional[str], outputs: list[Path],
           cmap: str, seed: int, device: Device, no_cache: bool) -> None:
     from attnviz import cache, render
-
-    render.check_outputs(outputs, cmap)
     from attnviz.request import Request
 
+    render.check_outputs(outputs, cmap)
     request = Request(command, text, target, model, seed, device.value)
     result = cache.run(request, use_cache=not no_cache)
     for warning in result.warnings:
