@@ -230,10 +230,10 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
-        from attnviz import train as training
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
         from attnviz.render.report import training_progress, training_summary
+        from attnviz.train import loop as training
 
         check_model_path(output)
         plan = training.plan(task=task, data=data, tokenizer=tokenizer.value, layers=layers,
@@ -272,8 +272,8 @@ def eval_(
     Example:  attnviz eval --model translate --task translate
     """
     with reporting():
-        from attnviz.evaluate import measure
         from attnviz.render.report import metrics_text
+        from attnviz.train.evaluate import measure
 
         metrics = measure(model, task=task, data=data, examples=examples, device=device.value)
         typer.echo(metrics_text(metrics))

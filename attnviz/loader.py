@@ -1,4 +1,4 @@
-"""Getting a model ready to run: the device it runs on, and the model a ``--model`` value names."""
+"""Getting a model ready to run: the model a ``--model`` value names."""
 
 from __future__ import annotations
 
@@ -7,23 +7,8 @@ import torch
 from attnviz import catalog
 from attnviz.checkpoint import Checkpoint, load_checkpoint
 from attnviz.config import MAX_TARGET_LENGTH, ModelConfig
-from attnviz.errors import AttnvizError
 from attnviz.model import Transformer
 from attnviz.tokenize import Tokenizer, Vocabulary
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when present, else cpu) as a torch device."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name in ("cuda", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if name == "auto":
-            return torch.device("cpu")
-        raise AttnvizError("--device cuda was asked for, but torch sees no CUDA GPU here; "
-                           "use --device cpu (or auto)")
-    raise AttnvizError(f"unknown device {name!r}; use cpu, cuda or auto")
 
 
 def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: int

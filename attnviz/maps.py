@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.text import display_label
 
 KINDS = ("encoder_self", "decoder_self", "cross")
 KEYS = ("source_tokens", "target_tokens", *KINDS)  # the keys of the npz and json files
@@ -163,16 +164,3 @@ class Heatmap:
     @property
     def key_axis(self) -> str:
         return KEY_AXES[self.kind]
-
-
-_VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\t": "⇥", "\n": "⏎"})
-
-
-def shorten(label: str, width: int) -> str:
-    """``label`` cut to ``width`` characters, the last one an ellipsis when it was cut."""
-    return label if len(label) <= width else label[: width - 1] + "…"
-
-
-def display_label(token: str) -> str:
-    """A token as a label: whitespace characters made visible (a space is shown as ␣)."""
-    return token.translate(_VISIBLE_WHITESPACE)

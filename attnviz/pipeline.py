@@ -11,9 +11,10 @@ import torch
 from attnviz import catalog
 from attnviz.checkpoint import Checkpoint
 from attnviz.errors import AttnvizError
-from attnviz.loader import load_model, resolve_device
+from attnviz.loader import load_model
 from attnviz.maps import KINDS, AttentionMaps, Result
 from attnviz.request import Request
+from attnviz.runtime import resolve_device
 from attnviz.tokenize import BOS, BOS_ID, Tokenizer, Vocabulary
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps, display_label
+from attnviz.maps import AttentionMaps
+from attnviz.text import display_label
 
 
 def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:

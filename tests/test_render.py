@@ -218,7 +218,7 @@ def test_pooled_cells_are_coloured_on_the_pooled_scale():
 
 
 def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
-    from attnviz.maps import shorten
+    from attnviz.text import shorten
 
     assert shorten("abcdefghij", 5) == "abcd…" and shorten("abc", 5) == "abc"
 

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from attnviz import catalog, pipeline
 from attnviz.checkpoint import load_checkpoint
 from attnviz.cli import app
-from attnviz.evaluate import evaluate
-from attnviz.tasks import get_task, held_out_examples
+from attnviz.train.evaluate import evaluate
+from attnviz.train.tasks import get_task, held_out_examples
 
 runner = CliRunner()
 

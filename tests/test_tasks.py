@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from attnviz.tasks import all_tasks, draw, split_of
-from attnviz.tasks.dates import sample as date_sample
-from attnviz.tasks.dates import two_digit_year
-from attnviz.tasks.translate import to_french
+from attnviz.train.tasks import all_tasks, draw, split_of
+from attnviz.train.tasks.dates import sample as date_sample
+from attnviz.train.tasks.dates import two_digit_year
+from attnviz.train.tasks.translate import to_french
 
 
 @pytest.mark.parametrize("english, french", [

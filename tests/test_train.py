@@ -6,12 +6,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attnviz import train as training
 from attnviz.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.pairs import read_pairs
 from attnviz.tokenize import Tokenizer
+from attnviz.train import loop as training
+from attnviz.train.pairs import read_pairs
 
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
                   for b in ("cat", "dog", "car", "house")) + "\n"

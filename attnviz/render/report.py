@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from attnviz.catalog import ModelSummary
-    from attnviz.evaluate import Metrics
+    from attnviz.train.evaluate import Metrics
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
-from attnviz.tasks import Example, Task
 from attnviz.tokenize import Tokenizer
+from attnviz.train.tasks import Example, Task
 
 # English noun: (French noun, gender)
 NOUNS = {

@@ -11,8 +11,8 @@ import calendar
 import datetime
 import random
 
-from attnviz.tasks import Example, Task
 from attnviz.tokenize import Tokenizer
+from attnviz.train.tasks import Example, Task
 
 MONTHS = [calendar.month_name[m].lower() for m in range(1, 13)]
 SHORT_MONTHS = [calendar.month_abbr[m].lower() for m in range(1, 13)]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from attnviz.batches import make_batch
 from attnviz.checkpoint import Checkpoint
 from attnviz.model import rule_out_specials
-from attnviz.tasks import Example
 from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.train.batches import make_batch
+from attnviz.train.tasks import Example
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,10 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
     """
     from attnviz.errors import AttnvizError
-    from attnviz.loader import load_model, resolve_device
-    from attnviz.pairs import check_one_source, read_pairs
-    from attnviz.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
+    from attnviz.loader import load_model
+    from attnviz.runtime import resolve_device
+    from attnviz.train.pairs import check_one_source, read_pairs
+    from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
     check_one_source(task, data)
     if examples is not None and data is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from attnviz.tasks import Example, Task
-from attnviz.tasks.translate import TASK as TRANSLATE
 from attnviz.tokenize import Tokenizer
+from attnviz.train.tasks import Example, Task
+from attnviz.train.tasks.translate import TASK as TRANSLATE
 
 WORDS = TRANSLATE.source_tokens
 MIN_WORDS, MAX_WORDS = 3, 12

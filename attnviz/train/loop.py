@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnviz.batches import make_batch
 from attnviz.checkpoint import Checkpoint
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
-from attnviz.evaluate import Metrics, evaluate
 from attnviz.model import Transformer
-from attnviz.tasks import Example, Task, examples, held_out_examples
 from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
+from attnviz.train.batches import make_batch
+from attnviz.train.evaluate import Metrics, evaluate
+from attnviz.train.tasks import Example, Task, examples, held_out_examples
 
 PATIENCE = 3  # validations in a row at 100% exact match before training stops early
 HELD_OUT = "held-out test set"
@@ -64,7 +64,7 @@ class Data:
 
 def task_data(task: Task, seed: int, validation_size: int = 500) -> Data:
     """Fresh examples from the task's training part; validation from its validation part."""
-    from attnviz.tasks import draw
+    from attnviz.train.tasks import draw
 
     def batches(batch_size: int, batch_seed: int) -> Iterator[list[Example]]:
         stream = examples(task, batch_seed, "train")
@@ -122,7 +122,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     100% at ``PATIENCE`` validations in a row, or at Ctrl-C (KeyboardInterrupt), which is
     not re-raised.
     """
-    from attnviz.loader import resolve_device
+    from attnviz.runtime import resolve_device
 
     device = resolve_device(options.device)
     torch.manual_seed(options.seed)
@@ -242,8 +242,8 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
          max_length: int = ModelConfig.max_target_length, device: str = "cpu") -> TrainPlan:
     """Check the options of ``attnviz train`` and gather the data; raises AttnvizError."""
     from attnviz.errors import AttnvizError
-    from attnviz.pairs import check_one_source, read_pairs
-    from attnviz.tasks import get_task
+    from attnviz.train.pairs import check_one_source, read_pairs
+    from attnviz.train.tasks import get_task
 
     check_one_source(task, data)
     if steps is not None and epochs is not None:

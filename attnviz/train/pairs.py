@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnviz.errors import AttnvizError
-from attnviz.tasks import Example
 from attnviz.tokenize import Tokenizer
+from attnviz.train.tasks import Example
 
 
 def check_one_source(task: str | None, data: Path | None) -> None:

@@ -79,6 +79,6 @@ def get_task(name: str) -> Task:
 
 
 def all_tasks() -> dict[str, Task]:
-    from attnviz.tasks import dates, reverse, translate
+    from attnviz.train.tasks import dates, reverse, translate
 
     return {task.name: task for task in (translate.TASK, dates.TASK, reverse.TASK)}

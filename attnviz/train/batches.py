@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from attnviz.checkpoint import Checkpoint
-from attnviz.tasks import Example
 from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.train.tasks import Example
 
 
 @dataclass
