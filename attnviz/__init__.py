@@ -1,3 +1,61 @@
-"""attnviz: see the attention inside an encoder-decoder transformer."""
+"""attnviz: see the attention inside transformers.
+
+``attnviz.trace`` turns a sentence into :class:`AttentionMaps` (from attnviz's own models,
+saved maps, or Hugging Face models); ``attnviz.plot`` draws them as a matplotlib Figure.
+Importing attnviz is cheap: torch and matplotlib are imported when they are used.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Provenance", "__version__",
+           "plot", "trace"]
+
+if TYPE_CHECKING:
+    from attnviz.api import plot, trace
+    from attnviz.errors import AttnvizError, AttnvizWarning
+    from attnviz.maps import AttentionMaps, Provenance
+
+_LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "AttentionMaps": "attnviz.maps",
+         "Provenance": "attnviz.maps", "AttnvizError": "attnviz.errors",
+         "AttnvizWarning": "attnviz.errors"}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported when first used (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'attnviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _show_in_notebooks() -> None:
+    """In IPython (Jupyter), AttentionMaps display as the picture ``plot`` draws of them.
+
+    Registered by name, so that nothing is imported until maps are shown; outside IPython
+    this does nothing.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") \
+        else None
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type_by_name("attnviz.maps", "AttentionMaps", _png)
+
+
+def _png(maps: Any) -> bytes:
+    from attnviz.api import png
+
+    return png(maps)
+
+
+_show_in_notebooks()

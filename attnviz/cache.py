@@ -1,28 +1,35 @@
 """The render cache: attention maps already computed are read back instead of recomputed.
 
 Looking at the same sentence again with another layer, head, kind, colour map or output
-format needs the same maps; they are kept in the user's cache directory
-(see :func:`directory`), keyed by everything that changes
-the numbers: the attnviz version, the bytes of the model file, the texts, the seed of the
-random model and the device. A cache hit imports numpy, not torch.
+format needs the same maps. They are kept in the user's cache directory (see
+:func:`directory`), keyed by everything that changes the numbers: the source's fingerprint
+(its model's bytes, the texts and options), the attnviz version and the bytes of attnviz's
+own code. A hit imports numpy, not torch.
+
+The cache never breaks a command: a folder that cannot be read or written, or an entry that
+is damaged, is skipped (with one warning when the folder itself is unusable), and the maps
+are computed as with ``use_cache=False``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from attnviz import __version__, catalog
-from attnviz.maps import Result
-from attnviz.render import data
-from attnviz.request import Request
+from attnviz import __version__
+from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.maps import AttentionMaps
+from attnviz.sources.base import Request, Source, Trace
+from attnviz.text import printable
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
-META = "attnviz_result"  # the entry's extra array: what the run said besides the maps (JSON)
+WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besides the maps
 
 
 def directory() -> Path:
@@ -33,80 +40,98 @@ def directory() -> Path:
     return Path(base) / "attnviz"
 
 
-def run(request: Request, use_cache: bool = True) -> Result:
-    """The result of ``request``: from the cache if it is there, else computed and kept.
-
-    ``use_cache=False`` (``--no-cache``) computes and keeps nothing.
-    """
-    key = _key(request) if use_cache else None
+def traced(source: Source, request: Request, use_cache: bool = True) -> Trace:
+    """The trace of ``request`` by ``source``: from the cache if it is there, else computed
+    and kept. ``use_cache=False`` computes and keeps nothing."""
+    key = _key(source, request) if use_cache else None
     if key is not None:
         cached = _load(key)
         if cached is not None:
             return cached
-    from attnviz import pipeline
-
-    result = pipeline.run(request)
+    trace = source.trace(request)
     if key is not None:
-        _store(key, result)
-    return result
+        _store(key, trace)
+    return trace
 
 
-def _key(request: Request) -> str | None:
-    """A digest of everything that changes the maps; None when the model cannot be read
-    (the pipeline then reports why)."""
-    from attnviz.errors import AttnvizError
-
-    try:
-        path = catalog.resolve(request.model)
-        weights = "random" if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
-    except (AttnvizError, OSError):
+def _key(source: Source, request: Request) -> str | None:
+    fingerprint = source.fingerprint(request)
+    if fingerprint is None:
         return None
-    parts = {**request.to_dict(), "model": weights, "version": __version__}
-    if path is not None:
-        parts["seed"] = None  # only the random model has a seed
+    parts = {"source": fingerprint, "version": __version__, "code": code_digest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _load(key: str) -> Result | None:
+@functools.cache
+def code_digest() -> str:
+    """A digest of attnviz's own Python files: an edited install never reads maps that older
+    code computed. About a millisecond: the package is some 200 KB of source."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode("utf-8") + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _load(key: str) -> Trace | None:
+    """The entry ``key``, or None when it is not there or cannot be read (a damaged entry
+    goes, where the folder lets it)."""
+    from attnviz import mapfile
+
     path = directory() / f"{key}.npz"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(bytes(archive[META]).decode("utf-8"))
-            maps = data.from_arrays(archive)
+        if not path.is_file():
+            return None
+        arrays = mapfile.read_npz(path, "cache entry")
+        notes = json.loads(str(arrays.pop(WARNINGS)))
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ValueError("warnings must be a list of strings")
+        maps = AttentionMaps.from_fields(arrays)
         os.utime(path)  # recently used: evicted last
-        return Result(maps, meta["default_layers"], meta["warnings"], meta["generated"])
-    except FileNotFoundError:
-        return None
-    except Exception:  # a damaged entry is a miss, and goes
-        path.unlink(missing_ok=True)
+        return Trace(maps, tuple(notes))
+    except Exception:  # noqa: BLE001 - whatever is wrong with an entry, it is a miss
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
         return None
 
 
-def _store(key: str, result: Result) -> None:
-    """Keep ``result``; a cache that cannot be written is skipped silently."""
-    from attnviz.errors import AttnvizError
+def _store(key: str, trace: Trace) -> None:
+    """Keep ``trace``; a folder that cannot hold it is skipped with one warning."""
+    from attnviz import mapfile
     from attnviz.files import write_atomically
 
-    meta = {"default_layers": result.default_layers, "warnings": result.warnings,
-            "generated": result.generated}
-    content = data.to_npz_bytes(result.maps, **{
-        META: np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)})
     folder = directory()
+    arrays = {**trace.maps.to_arrays(), WARNINGS: np.array(json.dumps(list(trace.warnings)))}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / f"{key}.npz", content)
+        write_atomically(folder / f"{key}.npz", mapfile.npz_bytes(arrays))
         _trim(folder)
-    except (OSError, AttnvizError):
-        pass
+    except (OSError, AttnvizError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        warnings.warn(f"the render cache in {printable(str(folder))} cannot be written "
+                      f"({printable(reason)}); going on without it (set ATTNVIZ_CACHE_DIR to "
+                      "a writable folder)", AttnvizWarning, stacklevel=2)
 
 
 def _trim(folder: Path, limit: int = MAX_BYTES) -> None:
     """Delete the least recently used entries until the cache holds at most ``limit`` bytes."""
-    entries = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in folder.glob("*.npz")),
-                     key=lambda entry: entry[0])
+    entries = []
+    for path in folder.glob("*.npz"):
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        entries.append((status.st_mtime, status.st_size, path))
+    entries.sort(key=lambda entry: entry[0])
     total = sum(size for _, size, _ in entries)
     for _, size, path in entries:
         if total <= limit:
             break
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue
         total -= size

@@ -42,9 +42,12 @@ def resolve(spec: str | None) -> Path | None:
         return shipped[spec]
     path = Path(spec)
     if not path.exists() and path.suffix == "" and "/" not in spec:
+        from attnviz.text import printable
+
         names = ", ".join([RANDOM, *shipped])
-        raise AttnvizError(f"unknown model {spec!r}; use one of {names}, or the path of a "
-                           "model file")
+        raise AttnvizError(f"unknown model {printable(spec)!r}; use one of {names}, the path "
+                           "of a model file or of saved maps (.npz, .json), or hf:NAME for a "
+                           "Hugging Face model")
     return path
 
 

@@ -10,10 +10,16 @@ from typing import Any
 import torch
 
 from attnviz.config import ModelConfig
-from attnviz.errors import AttnvizError
 from attnviz.files import write_atomically
 from attnviz.model import Transformer
-from attnviz.modelfile import FORMAT, SCHEMA_VERSION, invalid, read_metadata, sorted_header
+from attnviz.modelfile import (
+    FORMAT,
+    SCHEMA_VERSION,
+    invalid,
+    read_metadata,
+    read_model_file,
+    sorted_header,
+)
 from attnviz.tokenize import EOS_ID, Tokenizer, Vocabulary
 
 
@@ -67,18 +73,9 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:
     """Load a model file written by :func:`save_checkpoint`. Raises AttnvizError if unusable."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AttnvizError(f"model file {path} does not exist; give the path of a file written "
-                           "by `attnviz train`, or a shipped model name (see `attnviz models`)"
-                           ) from None
-    except IsADirectoryError:
-        raise AttnvizError(f"model path {path} is a directory; give a model file") from None
-    except OSError as exc:
-        raise AttnvizError(f"cannot read model file {path}: {exc.strerror}") from None
-    return checkpoint_from_bytes(data, str(path), device)
+    from attnviz.text import printable
+
+    return checkpoint_from_bytes(read_model_file(Path(path)), printable(str(path)), device)
 
 
 def checkpoint_from_bytes(data: bytes, name: str, device: torch.device | str = "cpu"

@@ -17,6 +17,7 @@ import typer
 from attnviz import __version__
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.text import printable, valid_utf8
 
 app = typer.Typer(
     name="attnviz",
@@ -31,9 +32,16 @@ app = typer.Typer(
 
 
 class Kind(str, Enum):
+    encoder = "encoder"
     self_ = "self"
     cross = "cross"
     all = "all"
+
+
+# The library's names of kinds and settings, as the command line spells them.
+KINDS = {Kind.encoder: "encoder_self", Kind.self_: "decoder_self", Kind.cross: "cross"}
+FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--target",
+         "device": "--device", "task": "--task", "model": "--model", "seed": "--seed"}
 
 
 class Device(str, Enum):
@@ -57,8 +65,8 @@ TextArgument = Annotated[str, typer.Argument(metavar="TEXT", show_default=False,
 ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH", show_default=False,
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
-         "(random weights, vocabulary from your sentences), or a model file. "
-         "Default: translate.")]
+         "(random weights, vocabulary from your sentences), a model file, or maps saved "
+         "before (.npz, .json). Default: translate.")]
 LayerOption = Annotated[Optional[int], typer.Option(
     "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
     "(or the one the model file recommends).", show_default=False)]
@@ -79,19 +87,40 @@ CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Compute the maps again instead of reading them from the cache, and do "
                        "not keep them.")]
+KindOption = Annotated[Kind, typer.Option(
+    help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
+         "cross-attention; all: every kind there is.")]
 
 
 @contextmanager
 def reporting() -> Iterator[None]:
-    """The one place that turns a person's mistake into a one-line message and an exit code."""
-    try:
-        yield
-    except AttnvizError as exc:
-        _say(f"error: {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _say("interrupted")
-        raise typer.Exit(130) from None
+    """The one place that turns a person's mistake into a one-line message and an exit code,
+    and the library's warnings into one line each."""
+    import warnings
+
+    from attnviz.errors import AttnvizWarning
+
+    said: set[str] = set()
+    shown_before = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, AttnvizWarning):
+            shown_before(message, category, filename, lineno, file, line)
+        elif str(message) not in said:
+            said.add(str(message))
+            _say(f"warning: {message}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AttnvizWarning)
+        warnings.showwarning = show
+        try:
+            yield
+        except AttnvizError as exc:
+            _say(f"error: {exc.worded(FLAGS)}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _say("interrupted")
+            raise typer.Exit(130) from None
 
 
 @app.command()
@@ -111,8 +140,9 @@ def encode(
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
     with reporting(), _without_cycle_collector():
-        _show("encode", text, None, ["encoder_self"], layer, head, model, output or [], cmap,
-              seed, device, no_cache)
+        request = _request(text, None, "encoder", seed, device)
+        maps = _trace(model, request, no_cache, output, cmap)
+        _draw(maps, ["encoder_self"], layer, head, output or [], cmap)
 
 
 @app.command()
@@ -122,9 +152,7 @@ def decode(
         "--target", "-t", metavar="TEXT",
         help="The target sentence. Without it, the model writes one greedily and prints it.",
         show_default=False)] = None,
-    kind: Annotated[Kind, typer.Option(
-        help="self: masked decoder self-attention; cross: cross-attention; all: both.")
-    ] = Kind.all,
+    kind: KindOption = Kind.all,
     layer: LayerOption = None,
     head: HeadOption = None,
     model: ModelOption = None,
@@ -134,15 +162,78 @@ def decode(
     device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Show the decoder's attention: masked self-attention and cross-attention to TEXT.
+    """Show the whole model's attention: encoder self-attention, masked decoder
+    self-attention and cross-attention of TEXT and its target.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
-    kinds = {Kind.self_: ["decoder_self"], Kind.cross: ["cross"],
-             Kind.all: ["decoder_self", "cross"]}[kind]
     with reporting(), _without_cycle_collector():
-        _show("decode", text, target, kinds, layer, head, model, output or [], cmap, seed,
-              device, no_cache)
+        request = _request(text, target, "decoder", seed, device)
+        maps = _trace(model, request, no_cache, output, cmap)
+        if maps.provenance.target_generated:
+            typer.echo(printable(maps.provenance.target_text or ""))
+        _draw(maps, _kinds(kind), layer, head, output or [], cmap)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", show_default=False,
+        help="Maps saved with -o maps.npz or -o maps.json (by attnviz or another tool with "
+             "the same keys).")],
+    kind: KindOption = Kind.all,
+    layer: LayerOption = None,
+    head: HeadOption = None,
+    output: OutputOption = None,
+    cmap: CmapOption = "viridis",
+) -> None:
+    """Draw attention maps saved before, with the same views as encode and decode.
+
+    Example:  attnviz show maps.npz --kind cross --head 0 -o cross.png
+    """
+    with reporting():
+        from attnviz import render
+        from attnviz.maps import AttentionMaps
+
+        render.check_outputs(output or [], cmap)
+        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap)
+
+
+def _kinds(kind: Kind) -> Optional[list[str]]:
+    """The library's kinds for ``--kind``; None means every kind the maps hold."""
+    return None if kind is Kind.all else [KINDS[kind]]
+
+
+def _request(text: str, target: Optional[str], part: str, seed: int, device: Device):
+    from attnviz.sources import Request
+
+    return Request(_argument(text, "the text"),
+                   None if target is None else _argument(target, "--target"), part, seed,
+                   device.value)
+
+
+def _argument(value: str, what: str) -> str:
+    """A text from the command line; bytes that were not UTF-8 become U+FFFD, and say so."""
+    repaired = valid_utf8(value)
+    if repaired != value:
+        _say(f"warning: {what} holds bytes that are not UTF-8; they are shown as \ufffd (�)")
+    return repaired
+
+
+def _trace(model: Optional[str], request, no_cache: bool, outputs: Optional[list[Path]],
+           cmap: str):
+    """The maps of ``request`` by ``model``, after checking that the outputs can be written."""
+    import warnings
+
+    from attnviz import cache, render
+    from attnviz.errors import AttnvizWarning
+    from attnviz.sources import open_source
+
+    render.check_outputs(outputs or [], cmap)
+    trace = cache.traced(open_source(model), request, use_cache=not no_cache)
+    for note in trace.warnings:
+        warnings.warn(note, AttnvizWarning, stacklevel=1)
+    return trace.maps
 
 
 @contextmanager
@@ -161,30 +252,22 @@ def _without_cycle_collector() -> Iterator[None]:
             gc.enable()
 
 
-def _show(command: str, text: str, target: Optional[str], kinds: list[str],
-          layer: Optional[int], head: Optional[int], model: Optional[str], outputs: list[Path],
-          cmap: str, seed: int, device: Device, no_cache: bool) -> None:
-    from attnviz import cache, render
-    from attnviz.request import Request
+def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional[int],
+          outputs: list[Path], cmap: str) -> None:
+    """Draw the chosen maps to every output file, or to the terminal when there is none."""
+    from attnviz import render, views
 
-    render.check_outputs(outputs, cmap)
-    request = Request(command, text, target, model, seed, device.value)
-    result = cache.run(request, use_cache=not no_cache)
-    for warning in result.warnings:
-        _say(f"warning: {warning}")
-    heatmaps = result.heatmaps(kinds, layer, head)
+    heatmaps = views.heatmaps(maps, kinds, layer, head)
     if outputs:
-        render.write_outputs(outputs, result.maps, heatmaps, cmap)
+        render.write_outputs(outputs, maps, heatmaps, cmap)
         for path in outputs:
-            _say(f"wrote {path}")
-    if result.generated:
-        typer.echo(result.generated)
-    if not outputs:
-        from rich.console import Console
+            _say(f"wrote {printable(str(path))}")
+        return
+    from rich.console import Console
 
-        from attnviz.render import terminal
+    from attnviz.render import terminal
 
-        terminal.show(Console(), heatmaps, cmap)
+    terminal.show(Console(), heatmaps, cmap)
 
 
 class TokenizerKind(str, Enum):
@@ -309,8 +392,9 @@ def _root(
 
 
 def _say(message: str) -> None:
-    """A message for the person at the terminal: one line on stderr, so stdout stays clean."""
-    typer.echo(message, err=True)
+    """A message for the person at the terminal: one line on stderr, so stdout stays clean.
+    Whatever it quotes (paths, texts, tokens) is made printable here, once."""
+    typer.echo(printable(message), err=True)
 
 
 def main() -> None:

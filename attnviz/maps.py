@@ -1,166 +1,341 @@
-"""The attention a forward pass produced, as plain numpy data, and the 2-D views renderers draw.
+"""The attention of one forward pass as plain numpy data: what every source gives and every
+renderer draws.
 
-Every map has the layout ``[layer, head, query, key]``; layers and heads count from 0.
-This module needs numpy only, so renderers and cached results never import torch.
+Every map has the layout ``[layer, head, query, key]``; layers and heads count from 0. A map
+of one kind may be absent: an encoder-only model has no decoder, a decoder-only model no
+encoder. This module needs numpy only, so reading saved maps never imports torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.text import display_label
 
 KINDS = ("encoder_self", "decoder_self", "cross")
-KEYS = ("source_tokens", "target_tokens", *KINDS)  # the keys of the npz and json files
-
+PROVENANCE = "provenance"  # the key of the provenance in saved files
+KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE)  # the keys of saved files
+FORMATS = ("npz", "json")
 TITLES = {
     "encoder_self": "Encoder self-attention",
     "decoder_self": "Masked decoder self-attention",
     "cross": "Cross-attention",
 }
-QUERY_AXES = {
-    "encoder_self": "query: source token",
-    "decoder_self": "query: decoder input token",
-    "cross": "query: decoder input token",
-}
-KEY_AXES = {
-    "encoder_self": "key: source token",
-    "decoder_self": "key: decoder input token",
-    "cross": "key: source token (encoder output)",
-}
+ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where maps come from: saved with them, and written on what is drawn from them."""
+
+    attnviz_version: str | None = None  # the attnviz that computed them
+    model: str | None = None  # as the user named it: "translate", a path, "hf:NAME", "random"
+    model_sha256: str | None = None  # of the model's file(s); None for the random model
+    source_text: str | None = None  # the encoder's input text (a decoder-only model: None)
+    target_text: str | None = None  # the decoder's input text, without its begin token
+    target_generated: bool = False  # the model wrote the target itself (greedy decoding)
+    options: dict[str, Any] = field(default_factory=dict)  # what else decided them (seed, ...)
+    default_layers: dict[str, int] = field(default_factory=dict)  # layer drawn by default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Provenance:
+        """Read saved provenance, keeping what has the expected type and dropping the rest
+        (another tool's file may hold other facts, or none)."""
+        if not isinstance(data, dict):
+            return cls()
+        kept: dict[str, Any] = {}
+        for spec in fields(cls):
+            value = data.get(spec.name)
+            if spec.name in ("options", "default_layers"):
+                if isinstance(value, dict):
+                    kept[spec.name] = {str(k): v for k, v in value.items()
+                                       if spec.name == "options" or _is_int(v)}
+            elif spec.name == "target_generated":
+                kept[spec.name] = value is True
+            elif isinstance(value, str):
+                kept[spec.name] = value
+        return cls(**kept)
+
+    @property
+    def summary(self) -> str:
+        """One line for a picture's title: the model and the attnviz that computed the maps."""
+        parts = []
+        if self.model:
+            parts.append(f"model {self.model}"
+                         + (f" ({self.model_sha256[:8]})" if self.model_sha256 else ""))
+        if self.attnviz_version:
+            parts.append(f"attnviz {self.attnviz_version}")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True, eq=False)
 class AttentionMaps:
-    """The three kinds of attention of one source/target pair.
+    """The attention weights of one source/target pair, per kind, layer and head.
+
+    Args:
+        source_tokens: S labels, the encoder's input (empty for a decoder-only model).
+        target_tokens: T labels, the decoder's input (empty when no decoder ran).
+        encoder_self: encoder self-attention, or None.
+        decoder_self: masked decoder self-attention, or None.
+        cross: cross-attention (queries from the decoder, keys from the encoder), or None.
+        provenance: where they come from.
 
     Shape:
         - encoder_self: ``[L_enc, H, S, S]``
-        - decoder_self: ``[L_dec, H, T, T]``; T is 0 when only the encoder ran
+        - decoder_self: ``[L_dec, H, T, T]``
         - cross: ``[L_dec, H, T, S]``
+
+    Raises:
+        ValueError: when a map's shape disagrees with the tokens or another map.
     """
 
-    source_tokens: list[str]  # S labels: the encoder's input
-    target_tokens: list[str]  # T labels: the decoder's input, starting with <bos>
-    encoder_self: np.ndarray
-    decoder_self: np.ndarray
-    cross: np.ndarray
+    source_tokens: list[str]
+    target_tokens: list[str]
+    encoder_self: np.ndarray | None = None
+    decoder_self: np.ndarray | None = None
+    cross: np.ndarray | None = None
+    provenance: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
         s, t = len(self.source_tokens), len(self.target_tokens)
-        expected = {"encoder_self": (s, s), "decoder_self": (t, t), "cross": (t, s)}
-        for kind, tail in expected.items():
+        expected = {"encoder_self": ("S", "S", s, s), "decoder_self": ("T", "T", t, t),
+                    "cross": ("T", "S", t, s)}
+        for kind in KINDS:
             array = getattr(self, kind)
-            if array.ndim != 4 or array.shape[2:] != tail:
-                raise ValueError(f"{kind} must have shape [layers, heads, {tail[0]}, {tail[1]}], "
-                                 f"got {list(array.shape)}")
-        if self.decoder_self.shape[:2] != self.cross.shape[:2]:
-            raise ValueError("decoder_self and cross must have the same layers and heads")
+            if array is None:
+                continue
+            rows, cols, q, k = expected[kind]
+            if not isinstance(array, np.ndarray) or array.ndim != 4 or array.shape[2:] != (q, k):
+                shape = list(getattr(array, "shape", ()))
+                raise ValueError(f"{kind} must have shape [layers, heads, {rows}={q}, {cols}={k}] "
+                                 f"to match the tokens, got {shape}")
+            if array.shape[0] < 1 or array.shape[1] < 1:
+                raise ValueError(f"{kind} has no layer or no head: shape {list(array.shape)}")
+        decoder, cross = self.decoder_self, self.cross
+        if decoder is not None and cross is not None and decoder.shape[:2] != cross.shape[:2]:
+            raise ValueError("decoder_self and cross must have the same layers and heads, got "
+                             f"{list(decoder.shape[:2])} and {list(cross.shape[:2])}")
+        if not self.kinds:
+            raise ValueError("there are no maps: give encoder_self, decoder_self or cross")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The container under the keys of :data:`KEYS`: token lists and numpy arrays."""
-        return {key: getattr(self, key) for key in KEYS}
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of attention these maps hold, in the order of :data:`KINDS`."""
+        return tuple(kind for kind in KINDS if getattr(self, kind) is not None)
+
+    def stack(self, kind: str) -> np.ndarray:
+        """The maps of one kind. Shape: ``[L, H, Q, K]``. Raises KeyError for an absent kind."""
+        array = getattr(self, kind) if kind in KINDS else None
+        if array is None:
+            raise KeyError(kind)
+        return array
+
+    def default_layer(self, kind: str) -> int:
+        """The layer drawn when none is asked for: the model's recommendation, else the last."""
+        layers = self.stack(kind).shape[0]
+        chosen = self.provenance.default_layers.get(kind)
+        return chosen if _is_int(chosen) and 0 <= chosen < layers else layers - 1
+
+    def check_weights(self) -> None:
+        """Raise ValueError unless every map holds attention weights: finite, at least 0, and
+        each row summing to 1 (or all 0: a query that saw no key). Saved files are checked
+        with this; the models' own maps are weights by construction."""
+        for kind in self.kinds:
+            array = self.stack(kind)
+            if not np.isfinite(array).all():
+                raise ValueError(f"{kind} holds NaN or infinite values")
+            if array.size and float(array.min()) < -ROW_SUM_TOLERANCE:
+                raise ValueError(f"{kind} holds negative weights ({float(array.min()):.3g})")
+            sums = array.sum(axis=-1, dtype=np.float64)  # (L, H, Q)
+            bad = ~((np.abs(sums - 1.0) <= ROW_SUM_TOLERANCE) | (sums == 0.0))
+            if bad.any():
+                layer, head, row = (int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{kind} is not attention weights: its row {row} at layer "
+                                 f"{layer}, head {head} sums to {sums[layer, head, row]:.4g}, "
+                                 "not 1 (a softmax row sums to 1)")
+
+    # The file format: the keys below, in an npz (arrays) or a json (lists) file.
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The maps as the arrays of an npz file: token lists as string arrays, each kind
+        present as float32, and the provenance as a JSON string."""
+        arrays = {"source_tokens": np.array(self.source_tokens, dtype=str),
+                  "target_tokens": np.array(self.target_tokens, dtype=str)}
+        for kind in self.kinds:
+            arrays[kind] = np.asarray(self.stack(kind), dtype=np.float32)
+        arrays[PROVENANCE] = np.array(json.dumps(self.provenance.to_dict(), ensure_ascii=False))
+        return arrays
+
+    def to_json(self) -> dict[str, Any]:
+        """The maps as a json object: the same keys, arrays as nested lists."""
+        data: dict[str, Any] = {"source_tokens": list(self.source_tokens),
+                                "target_tokens": list(self.target_tokens)}
+        for kind in self.kinds:
+            data[kind] = self.stack(kind).tolist()
+        data[PROVENANCE] = self.provenance.to_dict()
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AttentionMaps:
-        missing = [key for key in KEYS if key not in data]
-        if missing:
-            raise ValueError(f"missing keys: {', '.join(missing)}")
-        source = [str(t) for t in data["source_tokens"]]
-        target = [str(t) for t in data["target_tokens"]]
-        tails = {"encoder_self": (len(source),) * 2, "decoder_self": (len(target),) * 2,
-                 "cross": (len(target), len(source))}
-        arrays = {}
+    def from_fields(cls, data: Mapping[str, Any]) -> AttentionMaps:
+        """Maps from the keys of a saved file (arrays or nested lists); a missing token list
+        is empty, an absent kind is None. Raises ValueError when they do not fit together."""
+        tokens = {}
+        for key in ("source_tokens", "target_tokens"):
+            value = data.get(key, [])
+            value = value.tolist() if isinstance(value, np.ndarray) else value
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise ValueError(f"{key} must be a list of strings")
+            tokens[key] = value
+        s, t = len(tokens["source_tokens"]), len(tokens["target_tokens"])
+        tails = {"encoder_self": (s, s), "decoder_self": (t, t), "cross": (t, s)}
+        arrays: dict[str, np.ndarray | None] = {}
         for kind in KINDS:
-            array = np.asarray(data[kind], dtype=np.float32)
-            if array.size == 0 and array.ndim >= 2:  # nested lists lose the sizes of empty axes
+            value = data.get(kind)
+            if value is None:
+                arrays[kind] = None
+                continue
+            if isinstance(value, np.ndarray) and value.dtype.kind not in "fiub":
+                raise ValueError(f"{kind} must hold numbers, not {value.dtype}")
+            try:
+                array = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"{kind} must be a 4-dimensional array of numbers "
+                                 "[layers, heads, queries, keys]") from None
+            if array.size == 0 and 2 <= array.ndim < 4:  # nested lists lose empty axes' sizes
                 array = array.reshape(array.shape[:2] + tails[kind])
             arrays[kind] = array
-        return cls(source_tokens=source, target_tokens=target, **arrays)
+        raw = data.get(PROVENANCE)
+        if isinstance(raw, np.ndarray):
+            try:
+                raw = json.loads(str(raw))
+            except ValueError:
+                raw = None
+        return cls(tokens["source_tokens"], tokens["target_tokens"],
+                   provenance=Provenance.from_dict(raw), **arrays)
 
-    def select(self, kind: str, layer: int, head: int | None) -> Heatmap:
-        """One layer's map of one kind, for one head or (``head=None``) the mean over heads.
+    def to_bytes(self, fmt: str) -> bytes:
+        """The bytes of an ``npz`` or ``json`` file of these maps."""
+        from attnviz import mapfile
 
-        Raises AttnvizError naming the valid range when ``layer`` or ``head`` is out of it.
+        if fmt == "npz":
+            return mapfile.npz_bytes(self.to_arrays())
+        if fmt == "json":
+            return mapfile.json_bytes(self.to_json())
+        raise ValueError(f"maps are saved as npz or json, not {fmt!r}")
+
+    def save(self, path: str | Path) -> None:
+        """Write every map and the provenance to ``path`` (``.npz`` or ``.json``), whole or
+        not at all. ``numpy.load(path)`` reads the npz back without pickle."""
+        from attnviz.files import write_atomically
+
+        path = Path(path)
+        write_atomically(path, self.to_bytes(_format_of(path)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> AttentionMaps:
+        """Read maps saved by :meth:`save`, or by another tool with the same keys, and check
+        that they are attention weights. Raises AttnvizError naming the file and the problem.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        stack = getattr(self, kind)  # (L, H, Q, K)
-        layers, heads = stack.shape[:2]
-        if not 0 <= layer < layers:
-            raise AttnvizError(f"--layer {layer} is out of range: this model's "
-                               f"{TITLES[kind].lower()} has layers 0 to {layers - 1}")
-        if head is not None and not 0 <= head < heads:
-            raise AttnvizError(f"--head {head} is out of range: this model has heads 0 to "
-                               f"{heads - 1}, or use --head mean")
-        weights = stack[layer].mean(axis=0) if head is None else stack[layer, head]  # (Q, K)
-        queries = self.source_tokens if kind == "encoder_self" else self.target_tokens
-        keys = self.target_tokens if kind == "decoder_self" else self.source_tokens
-        visible = np.ones(weights.shape, dtype=bool)
-        if kind == "decoder_self":
-            visible = np.tril(visible)
-        return Heatmap(kind, layer, head, heads, np.asarray(weights, dtype=np.float32),
-                       list(queries), list(keys), visible)
+        from attnviz import mapfile
+        from attnviz.text import printable
+
+        path = Path(path)
+        what, way_out = "attention maps file", "give maps saved by attnviz (-o maps.npz)"
+        read = mapfile.read_npz if _format_of(path) == "npz" else mapfile.read_json
+        data = read(path, what, way_out)
+        name = printable(str(path))
+        if not isinstance(data, dict):
+            raise AttnvizError(f"{name} holds no attention maps: expected an object with the keys "
+                               f"{', '.join(KEYS)}")
+        if not any(kind in data for kind in KINDS):
+            raise AttnvizError(f"{name} holds no attention maps: none of the keys "
+                               f"{', '.join(KINDS)} is there")
+        try:
+            maps = cls.from_fields(data)
+            maps.check_weights()
+        except ValueError as exc:
+            raise AttnvizError(f"{name}: {printable(str(exc))}") from None
+        return maps
+
+    @classmethod
+    def from_huggingface(
+        cls,
+        outputs: Any,
+        *,
+        source_tokens: Sequence[str] | None = None,
+        target_tokens: Sequence[str] | None = None,
+        provenance: Provenance | None = None,
+        batch_index: int = 0,
+    ) -> AttentionMaps:
+        """Maps from a Hugging Face forward pass run with ``output_attentions=True``.
+
+        An encoder-decoder model's outputs hold ``encoder_attentions``,
+        ``decoder_attentions`` and ``cross_attentions``; an encoder-only or decoder-only
+        model's hold ``attentions`` (give ``source_tokens`` for an encoder, ``target_tokens``
+        for a decoder). Each is a tuple with one tensor per layer.
+
+        Args:
+            outputs: the model's output object (or a dict with those keys).
+            source_tokens: labels of the encoder's input tokens.
+            target_tokens: labels of the decoder's input tokens.
+            provenance: where the maps come from.
+            batch_index: which sequence of the batch to take.
+
+        Shape:
+            each layer's tensor: ``[batch, H, query, key]`` -> maps ``[L, H, query, key]``
+        """
+        def get(name: str):
+            value = outputs.get(name) if isinstance(outputs, dict) else getattr(outputs, name,
+                                                                                 None)
+            return value if value else None  # None or an empty tuple: not there
+
+        def stacked(layers) -> np.ndarray | None:
+            if layers is None:
+                return None
+            return np.stack([_to_numpy(layer)[batch_index] for layer in layers])  # (L, H, Q, K)
+
+        maps: dict[str, np.ndarray | None] = {
+            "encoder_self": stacked(get("encoder_attentions")),
+            "decoder_self": stacked(get("decoder_attentions")),
+            "cross": stacked(get("cross_attentions")),
+        }
+        single = stacked(get("attentions"))
+        if single is not None:
+            if source_tokens is not None and target_tokens is None:
+                maps["encoder_self"] = single
+            elif target_tokens is not None and source_tokens is None:
+                maps["decoder_self"] = single
+            else:
+                raise ValueError("outputs.attentions belongs to an encoder or to a decoder: give "
+                                 "source_tokens (encoder) or target_tokens (decoder), not both")
+        return cls(list(source_tokens or []), list(target_tokens or []),
+                   provenance=provenance or Provenance(), **maps)
 
 
-@dataclass(frozen=True)
-class Result:
-    """The attention of one run, with what the user should be told about it."""
-
-    maps: AttentionMaps
-    default_layers: dict[str, int]  # the layer shown by default, per kind
-    warnings: list[str] = field(default_factory=list)
-    generated: str | None = None  # the target the model wrote, when none was given
-
-    def heatmaps(self, kinds: list[str], layer: int | None, head: int | None) -> list[Heatmap]:
-        """The maps to draw: each kind at ``layer`` (None: its default layer) and ``head``."""
-        return [self.maps.select(kind, self.default_layers[kind] if layer is None else layer,
-                                 head) for kind in kinds]
+def _to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor (any device or dtype) or an array as float32 numpy, without importing
+    torch here."""
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().float().cpu().numpy()
+    return np.asarray(tensor, dtype=np.float32)
 
 
-@dataclass(frozen=True, eq=False)
-class Heatmap:
-    """A 2-D attention map with its labels: what every renderer draws.
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    Shape: weights and visible ``[Q, K]``; query_tokens Q labels, key_tokens K labels.
-    """
 
-    kind: str  # one of KINDS
-    layer: int
-    head: int | None  # None: the mean over heads
-    head_count: int
-    weights: np.ndarray  # (Q, K) rows sum to 1 (0 for a query that saw no key)
-    query_tokens: list[str]
-    key_tokens: list[str]
-    visible: np.ndarray  # (Q, K) bool; False where the mask hid the key (the future)
+def _format_of(path: Path) -> str:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        from attnviz.text import printable
 
-    @property
-    def title(self) -> str:
-        head = f"mean of {self.head_count} heads" if self.head is None else f"head {self.head}"
-        return f"{TITLES[self.kind]} · layer {self.layer} · {head}"
-
-    @property
-    def query_labels(self) -> list[str]:
-        return [display_label(t) for t in self.query_tokens]
-
-    @property
-    def key_labels(self) -> list[str]:
-        return [display_label(t) for t in self.key_tokens]
-
-    @property
-    def scale_max(self) -> float:
-        """The weight drawn brightest: the largest visible weight (at least 1e-6)."""
-        shown = self.weights[self.visible]
-        return max(float(shown.max()) if shown.size else 0.0, 1e-6)
-
-    @property
-    def query_axis(self) -> str:
-        return QUERY_AXES[self.kind]
-
-    @property
-    def key_axis(self) -> str:
-        return KEY_AXES[self.kind]
+        raise AttnvizError(f"{printable(str(path))}: attention maps are saved as .npz or .json")
+    return fmt

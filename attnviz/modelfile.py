@@ -51,6 +51,26 @@ def check_model_path(path: Path) -> None:
     check_writable(Path(path))
 
 
+MAX_MODEL_BYTES = 2 * 1024**3  # far above any model attnviz trains (the shipped ones: 1 MB)
+
+
+def read_model_file(path: Path) -> bytes:
+    """The bytes of a model file; AttnvizError when it is missing, not a regular file (a
+    pipe or a device would hang or never end), or larger than :data:`MAX_MODEL_BYTES`."""
+    from attnviz.mapfile import open_regular
+    from attnviz.text import printable
+
+    way_out = ("give the path of a file written by `attnviz train`, or a shipped model name "
+               "(see `attnviz models`)")
+    with open_regular(Path(path), "model file", way_out) as handle:
+        data = handle.read(MAX_MODEL_BYTES + 1)
+    if len(data) > MAX_MODEL_BYTES:
+        raise AttnvizError(f"model file {printable(str(path))} is larger than "
+                           f"{MAX_MODEL_BYTES // 1024**3} GB, more than any attnviz model; "
+                           "give a file written by `attnviz train`")
+    return data
+
+
 def read_metadata(data: bytes, name: str) -> dict[str, Any]:
     """Parse and check the metadata of a model file's bytes, without building the model."""
     if len(data) < 8:

@@ -16,6 +16,6 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         if name == "auto":
             return torch.device("cpu")
-        raise AttnvizError("--device cuda was asked for, but torch sees no CUDA GPU here; "
-                           "use --device cpu (or auto)")
-    raise AttnvizError(f"unknown device {name!r}; use cpu, cuda or auto")
+        raise AttnvizError("device cuda was asked for, but torch sees no CUDA GPU here; use "
+                           "cpu (or auto)", setting="device")
+    raise AttnvizError(f"device {name!r} is unknown; use cpu, cuda or auto", setting="device")

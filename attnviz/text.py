@@ -38,3 +38,14 @@ def display_label(token: str) -> str:
 def shorten(label: str, width: int) -> str:
     """``label`` cut to ``width`` characters, the last one an ellipsis when it was cut."""
     return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with every lone surrogate (what Python makes of bytes that were not UTF-8 in
+    a command-line argument) replaced by U+FFFD, so that it can be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)

@@ -1,7 +1,8 @@
-"""Renderers: each module draws an AttentionMaps (or one Heatmap) to one kind of output.
+"""Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
-``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich;
-``data`` writes the raw numbers as npz or json. None of them loads a model.
+``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; the raw
+numbers (npz, json) are the maps' own format (:meth:`AttentionMaps.to_bytes`). None of
+them loads a model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from attnviz.errors import AttnvizError
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DATA_SUFFIXES = (".npz", ".json")
+DATA_FORMATS = ("npz", "json")
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
 
 
@@ -37,7 +39,7 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
     for path in paths:
         output_format(path)
         check_writable(path)
-    if not paths or any(output_format(path) not in ("npz", "json") for path in paths):
+    if not paths or any(output_format(path) not in DATA_FORMATS for path in paths):
         from attnviz.render.colors import check
 
         check(cmap)
@@ -51,10 +53,8 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
     contents = {}
     for path in paths:
         fmt = output_format(path)
-        if fmt in ("npz", "json"):
-            from attnviz.render import data
-
-            contents[path] = data.to_bytes(maps, fmt)
+        if fmt in DATA_FORMATS:
+            contents[path] = maps.to_bytes(fmt)
         else:
             from attnviz.render import image
 

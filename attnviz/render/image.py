@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.files import write_atomically
-from attnviz.maps import Heatmap
 from attnviz.render import output_format
 from attnviz.render.colors import colormap
 from attnviz.text import shorten
+from attnviz.views import Heatmap
 
 MASKED_COLOR = "#d0d0d0"  # hatched grey: clearly not a colour of the map
 ANNOTATE_UP_TO = 16  # write the weight in each cell when both sides have at most this many tokens

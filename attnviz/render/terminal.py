@@ -15,9 +15,9 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.maps import Heatmap
 from attnviz.render.colors import rgb
 from attnviz.text import shorten
+from attnviz.views import Heatmap
 
 RAMP = " .:-=+*#%@"  # plain-text levels, from 0 to the largest weight
 MASKED = "·"

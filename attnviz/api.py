@@ -1,0 +1,91 @@
+"""attnviz from Python: the maps of a sentence, and a picture of them.
+
+    import attnviz
+    maps = attnviz.trace("the black cat sees the red car")   # the translate model
+    figure = attnviz.plot(maps, kind="cross")                # a matplotlib Figure
+    maps.save("maps.npz")
+
+The same sources, views and files as the command line; errors are AttnvizError, and what
+the command line prints as a warning is an AttnvizWarning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Literal
+
+from attnviz.errors import AttnvizWarning
+from attnviz.maps import KINDS, AttentionMaps
+from attnviz.text import valid_utf8
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# The kinds as the command line names them, and the library's own names.
+KIND_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross",
+              **{kind: kind for kind in KINDS}}
+
+
+def trace(source: str, target: str | None = None, model: str | None = "translate", *,
+          part: Literal["encoder", "decoder"] | None = None, seed: int = 0, device: str = "cpu",
+          cache: bool = True) -> AttentionMaps:
+    """The attention maps of ``source`` (and ``target``) by ``model``.
+
+    Args:
+        source: the source text (a decoder-only model reads it as the decoder's input).
+        target: the decoder's input text; None lets the model write one greedily.
+        model: a shipped model's name, ``"random"``, a model file, a saved ``.npz``/``.json``
+            file of maps, or ``"hf:NAME_OR_PATH"`` for a Hugging Face model.
+        part: ``"encoder"`` for the encoder alone, ``"decoder"`` for the decoder and what it
+            needs, None for everything the model has.
+        seed: the random model's weights.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        cache: read and keep maps in the render cache, as the command line does.
+
+    Raises:
+        AttnvizError: for a problem a person can fix (an empty text, an unknown model...).
+    """
+    from attnviz import cache as render_cache
+    from attnviz.sources import Request, open_source
+
+    request = Request(valid_utf8(source), None if target is None else valid_utf8(target),
+                      part, seed, device)
+    traced = render_cache.traced(open_source(model), request, use_cache=cache)
+    for note in traced.warnings:
+        warnings.warn(note, AttnvizWarning, stacklevel=2)
+    return traced.maps
+
+
+def plot(maps: AttentionMaps, kind: str = "all", layer: int | None = None,
+         head: int | Literal["mean"] | None = "mean", cmap: str = "viridis") -> Figure:
+    """A matplotlib Figure of ``maps``: one panel per kind, side by side.
+
+    Args:
+        maps: what :func:`trace` or :meth:`AttentionMaps.load` gave.
+        kind: ``"encoder"``, ``"self"``, ``"cross"`` (or the maps' own names, such as
+            ``"encoder_self"``), or ``"all"`` for every kind the maps hold.
+        layer: the layer, counting from 0; None: the model's recommended or last layer.
+        head: a head's index, or ``"mean"`` (or None) for the mean over heads.
+        cmap: any matplotlib colour map.
+    """
+    from attnviz import views
+    from attnviz.render import image
+    from attnviz.render.colors import check
+
+    if kind != "all" and kind not in KIND_NAMES:
+        raise ValueError(f"kind must be 'all' or one of {', '.join(KIND_NAMES)}, got {kind!r}")
+    if head is not None and head != "mean" and (not isinstance(head, int)
+                                                 or isinstance(head, bool)):
+        raise ValueError(f"head must be an index or 'mean', got {head!r}")
+    check(cmap)
+    kinds = None if kind == "all" else [KIND_NAMES[kind]]
+    chosen = views.heatmaps(maps, kinds, layer, None if head == "mean" else head)
+    return image.figure(chosen, cmap)
+
+
+def png(maps: AttentionMaps) -> bytes:
+    """The picture :func:`plot` draws of ``maps``, as PNG bytes (how a notebook shows maps)."""
+    from attnviz import views
+    from attnviz.render import image
+
+    return image.to_bytes(views.heatmaps(maps), "png", "viridis", dpi=100)

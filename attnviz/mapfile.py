@@ -1,0 +1,160 @@
+"""The bytes of npz and json files of named arrays, read safely from files nobody vouches for.
+
+npz: a zip of ``.npy`` arrays, as :func:`numpy.savez` writes it, read without pickle; each
+array's header (its shape and type) is checked before the array is read, so a small file
+cannot make the reader allocate gigabytes. json: an object, parsed with a size cap.
+This module knows nothing of attention: :mod:`attnviz.maps` says which keys mean what.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.text import printable
+
+MAX_ARRAY_BYTES = 8 * 1024**3  # the arrays of one npz file, in memory; 8 GB is 16,000 tokens
+MAX_JSON_BYTES = 512 * 1024**2  # json of maps is ~10 bytes a weight: 50 million weights
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An npz file holding ``arrays``, uncompressed.
+
+    Attention weights are floats that zlib barely shrinks (a tenth), and compressing the
+    maps of a long text takes seconds.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as UTF-8 JSON, arrays as nested lists."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+    return json.dumps(data, ensure_ascii=False, default=plain).encode("utf-8")
+
+
+def read_npz(path: Path, what: str = "file", way_out: str = "check the path"
+             ) -> dict[str, np.ndarray]:
+    """The arrays of an npz file; AttnvizError for anything else (a pickle among them).
+
+    Args:
+        path: the file.
+        what: what the file should be, for messages ("attention maps file").
+        way_out: what to do when it is not.
+    """
+    name = printable(str(path))
+    try:
+        with open_regular(path, what, way_out) as handle, zipfile.ZipFile(handle) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+            budget = MAX_ARRAY_BYTES
+            arrays = {}
+            for member in members:
+                key = member.filename[: -len(".npy")]
+                with archive.open(member) as stream:
+                    shape, dtype, fortran = _npy_header(stream, key, name)
+                    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if size > budget:
+                        raise AttnvizError(f"{name} holds arrays of more than "
+                                           f"{MAX_ARRAY_BYTES / 1024**3:.0f} GB; attnviz reads "
+                                           "maps of at most that size")
+                    budget -= size
+                    arrays[key] = _read_npy_body(stream, shape, dtype, fortran, key, name)
+            return arrays
+    except AttnvizError:
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError,
+            NotImplementedError) as exc:
+        raise AttnvizError(f"{name} is not a readable npz file ({_reason(exc)}); {way_out}"
+                           ) from None
+
+
+def _npy_header(stream, key: str, name: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unknown .npy version {version}")
+    if dtype.hasobject:
+        raise AttnvizError(f"{name}: array {printable(key)!r} holds Python objects (a pickle); "
+                           "attnviz never unpickles, save plain numbers and strings")
+    return shape, dtype, fortran
+
+
+def _read_npy_body(stream, shape: tuple[int, ...], dtype: np.dtype, fortran: bool, key: str,
+                   name: str) -> np.ndarray:
+    count = int(np.prod(shape, dtype=np.int64))
+    data = stream.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise AttnvizError(f"{name}: array {printable(key)!r} is cut short; the file is "
+                           "damaged, save it again")
+    flat = np.frombuffer(data, dtype=dtype)
+    if fortran:  # column-major on disk: the reversed shape in C order, transposed
+        return flat.reshape(shape[::-1]).T.copy()
+    return flat.reshape(shape).copy()
+
+
+def read_json(path: Path, what: str = "file", way_out: str = "check the path") -> Any:
+    """The parsed JSON of a file of at most :data:`MAX_JSON_BYTES`; AttnvizError otherwise."""
+    name = printable(str(path))
+    try:
+        with open_regular(path, what, way_out) as handle:
+            data = handle.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise AttnvizError(f"{name} is larger than {MAX_JSON_BYTES // 1024**2} MB; save "
+                               "large maps as .npz")
+        return json.loads(data.decode("utf-8"))
+    except AttnvizError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError, OSError) as exc:
+        raise AttnvizError(f"{name} is not a readable JSON file ({_reason(exc)}); {way_out}"
+                           ) from None
+
+
+def open_regular(path: Path, what: str, way_out: str = "check the path"):
+    """``path`` opened for reading in binary, if it is a regular file.
+
+    ``what`` names the file in messages ("model file"), ``way_out`` says what to do instead.
+
+    A FIFO is opened without waiting for a writer and a device is refused, so that
+    ``/dev/zero`` or a named pipe can neither hang the reader nor fill its memory.
+    """
+    import os
+    import stat
+
+    name = printable(str(path))
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise AttnvizError(f"{what} {name} does not exist; {way_out}") from None
+    except IsADirectoryError:
+        raise AttnvizError(f"{what} {name} is a directory; {way_out}") from None
+    except OSError as exc:
+        raise AttnvizError(f"cannot read {what} {name}: {exc.strerror}; {way_out}") from None
+    mode = os.fstat(descriptor).st_mode
+    if stat.S_ISDIR(mode):
+        os.close(descriptor)
+        raise AttnvizError(f"{what} {name} is a directory; {way_out}")
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise AttnvizError(f"{what} {name} is not a regular file (a pipe or a device); "
+                           f"{way_out}")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return printable(text.splitlines()[0] if text.strip() else type(exc).__name__)[:200]

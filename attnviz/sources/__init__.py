@@ -1,0 +1,36 @@
+"""Where attention maps come from: a source turns a request (texts, options) into maps.
+
+A source is named the way a person names a model (``--model`` on the command line, ``model=``
+in the API), and :data:`SOURCES` says which module reads which names. Adding a source is one
+module with an ``open(name) -> Source`` function, and one line here.
+
+Opening a source is cheap (no torch, no weights): it finds the files and can name their
+bytes, so the render cache can look up a request without loading the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from attnviz.catalog import DEFAULT_MODEL
+from attnviz.sources.base import Request, Source, Trace
+
+__all__ = ["DEFAULT_MODEL", "SOURCES", "Request", "Source", "Trace", "open_source"]
+
+
+# Which module reads a name: the first whose rule accepts it.
+SOURCES: list[tuple[Callable[[str], bool], str]] = [
+    (lambda name: name.startswith("hf:"), "huggingface"),  # a Hugging Face model
+    (lambda name: name.lower().endswith((".npz", ".json")), "saved"),  # maps saved before
+    (lambda name: True, "own"),  # attnviz's own: a shipped model, random, a model file
+]
+
+
+def open_source(name: str | None = None) -> Source:
+    """The source ``name`` means (default: the shipped translate model)."""
+    name = name or DEFAULT_MODEL
+    for accepts, module in SOURCES:
+        if accepts(name):
+            return importlib.import_module(f"{__name__}.{module}").open(name)
+    raise AssertionError("the last source accepts every name")

@@ -1,0 +1,50 @@
+"""What every source takes and gives: a request, its trace, and the Source protocol."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from attnviz.maps import AttentionMaps
+
+PARTS = ("encoder", "decoder")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a person asked to see, and nothing that only changes how it is drawn."""
+
+    text: str | None = None  # the source text; None: the text a saved file holds
+    target: str | None = None  # the decoder's text; None lets the model write one
+    part: str | None = None  # "encoder", "decoder", or None: whatever the model has
+    seed: int = 0  # the weights of the random model
+    device: str = "cpu"  # cpu, cuda or auto
+
+    def __post_init__(self) -> None:
+        if self.part is not None and self.part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS} or None, got {self.part!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The maps of one request, and what the person should be told about them."""
+
+    maps: AttentionMaps
+    warnings: tuple[str, ...] = ()
+
+
+class Source(Protocol):
+    """A model (or a file of maps) that turns requests into attention maps."""
+
+    name: str  # as the person named it
+
+    def fingerprint(self, request: Request) -> str | None:
+        """A digest of everything that decides the maps of ``request`` (the model's bytes,
+        the texts, the options that matter), or None when the source cannot name them: then
+        its maps are never cached. Needs no torch."""
+
+    def trace(self, request: Request) -> Trace:
+        """The maps of ``request``; AttnvizError when the request does not fit the source."""
