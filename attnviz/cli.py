@@ -170,9 +170,8 @@ def decode(
     with reporting(), _without_cycle_collector():
         request = _request(text, target, "decoder", seed, device)
         maps = _trace(model, request, no_cache, output, cmap)
-        if maps.provenance.target_generated:
-            typer.echo(printable(maps.provenance.target_text or ""))
-        _draw(maps, _kinds(kind), layer, head, output or [], cmap)
+        written = maps.provenance.target_text if maps.provenance.target_generated else None
+        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written)
 
 
 @app.command()
@@ -253,15 +252,22 @@ def _without_cycle_collector() -> Iterator[None]:
 
 
 def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional[int],
-          outputs: list[Path], cmap: str) -> None:
-    """Draw the chosen maps to every output file, or to the terminal when there is none."""
+          outputs: list[Path], cmap: str, written: Optional[str] = None) -> None:
+    """Draw the chosen maps to every output file, or to the terminal when there is none.
+
+    ``written``, the text the model wrote, goes to stdout once the files are written (a
+    failed command prints no result), or above the terminal's drawing.
+    """
     from attnviz import render, views
 
     heatmaps = views.heatmaps(maps, kinds, layer, head)
     if outputs:
         render.write_outputs(outputs, maps, heatmaps, cmap)
         for path in outputs:
-            _say(f"wrote {printable(str(path))}")
+            _say(f"wrote {path}")
+    if written is not None:
+        typer.echo(printable(written))
+    if outputs:
         return
     from rich.console import Console
 

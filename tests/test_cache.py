@@ -10,73 +10,195 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz import cache, pipeline
+from attnviz import cache, mapfile
 from attnviz.checkpoint import load_checkpoint, save_checkpoint
-from attnviz.maps import KINDS
+from attnviz.errors import AttnvizWarning
 from attnviz.render.colors import colormap, lookup_table, rgb
-from attnviz.request import Request
+from attnviz.sources import Request, open_source
 from tests.conftest import SOURCE, TARGET
+
+
+def traced(text, target=None, model=None, seed=0, part="decoder", use_cache=True):
+    return cache.traced(open_source(model), Request(text, target, part, seed), use_cache)
+
+
+def fresh(text, target=None, model=None, seed=0, part="decoder"):
+    return open_source(model).trace(Request(text, target, part, seed))
 
 
 def _same(a, b) -> None:
     assert a.maps.source_tokens == b.maps.source_tokens
     assert a.maps.target_tokens == b.maps.target_tokens
-    for kind in KINDS:
-        assert np.array_equal(getattr(a.maps, kind), getattr(b.maps, kind))
-    assert (a.default_layers, a.warnings, a.generated) == (b.default_layers, b.warnings,
-                                                           b.generated)
+    assert a.maps.kinds == b.maps.kinds
+    for kind in a.maps.kinds:
+        assert np.array_equal(a.maps.stack(kind), b.maps.stack(kind))
+    assert a.maps.provenance == b.maps.provenance
+    assert a.warnings == b.warnings
 
 
 @pytest.mark.parametrize("target", [TARGET, None])
 def test_a_hit_returns_exactly_what_was_computed(private_cache, target):
-    first = cache.run(Request("decode", SOURCE + " zebra", target, None, 0))
+    first = traced(SOURCE + " zebra", target)
     assert len(list(private_cache.glob("*.npz"))) == 1
-    second = cache.run(Request("decode", SOURCE + " zebra", target, None, 0))
+    second = traced(SOURCE + " zebra", target)
     _same(first, second)
-    _same(first, pipeline.decode(SOURCE + " zebra", target))
+    _same(first, fresh(SOURCE + " zebra", target))
     assert second.warnings and "zebra" in second.warnings[0]
 
 
-def test_texts_seeds_and_commands_have_their_own_entries(private_cache):
-    cache.run(Request("encode", SOURCE, None, "random", 0))
-    cache.run(Request("encode", SOURCE, None, "random", 1))
-    cache.run(Request("decode", SOURCE, None, "random", 0))
-    cache.run(Request("encode", SOURCE + " .", None, "random", 0))
+def test_texts_seeds_and_parts_have_their_own_entries(private_cache):
+    traced(SOURCE, None, "random", 0, "encoder")
+    traced(SOURCE, None, "random", 1, "encoder")
+    traced(SOURCE, None, "random", 0, "decoder")
+    traced(SOURCE + " .", None, "random", 0, "encoder")
     assert len(list(private_cache.glob("*.npz"))) == 4
-    seeded = cache.run(Request("encode", SOURCE, None, "random", 1))
-    _same(seeded, pipeline.encode(SOURCE, "random", seed=1))
+    _same(traced(SOURCE, None, "random", 1, "encoder"), fresh(SOURCE, None, "random", 1,
+                                                               "encoder"))
 
 
 def test_a_changed_model_file_is_never_served_stale(private_cache, model_file, checkpoint):
-    before = cache.run(Request("encode", SOURCE, None, str(model_file), 0))
+    before = traced(SOURCE, model=str(model_file), part="encoder")
     with torch.no_grad():
         for parameter in checkpoint.model.parameters():
             parameter.add_(0.1)
     save_checkpoint(checkpoint, model_file)
-    after = cache.run(Request("encode", SOURCE, None, str(model_file), 0))
+    after = traced(SOURCE, model=str(model_file), part="encoder")
     assert not np.array_equal(before.maps.encoder_self, after.maps.encoder_self)
-    _same(after, pipeline.encode(SOURCE, str(model_file)))
+    _same(after, fresh(SOURCE, model=str(model_file), part="encoder"))
     assert load_checkpoint(model_file) is not None
 
 
 def test_a_new_version_does_not_read_old_entries(private_cache, monkeypatch):
-    cache.run(Request("encode", SOURCE, None, None, 0))
+    traced(SOURCE, part="encoder")
     monkeypatch.setattr(cache, "__version__", "999")
-    cache.run(Request("encode", SOURCE, None, None, 0))
+    traced(SOURCE, part="encoder")
     assert len(list(private_cache.glob("*.npz"))) == 2
 
 
+def test_changed_code_does_not_read_old_entries(private_cache, monkeypatch):
+    traced(SOURCE, part="encoder")
+    monkeypatch.setattr(cache, "code_digest", lambda: "edited")
+    traced(SOURCE, part="encoder")
+    assert len(list(private_cache.glob("*.npz"))) == 2
+
+
+def test_the_code_digest_covers_every_source_file_of_the_package(tmp_path, monkeypatch):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    monkeypatch.setattr(cache, "__file__", str(package / "cache.py"))
+    digests = []
+    for change in (None, "a.py", "sub/b.py"):
+        if change:
+            (package / change).write_text("changed\n")
+        cache.code_digest.cache_clear()
+        digests.append(cache.code_digest())
+    cache.code_digest.cache_clear()
+    assert len(set(digests)) == 3
+
+
 def test_no_cache_writes_nothing(private_cache):
-    cache.run(Request("encode", SOURCE, None, None, 0), use_cache=False)
+    traced(SOURCE, part="encoder", use_cache=False)
     assert not private_cache.exists() or not list(private_cache.iterdir())
 
 
 def test_a_damaged_entry_is_recomputed(private_cache):
-    first = cache.run(Request("encode", SOURCE, None, None, 0))
+    first = traced(SOURCE, part="encoder")
     (entry,) = private_cache.glob("*.npz")
     entry.write_bytes(b"broken")
-    _same(first, cache.run(Request("encode", SOURCE, None, None, 0)))
+    _same(first, traced(SOURCE, part="encoder"))
     assert entry.read_bytes() != b"broken"
+
+
+def _entry_with(private_cache, **changes) -> None:
+    """Rewrite the one cache entry with some arrays changed."""
+    (entry,) = private_cache.glob("*.npz")
+    with np.load(entry) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays.update(changes)
+    entry.write_bytes(mapfile.npz_bytes(arrays))
+
+
+@pytest.mark.parametrize("changes", [
+    {"attnviz_warnings": np.array("{\"not\": \"a list\"}")},
+    {"attnviz_warnings": np.array("[1, 2]")},
+    {"attnviz_warnings": np.array("not json")},
+    {"provenance": np.array("[]")},
+    {"encoder_self": np.zeros((2, 4, 3, 3), np.float32)},
+    {"source_tokens": np.arange(8)},
+])
+def test_an_entry_with_wrong_types_is_a_miss(private_cache, changes):
+    first = traced(SOURCE, part="encoder")
+    _entry_with(private_cache, **changes)
+    again = traced(SOURCE, part="encoder")
+    assert again.maps.source_tokens == first.maps.source_tokens
+    assert np.array_equal(again.maps.encoder_self, first.maps.encoder_self)
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("where", ["a file", "/dev/null", "under a file", "/proc/nope"])
+def test_an_unusable_cache_folder_gives_the_same_output_and_one_warning(tmp_path, monkeypatch,
+                                                                        where):
+    plain = _cli("encode", SOURCE, "--no-cache")
+    (tmp_path / "file").write_text("x")
+    folder = {"a file": tmp_path / "file", "/dev/null": "/dev/null",
+              "under a file": tmp_path / "file" / "cache", "/proc/nope": "/proc/nope"}[where]
+    monkeypatch.setenv("ATTNVIZ_CACHE_DIR", str(folder))
+    for _ in range(2):
+        result = _cli("encode", SOURCE)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == plain.stdout
+        assert result.stderr.count("warning:") == 1 and "cache" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_entry_that_is_a_directory_is_skipped(private_cache):
+    first = traced(SOURCE, part="encoder")
+    (entry,) = private_cache.glob("*.npz")
+    entry.unlink()
+    entry.mkdir()
+    with pytest.warns(AttnvizWarning, match="cache"):
+        again = traced(SOURCE, part="encoder")
+    _same(first, again)
+    result = _cli("encode", SOURCE)
+    assert result.exit_code == 0 and result.stderr.count("warning:") == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_with_a_damaged_entry_is_recomputed(private_cache):
+    first = traced(SOURCE, part="encoder")
+    (entry,) = private_cache.glob("*.npz")
+    entry.write_bytes(b"broken")
+    private_cache.chmod(0o500)
+    try:
+        with pytest.warns(AttnvizWarning, match="cache"):
+            _same(first, traced(SOURCE, part="encoder"))
+    finally:
+        private_cache.chmod(0o700)
+
+
+def test_a_read_only_cache_with_a_damaged_entry_as_root_is_recomputed(private_cache,
+                                                                       monkeypatch):
+    """Root can write anywhere: make every write and removal fail instead."""
+    first = traced(SOURCE, part="encoder")
+    (entry,) = private_cache.glob("*.npz")
+    entry.write_bytes(b"broken")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache.Path, "unlink", refuse)
+    monkeypatch.setattr("attnviz.files.write_all", refuse)
+    with pytest.warns(AttnvizWarning, match="Permission denied"):
+        _same(first, traced(SOURCE, part="encoder"))
 
 
 def test_the_cache_is_bounded_and_drops_the_least_recently_used(private_cache):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from attnviz import views
 from attnviz.errors import AttnvizError
 from attnviz.maps import AttentionMaps
 from attnviz.text import display_label
@@ -30,29 +33,29 @@ def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:
 
 def test_select_one_head_and_the_mean_over_heads():
     maps = make_maps()
-    one = maps.select("cross", 1, 2)
+    one = views.heatmap(maps, "cross", 1, 2)
     assert np.array_equal(one.weights, maps.cross[1, 2])
     assert one.query_tokens == maps.target_tokens and one.key_tokens == maps.source_tokens
-    mean = maps.select("encoder_self", 0, None)
+    mean = views.heatmap(maps, "encoder_self", 0, None)
     np.testing.assert_allclose(mean.weights, maps.encoder_self[0].mean(0))
     assert mean.title == "Encoder self-attention · layer 0 · mean of 3 heads"
     assert one.title == "Cross-attention · layer 1 · head 2"
 
 
 def test_decoder_self_marks_the_future_as_not_visible():
-    heatmap = make_maps(t=4).select("decoder_self", 0, None)
+    heatmap = views.heatmap(make_maps(t=4), "decoder_self", 0, None)
     assert heatmap.visible.tolist() == np.tril(np.ones((4, 4), dtype=bool)).tolist()
-    assert make_maps().select("cross", 0, 0).visible.all()
+    assert views.heatmap(make_maps(), "cross", 0, 0).visible.all()
 
 
 @pytest.mark.parametrize("layer, head, message", [
-    (2, 0, "--layer 2 is out of range: .* layers 0 to 1"),
-    (-1, 0, "--layer -1 is out of range"),
-    (0, 3, "--head 3 is out of range: this model has heads 0 to 2, or use --head mean"),
+    (2, 0, "^layer 2 is out of range: .* layers 0 to 1"),
+    (-1, 0, "^layer -1 is out of range"),
+    (0, 3, "^head 3 is out of range: these maps have heads 0 to 2, or the mean of all"),
 ])
 def test_out_of_range_layer_or_head_names_the_valid_range(layer, head, message):
     with pytest.raises(AttnvizError, match=message):
-        make_maps().select("cross", layer, head)
+        views.heatmap(make_maps(), "cross", layer, head)
 
 
 def test_shapes_are_checked():
@@ -66,11 +69,10 @@ def test_round_trip_through_a_dict_keeps_empty_decoder_maps():
     maps = make_maps()
     empty = AttentionMaps(maps.source_tokens, [], maps.encoder_self,
                           np.zeros((2, 3, 0, 0), np.float32), np.zeros((2, 3, 0, 3), np.float32))
-    as_lists = {k: v if isinstance(v, list) else v.tolist() for k, v in empty.to_dict().items()}
-    back = AttentionMaps.from_dict(as_lists)
+    back = AttentionMaps.from_fields(json.loads(json.dumps(empty.to_json())))
     assert back.decoder_self.shape == (2, 3, 0, 0) and back.cross.shape == (2, 3, 0, 3)
 
 
 def test_labels_show_whitespace():
     assert display_label(" ") == "␣"
-    assert make_maps().select("cross", 0, 0).key_labels == ["s0", "s1", "s2"]
+    assert views.heatmap(make_maps(), "cross", 0, 0).key_labels == ["s0", "s1", "s2"]

@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from attnviz import views
 from attnviz.errors import AttnvizError
-from attnviz.render import check_outputs, data, image, output_format, terminal
+from attnviz.maps import AttentionMaps
+from attnviz.render import check_outputs, image, output_format, terminal
 from attnviz.render.colors import rgb
 from tests.test_maps import make_maps
 
@@ -25,8 +27,8 @@ def _pixels(path_or_bytes) -> np.ndarray:
 def test_png_has_the_heatmap_colours_and_the_masked_grey(tmp_path):
     maps = make_maps(s=5, t=6)
     path = tmp_path / "dec.png"
-    image.save([maps.select("decoder_self", 1, None), maps.select("cross", 1, 0)], path,
-               "viridis")
+    image.save([views.heatmap(maps, "decoder_self", 1, None),
+                views.heatmap(maps, "cross", 1, 0)], path, "viridis")
     with Image.open(path) as picture:
         assert picture.format == "PNG"
         width, height = picture.size
@@ -42,7 +44,7 @@ def test_png_has_the_heatmap_colours_and_the_masked_grey(tmp_path):
 
 def test_png_of_another_cmap_uses_its_colours(tmp_path):
     path = tmp_path / "enc.png"
-    image.save([make_maps().select("encoder_self", 0, None)], path, "Reds")
+    image.save([views.heatmap(make_maps(), "encoder_self", 0, None)], path, "Reds")
     top = rgb("Reds", np.array(1.0)).astype(int)
     assert (np.abs(_pixels(path).astype(int) - top).sum(-1) < 12).sum() > 100
 
@@ -50,7 +52,7 @@ def test_png_of_another_cmap_uses_its_colours(tmp_path):
 def test_svg_is_valid_xml_with_the_labels_as_text_and_a_drawn_map(tmp_path):
     maps = make_maps(s=4, t=3)
     path = tmp_path / "cross.svg"
-    image.save([maps.select("cross", 0, None)], path, "viridis")
+    image.save([views.heatmap(maps, "cross", 0, None)], path, "viridis")
     root = ET.parse(path).getroot()
     assert root.tag.endswith("svg")
     assert float(root.get("width").rstrip("pt")) > 200
@@ -65,7 +67,7 @@ def test_svg_is_valid_xml_with_the_labels_as_text_and_a_drawn_map(tmp_path):
 
 def test_pdf_is_a_pdf_with_one_page_of_the_figure_size(tmp_path):
     path = tmp_path / "enc.pdf"
-    heatmap = make_maps().select("encoder_self", 0, 0)
+    heatmap = views.heatmap(make_maps(), "encoder_self", 0, 0)
     image.save([heatmap], path, "viridis")
     width, height = image.figure([heatmap], "viridis").get_size_inches() * 72  # points
     content = path.read_bytes()
@@ -78,7 +80,7 @@ def test_pdf_is_a_pdf_with_one_page_of_the_figure_size(tmp_path):
 
 
 def test_images_are_reproducible_byte_for_byte(tmp_path):
-    heatmap = make_maps().select("cross", 0, None)
+    heatmap = views.heatmap(make_maps(), "cross", 0, None)
     for suffix in (".png", ".svg", ".pdf"):
         first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
         image.save([heatmap], first, "viridis")
@@ -90,19 +92,21 @@ def test_images_are_reproducible_byte_for_byte(tmp_path):
 def test_data_files_round_trip_every_number(tmp_path, suffix):
     maps = make_maps()
     path = tmp_path / f"maps{suffix}"
-    data.save(maps, path)
-    back = data.load(path)
+    maps.save(path)
+    back = AttentionMaps.load(path)
     assert back.source_tokens == maps.source_tokens and back.target_tokens == maps.target_tokens
     for kind in ("encoder_self", "decoder_self", "cross"):
         assert np.array_equal(getattr(back, kind), getattr(maps, kind))
+    assert back.provenance == maps.provenance
 
 
 def test_npz_loads_with_plain_numpy_and_no_pickle(tmp_path):
     maps = make_maps()
-    data.save(maps, tmp_path / "m.npz")
+    maps.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         assert sorted(archive.files) == sorted(["source_tokens", "target_tokens",
-                                                "encoder_self", "decoder_self", "cross"])
+                                                "encoder_self", "decoder_self", "cross",
+                                                "provenance"])
         assert archive["cross"].shape == maps.cross.shape
 
 
@@ -140,7 +144,7 @@ def _render_text(heatmap, width=80, color=False) -> str:
 
 def test_terminal_shows_every_token_on_both_axes():
     maps = make_maps(s=5, t=4)
-    heatmap = maps.select("cross", 0, None)
+    heatmap = views.heatmap(maps, "cross", 0, None)
     lines = _render_text(heatmap).splitlines()
     assert lines[0] == "Cross-attention · layer 0 · mean of 3 heads"
     rows = [line for line in lines if line.strip().split(" ")[0] in heatmap.query_tokens]
@@ -152,7 +156,7 @@ def test_terminal_shows_every_token_on_both_axes():
 
 def test_terminal_plain_text_ramp_follows_the_weights():
     maps = make_maps(s=3, t=3)
-    heatmap = maps.select("encoder_self", 0, 0)
+    heatmap = views.heatmap(maps, "encoder_self", 0, 0)
     lines = _render_text(heatmap).splitlines()
     body = [line for line in lines if line[:2] in ("s0", "s1", "s2")]
     peak = np.unravel_index(heatmap.weights.argmax(), heatmap.weights.shape)
@@ -160,14 +164,14 @@ def test_terminal_plain_text_ramp_follows_the_weights():
 
 
 def test_terminal_marks_masked_cells_and_explains_them():
-    text = _render_text(make_maps(t=4).select("decoder_self", 0, None))
+    text = _render_text(views.heatmap(make_maps(t=4), "decoder_self", 0, None))
     first_row = next(line for line in text.splitlines() if line.startswith("<bos>"))
     assert first_row.count("·") == 3
     assert "masked: a future position, weight exactly 0" in text
 
 
 def test_terminal_colour_cells_use_the_colour_map():
-    heatmap = make_maps().select("cross", 0, 0)
+    heatmap = views.heatmap(make_maps(), "cross", 0, 0)
     console = Console(width=80, color_system="truecolor", file=io.StringIO(), force_terminal=True)
     terminal.show(console, [heatmap], "viridis")
     out = console.file.getvalue()
@@ -186,7 +190,7 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
     weights = np.tril(rng.random((n, n))).astype(np.float32)
     weights /= weights.sum(-1, keepdims=True)
     maps = make_maps(s=2, t=n)
-    heatmap = maps.select("decoder_self", 0, 0)
+    heatmap = views.heatmap(maps, "decoder_self", 0, 0)
     heatmap = type(heatmap)(**{**heatmap.__dict__, "weights": weights})
     text = _render_text(heatmap, width=100)
     assert max(len(line) for line in text.splitlines()[:-3]) <= 100
@@ -201,7 +205,7 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
 def test_pooled_cells_are_coloured_on_the_pooled_scale():
     """A pooled cell holds several keys' weight; the scale must follow, not saturate."""
     n = 400
-    heatmap = make_maps(s=n, t=2).select("encoder_self", 0, 0)
+    heatmap = views.heatmap(make_maps(s=n, t=2), "encoder_self", 0, 0)
     weights = np.ones((n, n), dtype=np.float32)
     weights[:, : n // 2] = 2.0  # the first half of the keys gets twice the weight
     weights /= weights.sum(-1, keepdims=True)
@@ -224,7 +228,7 @@ def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
 
 
 def test_a_pooled_block_of_one_row_is_named_by_its_position():
-    heatmap = make_maps(s=3, t=11).select("decoder_self", 0, None)
+    heatmap = views.heatmap(make_maps(s=3, t=11), "decoder_self", 0, None)
     grid = terminal.pool(heatmap, 2)
     assert grid.row_labels[0] == "0-1 <bos>" and grid.row_labels[-1] == "10 t9"
     assert grid.column_labels[-1] == "10"

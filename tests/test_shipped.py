@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import catalog, pipeline
+from attnviz import catalog
 from attnviz.checkpoint import load_checkpoint
 from attnviz.cli import app
+from attnviz.sources import Request, open_source
 from attnviz.train.evaluate import evaluate
 from attnviz.train.tasks import get_task, held_out_examples
 
@@ -44,8 +45,8 @@ def test_translate_cross_attention_aligns_on_held_out_sentences_at_the_default_l
     best = metrics.best_alignment_layer
     assert metrics.alignment[best] >= 0.95
     # decode shows that layer unless told otherwise
-    result = pipeline.decode("the small black cats see a red car")
-    assert result.default_layers["cross"] == best
+    maps = open_source().trace(Request("the small black cats see a red car")).maps
+    assert maps.default_layer("cross") == best
 
 
 def test_what_each_shipped_file_says_it_scored_is_what_it_scores():

@@ -170,9 +170,9 @@ def test_training_on_a_task_records_its_best_aligned_layer(tmp_path):
     assert info["default_layers"] == {"cross": alignment.index(max(alignment))}
     path = tmp_path / "r.safetensors"
     save_checkpoint(result.checkpoint, path)
-    from attnviz import pipeline
+    from attnviz.sources import Request, open_source
 
-    assert pipeline.decode("the cat sees", model=str(path)).default_layers["cross"] == \
+    assert open_source(str(path)).trace(Request("the cat sees")).maps.default_layer("cross") == \
         info["default_layers"]["cross"]
 
 

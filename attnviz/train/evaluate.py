@@ -79,8 +79,9 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
 
     ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
     """
+    from attnviz.catalog import resolve
+    from attnviz.checkpoint import load_checkpoint
     from attnviz.errors import AttnvizError
-    from attnviz.loader import load_model
     from attnviz.runtime import resolve_device
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
@@ -93,7 +94,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     if model == "random":
         raise AttnvizError("the random model has nothing to measure; give a trained model")
     torch_device = resolve_device(device)
-    checkpoint = load_model(model, torch_device, "", None, 0)
+    checkpoint = load_checkpoint(resolve(model), torch_device)
     if task is not None:
         trained_on = checkpoint.info.get("task")
         if trained_on in all_tasks() and trained_on != task:
