@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from attnviz.version import __version__
+
 __all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Provenance", "__version__",
            "plot", "trace"]
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz import __version__
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import AttentionMaps
 from attnviz.sources.base import Request, Source, Trace
 from attnviz.text import printable
+from attnviz.version import __version__
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
 WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besides the maps

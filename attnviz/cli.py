@@ -14,10 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from attnviz import __version__
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
 from attnviz.text import printable, valid_utf8
+from attnviz.version import __version__
 
 app = typer.Typer(
     name="attnviz",

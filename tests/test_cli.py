@@ -253,7 +253,7 @@ def test_head_mean_and_a_head_that_is_not_a_number():
 
 
 def test_version():
-    from attnviz import __version__
+    from attnviz.version import __version__
 
     result = run("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"attnviz {__version__}"

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnviz import __version__, catalog
+from attnviz import catalog
 from attnviz.errors import AttnvizError
 from attnviz.maps import KINDS, AttentionMaps, Provenance
 from attnviz.sources.base import Request, Trace
 from attnviz.text import printable, shorten
+from attnviz.version import __version__
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,209 @@
+"""`attnviz show`: saved maps drawn again, by attnviz's files and by hand; bad files refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.maps import AttentionMaps
+from tests.conftest import SOURCE, TARGET
+from tests.test_maps import make_maps
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("suffix", ["npz", "json"])
+def test_show_draws_what_decode_saved_with_its_provenance(tmp_path, suffix):
+    saved = tmp_path / f"maps.{suffix}"
+    assert run("decode", SOURCE, "-t", TARGET, "-o", saved).exit_code == 0
+    again = run("decode", SOURCE, "-t", TARGET, "--kind", "cross", "--head", "2")
+    shown = run("show", saved, "--kind", "cross", "--head", "2")
+    assert shown.exit_code == 0, shown.stderr
+    assert "Cross-attention · layer 1 · head 2" in shown.stdout
+    body = [line for line in shown.stdout.splitlines() if not line.startswith("model ")]
+    assert body == [line for line in again.stdout.splitlines() if not line.startswith("model ")]
+    assert "model translate (" in shown.stdout and "attnviz 0.1.0" in shown.stdout
+
+
+def test_show_draws_every_kind_by_default_and_to_images(tmp_path):
+    saved = tmp_path / "m.npz"
+    assert run("decode", SOURCE, "-o", saved).exit_code == 0
+    shown = run("show", saved)
+    assert shown.exit_code == 0
+    for title in ("Encoder self-attention", "Masked decoder self-attention", "Cross-attention"):
+        assert title in shown.stdout
+    png = tmp_path / "again.png"
+    assert run("show", saved, "--layer", "0", "-o", png).exit_code == 0
+    with Image.open(png) as picture:
+        assert picture.format == "PNG" and picture.size[0] > 1000
+
+
+def test_an_encoder_only_file_written_by_hand(tmp_path):
+    weights = np.full((1, 2, 3, 3), 1 / 3, dtype=np.float32)
+    path = tmp_path / "bert.npz"
+    np.savez(path, source_tokens=np.array(["[CLS]", "hi", "[SEP]"]), encoder_self=weights)
+    shown = run("show", path)
+    assert shown.exit_code == 0, shown.stderr
+    assert "Encoder self-attention · layer 0 · mean of 2 heads" in shown.stdout
+    assert "[CLS]" in shown.stdout
+    cross = run("show", path, "--kind", "cross")
+    _one_line_error(cross, "--kind cross is not in these maps", "encoder self-attention")
+
+
+def test_a_decoder_only_file_written_by_hand_in_json(tmp_path):
+    causal = np.tril(np.ones((3, 3)))
+    causal /= causal.sum(-1, keepdims=True)
+    path = tmp_path / "gpt.json"
+    path.write_text(json.dumps({"target_tokens": ["The", " cat", " sat"],
+                                "decoder_self": [[causal.tolist()]]}))
+    shown = run("show", path)
+    assert shown.exit_code == 0, shown.stderr
+    assert "Masked decoder self-attention · layer 0 · mean of 1 heads" in shown.stdout
+    assert "␣cat" in shown.stdout and "masked: a future position" in shown.stdout
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+GOOD = make_maps(s=3, t=4, layers=1, heads=2)
+
+
+@pytest.mark.parametrize("name, arrays, fragments", [
+    ("no-tokens.npz", {"encoder_self": GOOD.encoder_self},
+     ["encoder_self must have shape [layers, heads, S=0, S=0]", "got [1, 2, 3, 3]"]),
+    ("short-tokens.npz", {"source_tokens": np.array(["a", "b"]), "encoder_self":
+                          GOOD.encoder_self}, ["S=2", "got [1, 2, 3, 3]"]),
+    ("three-d.npz", {"source_tokens": np.array(["a", "b", "c"]),
+                     "encoder_self": GOOD.encoder_self[0]}, ["[layers, heads"]),
+    ("rows.npz", {"source_tokens": np.array(["a", "b", "c"]),
+                  "encoder_self": GOOD.encoder_self * 0.9},
+     ["not attention weights", "row 0 at layer 0, head 0 sums to 0.9"]),
+    ("nan.npz", {"source_tokens": np.array(["a", "b", "c"]),
+                 "encoder_self": np.full((1, 1, 3, 3), np.nan, np.float32)}, ["NaN"]),
+    ("negative.npz", {"source_tokens": np.array(["a", "b", "c"]), "encoder_self":
+                      np.tile(np.array([2.0, -1.0, 0.0], np.float32), (1, 1, 3, 1))},
+     ["negative"]),
+    ("empty.npz", {"source_tokens": np.array(["a"])}, ["holds no attention maps"]),
+    ("strings.npz", {"source_tokens": np.array(["a"]), "encoder_self": np.array([["x"]])},
+     ["must hold numbers"]),
+    ("mismatch.npz", {"source_tokens": np.array(["a", "b", "c"]),
+                      "target_tokens": np.array(["<bos>", "x", "y", "z"]),
+                      "decoder_self": GOOD.decoder_self,
+                      "cross": np.repeat(GOOD.cross, 2, axis=1) / 1},
+     ["same layers and heads"]),
+])
+def test_bad_npz_files_get_one_line_each(tmp_path, name, arrays, fragments):
+    _one_line_error(run("show", _npz(tmp_path / name, **arrays)), name, *fragments)
+
+
+def test_a_pickle_inside_an_npz_is_never_loaded(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("source_tokens.npy", "w") as member:
+            np.lib.format.write_array(member, np.array([Boom()], dtype=object),
+                                      allow_pickle=True)
+        with archive.open("encoder_self.npy", "w") as member:
+            np.lib.format.write_array(member, np.ones((1, 1, 1, 1), np.float32))
+    _one_line_error(run("show", path), "Python objects (a pickle)")
+    assert not marker.exists()
+    raw = tmp_path / "raw.npz"
+    raw.write_bytes(pickle.dumps(Boom()))
+    _one_line_error(run("show", raw), "not a readable npz file")
+    assert not marker.exists()
+
+
+def test_a_huge_declared_array_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.npz"
+    header = {"descr": "<f4", "fortran_order": False, "shape": (64, 64, 4096, 4096)}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("encoder_self.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(b"\0" * 1000)
+    _one_line_error(run("show", path), "more than 8 GB")
+
+
+def test_a_truncated_npz_is_refused(tmp_path):
+    saved = tmp_path / "m.npz"
+    GOOD.save(saved)
+    data = saved.read_bytes()
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(data[: len(data) // 2])
+    _one_line_error(run("show", cut), "cut.npz")
+
+
+def test_fortran_ordered_arrays_are_read_right(tmp_path):
+    path = tmp_path / "f.npz"
+    np.savez(path, source_tokens=np.array(GOOD.source_tokens),
+             encoder_self=np.asfortranarray(GOOD.encoder_self))
+    back = AttentionMaps.load(path)
+    assert np.array_equal(back.encoder_self, GOOD.encoder_self)
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("not json", ["not a readable JSON file"]),
+    ("[1, 2]", ["holds no attention maps"]),
+    ("{}", ["holds no attention maps"]),
+    ('{"source_tokens": "abc", "encoder_self": [[[[1]]]]}', ["list of strings"]),
+    ('{"source_tokens": ["a"], "encoder_self": [[[["x"]]]]}', ["array of numbers"]),
+    ('{"source_tokens": ["a"], "encoder_self": [[[[1, 2]]]]}', ["S=1"]),
+    ("[" * 100_000 + "]" * 100_000, ["not a readable JSON file"]),
+    ('{"source_tokens": ["a"], "encoder_self": [[[[NaN]]]]}', ["NaN"]),
+])
+def test_bad_json_files_get_one_line_each(tmp_path, content, fragments):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    _one_line_error(run("show", path), "bad.json", *fragments)
+
+
+def test_files_that_are_not_files(tmp_path):
+    _one_line_error(run("show", tmp_path / "missing.npz"), "does not exist")
+    (tmp_path / "dir.npz").mkdir()
+    _one_line_error(run("show", tmp_path / "dir.npz"), "is a directory")
+    _one_line_error(run("show", tmp_path / "maps.txt"), ".npz or .json")
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    _one_line_error(run("show", fifo), "not a regular file")
+
+
+def test_a_device_is_not_read(tmp_path):
+    link = tmp_path / "zero.npz"
+    link.symlink_to("/dev/zero")
+    _one_line_error(run("show", link), "not a regular file")
+
+
+def test_show_options_are_checked_before_reading(tmp_path):
+    saved = tmp_path / "m.npz"
+    GOOD.save(saved)
+    _one_line_error(run("show", saved, "--layer", "3"), "--layer 3 is out of range")
+    _one_line_error(run("show", saved, "--head", "2"), "--head 2 is out of range")
+    _one_line_error(run("show", saved, "-o", tmp_path / "x.gif"), "not a supported output")
+    _one_line_error(run("show", saved, "--cmap", "nope"), "unknown colour map")
