@@ -13,7 +13,7 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.maps import KINDS, TITLES, AttentionMaps
-from attnviz.text import display_label
+from attnviz.text import display_label, printable
 
 QUERY_AXES = {
     "encoder_self": "query: source token",
@@ -106,7 +106,7 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     keys = maps.target_tokens if kind == "decoder_self" else maps.source_tokens
     return Heatmap(kind, layer, head, heads, np.asarray(weights, dtype=np.float32),
                    list(queries), list(keys), _visible(kind, stack[layer]),
-                   maps.provenance.summary)
+                   printable(maps.provenance.summary))
 
 
 def _visible(kind: str, layer: np.ndarray) -> np.ndarray:

@@ -228,12 +228,22 @@ def _check_size(checkpoint: Checkpoint, source_length: int, target_length: int |
     needed = 4 * config.n_heads * weights  # float32
     if needed <= MAX_MAP_BYTES:
         return
-    per_token = 4 * config.n_heads * (config.n_encoder_layers + 3 * config.n_decoder_layers)
-    longest = int((MAX_MAP_BYTES / per_token) ** 0.5)
     raise AttnvizError(f"the text is too long: {source_length:,} source tokens make attention "
                        f"maps of {needed / 1024**3:.1f} GB, and attnviz keeps them under "
                        f"{MAX_MAP_BYTES / 1024**3:.0f} GB; with this model, cut the text to at "
-                       f"most {longest:,} tokens")
+                       f"most {_longest_source(checkpoint, target_length):,} tokens")
+
+
+def _longest_source(checkpoint: Checkpoint, target_length: int | None) -> int:
+    """The most source tokens whose maps fit :data:`MAX_MAP_BYTES`: the positive root of
+    L_enc S² + L_dec T S + L_dec T² = budget, in weights."""
+    config = checkpoint.config
+    budget = MAX_MAP_BYTES / (4 * config.n_heads)
+    t = target_length or 0
+    a = config.n_encoder_layers
+    b = config.n_decoder_layers * t if target_length else 0
+    c = (config.n_decoder_layers * t * t if target_length else 0) - budget
+    return max(0, int((-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)))
 
 
 def _numpy(weights: torch.Tensor):
