@@ -15,13 +15,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from attnviz import files
+from attnviz import exits, files
+from attnviz.cli import app
 from attnviz.errors import AttnvizError
+from tests.conftest import SOURCE, TARGET
 
+runner = CliRunner()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
 
 
@@ -191,3 +197,220 @@ def test_a_name_the_system_refuses_is_one_line(tmp_path, name, fragment):
             files.write_all({tmp_path / name: b"x"})
         assert "\n" not in str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-o", "a" * 252 + ".png"], "File name too long"),
+    (["-m", "m" * 256], "File name too long"),
+    (["-m", "m" * 256 + ".safetensors"], "File name too long"),
+    (["-o", "a" * 4000 + "/x.png"], "File name too long"),
+])
+def test_names_too_long_give_one_line(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["encode", SOURCE, *args])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_of_255_bytes_works_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "a" * 251 + ".npz"
+    result = runner.invoke(app, ["encode", SOURCE, "-m", "random", "-o", name, "-o", "b.npz"])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / name).read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_name_that_is_not_utf8_is_written_under_its_own_bytes(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "attnviz", "encode", SOURCE, "-m", "random",
+                           "-o", b"caf\xe9.npz"], cwd=tmp_path, capture_output=True,
+                          timeout=120, env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9.npz"]
+
+
+def test_a_target_that_became_a_folder_through_the_cli(tmp_path, monkeypatch):
+    (tmp_path / "a.npz").write_bytes(b"old")
+    write_all = files.write_all
+
+    def meanwhile(contents):
+        (tmp_path / "b.png").mkdir(exist_ok=True)  # after the checks passed
+        write_all(contents)
+    monkeypatch.setattr(files, "write_all", meanwhile)
+    result = runner.invoke(app, ["encode", SOURCE, "-o", str(tmp_path / "a.npz"),
+                                 "-o", str(tmp_path / "b.png")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "b.png is a directory" in result.stderr
+    assert (tmp_path / "a.npz").read_bytes() == b"old" and _temporaries(tmp_path) == []
+
+
+# --- exit codes for what is nobody's fault but attnviz's -------------------------------------
+
+def test_a_bug_is_one_line_with_exit_70_and_the_way_to_the_traceback(monkeypatch):
+    from attnviz import render
+
+    def broken(*args):
+        raise ZeroDivisionError("division by zero")
+    monkeypatch.setattr(render, "check_outputs", broken)
+    monkeypatch.delenv(exits.DEBUG_VARIABLE, raising=False)
+    result = runner.invoke(app, ["encode", SOURCE])
+    assert result.exit_code == exits.BUG == 70
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "ZeroDivisionError" in result.stderr and "bug" in result.stderr
+    assert "ATTNVIZ_DEBUG=1" in result.stderr
+
+    monkeypatch.setenv(exits.DEBUG_VARIABLE, "1")
+    result = runner.invoke(app, ["encode", SOURCE])
+    assert result.exit_code == 70 and "Traceback" in result.stderr
+    assert "in broken" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_a_bug_in_a_real_process(tmp_path):
+    code = ("import sys; from attnviz import cli, render\n"
+            "def broken(*args): raise RuntimeError('boom')\n"
+            "render.check_outputs = broken; sys.argv = ['attnviz', 'encode', 'a b']; cli.main()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env=ENV)
+    assert done.returncode == 70 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "RuntimeError: boom" in done.stderr
+
+
+def test_usage_errors_keep_typers_code_2():
+    result = runner.invoke(app, ["encode", SOURCE, "--no-such-option"])
+    assert result.exit_code == exits.USAGE == 2 and "Traceback" not in result.stderr
+
+
+# --- standard output: full, closed ----------------------------------------------------------
+
+def _attnviz(*args, cwd, stdout=subprocess.PIPE, env=None):
+    return subprocess.run([sys.executable, "-m", "attnviz", *args], cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=120,
+                          env={**ENV, **(env or {})})
+
+
+# How each command reaches stdout: rich's Console (heatmaps, the models table), typer.echo
+# (a written translation, --version, --help).
+PRINTING = {
+    "rich heatmap": ["decode", SOURCE, "-t", TARGET],
+    "rich table": ["models"],
+    "echo then rich": ["decode", "the black cat sees the red car"],
+    "typer help": ["--help"],
+    "typer echo": ["--version"],
+}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", PRINTING.values(), ids=PRINTING.keys())
+def test_a_full_standard_output_is_one_line(tmp_path, args):
+    with open("/dev/full", "w") as full:
+        done = _attnviz(*args, cwd=tmp_path, stdout=full)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ("error: cannot write to standard output: No space left on device; "
+                           "check where it goes (a full disk?)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_still_buffered_at_the_end_is_flushed_while_it_can_be_said(tmp_path):
+    code = "import sys; from attnviz import exits; exits.run(lambda: sys.stdout.write('x'))"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env=ENV)
+    assert done.returncode == 1  # not Python's 120 with "Exception ignored"
+    assert done.stderr.startswith("error: cannot write to standard output: No space left")
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, reader", [
+    *[(args, "true") for args in PRINTING.values()],
+    (PRINTING["echo then rich"], "head -1"),
+], ids=[*PRINTING.keys(), "head"])
+def test_a_reader_that_goes_away_is_success_even_with_pipefail(tmp_path, args, reader):
+    """`true` leaves before the first write (a certain broken pipe); `head -1` after one line."""
+    script = f'set -o pipefail; "$@" | {reader}; echo "status $?" >&2'
+    done = subprocess.run(["bash", "-c", script, "bash", sys.executable, "-m", "attnviz", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.stderr == "status 0\n"
+    assert done.stdout.count("\n") == (0 if reader == "true" else 1)
+
+
+# --- signals during a large write ------------------------------------------------------------
+
+WORDS = " ".join(f"w{i % 97}" for i in range(1500))  # a 72 MB npz: a write that takes a while
+
+
+ENCODE = [sys.executable, "-m", "attnviz", "encode", "-m", "random", "--no-cache",
+          "-o", "big.npz"]
+
+
+def _start(folder: Path, command: list[str], **options) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=folder, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **options)
+
+
+def _ended_cleanly(process: subprocess.Popen, folder: Path, signum: int) -> None:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == -signum, err  # ended by the signal, after cleaning up
+    assert "Traceback" not in err and "Exception ignored" not in err and out == ""
+    assert err in ("", {signal.SIGINT: "interrupted\n", signal.SIGTERM: "terminated\n"}[signum])
+    assert _temporaries(folder) == []
+    if (folder / "big.npz").exists():  # renamed before the signal was handled: whole
+        assert np.load(folder / "big.npz")["encoder_self"].shape[-1] == 1500
+
+
+def test_ctrl_c_and_sigterm_during_a_large_write_leave_no_partial_file(tmp_path):
+    """Three runs at once, each a real process:
+
+    - Ctrl-C while the 72 MB file is written, as a terminal sends it: to the whole process
+      group of a bash loop that runs attnviz. bash waits for attnviz and stops its loop only
+      if attnviz died of SIGINT (an exit code of 130 alone would let it go on: "after 130").
+    - SIGTERM while the 72 MB file is written.
+    - SIGTERM one second in, while the model is still at work on a short text.
+    """
+    folders = [tmp_path / name for name in ("int", "term", "early")]
+    for folder in folders:
+        folder.mkdir()
+    loop = 'for i in 1 2; do "$@"; echo "after $?"; done'
+    runs = [_start(folders[0], ["bash", "-c", loop, "bash", *ENCODE, WORDS],
+                   start_new_session=True),
+            _start(folders[1], [*ENCODE, WORDS]),
+            _start(folders[2], [*ENCODE, " ".join(WORDS.split()[:300])])]
+    send = [lambda: os.killpg(runs[0].pid, signal.SIGINT),
+            lambda: runs[1].send_signal(signal.SIGTERM),
+            lambda: runs[2].send_signal(signal.SIGTERM)]
+    try:
+        started = time.monotonic()
+        waiting = {0, 1, 2}
+        while waiting:
+            for index in sorted(waiting):
+                due = (time.monotonic() - started > 1.0 if index == 2 else
+                       bool(_temporaries(folders[index])))  # its write has begun
+                if runs[index].poll() is not None:
+                    waiting.discard(index)  # ended before its signal: the checks below say so
+                elif due:
+                    send[index]()
+                    waiting.discard(index)
+            time.sleep(0.0005)
+        for run, folder, signum in zip(runs, folders, (signal.SIGINT, signal.SIGTERM,
+                                                       signal.SIGTERM), strict=True):
+            _ended_cleanly(run, folder, signum)
+        assert not (folders[2] / "big.npz").exists()
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+
+
+def test_a_write_beyond_the_file_size_limit_leaves_nothing(tmp_path):
+    """A real short write: RLIMIT_FSIZE makes the kernel refuse bytes past 1 MB (EFBIG)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+    done = subprocess.run([*ENCODE, " ".join(WORDS.split()[:300])], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=ENV,
+                          preexec_fn=limit)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write big.npz: File too large; no file was changed" in done.stderr
+    assert list(tmp_path.iterdir()) == []
