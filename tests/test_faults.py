@@ -22,13 +22,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import exits, files
+from attnviz import exits, files, interrupt
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
 from tests.conftest import SOURCE, TARGET
 
 runner = CliRunner()
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+
+
+def _env() -> dict[str, str]:
+    """The environment of a real process: read when it starts, so that it holds this test's
+    own render cache (conftest's private_cache)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -37,6 +42,14 @@ def _temporaries(folder: Path) -> list[str]:
 
 def _state(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _warm_cache(args: list[str]) -> None:
+    """Run the command here first, where torch is already loaded, so that the real process
+    reads its maps from this test's cache (numpy only, no torch to load: a fraction of a
+    second instead of several on a busy machine). Its output goes the same way."""
+    if args[0] in ("encode", "decode"):
+        assert runner.invoke(app, args).exit_code == 0
 
 
 # --- write_all: all or none, whichever step fails ----------------------------------------
@@ -163,7 +176,7 @@ def test_someone_elses_file_in_a_sticky_folder_changes_nothing():
                 "except AttnvizError as exc:\n"
                 "    print(exc)\n")
         done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
-                              text=True, timeout=60, env=ENV)
+                              text=True, timeout=60, env=_env())
         assert done.returncode == 0 and done.stderr == "", done.stderr
         assert "cannot write" in done.stdout and "theirs.npz" in done.stdout
         assert _state(folder) == {"mine.npz": b"old", "theirs.npz": b"root's"}
@@ -223,9 +236,10 @@ def test_a_name_of_255_bytes_works_from_the_cli(tmp_path, monkeypatch):
 
 
 def test_a_name_that_is_not_utf8_is_written_under_its_own_bytes(tmp_path):
+    _warm_cache(["encode", SOURCE, "-m", "random"])
     done = subprocess.run([sys.executable, "-m", "attnviz", "encode", SOURCE, "-m", "random",
                            "-o", b"caf\xe9.npz"], cwd=tmp_path, capture_output=True,
-                          timeout=120, env=ENV)
+                          timeout=120, env=_env())
     assert done.returncode == 0, done.stderr
     assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9.npz"]
 
@@ -266,14 +280,31 @@ def test_a_bug_is_one_line_with_exit_70_and_the_way_to_the_traceback(monkeypatch
     assert "in broken" in result.stderr and "ZeroDivisionError" in result.stderr
 
 
+@pytest.mark.parametrize("raised, code, line", [
+    (KeyboardInterrupt, 130, "interrupted"),
+    (interrupt.Terminated, 143, "terminated"),
+    (BrokenPipeError, 0, None),
+])
+def test_interrupts_and_a_closed_pipe_inside_a_command(monkeypatch, raised, code, line):
+    from attnviz import render
+
+    def stopped(*args):
+        raise raised()
+    monkeypatch.setattr(render, "check_outputs", stopped)
+    result = runner.invoke(app, ["encode", SOURCE])
+    assert result.exit_code == code and result.stdout == ""
+    assert result.stderr == (f"{line}\n" if line else "")
+
+
 def test_a_bug_in_a_real_process(tmp_path):
     code = ("import sys; from attnviz import cli, render\n"
             "def broken(*args): raise RuntimeError('boom')\n"
             "render.check_outputs = broken; sys.argv = ['attnviz', 'encode', 'a b']; cli.main()\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env=ENV)
+                          text=True, timeout=60, env=_env())
     assert done.returncode == 70 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "RuntimeError: boom" in done.stderr
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_usage_errors_keep_typers_code_2():
@@ -286,7 +317,7 @@ def test_usage_errors_keep_typers_code_2():
 def _attnviz(*args, cwd, stdout=subprocess.PIPE, env=None):
     return subprocess.run([sys.executable, "-m", "attnviz", *args], cwd=cwd, stdout=stdout,
                           stderr=subprocess.PIPE, text=True, timeout=120,
-                          env={**ENV, **(env or {})})
+                          env={**_env(), **(env or {})})
 
 
 # How each command reaches stdout: rich's Console (heatmaps, the models table), typer.echo
@@ -300,9 +331,12 @@ PRINTING = {
 }
 
 
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("args", PRINTING.values(), ids=PRINTING.keys())
 def test_a_full_standard_output_is_one_line(tmp_path, args):
+    _warm_cache(args)
     with open("/dev/full", "w") as full:
         done = _attnviz(*args, cwd=tmp_path, stdout=full)
     assert done.returncode == 1, done.stderr
@@ -316,10 +350,10 @@ def test_output_still_buffered_at_the_end_is_flushed_while_it_can_be_said(tmp_pa
     code = "import sys; from attnviz import exits; exits.run(lambda: sys.stdout.write('x'))"
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE,
-                              text=True, timeout=60, env=ENV)
+                              text=True, timeout=60, env=_env(), cwd=tmp_path)
     assert done.returncode == 1  # not Python's 120 with "Exception ignored"
     assert done.stderr.startswith("error: cannot write to standard output: No space left")
-    assert done.stderr.count("\n") == 1
+    assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, reader", [
@@ -328,11 +362,13 @@ def test_output_still_buffered_at_the_end_is_flushed_while_it_can_be_said(tmp_pa
 ], ids=[*PRINTING.keys(), "head"])
 def test_a_reader_that_goes_away_is_success_even_with_pipefail(tmp_path, args, reader):
     """`true` leaves before the first write (a certain broken pipe); `head -1` after one line."""
+    _warm_cache(args)
     script = f'set -o pipefail; "$@" | {reader}; echo "status $?" >&2'
     done = subprocess.run(["bash", "-c", script, "bash", sys.executable, "-m", "attnviz", *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV)
-    assert done.stderr == "status 0\n"
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env())
+    assert done.stderr == "status 0\n"  # and not a word from attnviz
     assert done.stdout.count("\n") == (0 if reader == "true" else 1)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- signals during a large write ------------------------------------------------------------
@@ -345,7 +381,7 @@ ENCODE = [sys.executable, "-m", "attnviz", "encode", "-m", "random", "--no-cache
 
 
 def _start(folder: Path, command: list[str], **options) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=folder, env=ENV, stdout=subprocess.PIPE,
+    return subprocess.Popen(command, cwd=folder, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **options)
 
 
@@ -408,8 +444,11 @@ def test_a_write_beyond_the_file_size_limit_leaves_nothing(tmp_path):
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
-    done = subprocess.run([*ENCODE, " ".join(WORDS.split()[:300])], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=ENV,
+    text = " ".join(WORDS.split()[:300])  # a 2.9 MB npz
+    _warm_cache(["encode", text, "-m", "random"])  # so the process has no cache to write
+    done = subprocess.run([sys.executable, "-m", "attnviz", "encode", text, "-m", "random",
+                           "-o", "big.npz"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=_env(),
                           preexec_fn=limit)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "cannot write big.npz: File too large; no file was changed" in done.stderr
