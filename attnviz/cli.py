@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz import exits
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
 from attnviz.text import printable, valid_utf8
@@ -94,8 +95,9 @@ KindOption = Annotated[Kind, typer.Option(
 
 @contextmanager
 def reporting() -> Iterator[None]:
-    """The one place that turns a person's mistake into a one-line message and an exit code,
-    and the library's warnings into one line each."""
+    """The one place that turns how a command ended into at most one line on stderr and an
+    exit code (the codes are listed in :mod:`attnviz.exits`), and the library's warnings
+    into one line each."""
     import warnings
 
     from attnviz.errors import AttnvizWarning
@@ -115,12 +117,19 @@ def reporting() -> Iterator[None]:
         warnings.showwarning = show
         try:
             yield
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a full disk or a closed pipe behind stdout shows here
         except AttnvizError as exc:
             _say(f"error: {exc.worded(FLAGS)}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            _say("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(exits.ERROR) from None
+        except SystemExit as exc:
+            if exits.output_closed(exc):  # rich's Console ends so on a closed pipe
+                raise typer.Exit(exits.OK) from None
+            raise
+        except BaseException as exc:  # every other ending gets its one line
+            if type(exc).__module__.partition(".")[0] in ("typer", "click"):
+                raise  # typer's own endings (Exit, BadParameter) carry their code and message
+            raise typer.Exit(exits.exit_code(exc)) from None
 
 
 @app.command()
@@ -399,14 +408,15 @@ def _root(
 
 def _say(message: str) -> None:
     """A message for the person at the terminal: one line on stderr, so stdout stays clean.
-    Whatever it quotes (paths, texts, tokens) is made printable here, once."""
-    typer.echo(printable(message), err=True)
+    Whatever it quotes (paths, texts, tokens) is made printable, once, by :func:`exits.say`."""
+    exits.say(message)
 
 
 def main() -> None:
-    """Entry point of the ``attnviz`` console script and of ``python -m attnviz``."""
-    app(prog_name="attnviz")
+    """Entry point of the ``attnviz`` console script and of ``python -m attnviz``: the CLI as
+    a process, with SIGTERM handled like Ctrl-C and standard output watched."""
+    exits.run(lambda: app(prog_name="attnviz"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,7 +23,7 @@ from attnviz.checkpoint import Checkpoint, save_checkpoint
 from attnviz.cli import app
 from attnviz.model import Transformer
 from attnviz.tokenize import SPECIALS, Tokenizer, Vocabulary
-from tests.conftest import SOURCE, TARGET, tiny_config
+from tests.conftest import SOURCE, tiny_config
 
 ESC = "\x1b"
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title when printed raw

@@ -170,7 +170,7 @@ def test_an_unwritable_folder_gives_one_line_and_no_file(tmp_path):
     result = run("encode", SOURCE, "-o", str(folder / "attnviz-test.png"))
     _assert_one_line_error(result, "cannot write")
     assert not (folder / "attnviz-test.png").exists()
-    assert not any(p.name.startswith(".attnviz-test.png") for p in folder.iterdir())
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_corrupt_model_gives_one_line(tmp_path):
@@ -278,7 +278,7 @@ def test_outputs_are_all_written_or_none(tmp_path):
     _assert_one_line_error(result, "cannot write")
     assert not (tmp_path / "ok.png").exists() and not (tmp_path / "ok.npz").exists()
     assert result.stdout == ""  # not even the translation: the command failed
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ok")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_an_output_inside_a_file_is_named_as_such(tmp_path):

@@ -1,0 +1,86 @@
+"""Ctrl-C and SIGTERM: one exception for both, held back while files are renamed.
+
+Python turns Ctrl-C (SIGINT) into ``KeyboardInterrupt`` wherever the program is, so every
+``finally`` and ``except BaseException`` cleans up after it. SIGTERM (``kill``, ``timeout``,
+a closing IDE) kills the process on the spot by default, leaving temporary files behind;
+:func:`raise_on_sigterm` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``, so the
+same clean-up runs for both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import NoReturn
+
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop and clean up, as for Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread. Call once, from the main
+    thread, when the program starts (the CLI does; a library caller keeps its own handlers)."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # keep nohup-style ignoring
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them.
+
+    For a handful of quick steps that must all happen or all be undone (renaming files into
+    place): an interrupt in their middle would leave some files new and some old. Only the
+    main thread runs signal handlers, so elsewhere there is nothing to hold.
+
+    A kernel signal mask would not do: a signal sent to the process goes to any thread that
+    does not block it (torch starts worker threads), and Python then runs the handler in the
+    main thread anyway. So the Python-level handlers are swapped for one that only notes the
+    signal, and the noted signal is raised again once the old handlers are back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    try:
+        # Each old handler is put back even when a signal arrives while another one is.
+        with ExitStack() as restore:
+            for signum in _STOPPING:
+                handler = signal.getsignal(signum)
+                if handler is None or handler is signal.SIG_IGN:  # None: set outside Python
+                    continue
+                restore.callback(signal.signal, signum, handler)
+                signal.signal(signum, lambda number, frame: noted.append(number))
+            yield
+    finally:
+        if noted:
+            signal.raise_signal(noted[0])  # the first one is enough to stop
+
+
+def exit_by_signal(signum: int) -> NoReturn:
+    """End the process by ``signum`` with its default action, after clean-up is done.
+
+    The shell then shows the usual status (130 for SIGINT, 143 for SIGTERM), and a calling
+    script learns that its command was interrupted: bash stops a loop whose command died of
+    SIGINT, but goes on when the command merely exits with 130. Python itself ends this way
+    on an uncaught KeyboardInterrupt, for the same reason.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # not reached where the signal kills; the same status elsewhere
