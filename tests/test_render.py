@@ -430,3 +430,12 @@ def test_a_terminal_too_narrow_for_any_map_says_so():
     text = _print(terminal.render(heatmap, "viridis", terminal.MIN_WIDTH, False),
                   terminal.MIN_WIDTH)
     assert "too narrow" not in text and "scale" in text
+
+
+def test_an_empty_map_is_said_not_drawn():
+    from attnviz.maps import AttentionMaps
+
+    maps = AttentionMaps(["a", "b"], [], np.full((1, 1, 2, 2), 0.5, np.float32),
+                         np.zeros((1, 1, 0, 0), np.float32), np.zeros((1, 1, 0, 2), np.float32))
+    text = _print(terminal.render(maps.select("cross", 0, 0), "viridis", 80, False), 80)
+    assert "the map is empty: 0 queries, 2 keys" in text

@@ -2,7 +2,8 @@
 
 Colours are 24-bit; rich lowers them to 256 or 8 colours where the terminal has fewer.
 Without colour (NO_COLOR, a pipe, a dumb terminal) the cells are drawn with a character
-ramp instead. A map wider than the terminal is pooled, and a note says so.
+ramp instead. A map wider than the terminal is pooled, and a note says so. Widths are
+terminal columns (rich's ``cell_len``), so labels in Chinese or with emoji fit as well.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def fit(query_labels: list[str], k_count: int, width: int) -> Layout | None:
 def _widest_row_label(labels: list[str], factor: int) -> int:
     """Terminal columns of the widest row label :func:`pool` writes for ``factor``."""
     if factor <= 1:
-        return max(cell_len(label) for label in labels)
+        return max((cell_len(label) for label in labels), default=0)
     return max(cell_len(_span(first, min(len(labels), first + factor) - 1)) + 1
                + cell_len(labels[first]) for first in range(0, len(labels), factor))
 
