@@ -7,6 +7,10 @@ is shown escaped, as ``repr`` shows it, never sent raw to the terminal.
 
 from __future__ import annotations
 
+import unicodedata
+
+from rich.cells import cell_len
+
 _KEPT = frozenset("\u200c\u200d")  # zero-width (non-)joiners: parts of emoji and scripts
 _VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\t": "⇥", "\n": "⏎"})
 
@@ -31,13 +35,55 @@ def _escape(ch: str) -> str:
 
 
 def display_label(token: str) -> str:
-    """A token as a label: whitespace made visible (a space is shown as ␣), the rest printable."""
-    return printable(token.translate(_VISIBLE_WHITESPACE))
+    """A token as a label: whitespace made visible (a space is shown as ␣), the rest printable.
+
+    An empty token is shown as ``''`` (as ``repr`` shows it), and a token that starts with a
+    combining mark gets a dotted circle to sit on (◌́), the way Unicode charts show a lone mark:
+    otherwise the mark would join whatever is drawn before it, or take no room at all.
+    """
+    if not token:
+        return "''"
+    label = printable(token.translate(_VISIBLE_WHITESPACE))
+    if unicodedata.combining(label[0]) or unicodedata.category(label[0]) in ("Mn", "Mc", "Me"):
+        return "\u25cc" + label
+    return label
+
+
+def clusters(text: str) -> list[str]:
+    """``text`` as the pieces a terminal draws in one place: each character with the
+    zero-width characters after it (combining marks, joiners, variation selectors)."""
+    pieces: list[str] = []
+    for ch in text:
+        if pieces and cell_len(ch) == 0:
+            pieces[-1] += ch
+        else:
+            pieces.append(ch)
+    return pieces
 
 
 def shorten(label: str, width: int) -> str:
-    """``label`` cut to ``width`` characters, the last one an ellipsis when it was cut."""
-    return label if len(label) <= width else label[: width - 1] + "…"
+    """``label`` cut to at most ``width`` terminal columns, the last one an ellipsis when it
+    was cut.
+
+    Columns, not characters: a Chinese character or an emoji takes two (measured as rich
+    measures it, :func:`rich.cells.cell_len`), a combining mark none, and a mark is never
+    cut from its letter.
+    """
+    if cell_len(label) <= width:
+        return label
+    if width <= 0:
+        return ""
+    kept: list[str] = []
+    used = 0
+    for piece in clusters(label):
+        size = cell_len(piece)
+        if used + size > width - 1:  # leave one column for the ellipsis
+            break
+        kept.append(piece)
+        used += size
+    while kept and cell_len("".join(kept)) > width - 1:  # a join can be wider than its parts
+        kept.pop()
+    return "".join(kept) + "…"
 
 
 def valid_utf8(text: str) -> str:

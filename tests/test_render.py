@@ -232,3 +232,214 @@ def test_a_pooled_block_of_one_row_is_named_by_its_position():
     grid = terminal.pool(heatmap, 2)
     assert grid.row_labels[0] == "0-1 <bos>" and grid.row_labels[-1] == "10 t9"
     assert grid.column_labels[-1] == "10"
+
+
+# --- Labels in any script, and labels that are not text at all ---------------------------
+
+import warnings  # noqa: E402
+
+from rich.cells import cell_len  # noqa: E402
+
+from attnviz.errors import AttnvizWarning  # noqa: E402
+from attnviz.render import fonts  # noqa: E402
+
+NASTY = ["\x1b[2J", "\x1b]0;title\x07", "\x07", "ab\u202ecd", "x" * 10_000, "",
+         "\u0301\u0302", "$\\frac{$", "$x$", "\t\n", "我爱你我爱你我爱你我爱你我爱你", "🙂🙂🙂"]
+
+
+def _with_tokens(heatmap, queries, keys):
+    """``heatmap`` with other tokens (and weights of their shape: uniform rows)."""
+    weights = np.full((len(queries), len(keys)), 1.0 / len(keys), dtype=np.float32)
+    return type(heatmap)(**{**heatmap.__dict__, "weights": weights, "query_tokens": queries,
+                            "key_tokens": keys, "visible": np.ones(weights.shape, bool)})
+
+
+def _cross(queries, keys):
+    return _with_tokens(views.heatmap(make_maps(), "cross", 0, 0), list(queries), list(keys))
+
+
+@pytest.fixture
+def no_fallback_fonts(monkeypatch):
+    """A machine where no installed font has what the default font lacks."""
+    monkeypatch.setattr(fonts, "installed", lambda: ())
+    fonts._fallbacks.cache_clear()
+    yield
+    fonts._fallbacks.cache_clear()
+
+
+def _draw_recording_warnings(heatmaps, fmt):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        content = image.to_bytes(heatmaps, fmt, "viridis")
+    return content, caught
+
+
+def test_fallback_families_cover_what_each_lacks_in_order():
+    charmaps = {"cjk": {0x6211, 0x7231}, "both": {0x6211, 0x1F642}, "emoji": {0x1F642},
+                "none": set()}
+    candidates = [fonts.Candidate(name, name) for name in ("none", "cjk", "both", "emoji")]
+    families, left = fonts.pick({0x6211, 0x7231, 0x1F642, 0x0600}, candidates,
+                                lambda path, index: charmaps[path])
+    # "none" adds nothing; "both" adds the emoji; "emoji" would add nothing new.
+    assert families == ["cjk", "both"] and left == {0x0600}
+    assert fonts.pick({0x6211}, candidates, lambda p, i: charmaps[p]) == (["cjk"], set())
+
+
+def test_fallback_candidates_come_from_matplotlibs_font_list():
+    from matplotlib import font_manager
+
+    candidates = fonts.installed()
+    families = [c.family for c in candidates]
+    assert len(families) == len(set(families)), "one file per family"
+    assert "STIXGeneral" in families  # shipped with matplotlib: there on every machine
+    assert not any(f.startswith(fonts.NOT_FALLBACKS) for f in families)
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    preferred = [f for f in fonts.PREFERRED if f in installed]
+    assert families[: len(preferred)] == preferred
+    stix = next(c for c in candidates if c.family == "STIXGeneral")
+    assert stix.path.endswith("STIXGeneral.ttf")  # the regular face, not the bold or italic
+
+
+def test_latin_labels_never_look_at_the_installed_fonts(monkeypatch):
+    def fail():
+        raise AssertionError("the font list was read for labels the default font draws")
+
+    monkeypatch.setattr(fonts, "installed", fail)
+    assert fonts.choose(["<bos>", "the", "cat"]) == fonts.FontChoice((), "")
+    assert fonts.choose(["café", "Straße", "␣", "naïve", "Ωμέγα"]) == fonts.FontChoice((), "")
+
+
+def test_a_glyph_the_default_font_lacks_comes_from_an_installed_font():
+    # U+2316 POSITION INDICATOR: not in DejaVu Sans, in matplotlib's own STIXGeneral.
+    choice = fonts.choose(["a\u2316"])
+    assert choice.missing == "" and choice.families
+    heatmap = _cross(["a\u2316", "b"], ["\u2316", "c"])
+    for fmt in ("png", "svg", "pdf"):
+        first, caught = _draw_recording_warnings([heatmap], fmt)
+        assert [str(w.message) for w in caught] == [], fmt
+        assert image.to_bytes([heatmap], fmt, "viridis") == first, f"{fmt} is reproducible"
+    svg = image.to_bytes([heatmap], "svg", "viridis").decode()
+    assert ">a\u2316<" in svg and choice.families[0] in svg  # text, with its fallback font
+
+
+def test_glyphs_no_installed_font_has_give_one_warning_of_attnvizs_own(no_fallback_fonts):
+    heatmap = _cross(["我爱你", "こんにちは", "🙂"], ["我爱你", "x"])
+    for fmt in ("png", "svg", "pdf"):
+        content, caught = _draw_recording_warnings([heatmap], fmt)
+        assert len(caught) == 1, [str(w.message) for w in caught]
+        warning = caught[0]
+        assert warning.category is AttnvizWarning
+        message = str(warning.message)
+        assert "\n" not in message and "matplotlib/" not in warning.filename
+        assert "我 (U+6211)" in message and "🙂 (U+1F642)" not in message  # eight are named
+        assert "9 characters" in message and "and 1 more" in message
+        assert "fonts-noto-cjk" in message
+        assert content == _draw_recording_warnings([heatmap], fmt)[0], f"{fmt} is reproducible"
+    assert "我爱你" in _draw_recording_warnings([heatmap], "svg")[0].decode()  # still text
+
+
+@pytest.mark.parametrize("token", NASTY, ids=range(len(NASTY)))
+def test_any_token_draws_in_an_image_with_readable_text(token, no_fallback_fonts):
+    heatmap = _cross([token, "b"], [token, "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AttnvizWarning)  # boxes for CJK: tested above
+        png = image.to_bytes([heatmap], "png", "viridis")
+        svg = image.to_bytes([heatmap], "svg", "viridis").decode()
+    assert _pixels(io.BytesIO(png)).shape[0] > 200
+    root = ET.fromstring(svg)
+    texts = "".join(root.itertext())
+    assert "\x1b" not in svg and "\x07" not in svg and "\u202e" not in svg
+    shown = image._labels([heatmap.key_labels[0]])[0]
+    assert shown in texts  # the label, drawn literally (never as mathtext)
+    assert cell_len(shown) <= image.LABEL_CHARS
+
+
+@pytest.mark.parametrize("token", NASTY, ids=range(len(NASTY)))
+@pytest.mark.parametrize("width", [80, 20])
+def test_any_token_draws_in_the_terminal_within_the_width(token, width):
+    heatmap = _cross([token, "b", token], [token, "c"])
+    text = _print(terminal.render(heatmap, "viridis", width, False), width)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert all(cell_len(line) <= width for line in text.splitlines()), text
+    assert "scale 0" in text
+    grid = [line for line in text.splitlines() if line.endswith(("@", "·", " "))]
+    assert grid
+
+
+def test_labels_show_what_the_token_was():
+    from attnviz.text import display_label
+
+    assert display_label("\x1b[2J") == "\\x1b[2J" and display_label("\u202e") == "\\u202e"
+    assert display_label("") == "''"
+    assert display_label("\u0301") == "\u25cc\u0301" and cell_len(display_label("\u0301")) == 1
+
+
+def _print(group, width: int) -> str:
+    """What a terminal of ``width`` columns shows, uncropped: a line the renderer made too
+    wide keeps its whole length here instead of being cut by rich."""
+    _assert_laid_out_within(group, width)
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
+    console.print(group, crop=False)
+    return console.export_text()
+
+
+def _assert_laid_out_within(group, width: int) -> None:
+    """The lines rich may not wrap (the grid) are laid out no wider than ``width``: rich
+    would crop a wider one, so the printed text alone cannot tell."""
+    from rich.text import Text
+
+    for line in group.renderables:
+        if isinstance(line, Text) and line.no_wrap:
+            assert line.cell_len <= width, (line.cell_len, line.plain)
+
+
+def test_a_pooled_map_fits_80_columns_with_103_keys():
+    # Pooled by 3, the labels "99-101 s99" take 10 columns: 10 + 1 + 35 cells of 2 = 81.
+    heatmap = views.heatmap(make_maps(s=103), "encoder_self", 0, None)
+    lines = _print(terminal.render(heatmap, "viridis", 80, False), 80).splitlines()
+    assert max(cell_len(line) for line in lines) <= 80
+    assert any("pooled to" in line for line in lines)
+
+
+def test_wide_characters_are_measured_in_terminal_columns():
+    queries = ["我爱你我爱你我爱你我爱你", "a", "🙂"]
+    keys = ["こんにちは", "e\u0301te\u0301", "🙂x"]
+    lines = _print(terminal.render(_cross(queries, keys), "viridis", 80, False), 80).splitlines()
+    rows = lines[2:]
+    header, body = rows[:5], rows[5:8]
+    widths = {cell_len(line) for line in header + body}
+    assert widths == {terminal.LABEL_WIDTH + 1 + 3 * 3}, "every grid line is as wide"
+    # Five wide characters and the ellipsis: 11 columns of 12, so the label is padded.
+    assert body[0].startswith(" 我爱你我爱… ") and body[2].startswith(" " * 10 + "🙂 ")
+    # Centred: one column on the right of a wide character, one on each side of a narrow one.
+    assert header[0][terminal.LABEL_WIDTH + 1:] == "こ  e\u0301 🙂 "
+    assert "e\u0301" in header[0] and "\u0301" not in header[1]  # the mark stays on its e
+
+
+@pytest.mark.parametrize("width", [10, 12, 20])
+def test_a_narrow_terminal_gets_a_small_map_with_short_labels(width):
+    heatmap = _cross([f"token{i}" for i in range(50)], [f"s{i}" for i in range(200)])
+    text = _print(terminal.render(heatmap, "viridis", width, False), width)
+    assert all(cell_len(line) <= width for line in text.splitlines()), text
+    assert "pooled to" in " ".join(text.split())  # the note, wrapped at the width
+    assert any(line.lstrip().startswith("0-") for line in text.splitlines())  # a row label
+
+
+def test_a_terminal_too_narrow_for_any_map_says_so():
+    heatmap = _cross(["a", "b"], ["c", "d"])
+    for width in range(1, terminal.MIN_WIDTH):
+        text = _print(terminal.render(heatmap, "viridis", width, False), width)
+        assert "toonarrow" in "".join(text.split())  # wrapped, at one column a letter a line
+        assert all(cell_len(line) <= width for line in text.splitlines())
+    text = _print(terminal.render(heatmap, "viridis", terminal.MIN_WIDTH, False),
+                  terminal.MIN_WIDTH)
+    assert "too narrow" not in text and "scale" in text
+
+
+def test_an_empty_map_is_said_not_drawn():
+    from attnviz.maps import AttentionMaps
+
+    maps = AttentionMaps(["a", "b"], [], np.full((1, 1, 2, 2), 0.5, np.float32),
+                         np.zeros((1, 1, 0, 0), np.float32), np.zeros((1, 1, 0, 2), np.float32))
+    text = _print(terminal.render(views.heatmap(maps, "cross", 0, 0), "viridis", 80, False), 80)
+    assert "the map is empty: 0 queries, 2 keys" in text

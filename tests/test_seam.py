@@ -182,12 +182,13 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
 
 # The layers of the package, lowest first: a module may import its own layer and those below.
 LAYERS = [
-    {"errors", "text", "version", "files", "mapfile", "config", "tokenize", "attention"},
+    {"errors", "text", "version", "interrupt", "files", "mapfile", "config", "tokenize",
+     "attention"},
     {"maps", "model", "modelfile", "catalog", "runtime"},
     {"checkpoint", "views", "sources", "train"},
     {"cache", "render"},
     {"api"},
-    {"cli", "__main__", "__init__"},
+    {"exits", "cli", "__main__", "__init__"},
 ]
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from rich.cells import cell_len
 
 from attnviz.files import write_atomically
-from attnviz.render import output_format
+from attnviz.render import fonts, output_format
 from attnviz.render.colors import colormap
 from attnviz.text import shorten
 from attnviz.views import Heatmap
@@ -22,9 +25,12 @@ LABEL_CHARS = 24  # longer labels end with …
 CELL = 0.38  # side of a cell, for short sequences
 MAP_MAX = 14.0  # a map never gets wider or taller than this; its cells shrink instead
 TICK_FONT = 9  # points
-CHAR = 0.6 * TICK_FONT / 72  # average width of a label character (DejaVu Sans)
+CHAR = 0.6 * TICK_FONT / 72  # average width of a label character (DejaVu Sans); a wide
+# character (Chinese, an emoji) counts twice, as it takes two columns in a terminal
 AXIS_LABEL = 0.3  # the line of an axis title
 TITLE = 0.45  # the panel's title above the map
+CAPTION = 0.25  # the line above the panels saying where the maps come from
+CAPTION_FONT = 8  # points
 COLORBAR = 1.05  # colour bar, its ticks and its label, right of the map
 GAP = 0.25  # around the figure
 # Files carry no creation date, so the same input gives the same bytes.
@@ -76,15 +82,23 @@ def _labels(labels: list[str]) -> list[str]:
     return [shorten(label, LABEL_CHARS) for label in labels]
 
 
-def _label_axis(axis, labels: list[str], rotate: bool) -> None:
+def _ticks(labels: list[str]) -> tuple[list[int], list[str]]:
+    """Where the labels go and what they say: every label, or every n-th with its position
+    when there are more than LABEL_UP_TO."""
     step = max(1, -(-len(labels) // LABEL_UP_TO))  # ceil: at most LABEL_UP_TO labels
     positions = list(range(0, len(labels), step))
-    shown = [labels[i] if step == 1 else f"{labels[i]} ({i})" for i in positions]
+    return positions, [labels[i] if step == 1 else f"{labels[i]} ({i})" for i in positions]
+
+
+def _label_axis(axis, labels: list[str], rotate: bool) -> None:
+    positions, shown = _ticks(labels)
+    # parse_math=False: a token such as "$x$" is text to show, not mathtext to typeset
+    # (and "$\\frac{$" would fail to parse).
     if rotate:
         axis.set_ticks(positions, labels=shown, rotation=45, ha="right",
-                       rotation_mode="anchor", fontsize=TICK_FONT)
+                       rotation_mode="anchor", fontsize=TICK_FONT, parse_math=False)
     else:
-        axis.set_ticks(positions, labels=shown, fontsize=TICK_FONT)
+        axis.set_ticks(positions, labels=shown, fontsize=TICK_FONT, parse_math=False)
 
 
 def _annotate(ax, heatmap: Heatmap, palette) -> None:
@@ -105,15 +119,40 @@ def _annotate(ax, heatmap: Heatmap, palette) -> None:
 
 
 def figure(heatmaps: list[Heatmap], cmap: str):
-    """A figure with one panel per heatmap, side by side, each with its colour bar."""
+    """A figure with one panel per heatmap, side by side, each with its colour bar.
+
+    Labels in scripts the default font lacks are drawn with installed fonts that have them
+    (see :mod:`attnviz.render.fonts`); characters no installed font has give one
+    :class:`AttnvizWarning` naming them, and are drawn as boxes.
+    """
+    from matplotlib import rc_context, rcParams
+
+    choice = fonts.choose(label for heatmap in heatmaps
+                          for labels in (heatmap.query_labels, heatmap.key_labels)
+                          for label in _ticks(_labels(labels))[1])
+    fonts.warn_missing(choice.missing)
+    # Each text keeps the families it was made with, so the list is needed while drawing
+    # the figure, not while saving it.
+    families = {"font.family": [*rcParams["font.family"], *choice.families]}
+    with rc_context(families) if choice.families else nullcontext():
+        return _figure(heatmaps, cmap)
+
+
+def _figure(heatmaps: list[Heatmap], cmap: str):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     panels = [_Panel.of(heatmap) for heatmap in heatmaps]
     below = max(panel.below for panel in panels)  # the maps share a baseline
+    caption = next((heatmap.caption for heatmap in heatmaps if heatmap.caption), "")
     width = 2 * GAP + sum(panel.width for panel in panels)
-    height = 2 * GAP + below + max(panel.map_height for panel in panels) + TITLE
+    height = 2 * GAP + below + max(panel.map_height for panel in panels) + TITLE + (
+        CAPTION if caption else 0.0)
     fig = Figure(figsize=(width, height))
+    if caption:  # where the maps come from, above the panels
+        room = int((width - 2 * GAP) / (CHAR * CAPTION_FONT / TICK_FONT))
+        fig.text(_fraction(GAP, width), 1 - _fraction(GAP, height), shorten(caption, room),
+                 fontsize=CAPTION_FONT, color="#555555", va="top", parse_math=False)
     x = GAP
     for panel, heatmap in zip(panels, heatmaps, strict=True):
         bottom = GAP + below
@@ -145,8 +184,9 @@ class _Panel:
     def of(cls, heatmap: Heatmap) -> _Panel:
         q_count, k_count = heatmap.weights.shape
         cell = min(CELL, MAP_MAX / max(q_count, k_count, 1))
-        longest_query = max((len(label) for label in _labels(heatmap.query_labels)), default=1)
-        longest_key = max((len(label) for label in _labels(heatmap.key_labels)), default=1)
+        longest_query = max((cell_len(label) for label in _labels(heatmap.query_labels)),
+                            default=1)
+        longest_key = max((cell_len(label) for label in _labels(heatmap.key_labels)), default=1)
         suffix = 0 if max(q_count, k_count) <= LABEL_UP_TO else 7  # " (1234)" on every n-th
         left = AXIS_LABEL + 0.15 + CHAR * (longest_query + suffix)
         below = AXIS_LABEL + 0.2 + CHAR * (longest_key + suffix) * 0.75  # labels at 45°
@@ -174,6 +214,11 @@ def to_bytes(heatmaps: list[Heatmap], fmt: str, cmap: str, dpi: int = 150) -> by
     # PNG: light compression; the default level takes a sixth of the drawing time to save
     # a sixth of the bytes.
     extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}):
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), \
+            warnings.catch_warnings():
+        # figure() has warned once, in attnviz's words, about the characters no font has;
+        # matplotlib would add a line per character, naming its own source file.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
+                                category=UserWarning)
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
     return buffer.getvalue()
