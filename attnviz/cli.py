@@ -93,30 +93,48 @@ KindOption = Annotated[Kind, typer.Option(
          "cross-attention; all: every kind there is.")]
 
 
+_PENDING: list[str] = []  # warnings of the running command, not yet told
+_TOLD: set[str] = set()
+
+
+def _tell_warnings() -> None:
+    """Say each warning kept so far, once per command."""
+    for message in _PENDING:
+        if message not in _TOLD:
+            _TOLD.add(message)
+            _say(f"warning: {message}")
+    _PENDING.clear()
+
+
 @contextmanager
 def reporting() -> Iterator[None]:
     """The one place that turns how a command ended into at most one line on stderr and an
     exit code (the codes are listed in :mod:`attnviz.exits`), and the library's warnings
-    into one line each."""
+    into one line each.
+
+    Warnings wait until :func:`_tell_warnings` (a command calls it once its options proved
+    good) or the command's end: a command that fails says one line, its error.
+    """
     import warnings
 
     from attnviz.errors import AttnvizWarning
 
-    said: set[str] = set()
     shown_before = warnings.showwarning
+    _PENDING.clear()
+    _TOLD.clear()
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
+    def keep(message, category, filename, lineno, file=None, line=None) -> None:
         if not issubclass(category, AttnvizWarning):
             shown_before(message, category, filename, lineno, file, line)
-        elif str(message) not in said:
-            said.add(str(message))
-            _say(f"warning: {message}")
+        elif str(message) not in _PENDING:
+            _PENDING.append(str(message))
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", AttnvizWarning)
-        warnings.showwarning = show
+        warnings.showwarning = keep
         try:
             yield
+            _tell_warnings()
             if sys.stdout is not None:
                 sys.stdout.flush()  # a full disk or a closed pipe behind stdout shows here
         except AttnvizError as exc:
@@ -270,6 +288,7 @@ def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional
     from attnviz import render, views
 
     heatmaps = views.heatmaps(maps, kinds, layer, head)
+    _tell_warnings()
     if outputs:
         render.write_outputs(outputs, maps, heatmaps, cmap)
         for path in outputs:

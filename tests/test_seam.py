@@ -92,7 +92,8 @@ def test_a_source_is_picked_by_its_name():
 
 
 def test_the_api_traces_plots_and_saves(tmp_path):
-    maps = attnviz.trace(SOURCE, model="random", cache=False)
+    with pytest.warns(attnviz.AttnvizWarning, match="random words"):
+        maps = attnviz.trace(SOURCE, model="random", cache=False)
     assert maps.kinds == ("encoder_self", "decoder_self", "cross")
     assert maps.provenance.source_text == SOURCE
     figure = attnviz.plot(maps, kind="cross", head=1)
