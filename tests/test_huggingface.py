@@ -214,9 +214,12 @@ def test_decode_without_a_target_shows_each_step_of_greedy_generation(marian, tm
     assert written.strip()
     assert result.stdout.splitlines()[0] == written
     assert maps.provenance.target_text == written and maps.provenance.target_generated
-    steps = out.sequences.shape[1] - 1
-    assert out.sequences[0, -1] == model.config.eos_token_id
-    assert len(maps.target_tokens) == steps > 3  # the start token and all but the end token
+    steps = out.sequences.shape[1] - 1  # the tokens it wrote, one a step
+    ended = bool(out.sequences[0, -1] == model.config.eos_token_id)
+    # The decoder's input: the start token and every token written but a final end token.
+    assert len(maps.target_tokens) == steps + (0 if ended else 1) and steps > 3
+    assert maps.target_tokens == hf.token_labels(tokenizer, out.sequences[0, :len(
+        maps.target_tokens)].tolist())
     for step in range(steps):  # generate() ran one query per step, with the cache
         for layer in range(maps.decoder_self.shape[0]):
             own = out.decoder_attentions[step][layer][0, :, -1]  # (H, step + 1)

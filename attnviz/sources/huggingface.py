@@ -70,7 +70,10 @@ def open(name: str) -> HuggingFaceModel:  # noqa: A001 - every source module has
     folder = Path(location).expanduser()
     if folder.is_dir():
         return HuggingFaceModel(name, str(folder), folder)
-    if folder.exists() or not HUB_NAME.fullmatch(location) or location.startswith("."):
+    if folder.exists():
+        raise AttnvizError(f"{printable(location)} is a file; give the folder that holds the "
+                           "model, written by save_pretrained")
+    if not HUB_NAME.fullmatch(location) or location.startswith("."):
         raise AttnvizError(f"there is no model folder {printable(location)}; give a folder "
                            "written by save_pretrained, or a hub name such as "
                            "Helsinki-NLP/opus-mt-en-fr")
@@ -98,57 +101,76 @@ class HuggingFaceModel:
     def trace(self, request: Request) -> Trace:
         """The maps of ``request``: see the module's docstring for what each kind of model
         gives. Raises AttnvizError when the request does not fit the model."""
+        from attnviz.runtime import resolve_device
+
         text = _require_text(request.text)
         _import_transformers()
+        device = resolve_device(request.device)
         with _quiet(progress=self.folder is None):
             config = self._config()
             kind = model_kind(config)
             _check_request(self.name, kind, _architecture(config), request)
             tokenizer = self._tokenizer()
-            return self._run(config, kind, tokenizer, text, request)
+            ids = _text_ids(tokenizer, text, position_limit(config), None)  # (S,) or (T,)
+            if kind == DECODER_ONLY:
+                maps = self._decoder_only(config, tokenizer, ids, text, device)
+                notes: list[str] = []
+            elif kind == ENCODER_ONLY or request.part == "encoder":
+                maps = self._encoder(config, kind, tokenizer, ids, text, device)
+                notes = []
+            else:
+                maps, notes = self._encoder_decoder(config, tokenizer, ids, text,
+                                                    request.target, device)
+        return Trace(maps, tuple(self._notes(config) + notes))
 
-    def _run(self, config: Any, kind: str, tokenizer: Any, text: str, request: Request
-             ) -> Trace:
+    def _decoder_only(self, config: Any, tokenizer: Any, ids: list[int], text: str,
+                      device: torch.device) -> AttentionMaps:
+        """Masked self-attention over the text, the decoder's input."""
         import torch
 
-        from attnviz.runtime import resolve_device
+        model = self._model(config, DECODER_ONLY, device)
+        _check_size(config, DECODER_ONLY, None, len(ids))
+        with torch.inference_mode():
+            outputs = _forward(model, input_ids=_batch(ids, device), output_attentions=True)
+        return AttentionMaps.from_huggingface(outputs, target_tokens=token_labels(tokenizer, ids),
+                                              provenance=self._provenance(None, text, False))
 
-        device = resolve_device(request.device)
-        labels = functools.partial(token_labels, tokenizer)
-        limit = position_limit(config)
-        ids = _text_ids(tokenizer, text, limit, None)  # (S,), or the decoder's (T,)
-        notes = self._notes(config)
-        if kind == DECODER_ONLY:
-            model = self._model(config, kind, device)
-            _check_size(config, kind, None, len(ids))
-            with torch.inference_mode():
-                outputs = _forward(model, input_ids=_batch(ids, device), output_attentions=True)
-            maps = AttentionMaps.from_huggingface(outputs, target_tokens=labels(ids),
-                                                  provenance=self._provenance(None, text, False))
-            return Trace(maps, tuple(notes))
-        source = _batch(ids, device)  # (1, S)
-        if kind == ENCODER_ONLY or request.part == "encoder":
-            model = self._model(config, kind, device)
-            _check_size(config, kind, len(ids), None)
-            encoder = model.get_encoder() if kind == ENCODER_DECODER else model
-            with torch.inference_mode():
-                outputs = _forward(encoder, input_ids=source, output_attentions=True)
-            maps = AttentionMaps.from_huggingface(outputs, source_tokens=labels(ids),
-                                                  provenance=self._provenance(text, None, False))
-            return Trace(maps, tuple(notes))
-        start = _decoder_start(config, self.name)
-        target = None if request.target is None else _require_text(request.target, "target")
-        decoder_ids = None if target is None else _drop_end(
-            config, [start, *_text_ids(tokenizer, target, limit, "target")])  # (T,)
+    def _encoder(self, config: Any, kind: str, tokenizer: Any, ids: list[int], text: str,
+                 device: torch.device) -> AttentionMaps:
+        """The encoder's self-attention: an encoder-only model, or an encoder-decoder's
+        encoder run alone."""
+        import torch
+
         model = self._model(config, kind, device)
-        _check_size(config, kind, len(ids), len(decoder_ids) if decoder_ids
+        _check_size(config, ENCODER_ONLY, len(ids), None)
+        encoder = model.get_encoder() if kind == ENCODER_DECODER else model
+        with torch.inference_mode():
+            outputs = _forward(encoder, input_ids=_batch(ids, device), output_attentions=True)
+        return AttentionMaps.from_huggingface(outputs, source_tokens=token_labels(tokenizer, ids),
+                                              provenance=self._provenance(text, None, False))
+
+    def _encoder_decoder(self, config: Any, tokenizer: Any, ids: list[int], text: str,
+                         target: str | None, device: torch.device
+                         ) -> tuple[AttentionMaps, list[str]]:
+        """All three kinds: ``target`` read by teacher forcing, or (None) the text the
+        model writes greedily, read back in one teacher-forced pass whose causal rows are
+        the attention of each generation step, as ``generate`` computed it."""
+        import torch
+
+        notes: list[str] = []
+        start = _decoder_start(config, self.name)
+        if target is not None:
+            target = _require_text(target, "target")
+            labels = _text_ids(tokenizer, target, position_limit(config), "target")
+            decoder_ids = _drop_end(config, [start, *labels])  # (T,)
+        model = self._model(config, ENCODER_DECODER, device)
+        _check_size(config, ENCODER_DECODER, len(ids), len(decoder_ids) if target is not None
                     else _longest_generation(model.generation_config))
+        source = _batch(ids, device)  # (1, S)
         written = None
         with torch.inference_mode():
-            if decoder_ids is None:
+            if target is None:
                 generated = model.generate(input_ids=source, do_sample=False, num_beams=1)
-                # One teacher-forced pass over what it wrote: its causal rows are the
-                # attention of each generation step, as generate() computed it.
                 decoder_ids = _drop_end(config, generated[0].tolist())  # (T,)
                 written = tokenizer.decode(generated[0], skip_special_tokens=True)
                 if not written.strip():
@@ -158,10 +180,11 @@ class HuggingFaceModel:
                                decoder_input_ids=_batch(decoder_ids, device),
                                output_attentions=True)
         maps = AttentionMaps.from_huggingface(
-            outputs, source_tokens=labels(ids), target_tokens=labels(decoder_ids),
+            outputs, source_tokens=token_labels(tokenizer, ids),
+            target_tokens=token_labels(tokenizer, decoder_ids),
             provenance=self._provenance(text, target if written is None else written,
                                         written is not None))
-        return Trace(maps, tuple(notes))
+        return maps, notes
 
     def _config(self) -> Any:
         from transformers import AutoConfig
@@ -192,12 +215,14 @@ class HuggingFaceModel:
             model, info = auto.from_pretrained(
                 self.location, config=config, use_safetensors=True, trust_remote_code=False,
                 attn_implementation="eager", output_loading_info=True)
+        # Random weights in place of missing ones would draw made-up maps without a word.
+        # A pooler (BERT's, missing from a checkpoint saved with a language-model head) comes
+        # after the last layer and changes no attention.
         missing = sorted(key for key in info.get("missing_keys", ()) if "pooler" not in key)
         if missing:
-            # Random weights in place of missing ones would draw made-up maps without a word.
-            raise AttnvizError(f"{self.name} lacks {len(missing)} of its model's weights "
-                               f"(such as {printable(shorten(missing[0], 60))}); its files do "
-                               "not fit its config.json: save the model again with "
+            raise AttnvizError(f"{printable(self.name)} lacks {len(missing)} of its model's "
+                               f"weights (such as {printable(shorten(missing[0], 60))}); its "
+                               "files do not fit its config.json: save the model again with "
                                "save_pretrained")
         return model.to(device).eval()
 
