@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -435,3 +436,24 @@ def test_token_labels_follow_the_tokenizers_own_kind(bert, gpt2, marian):
     assert not hf._is_byte_level(bert_tokenizer) and not hf._is_byte_level(tokenizer_of(marian))
     ids = gpt2_tokenizer("the cat<|endoftext|>").input_ids
     assert hf.token_labels(gpt2_tokenizer, ids) == ["the", " cat", "<|endoftext|>"]
+
+
+def test_a_hub_name_loads_from_the_hubs_cache_and_names_its_snapshot(bert, tmp_path):
+    """A hub name as transformers resolves it, offline: the hub's cache layout, filled by
+    hand with the tiny BERT's files."""
+    snapshot = tmp_path / "hub" / "models--attnviz-tests--tiny-bert" / "snapshots" / ("0" * 40)
+    shutil.copytree(bert, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    code = ("import attnviz, json\n"
+            "maps = attnviz.trace('the black cats sees', model='hf:attnviz-tests/tiny-bert')\n"
+            "print(json.dumps([maps.source_tokens, maps.provenance.model_sha256]))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "ATTNVIZ_CACHE_DIR": str(tmp_path / "attnviz")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    tokens, digest = json.loads(done.stdout.splitlines()[-1])
+    assert tokens == ["[CLS]", "the", "black", "cat", "##s", "sees", "[SEP]"]
+    assert digest == hf.files_digest(bert)
+    assert not (tmp_path / "attnviz").exists()  # a hub name's maps are never cached
