@@ -310,6 +310,7 @@ def test_maps_too_big_for_memory_are_refused_before_the_model_runs(bert, monkeyp
 
 
 def test_a_missing_folder_is_refused(tmp_path):
+    pytest.importorskip("transformers", reason=SKIP)  # without it, the install message
     one_line_error(run("encode", SOURCE, "-m", f"hf:{tmp_path / 'nowhere'}"),
                    "no model folder", "save_pretrained")
 
