@@ -64,10 +64,11 @@ def _parse_head(value: str) -> Optional[int]:
 TextArgument = Annotated[str, typer.Argument(metavar="TEXT", show_default=False,
                                              help="The source sentence, in quotes.")]
 ModelOption = Annotated[Optional[str], typer.Option(
-    "--model", "-m", metavar="NAME|PATH", show_default=False,
+    "--model", "-m", metavar="NAME|PATH|hf:NAME", show_default=False,
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
-         "(random weights, vocabulary from your sentences), a model file, or maps saved "
-         "before (.npz, .json). Default: translate.")]
+         "(random weights, vocabulary from your sentences), a model file, maps saved "
+         "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
+         "pip install 'attnviz[hf]'). Default: translate.")]
 LayerOption = Annotated[Optional[int], typer.Option(
     "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
     "(or the one the model file recommends).", show_default=False)]

@@ -27,6 +27,9 @@ TITLES = {
     "decoder_self": "Masked decoder self-attention",
     "cross": "Cross-attention",
 }
+# The maps one run may compute, in memory; their copies in files and drawings come on top.
+# Sources refuse a text whose maps would be larger, before computing anything.
+MAX_MAP_BYTES = 1024**3
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
 
 

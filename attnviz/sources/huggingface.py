@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnviz import __version__
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps, Provenance
+from attnviz.maps import MAX_MAP_BYTES, AttentionMaps, Provenance
 from attnviz.sources.base import Request, Trace
-from attnviz.sources.own import MAX_MAP_BYTES
 from attnviz.text import printable, shorten
+from attnviz.version import __version__
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from attnviz import catalog
 from attnviz.errors import AttnvizError
-from attnviz.maps import KINDS, AttentionMaps, Provenance
+from attnviz.maps import KINDS, MAX_MAP_BYTES, AttentionMaps, Provenance
 from attnviz.sources.base import Request, Trace
 from attnviz.text import printable, shorten
 from attnviz.version import __version__
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from attnviz.checkpoint import Checkpoint
     from attnviz.tokenize import Tokenizer, Vocabulary
 
-MAX_MAP_BYTES = 1024**3  # the maps of one run; their copies in files and drawings come on top
 UNKNOWN_SHOWN = 10  # unknown words named in a warning; the rest are counted
 UNKNOWN_CHARS = 40  # an unknown word longer than this is shortened in the warning
 
