@@ -129,6 +129,16 @@ def startup(repeats: int) -> None:
     report("decode to the terminal again (cache hit) / first run",
            statistics.median(hit_terminal) / statistics.median(first_terminal), None)
 
+    saved = str(Path(scratch.name) / "saved.npz")
+    run_once([ATTNVIZ, "decode", SENTENCE, "-o", saved], fresh_cache())
+    shows, floor_numpy, _, _ = alternate(
+        [ATTNVIZ, "show", saved, "--kind", "cross"],
+        [PY, "-c", "import typer, rich, numpy"], repeats, env_a={"COLUMNS": "100"})
+    print(f"  show saved.npz to the terminal {median_ms(shows)}; import typer, rich, numpy "
+          f"{median_ms(floor_numpy)}")
+    report("show x.npz (terminal) / import typer, rich, numpy",
+           statistics.median(shows) / statistics.median(floor_numpy), 2.0)
+
     _, _, memory, memory_torch = alternate([ATTNVIZ, "encode", SENTENCE],
                                            [PY, "-c", "import torch"], max(3, repeats // 2),
                                            env_a=fresh_cache)
@@ -196,7 +206,9 @@ def attention(repeats: int) -> None:
 def long_text(repeats: int) -> None:
     from rich.console import Console
 
-    from attnviz.render import data, terminal
+    from attnviz import views
+    from attnviz.maps import AttentionMaps
+    from attnviz.render import terminal
 
     print("a 2,048-character text with the dates model:", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -211,9 +223,9 @@ def long_text(repeats: int) -> None:
         report("encode 2,048 characters to .npz (first run), median", statistics.median(
             timings), None, "s")
         report("  its peak memory", max(memories) / 1024 ** 2, 1.5, "GB")
-        maps = data.load(npz)
+        maps = AttentionMaps.load(npz)
         assert maps.encoder_self.shape[-1] == len(LONG) + 1
-        heatmap = maps.select("encoder_self", 1, None)
+        heatmap = views.heatmap(maps, "encoder_self", 1, None)
         draw = []
         for _ in range(max(3, repeats)):
             console = Console(file=io.StringIO(), width=100, color_system="truecolor",

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Redraws the pictures of the README from the shipped models: bash docs/make-pictures.sh
+# The MiniLM picture needs the model's files (see the README's Hugging Face section); it is
+# redrawn when MINILM names their folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 attnviz decode "the small black cats see a red car" -o translate.png
@@ -7,3 +9,6 @@ attnviz encode "the small black cats see a red car" -o translate-encoder.png
 attnviz decode "tuesday, march 3, 2026" -m dates --kind cross -o dates-cross.png
 attnviz decode "the old dog sees a small red car" -m reverse --kind cross -o reverse-cross.png
 COLUMNS=100 attnviz decode "the small black cats see a red car" --kind cross > terminal.txt
+if [ -n "${MINILM:-}" ]; then
+    attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
+fi
