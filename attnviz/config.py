@@ -91,8 +91,14 @@ VALIDATION_SHARE = 0.1  # of a pairs file, kept out of training to choose the be
 MAX_VALIDATION_PAIRS = 1000  # measured at each validation, so that one validation takes a
 #   bounded time whatever the size of the file; an exact match measured on 1,000 pairs is
 #   within about 3 points of the whole split's (two standard errors at 50%)
-MAX_PAIRS_FILE_BYTES = 256 * 2**20  # a pairs file is read whole; 256 MiB holds some 4 million
-#   pairs of short sentences
+MAX_TEST_EXAMPLES = 100_000  # of a task, for `attnviz eval --examples`: they are drawn into
+#   memory first, and 100,000 already measure an exact match to within 0.3 points
+MAX_PAIRS_FILE_BYTES = 256 * 2**20  # a pairs file is read whole and split into words: a
+#   128 MiB file of 2.3 million short pairs took 47 s and 1.4 GB to read and train 3 steps
+#   (attnviz train --steps 3, a file written like the 50 MB one of issue 7)
+MAX_PAIR_LINE_CHARS = 2**20  # characters in one line of a pairs file. A legitimate pair is
+#   far shorter (256 source and 1,024 target tokens of 128 characters make 164k); splitting
+#   a 128 MiB line into words took 4 GB before its length could be refused.
 MAX_SOURCE_LENGTH = 256  # tokens of a source in a pairs file, in training and evaluation:
 #   attention keeps B x H x S x S weights a layer, so memory grows with the square of the
 #   longest source of a batch. A step of the default model on 64 pairs took 0.57 GB with

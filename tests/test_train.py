@@ -250,6 +250,9 @@ BAD_TRAINING = [
     pytest.param(b"a b\tb a\n" + b"w " * 300 + b"\tx\n", [],
                  ":2: the source has 300 tokens, more than the limit of 256",
                  id="source-too-long"),
+    pytest.param(b"a b\tb a\n" + b"ab " * 2**19 + b"\tx\n", [],
+                 ":2: the line has 1,572,866 characters, more than the limit of 1,048,576",
+                 id="line-too-long"),  # split into words first, a 128 MiB line took 4 GB
     pytest.param(_distinct_source_words(65_536 - 4 + 1), ["--val-split", "0"],
                  "the training pairs hold 65,533 distinct source words, more than the limit "
                  "of 65,532; use fewer pairs or --tokenizer char", id="vocabulary-too-large"),
@@ -522,3 +525,59 @@ def test_decoding_stops_past_the_longest_target_with_the_same_figures(pairs_file
         assert cut.exact_match == 0.0 and max(lengths) == longest + 1
     else:
         assert cut.exact_match > 0.9
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-m", "reverse", "--task", "reverse", "--examples", "0"], "--examples must be at least 1"),
+    (["-m", "reverse", "--task", "reverse", "--examples", "100001"],
+     "at most 100,000, got 100,001"),  # drawn into memory first: 10**9 would never end
+    (["-m", "/dev/zero", "--task", "reverse"], "model file /dev/zero is not a regular file"),
+    (["-m", "random", "--task", "reverse"], "the random model has nothing to measure"),
+    (["-m", "reverse"], "give either --task NAME or --data"),
+])
+def test_eval_refuses_in_one_line(tmp_path, args, fragment):
+    result = CliRunner().invoke(app, ["eval", *args])
+    _assert_refused(result, fragment, tmp_path, set())
+
+
+def test_ctrl_c_before_the_first_validation_in_the_command(tmp_path, pairs_file, monkeypatch):
+    real = training.make_batch
+    calls = []
+
+    def interrupted_at_the_seventh(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "make_batch", interrupted_at_the_seventh)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o", str(out),
+                                      "--steps", "100", *SMALL])
+    assert result.exit_code == 0, result.stderr
+    assert ("interrupted at step 6, before the first validation: saved the model as it is"
+            in result.stderr)
+    assert "best validation" not in result.stdout
+    assert "not measured: training stopped before the first validation, and the model is " \
+           "that of step 6" in result.stdout
+    assert load_checkpoint(out).info["metrics"] is None
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--val-split", "0.75"], "leaves no pair to train on"),  # looped forever
+    (["--lr", "inf"], "the learning rate must be above 0"),  # saved NaN weights, exit 0
+])
+def test_a_real_train_process_refuses_in_one_line_and_leaves_nothing(tmp_path, extra,
+                                                                      fragment):
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a b\tb a\nc d\td c\n")
+    result = subprocess.run([sys.executable, "-m", "attnviz", "train", "--data", str(pairs),
+                             "-o", str(tmp_path / "m.safetensors"), "--steps", "5", *extra],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.tsv"]

@@ -84,6 +84,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
 
     ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
     """
+    from attnviz.config import MAX_TEST_EXAMPLES
     from attnviz.errors import AttnvizError
     from attnviz.loader import load_model
     from attnviz.runtime import resolve_device
@@ -93,8 +94,9 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     check_one_source(task, data)
     if examples is not None and data is not None:
         raise AttnvizError("--examples sizes a --task test set; with --data every pair is used")
-    if examples is not None and examples < 1:
-        raise AttnvizError("--examples must be at least 1")
+    if examples is not None and not 1 <= examples <= MAX_TEST_EXAMPLES:
+        raise AttnvizError(f"--examples must be at least 1 and at most {MAX_TEST_EXAMPLES:,}, "
+                           f"got {examples:,}")
     if model == "random":
         raise AttnvizError("the random model has nothing to measure; give a trained model")
     torch_device = resolve_device(device)

@@ -6,7 +6,7 @@ import codecs
 import re
 from pathlib import Path
 
-from attnviz.config import MAX_PAIRS_FILE_BYTES, MAX_SOURCE_LENGTH
+from attnviz.config import MAX_PAIR_LINE_CHARS, MAX_PAIRS_FILE_BYTES, MAX_SOURCE_LENGTH
 from attnviz.errors import AttnvizError
 from attnviz.files import read_regular_file
 from attnviz.tokenize import Tokenizer
@@ -75,6 +75,10 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
         if line.count("\t") > 1:
             raise AttnvizError(f"{path}:{number}: more than one tab; write each pair as "
                                "source<TAB>target, with no tab inside either")
+        if len(line) > MAX_PAIR_LINE_CHARS:  # checked before splitting it into words
+            raise AttnvizError(f"{path}:{number}: the line has {len(line):,} characters, more "
+                               f"than the limit of {MAX_PAIR_LINE_CHARS:,}; write one sentence "
+                               "pair a line")
         source, target = line.split("\t")
         source_tokens, target_tokens = tokenizer.split(source), tokenizer.split(target)
         if not source_tokens or not target_tokens:
