@@ -112,8 +112,11 @@ def read_regular_file(path: Path, limit: int, what: str, *, way_out: str = "",
         kind = next((name for test, name in kinds if test(mode)), "a special file")
         return f"{what} {path} is not a regular file ({kind}); {way_out}"
 
+    # O_NONBLOCK (POSIX): opening a FIFO returns at once; O_BINARY (Windows): bytes as they are.
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+             | getattr(os, "O_CLOEXEC", 0))
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
         raise AttnvizError(f"{what} {path} does not exist; {way_out}") from None
     except OSError as exc:
