@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from attnviz.config import ModelConfig
+from attnviz.config import MAX_HEADER_BYTES, MAX_MODEL_FILE_BYTES, ModelConfig
+from attnviz.errors import AttnvizError
 from attnviz.files import write_atomically
 from attnviz.model import Transformer
 from attnviz.modelfile import (
@@ -19,6 +20,7 @@ from attnviz.modelfile import (
     read_metadata,
     read_model_file,
     sorted_header,
+    vocabulary_problem,
 )
 from attnviz.tokenize import EOS_ID, Tokenizer, Vocabulary
 
@@ -53,9 +55,18 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
-    """Write the checkpoint to ``path`` atomically: a reader sees the old file or the new one."""
+    """Write the checkpoint to ``path`` atomically: a reader sees the old file or the new one.
+
+    Raises AttnvizError, writing nothing, for a model that :func:`load_checkpoint` would
+    refuse: weights that are not finite, or a vocabulary or file beyond a model file's limits.
+    """
     from safetensors.torch import save
 
+    for side, vocab in (("source", checkpoint.source_vocab), ("target", checkpoint.target_vocab)):
+        problem = vocabulary_problem(vocab.tokens, side)
+        if problem:
+            raise AttnvizError(f"cannot save the model to {path}: {problem}; train it on fewer "
+                               "pairs or with the char tokenizer")
     metadata = {
         "format": FORMAT,
         "schema_version": str(SCHEMA_VERSION),
@@ -68,7 +79,23 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     }
     state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
              for name, tensor in checkpoint.model.state_dict().items()}
-    write_atomically(Path(path), sorted_header(save(state, metadata=metadata)))
+    if not all(bool(torch.isfinite(t).all()) for t in state.values()):
+        raise AttnvizError(f"cannot save the model to {path}: its weights contain NaN or "
+                           "infinite values; train it again with a lower learning rate")
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    if size > MAX_MODEL_FILE_BYTES:
+        raise AttnvizError(f"cannot save the model to {path}: its weights take {size:,} bytes, "
+                           f"more than the limit of {MAX_MODEL_FILE_BYTES:,} of a model file; "
+                           "make it smaller (fewer layers, a smaller width)")
+    data = sorted_header(save(state, metadata=metadata))
+    header = int.from_bytes(data[:8], "little")
+    if header > MAX_HEADER_BYTES or len(data) > MAX_MODEL_FILE_BYTES:
+        what = (f"its header would take {header:,} bytes, more than the limit of "
+                f"{MAX_HEADER_BYTES:,}" if header > MAX_HEADER_BYTES else
+                f"the file would take {len(data):,} bytes, more than the limit of "
+                f"{MAX_MODEL_FILE_BYTES:,}")
+        raise AttnvizError(f"cannot save the model to {path}: {what}; make it smaller")
+    write_atomically(Path(path), data)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:

@@ -350,7 +350,7 @@ def train(
     with reporting():
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
-        from attnviz.render.report import training_progress, training_summary
+        from attnviz.render.report import interruption_text, training_progress, training_summary
         from attnviz.train import loop as training
 
         check_model_path(output)
@@ -365,8 +365,7 @@ def train(
             result = training.run(plan, report)
         save_checkpoint(result.checkpoint, output)
         if result.interrupted:
-            _say(f"interrupted at step {result.steps_done}: saved the best model so far "
-                 f"(from step {result.best_step})")
+            _say(interruption_text(result))
         typer.echo(training_summary(result, output))
 
 

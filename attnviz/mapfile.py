@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.files import open_regular
 from attnviz.text import printable
 
 MAX_ARRAY_BYTES = 8 * 1024**3  # the arrays of one npz file, in memory; 8 GB is 16,000 tokens
@@ -121,38 +122,6 @@ def read_json(path: Path, what: str = "file", way_out: str = "check the path") -
     except (UnicodeDecodeError, ValueError, RecursionError, OSError) as exc:
         raise AttnvizError(f"{name} is not a readable JSON file ({_reason(exc)}); {way_out}"
                            ) from None
-
-
-def open_regular(path: Path, what: str, way_out: str = "check the path"):
-    """``path`` opened for reading in binary, if it is a regular file.
-
-    ``what`` names the file in messages ("model file"), ``way_out`` says what to do instead.
-
-    A FIFO is opened without waiting for a writer and a device is refused, so that
-    ``/dev/zero`` or a named pipe can neither hang the reader nor fill its memory.
-    """
-    import os
-    import stat
-
-    name = printable(str(path))
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise AttnvizError(f"{what} {name} does not exist; {way_out}") from None
-    except IsADirectoryError:
-        raise AttnvizError(f"{what} {name} is a directory; {way_out}") from None
-    except OSError as exc:
-        raise AttnvizError(f"cannot read {what} {name}: {exc.strerror}; {way_out}") from None
-    mode = os.fstat(descriptor).st_mode
-    if stat.S_ISDIR(mode):
-        os.close(descriptor)
-        raise AttnvizError(f"{what} {name} is a directory; {way_out}")
-    if not stat.S_ISREG(mode):
-        os.close(descriptor)
-        raise AttnvizError(f"{what} {name} is not a regular file (a pipe or a device); "
-                           f"{way_out}")
-    os.set_blocking(descriptor, True)
-    return os.fdopen(descriptor, "rb")
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,11 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from attnviz.config import MAX_HEADER_BYTES, MAX_TOKEN_CHARS, MAX_VOCABULARY_SIZE
 from attnviz.errors import AttnvizError
 
 FORMAT = "attnviz-model"
 SCHEMA_VERSION = 1
-_MAX_HEADER_BYTES = 16 * 1024 * 1024  # vocabularies are small; a larger header is not ours
 
 
 def sorted_header(data: bytes) -> bytes:
@@ -51,24 +51,17 @@ def check_model_path(path: Path) -> None:
     check_writable(Path(path))
 
 
-MAX_MODEL_BYTES = 2 * 1024**3  # far above any model attnviz trains (the shipped ones: 1 MB)
-
-
 def read_model_file(path: Path) -> bytes:
     """The bytes of a model file; AttnvizError when it is missing, not a regular file (a
-    pipe or a device would hang or never end), or larger than :data:`MAX_MODEL_BYTES`."""
-    from attnviz.mapfile import open_regular
-    from attnviz.text import printable
+    pipe or a device would hang or never end), or larger than any attnviz model."""
+    from attnviz.config import MAX_MODEL_FILE_BYTES
+    from attnviz.files import read_regular_file
 
-    way_out = ("give the path of a file written by `attnviz train`, or a shipped model name "
-               "(see `attnviz models`)")
-    with open_regular(Path(path), "model file", way_out) as handle:
-        data = handle.read(MAX_MODEL_BYTES + 1)
-    if len(data) > MAX_MODEL_BYTES:
-        raise AttnvizError(f"model file {printable(str(path))} is larger than "
-                           f"{MAX_MODEL_BYTES // 1024**3} GB, more than any attnviz model; "
-                           "give a file written by `attnviz train`")
-    return data
+    return read_regular_file(
+        Path(path), MAX_MODEL_FILE_BYTES, "model file",
+        way_out="give the path of a file written by `attnviz train`, or a shipped model name "
+                "(see `attnviz models`)",
+        too_large="attnviz writes no model file that large, so this is not one of its models")
 
 
 def read_metadata(data: bytes, name: str) -> dict[str, Any]:
@@ -76,8 +69,11 @@ def read_metadata(data: bytes, name: str) -> dict[str, Any]:
     if len(data) < 8:
         raise invalid(name, "the file is too short")
     header_length = int.from_bytes(data[:8], "little")
-    if header_length > min(len(data) - 8, _MAX_HEADER_BYTES):
+    if header_length > len(data) - 8:
         raise invalid(name, "its header is damaged")
+    if header_length > MAX_HEADER_BYTES:
+        raise invalid(name, f"its header is {header_length:,} bytes, more than the limit of "
+                            f"{MAX_HEADER_BYTES:,} of a model file")
     try:
         header = json.loads(data[8:8 + header_length])
         raw = header["__metadata__"]
@@ -90,11 +86,35 @@ def read_metadata(data: bytes, name: str) -> dict[str, Any]:
         raise AttnvizError(f"model file {name} has schema version {version!r}, but this attnviz "
                            f"reads version {SCHEMA_VERSION}; retrain it with `attnviz train`")
     try:
-        return {key: json.loads(raw[key]) for key in
+        meta = {key: json.loads(raw[key]) for key in
                 ("config", "source_tokenizer", "target_tokenizer", "source_vocab",
                  "target_vocab", "info")}
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise invalid(name, f"its metadata is damaged ({type(exc).__name__})") from None
+    for side in ("source", "target"):
+        problem = vocabulary_problem(meta[f"{side}_vocab"], side)
+        if problem:
+            raise invalid(name, problem)
+    return meta
+
+
+def vocabulary_problem(tokens: Any, side: str) -> str | None:
+    """Why ``tokens`` is beyond the limits of a model file's vocabulary, or None.
+
+    The same check when a model is saved and when one is loaded (and, through the same
+    limits, before training), so that attnviz never writes a file it refuses to read.
+    Other faults (tokens that are not strings, duplicates) are the vocabulary's own to name.
+    """
+    if not isinstance(tokens, list):
+        return None
+    if len(tokens) > MAX_VOCABULARY_SIZE:
+        return (f"its {side} vocabulary holds {len(tokens):,} tokens, more than the limit of "
+                f"{MAX_VOCABULARY_SIZE:,}")
+    longest = max((len(t) for t in tokens if isinstance(t, str)), default=0)
+    if longest > MAX_TOKEN_CHARS:
+        return (f"a token of its {side} vocabulary is {longest:,} characters long, more than "
+                f"the limit of {MAX_TOKEN_CHARS}")
+    return None
 
 
 def invalid(name: str, reason: str) -> AttnvizError:

@@ -192,3 +192,392 @@ def test_eval_refuses_a_model_measured_on_another_task_and_examples_with_pairs(p
     both = runner.invoke(app, ["eval", "-m", "dates", "--data", str(pairs_file),
                                "--examples", "5"])
     assert both.exit_code == 1 and "--examples sizes a --task test set" in both.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile and degenerate input: `attnviz train` and `attnviz eval` either work or say, in one
+# line, what is wrong; never a traceback, an endless loop, or a model file that cannot be used.
+
+SMALL = ["--layers", "1", "--heads", "2", "--width", "16", "--batch-size", "8"]
+
+
+def _assert_refused(result, fragment: str, folder, inputs: set[str]) -> None:
+    """Exit 1, one `error:` line naming the problem, no traceback, no file left behind."""
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert fragment in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    left = {p.name for p in folder.iterdir()} - inputs
+    assert not left, left  # neither the model nor a temporary file (.m.safetensors.*.tmp)
+
+
+def _distinct_source_words(count: int) -> bytes:
+    return "".join(f"w{i}\tx\n" for i in range(count)).encode()
+
+
+BAD_TRAINING = [
+    # (pairs file content or None for the shared PAIRS, extra arguments, message fragment)
+    pytest.param(None, ["--lr", "inf"], "learning rate must be above 0 and at most 1, got inf",
+                 id="lr-inf"),
+    pytest.param(None, ["--lr", "nan"], "got nan", id="lr-nan"),
+    pytest.param(None, ["--lr", "1e30"], "at most 1, got 1e+30", id="lr-huge"),
+    pytest.param(None, ["--lr", "0"], "above 0", id="lr-zero"),
+    pytest.param(None, ["--lr", "-0.1"], "above 0", id="lr-negative"),
+    pytest.param(b"a b\tb a\nc d\td c\n", ["--val-split", "0.75", "--steps", "5"],
+                 "of the 2 distinct pairs leaves no pair to train on; lower --val-split",
+                 id="split-leaves-nothing"),
+    pytest.param(b"a b\tb a\nc d\td c\n", ["--val-split", "0.75", "--epochs", "1"],
+                 "leaves no pair to train on", id="split-leaves-nothing-epochs"),
+    pytest.param(b"a b\tb a\nc d\td c\nc d\td c\n", ["--val-split", "0.9"],
+                 "the 2 distinct pairs", id="duplicates-counted-once"),
+    pytest.param(b"a b\tb a\nc\x00d\td c\n", [], "pairs.tsv:2: refused character U+0000 (NUL",
+                 id="nul"),
+    pytest.param(b"a b\tb a\nc d\td \x1b[2J c\n", [], ":2: refused character U+001B",
+                 id="escape-sequence"),
+    pytest.param(b"a b\tb a\rc d\td c\r", [], ":1: refused character U+000D (a carriage return",
+                 id="carriage-return-line-ends"),
+    pytest.param("a b\tb a\nc\u2028d\td c\n".encode(), [], ":2: refused character U+2028",
+                 id="line-separator"),
+    pytest.param("a b\tb a\n\ufeffc d\td c\n".encode(), [], ":2: refused character U+FEFF",
+                 id="byte-order-mark-inside"),
+    pytest.param("a b\tb a\n".encode("utf-16-le"), [], ":1: refused character U+0000",
+                 id="utf-16"),
+    pytest.param(b"a b\tb a\n" + ("\u732b" * 200).encode() + b"\td c\n", [],
+                 ":2: a word of 200 characters, more than the limit of 128",
+                 id="word-too-long"),
+    pytest.param(b"a b\tb a\n" + b"w " * 300 + b"\tx\n", [],
+                 ":2: the source has 300 tokens, more than the limit of 256",
+                 id="source-too-long"),
+    pytest.param(b"a b\tb a\n" + b"ab " * 2**19 + b"\tx\n", [],
+                 ":2: the line has 1,572,866 characters, more than the limit of 1,048,576",
+                 id="line-too-long"),  # split into words first, a 128 MiB line took 4 GB
+    pytest.param(_distinct_source_words(65_536 - 4 + 1), ["--val-split", "0"],
+                 "the training pairs hold 65,533 distinct source words, more than the limit "
+                 "of 65,532; use fewer pairs or --tokenizer char", id="vocabulary-too-large"),
+    pytest.param(None, ["--batch-size", "5000"], "batch size must be at most 4,096",
+                 id="batch-too-large"),
+    pytest.param(None, ["--layers", "65"], "--layers 65 is more than the limit of 64",
+                 id="too-many-layers"),
+    pytest.param(None, ["--width", "100000", "--heads", "1"],
+                 "more than the 536,870,912 a model file holds", id="model-too-large"),
+]
+
+
+@pytest.mark.parametrize("content, extra, fragment", BAD_TRAINING)
+def test_train_refuses_what_would_loop_crash_or_save_an_unusable_model(
+        tmp_path, content, extra, fragment):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes(PAIRS.encode() if content is None else content)
+    args = ["train", "--data", str(path), "-o", str(tmp_path / "m.safetensors"), *SMALL]
+    if "--steps" not in extra and "--epochs" not in extra:
+        args += ["--steps", "3"]
+    result = CliRunner().invoke(app, [*args, *extra])
+    _assert_refused(result, fragment, tmp_path, {"pairs.tsv"})
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing", "fifo", "device", "too-large"])
+def test_train_and_eval_read_pairs_only_from_a_regular_file_of_bounded_size(
+        tmp_path, model_file, kind):
+    import os
+
+    path = {"directory": tmp_path / "folder", "missing": tmp_path / "none.tsv",
+            "fifo": tmp_path / "pairs.fifo", "device": "/dev/zero",
+            "too-large": tmp_path / "huge.tsv"}[kind]
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # opened the ordinary way, reading it would wait for a writer forever
+    elif kind == "too-large":
+        with open(path, "wb") as file:  # sparse: takes no room on disk
+            file.truncate(256 * 2**20 + 1)
+    fragment = {"directory": "is a directory", "missing": "does not exist",
+                "fifo": "is not a regular file (a FIFO)",
+                "device": "is not a regular file (a device)",
+                "too-large": "is larger than the limit of 256 MiB"}[kind]
+    inputs = {p.name for p in tmp_path.iterdir()}
+    trained = CliRunner().invoke(app, ["train", "--data", str(path), "-o",
+                                       str(tmp_path / "m.safetensors"), "--steps", "1"])
+    _assert_refused(trained, fragment, tmp_path, inputs)
+    measured = CliRunner().invoke(app, ["eval", "-m", str(model_file), "--data", str(path)])
+    _assert_refused(measured, fragment, tmp_path, inputs)
+
+
+def test_a_loss_that_stops_being_finite_stops_training_and_saves_nothing(
+        tmp_path, pairs_file, monkeypatch):
+    """No finite learning rate can be shown to diverge on every machine, so the loss is
+    made to: from the third step on, it is NaN, as it is when training blows up."""
+    real = training.F.cross_entropy
+    calls = []
+
+    def blowing_up(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(training.F, "cross_entropy", blowing_up)
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o",
+                                      str(tmp_path / "m.safetensors"), "--steps", "10", *SMALL])
+    _assert_refused(result, "training diverged: the loss became nan at step 3", tmp_path,
+                    {"pairs.tsv"})
+    assert "lower learning rate than 0.003 (--lr)" in result.stderr
+
+
+def test_weights_that_stop_being_finite_are_not_kept(pairs_file, monkeypatch):
+    """The last step before Ctrl-C blew the weights up, and no validation kept better ones."""
+    models = []
+    real_new = training.new_checkpoint
+
+    def remembered(*args, **kwargs):
+        checkpoint = real_new(*args, **kwargs)
+        models.append(checkpoint.model)
+        return checkpoint
+
+    def blow_up_then_interrupt(progress):
+        if progress.step == 3:
+            with torch.no_grad():
+                next(models[0].parameters()).fill_(float("inf"))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "new_checkpoint", remembered)
+    with pytest.raises(AttnvizError, match="training diverged: the weights of step 3 hold NaN "
+                                           "or infinite values; nothing is kept"):
+        training.run(_plan(pairs_file, steps=100), blow_up_then_interrupt)
+
+
+@pytest.mark.parametrize("content, extra, examples, measured_on", [
+    pytest.param(b"a b\tb a\n", [], 1, "training pairs (no validation split)", id="one-pair"),
+    pytest.param(b"a b\tb a\n", ["--val-split", "0", "--epochs", "1"], 1,
+                 "training pairs (no validation split)", id="one-pair-no-split-one-epoch"),
+    pytest.param(b"a b\tb a\nc d\td c\n", ["--val-split", "0.5", "--epochs", "1"], 1,
+                 "validation pairs", id="two-pairs-half-split"),
+    pytest.param(b"a b\tb a\nc d\td c\n", ["--epochs", "3", "--batch-size", "64"], 2,
+                 "training pairs (no validation split)", id="batch-larger-than-the-data"),
+    pytest.param(b"\xef\xbb\xbfa b\tb a\r\nc d\td c\r\n", ["--val-split", "0", "--steps", "2"],
+                 2, "training pairs (no validation split)", id="bom-and-crlf"),
+])
+def test_tiny_data_trains_to_a_file_that_loads(tmp_path, content, extra, examples,
+                                               measured_on):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes(content)
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(path), "-o", str(out), *SMALL, *extra]
+    if "--steps" not in extra and "--epochs" not in extra:
+        args += ["--steps", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert f"measured on the {measured_on}:" in result.stdout
+    assert f"examples        {examples}" in result.stdout
+    loaded = load_checkpoint(out)
+    # A byte-order mark is not text: no token holds it, and no token holds a \r.
+    assert loaded.source_vocab.tokens[4:] and all(
+        "\ufeff" not in t and "\r" not in t for t in loaded.source_vocab.tokens)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pairs.tsv"]
+    measured = CliRunner().invoke(app, ["eval", "-m", str(out), "--data", str(path)])
+    assert measured.exit_code == 0, measured.stderr
+
+
+def test_validation_measures_a_bounded_reproducible_draw_and_says_so(tmp_path):
+    from attnviz.config import MAX_VALIDATION_PAIRS
+
+    pairs = [training.Example(f"s{i} x", f"t{i}") for i in range(3000)]
+    first = training.pairs_data(pairs, Tokenizer("word"), 0.5, 7, 8)
+    again = training.pairs_data(pairs, Tokenizer("word"), 0.5, 7, 8)
+    assert len(first.validation) == MAX_VALIDATION_PAIRS == 1000
+    assert first.validation == again.validation
+    assert first.validation_name == "validation pairs (1,000 of 1,500, drawn at random)"
+    training_pairs = set(pairs) - set(training.pairs_data(pairs, Tokenizer("word"), 0.5, 7, 8)
+                                       .validation)
+    assert first.training_size == 1500 and len(training_pairs) == 2000
+    unsplit = training.pairs_data(pairs, Tokenizer("word"), 0.0, 7, 8)
+    assert len(unsplit.validation) == 1000
+    assert unsplit.validation_name == ("training pairs (1,000 of 3,000, drawn at random; "
+                                       "no validation split)")
+
+
+def test_a_large_pairs_file_is_measured_on_the_bounded_draw(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"s{i} x\tt{i}\n" for i in range(2500)))
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(path), "-o", str(out), "--steps",
+                                      "1", "--val-split", "0.5", "--max-length", "2", *SMALL])
+    assert result.exit_code == 0, result.stderr
+    assert ("measured on the validation pairs (1,000 of 1,250, drawn at random):\n"
+            "examples        1000") in result.stdout
+    assert load_checkpoint(out).info["metrics"]["examples"] == 1000
+
+
+def test_ctrl_c_before_the_first_validation_says_one_thing(tmp_path, pairs_file, monkeypatch):
+    def interrupt_at_step_6(progress):
+        if progress.step == 6:
+            raise KeyboardInterrupt
+
+    plan = _plan(pairs_file, steps=100)
+    result = training.run(plan, interrupt_at_step_6)
+    assert result.interrupted and result.best is None and result.measured is None
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(result.checkpoint, path)
+    from attnviz.render.report import interruption_text, training_summary
+
+    summary = training_summary(result, path)
+    assert "best validation" not in summary
+    assert summary.endswith("after 6 steps in "
+                            f"{result.seconds:.1f} s; not measured: training stopped before the "
+                            "first validation, and the model is that of step 6")
+    assert interruption_text(result) == ("interrupted at step 6, before the first validation: "
+                                         "saved the model as it is")
+
+
+def test_ctrl_c_before_the_first_step_keeps_nothing(tmp_path, pairs_file, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "make_batch", interrupt)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o", str(out),
+                                      "--steps", "5", *SMALL])
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+def test_ctrl_c_while_measuring_after_training_keeps_the_trained_model(pairs_file, monkeypatch):
+    real = training.evaluate
+    calls = []
+
+    def interrupted_last(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the validation at step 10 went through; the final test does not
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", interrupted_last)
+    result = training.run(_plan(pairs_file, steps=10))
+    assert result.interrupted and result.steps_done == 10 and result.best is not None
+    assert result.measured == result.best and result.measured_on == "validation pairs"
+
+
+def test_a_vocabulary_at_the_limit_is_planned(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes(_distinct_source_words(65_536 - 4))
+    plan = _plan(path, validation_share=0.0)
+    assert len(plan.data.source_vocab) == 65_536
+
+
+def test_weight_count_is_that_of_the_model():
+    from attnviz.config import ModelConfig
+    from attnviz.model import Transformer
+
+    for sizes in (dict(), dict(d_model=24, n_heads=3, n_encoder_layers=3, n_decoder_layers=1,
+                               d_ff=50)):
+        config = ModelConfig(source_vocab_size=70, target_vocab_size=19, **sizes)
+        weights = sum(t.numel() for t in Transformer(config).state_dict().values())
+        assert training.weight_count(config) == weights
+
+
+def test_a_step_too_large_for_memory_is_one_line(pairs_file, monkeypatch):
+    import torch
+
+    def allocate_a_petabyte(*args, **kwargs):
+        return torch.empty(2**50, dtype=torch.uint8)  # torch's own error, as a huge batch gets
+
+    monkeypatch.setattr(training, "make_batch", allocate_a_petabyte)
+    with pytest.raises(AttnvizError, match="step 1 of training does not fit in memory; train "
+                                           "with a smaller --batch-size"):
+        training.run(_plan(pairs_file, steps=3))
+
+
+@pytest.mark.parametrize("model", ["reverse", "untrained"])
+def test_decoding_stops_past_the_longest_target_with_the_same_figures(pairs_file, monkeypatch,
+                                                                      model):
+    """evaluate() cuts greedy decoding one token past the batch's longest target: an output
+    longer than that is wrong whatever follows, so the figures are those of decoding to the
+    model's maximum length, which an untrained model, never writing <eos>, always reaches."""
+    from attnviz import catalog
+    from attnviz.model import Transformer
+    from attnviz.train.evaluate import evaluate
+    from attnviz.train.tasks import get_task, held_out_examples
+
+    if model == "reverse":
+        checkpoint = load_checkpoint(catalog.shipped_models()["reverse"])
+        examples = held_out_examples(get_task("reverse"), 200)
+    else:
+        plan = _plan(pairs_file, max_length=40)
+        checkpoint = training.new_checkpoint(plan.data, plan.sizes, 0, {})
+        examples = plan.data.validation
+    lengths = []
+    real_generate = Transformer.generate
+
+    def counted(self, source_ids, max_length=None):
+        generated = real_generate(self, source_ids, max_length)
+        lengths.append(generated.size(1) - 1)
+        return generated
+
+    monkeypatch.setattr(Transformer, "generate", counted)
+    cut = evaluate(checkpoint, examples, batch_size=64)
+    longest = max(len(checkpoint.target_tokenizer.split(e.target)) for e in examples)
+    assert max(lengths) <= longest + 1
+    monkeypatch.setattr(Transformer, "generate",
+                        lambda self, source_ids, max_length=None: real_generate(self, source_ids))
+    assert evaluate(checkpoint, examples, batch_size=64) == cut
+    if model == "untrained":
+        assert cut.exact_match == 0.0 and max(lengths) == longest + 1
+    else:
+        assert cut.exact_match > 0.9
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-m", "reverse", "--task", "reverse", "--examples", "0"], "--examples must be at least 1"),
+    (["-m", "reverse", "--task", "reverse", "--examples", "100001"],
+     "at most 100,000, got 100,001"),  # drawn into memory first: 10**9 would never end
+    (["-m", "/dev/zero", "--task", "reverse"], "model file /dev/zero is not a regular file"),
+    (["-m", "random", "--task", "reverse"], "the random model has nothing to measure"),
+    (["-m", "reverse"], "give either --task NAME or --data"),
+])
+def test_eval_refuses_in_one_line(tmp_path, args, fragment):
+    result = CliRunner().invoke(app, ["eval", *args])
+    _assert_refused(result, fragment, tmp_path, set())
+
+
+def test_ctrl_c_before_the_first_validation_in_the_command(tmp_path, pairs_file, monkeypatch):
+    real = training.make_batch
+    calls = []
+
+    def interrupted_at_the_seventh(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "make_batch", interrupted_at_the_seventh)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o", str(out),
+                                      "--steps", "100", *SMALL])
+    assert result.exit_code == 0, result.stderr
+    assert ("interrupted at step 6, before the first validation: saved the model as it is"
+            in result.stderr)
+    assert "best validation" not in result.stdout
+    assert "not measured: training stopped before the first validation, and the model is " \
+           "that of step 6" in result.stdout
+    assert load_checkpoint(out).info["metrics"] is None
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--val-split", "0.75"], "leaves no pair to train on"),  # looped forever
+    (["--lr", "inf"], "the learning rate must be above 0"),  # saved NaN weights, exit 0
+])
+def test_a_real_train_process_refuses_in_one_line_and_leaves_nothing(tmp_path, extra,
+                                                                      fragment):
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a b\tb a\nc d\td c\n")
+    result = subprocess.run([sys.executable, "-m", "attnviz", "train", "--data", str(pairs),
+                             "-o", str(tmp_path / "m.safetensors"), "--steps", "5", *extra],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.tsv"]

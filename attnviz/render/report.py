@@ -57,14 +57,31 @@ def metrics_text(metrics: Metrics) -> str:
 
 
 def training_summary(result, path: Path) -> str:
+    """What ``attnviz train`` did: the file, the steps, and what the saved model scored.
+
+    A run stopped before its first validation has no best step and no figures: it says
+    that, and only that.
+    """
+    from attnviz.text import printable
+
     size = Path(path).stat().st_size
-    lines = [f"saved {path} ({size / 1024:.0f} KB) after {result.steps_done} steps in "
-             f"{result.seconds:.1f} s; best validation at step {result.best_step}"]
+    steps = f"{result.steps_done} step" + ("" if result.steps_done == 1 else "s")
+    done = (f"saved {printable(str(path))} ({size / 1024:.0f} KB) after {steps} in "
+            f"{result.seconds:.1f} s")
     if result.measured is None:
-        lines.append("not measured: training stopped before the first validation")
-    else:
-        lines += [f"measured on the {result.measured_on}:", metrics_text(result.measured)]
-    return "\n".join(lines)
+        return (f"{done}; not measured: training stopped before the first validation, and the "
+                f"model is that of step {result.steps_done}")
+    return "\n".join([f"{done}; best validation at step {result.best_step}",
+                      f"measured on the {result.measured_on}:", metrics_text(result.measured)])
+
+
+def interruption_text(result) -> str:
+    """The line ``attnviz train`` says on stderr when Ctrl-C stopped the training."""
+    if result.best is None:
+        return (f"interrupted at step {result.steps_done}, before the first validation: saved "
+                "the model as it is")
+    return (f"interrupted at step {result.steps_done}: saved the best model on validation "
+            f"(from step {result.best_step})")
 
 
 def models_table(models: list[ModelSummary]):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from attnviz.checkpoint import Checkpoint
+    from attnviz.config import ModelConfig
     from attnviz.tokenize import Tokenizer, Vocabulary
 
 UNKNOWN_SHOWN = 10  # unknown words named in a warning; the rest are counted
@@ -65,17 +66,25 @@ class OwnModel:
         target = None if request.target is None else _require_text(request.target, "target",
                                                                     "target")
         device = resolve_device(request.device)
+        encode_only = request.part == "encoder"
+        if self.path is None:  # its vocabulary grows with the text: check before building it
+            from attnviz.config import ModelConfig
+            from attnviz.tokenize import Tokenizer
+
+            words = Tokenizer("word")
+            longest = _random_target_length(len(words.split(text)))
+            _check_size(ModelConfig, len(words.split(text)) + 1, None if encode_only else
+                        len(words.split(target)) + 1 if target else longest + 1)
         checkpoint = self._checkpoint(text, target, request.seed, device)
         notes: list[str] = []
         source_ids, source_labels = _tokens(checkpoint, text, "source", notes)
-        encode_only = request.part == "encoder"
         if encode_only:
             decoder_length = None
         elif target is None:  # the longest it may write, and its begin token
             decoder_length = checkpoint.config.max_target_length + 1
         else:
             decoder_length = len(checkpoint.target_tokenizer.split(target)) + 1
-        _check_size(checkpoint, len(source_ids), decoder_length)
+        _check_size(checkpoint.config, len(source_ids), decoder_length)
         source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
         with torch.inference_mode():
             if encode_only:
@@ -157,15 +166,15 @@ def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: 
     import torch
 
     from attnviz.checkpoint import Checkpoint
-    from attnviz.config import MAX_TARGET_LENGTH, ModelConfig
+    from attnviz.config import ModelConfig
     from attnviz.model import Transformer
     from attnviz.tokenize import Tokenizer, Vocabulary
 
     source_vocab = Vocabulary.build([source_tokens])
     target_vocab = Vocabulary.build([target_tokens or source_tokens])
-    longest = min(MAX_TARGET_LENGTH, max(8, 2 * len(source_tokens)))
     config = ModelConfig(source_vocab_size=len(source_vocab),
-                         target_vocab_size=len(target_vocab), max_target_length=longest)
+                         target_vocab_size=len(target_vocab),
+                         max_target_length=_random_target_length(len(source_tokens)))
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
@@ -175,6 +184,13 @@ def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: 
     tokenizer = Tokenizer("word")
     return Checkpoint(model, tokenizer, tokenizer, source_vocab, target_vocab,
                       {"task": "random", "seed": seed})
+
+
+def _random_target_length(source_tokens: int) -> int:
+    """The most tokens the random model writes: twice the source, within the model's bounds."""
+    from attnviz.config import MAX_TARGET_LENGTH
+
+    return min(MAX_TARGET_LENGTH, max(8, 2 * source_tokens))
 
 
 def _require_text(text: str | None, what: str, setting: str | None) -> str:
@@ -214,12 +230,13 @@ def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str) -> list[str]:
             f"as <unk>: {shown}" + (f" and {more} more" if more > 0 else "")]
 
 
-def _check_size(checkpoint: Checkpoint, source_length: int, target_length: int | None) -> None:
+def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:
     """Refuse, before any allocation, a text whose maps would not fit in memory.
 
-    ``target_length`` is the decoder's input length, None when only the encoder runs.
+    ``config`` gives the numbers of heads and layers (the ModelConfig class itself gives
+    the defaults, those of the random model); ``target_length`` is the decoder's input
+    length, None when only the encoder runs.
     """
-    config = checkpoint.config
     decoder = target_length
     weights = config.n_encoder_layers * source_length ** 2
     if decoder is not None:
@@ -230,13 +247,12 @@ def _check_size(checkpoint: Checkpoint, source_length: int, target_length: int |
     raise AttnvizError(f"the text is too long: {source_length:,} source tokens make attention "
                        f"maps of {needed / 1024**3:.1f} GB, and attnviz keeps them under "
                        f"{MAX_MAP_BYTES / 1024**3:.0f} GB; with this model, cut the text to at "
-                       f"most {_longest_source(checkpoint, target_length):,} tokens")
+                       f"most {_longest_source(config, target_length):,} tokens")
 
 
-def _longest_source(checkpoint: Checkpoint, target_length: int | None) -> int:
+def _longest_source(config: ModelConfig, target_length: int | None) -> int:
     """The most source tokens whose maps fit :data:`MAX_MAP_BYTES`: the positive root of
     L_enc S² + L_dec T S + L_dec T² = budget, in weights."""
-    config = checkpoint.config
     budget = MAX_MAP_BYTES / (4 * config.n_heads)
     t = target_length or 0
     a = config.n_encoder_layers

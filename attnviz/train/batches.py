@@ -33,3 +33,12 @@ def make_batch(checkpoint: Checkpoint, examples: list[Example],
                for e in examples]
     return Batch(pad(sources, device), pad([[BOS_ID, *t] for t in targets], device),
                  pad([[*t, EOS_ID] for t in targets], device))
+
+
+def too_large_for_memory(error: RuntimeError) -> bool:
+    """Whether ``error`` is torch saying a tensor could not be allocated (CPU or GPU).
+
+    On the CPU, torch raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate
+    memory"); on a GPU, ``torch.OutOfMemoryError``, a RuntimeError too.
+    """
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)

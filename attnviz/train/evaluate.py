@@ -10,7 +10,7 @@ import torch
 from attnviz.checkpoint import Checkpoint
 from attnviz.model import rule_out_specials
 from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
-from attnviz.train.batches import make_batch
+from attnviz.train.batches import make_batch, too_large_for_memory
 from attnviz.train.tasks import Example
 
 
@@ -54,7 +54,12 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
         correct += int(((predicted == batch.decoder_target) & real).sum())
         counted += int(real.sum())
 
-        generated = model.generate(batch.source)  # (B, T'): <bos> then the output
+        # An output longer than every target of the batch is wrong whatever comes next, so
+        # decoding stops there: the same figures, without writing up to max_target_length
+        # tokens for each example a model that has not learnt to stop is given.
+        longest = int(real.sum(-1).max())  # the longest target's tokens, and its <eos>
+        limit = min(longest, checkpoint.config.max_target_length)
+        generated = model.generate(batch.source, limit)  # (B, T'): <bos> then the output
         for row, example in zip(generated.tolist(), batch.decoder_target.tolist(), strict=True):
             expected = [t for t in example if t not in (PAD_ID, EOS_ID)]
             exact += [t for t in row if t not in (PAD_ID, BOS_ID)] == expected
@@ -81,6 +86,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     """
     from attnviz.catalog import resolve
     from attnviz.checkpoint import load_checkpoint
+    from attnviz.config import MAX_TEST_EXAMPLES
     from attnviz.errors import AttnvizError
     from attnviz.runtime import resolve_device
     from attnviz.train.pairs import check_one_source, read_pairs
@@ -89,8 +95,9 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     check_one_source(task, data)
     if examples is not None and data is not None:
         raise AttnvizError("--examples sizes a --task test set; with --data every pair is used")
-    if examples is not None and examples < 1:
-        raise AttnvizError("--examples must be at least 1")
+    if examples is not None and not 1 <= examples <= MAX_TEST_EXAMPLES:
+        raise AttnvizError(f"--examples must be at least 1 and at most {MAX_TEST_EXAMPLES:,}, "
+                           f"got {examples:,}")
     if model == "random":
         raise AttnvizError("the random model has nothing to measure; give a trained model")
     torch_device = resolve_device(device)
@@ -105,4 +112,10 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
-    return evaluate(checkpoint, chosen, device=torch_device)
+    try:
+        return evaluate(checkpoint, chosen, device=torch_device)
+    except RuntimeError as exc:
+        if not too_large_for_memory(exc):
+            raise
+        raise AttnvizError("measuring does not fit in memory; measure on shorter pairs"
+                           ) from None

@@ -18,10 +18,20 @@ import torch
 import torch.nn.functional as F
 
 from attnviz.checkpoint import Checkpoint
-from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
+from attnviz.config import (
+    MAX_LAYERS,
+    MAX_MODEL_FILE_BYTES,
+    MAX_TOKEN_CHARS,
+    MAX_VALIDATION_PAIRS,
+    MAX_VOCABULARY_SIZE,
+    VALIDATION_SHARE,
+    ModelConfig,
+    TrainOptions,
+)
+from attnviz.errors import AttnvizError
 from attnviz.model import Transformer
 from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
-from attnviz.train.batches import make_batch
+from attnviz.train.batches import make_batch, too_large_for_memory
 from attnviz.train.evaluate import Metrics, evaluate
 from attnviz.train.tasks import Example, Task, examples, held_out_examples
 
@@ -81,12 +91,20 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
                max_target_length: int) -> Data:
     """A shuffled split of the pairs; the vocabularies hold the training side's tokens.
 
-    ``validation_share`` is in [0, 1); with 0, validation uses training pairs.
+    ``validation_share`` is in [0, 1); with 0, validation uses training pairs. Validation
+    measures at most ``MAX_VALIDATION_PAIRS`` of its pairs (the first of the shuffled split,
+    so the same ones for the same seed), and says so in ``validation_name``. Raises
+    AttnvizError when the split leaves no pair to train on.
     """
     unique = list(dict.fromkeys(pairs))
     random.Random(seed).shuffle(unique)
     cut = round(len(unique) * validation_share) if len(unique) > 1 else 0
     validation, training = unique[:cut], unique[cut:]
+    if not training:
+        raise AttnvizError(
+            f"a validation share of {validation_share:g} of the {len(unique)} distinct pairs "
+            "leaves no pair to train on; lower --val-split (with 0, validation uses the "
+            "training pairs) or add pairs")
 
     def batches(batch_size: int, batch_seed: int) -> Iterator[list[Example]]:
         rng = random.Random(batch_seed)
@@ -98,9 +116,17 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
 
     source_vocab = Vocabulary.build(tokenizer.split(e.source) for e in training)
     target_vocab = Vocabulary.build(tokenizer.split(e.target) for e in training)
-    return Data(tokenizer, source_vocab, target_vocab, batches, validation or training[:500],
-                max_target_length, len(training),
-                "validation pairs" if validation else "training pairs (no validation split)")
+    measured = validation or training
+    kept = measured[:MAX_VALIDATION_PAIRS]  # already shuffled: a random draw, fixed by the seed
+    notes = []
+    if len(kept) < len(measured):
+        notes.append(f"{len(kept):,} of {len(measured):,}, drawn at random")
+    if not validation:
+        notes.append("no validation split")
+    name = ("validation pairs" if validation else "training pairs") + (
+        f" ({'; '.join(notes)})" if notes else "")
+    return Data(tokenizer, source_vocab, target_vocab, batches, kept, max_target_length,
+                len(training), name)
 
 
 def new_checkpoint(data: Data, config_sizes: dict, seed: int, info: dict) -> Checkpoint:
@@ -120,7 +146,11 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
 
     Training stops after ``options.steps`` steps, when validation exact match has been
     100% at ``PATIENCE`` validations in a row, or at Ctrl-C (KeyboardInterrupt), which is
-    not re-raised.
+    not re-raised once a step is done (before it, there is nothing to keep).
+
+    Raises:
+        AttnvizError: the loss or the weights stopped being finite numbers (training
+            diverged), or a step did not fit in memory. Nothing is worth keeping then.
     """
     from attnviz.runtime import resolve_device
 
@@ -142,13 +172,16 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
             logits = model(batch.source, batch.decoder_input).logits  # (B, T, V)
             loss = F.cross_entropy(logits.flatten(0, 1), batch.decoder_target.flatten(),
                                    ignore_index=PAD_ID)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _diverged(f"the loss became {value} at step {step + 1}", options)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             step += 1
-            losses.append(loss.item())
+            losses.append(value)
             validation = None
             if step % options.eval_every == 0 or step == options.steps:
                 validation = evaluate(checkpoint, data.validation, device=device)
@@ -165,14 +198,28 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
                 if perfect_in_a_row >= PATIENCE:
                     break
     except KeyboardInterrupt:
+        if step == 0:
+            raise
         interrupted = True
+    except RuntimeError as exc:
+        if not too_large_for_memory(exc):
+            raise
+        raise AttnvizError(f"step {step + 1} of training does not fit in memory; train with "
+                           "a smaller --batch-size, shorter pairs or a smaller model") from None
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
         best_step = step
     model.eval()
+    if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()):
+        raise _diverged(f"the weights of step {best_step} hold NaN or infinite values", options)
     return TrainResult(checkpoint, best_metrics, best_step, step,
                        time.perf_counter() - started, interrupted)
+
+
+def _diverged(what: str, options: TrainOptions) -> AttnvizError:
+    return AttnvizError(f"training diverged: {what}; nothing is kept; train again with a lower "
+                        f"learning rate than {options.learning_rate:g} (--lr)")
 
 
 def _rank(metrics: Metrics) -> tuple[float, float, float]:
@@ -204,12 +251,14 @@ def fit(data: Data, sizes: dict, options: TrainOptions, info: dict,
     """
     checkpoint = new_checkpoint(data, sizes, options.seed, info)
     result = train(checkpoint, data, options, report)
-    if result.interrupted:  # the person is waiting: keep the validation figures
-        measured, measured_on = result.best, data.validation_name
-    else:
-        measured = evaluate(checkpoint, test if test is not None else data.validation,
-                            device=next(checkpoint.model.parameters()).device)
-        measured_on = HELD_OUT if test is not None else data.validation_name
+    measured, measured_on = result.best, data.validation_name
+    if not result.interrupted:  # else the person is waiting: keep the validation figures
+        try:
+            measured = evaluate(checkpoint, test if test is not None else data.validation,
+                                device=next(checkpoint.model.parameters()).device)
+            measured_on = HELD_OUT if test is not None else data.validation_name
+        except KeyboardInterrupt:  # while measuring: the trained model is still worth keeping
+            result.interrupted = True
     checkpoint.model.to("cpu")
     checkpoint.info.update({
         "metrics": {**measured.to_dict(), "measured_on": measured_on} if measured else None,
@@ -255,6 +304,8 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     if heads >= 1 and width % heads:
         raise AttnvizError(f"--width {width} must be divisible by --heads {heads}: each head "
                            f"gets width / heads dimensions; try --width {heads * 16}")
+    if layers > MAX_LAYERS:
+        raise AttnvizError(f"--layers {layers} is more than the limit of {MAX_LAYERS}")
     try:
         ModelConfig(source_vocab_size=4, target_vocab_size=4, max_target_length=max_length,
                     **sizes)
@@ -276,8 +327,10 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
         info = {"task": task, "description": source.description}
     else:
         pairs = read_pairs(data, Tokenizer(tokenizer), max_length,
-                           way_out="shorten it or raise --max-length")
+                           way_out="shorten it or raise --max-length",
+                           max_token_chars=MAX_TOKEN_CHARS)
         built = pairs_data(pairs, Tokenizer(tokenizer), validation_share, seed, max_length)
+        _check_vocabularies(built)
         test = None
         command += ["--data", str(data), "--tokenizer", tokenizer, "--val-split",
                     str(validation_share), "--max-length", str(max_length)]
@@ -293,7 +346,49 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     info["seed"] = seed
     options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, device=device)
+    _check_model_size(built, sizes)
     return TrainPlan(built, sizes, options, info, test)
+
+
+def _check_vocabularies(data: Data) -> None:
+    """Refuse, before the first step, vocabularies that a model file cannot hold."""
+    unit = "characters" if data.tokenizer.kind == "char" else "words"
+    for side, vocab in (("source", data.source_vocab), ("target", data.target_vocab)):
+        if len(vocab) > MAX_VOCABULARY_SIZE:
+            limit = MAX_VOCABULARY_SIZE - len(SPECIALS)
+            way_out = "use fewer pairs" + (" or --tokenizer char" if unit == "words" else "")
+            raise AttnvizError(f"the training pairs hold {len(vocab) - len(SPECIALS):,} distinct "
+                               f"{side} {unit}, more than the limit of {limit:,}; {way_out}")
+
+
+def _check_model_size(data: Data, sizes: dict) -> None:
+    """Refuse, before allocating it, a model whose file would be beyond a model file's limit."""
+    config = ModelConfig(source_vocab_size=len(data.source_vocab),
+                         target_vocab_size=len(data.target_vocab),
+                         max_target_length=data.max_target_length, **sizes)
+    weights = weight_count(config)
+    if 4 * weights > MAX_MODEL_FILE_BYTES:  # float32
+        raise AttnvizError(f"a model of these sizes has {weights:,} weights, more than the "
+                           f"{MAX_MODEL_FILE_BYTES // 4:,} a model file holds; use a smaller "
+                           "--width or fewer --layers")
+
+
+def weight_count(config: ModelConfig) -> int:
+    """The number of weights of ``Transformer(config)``, counted without building it.
+
+    (Building it on torch's meta device would count them too, but its first use costs
+    seconds of imports.) tests/test_train.py checks this against the model itself.
+    """
+    width, hidden = config.d_model, config.d_ff
+    norm = 2 * width  # LayerNorm: scale and shift
+    attention = 4 * (width * width + width)  # query, key, value and output projections
+    feed_forward = width * hidden + hidden + hidden * width + width
+    encoder_block = 2 * norm + attention + feed_forward
+    decoder_block = 3 * norm + 2 * attention + feed_forward
+    return ((config.source_vocab_size + config.target_vocab_size) * width  # embeddings
+            + config.n_encoder_layers * encoder_block + config.n_decoder_layers * decoder_block
+            + 2 * norm  # the encoder's and the decoder's final norms
+            + width * config.target_vocab_size + config.target_vocab_size)  # output layer
 
 
 def run(plan: TrainPlan, report: Callable[[Progress], None] = lambda progress: None
