@@ -42,7 +42,11 @@ class Kind(str, Enum):
 # The library's names of kinds and settings, as the command line spells them.
 KINDS = {Kind.encoder: "encoder_self", Kind.self_: "decoder_self", Kind.cross: "cross"}
 FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--target",
-         "device": "--device", "task": "--task", "model": "--model", "seed": "--seed"}
+         "device": "--device", "task": "--task", "model": "--model", "seed": "--seed",
+         "data": "--data", "examples": "--examples", "steps": "--steps", "epochs": "--epochs",
+         "learning_rate": "--lr", "batch_size": "--batch-size", "width": "--width",
+         "heads": "--heads", "layers": "--layers", "validation_share": "--val-split",
+         "max_length": "--max-length", "tokenizer": "--tokenizer", "threads": "--threads"}
 
 
 class Device(str, Enum):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+SETTING = re.compile("\u27e8(\\w+)\u27e9")  # ⟨name⟩: a setting named in a message
 
 
 class AttnvizError(Exception):
@@ -11,23 +14,29 @@ class AttnvizError(Exception):
     The message names the problem and the way out, in one line; the CLI prints it
     to stderr without a traceback and exits with a non-zero code.
 
+    The library and the command line call a setting by different names: the library by its
+    keyword (``learning_rate``), the command line by its flag (``--lr``). A message names a
+    setting as ``⟨learning_rate⟩``; ``str()`` shows the keyword, :meth:`worded` the flag.
+
     Args:
-        message: the line a person reads.
-        setting: the setting the message is about, when it starts with its name ("layer",
-            "head", "target", ...): the library speaks of a layer, the CLI of ``--layer``,
-            and :meth:`worded` puts the CLI's word in its place.
+        message: the line a person reads, settings written ``⟨name⟩``.
+        setting: the setting a message is about when it starts with its plain name
+            ("layer 5 is out of range"): the same as writing ``⟨layer⟩ 5 is out of range``.
     """
 
     def __init__(self, message: str, *, setting: str | None = None) -> None:
+        if setting is not None and message.startswith(setting):
+            message = f"\u27e8{setting}\u27e9{message[len(setting):]}"
         super().__init__(message)
         self.setting = setting
 
+    def __str__(self) -> str:
+        return self.worded({})
+
     def worded(self, names: Mapping[str, str]) -> str:
-        """The message with its setting called by the name ``names`` gives it (a flag)."""
-        message = str(self)
-        if self.setting in names and message.startswith(self.setting):
-            return names[self.setting] + message[len(self.setting):]
-        return message
+        """The message with each setting called by the name ``names`` gives it (its flag),
+        or by its own name when ``names`` has none."""
+        return SETTING.sub(lambda match: names.get(match[1], match[1]), self.args[0])
 
 
 class AttnvizWarning(UserWarning):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import types
@@ -252,3 +253,33 @@ def test_there_is_no_import_cycle():
     for module in sorted(graph):
         visit(module)
     assert cycles == []
+
+
+def test_the_library_speaks_of_settings_in_its_own_words():
+    """Only the CLI knows flag names: a library message names a setting as ⟨name⟩ (or with
+    ``setting=``), and the CLI words it as a flag."""
+    flagged = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in ("cli.py", "exits.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                    "AttnvizError", "ValueError"):
+                for part in ast.walk(node):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str) and \
+                            re.search(r"(^|[\s(])--[a-z]", part.value):
+                        flagged.append(f"{path.name}:{node.lineno}: {part.value}")
+    assert flagged == []
+
+
+def test_a_setting_is_called_by_its_flag_on_the_command_line_and_its_name_in_python(tmp_path):
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("a b\tb a\n")
+    result = runner.invoke(app, ["train", "--data", str(pairs), "--steps", "2", "--epochs", "1",
+                                 "-o", str(tmp_path / "m.safetensors")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: give --steps or --epochs, not both"
+    from attnviz.train import loop
+
+    with pytest.raises(attnviz.AttnvizError, match="^give steps or epochs, not both$"):
+        loop.plan(task=None, data=pairs, steps=2, epochs=1)

@@ -108,11 +108,11 @@ def test_missing_and_directory_pairs_files(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(task="translate"), "either --task"),
-    (dict(data=None), "either --task"),
-    (dict(steps=5, epochs=2), "not both"),
-    (dict(width=10, heads=4), "--width 10 must be divisible by --heads 4"),
-    (dict(validation_share=1.0), "--val-split"),
+    (dict(task="translate"), "either task NAME or data"),
+    (dict(data=None), "either task"),
+    (dict(steps=5, epochs=2), "^give steps or epochs, not both"),
+    (dict(width=10, heads=4), "^width 10 must be divisible by heads 4"),
+    (dict(validation_share=1.0), "validation_share must be at least 0"),
     (dict(steps=0), "steps must be at least 1"),
 ])
 def test_invalid_training_options(pairs_file, changes, message):
@@ -484,7 +484,7 @@ def test_a_step_too_large_for_memory_is_one_line(pairs_file, monkeypatch):
 
     monkeypatch.setattr(training, "make_batch", allocate_a_petabyte)
     with pytest.raises(AttnvizError, match="step 1 of training does not fit in memory; train "
-                                           "with a smaller --batch-size"):
+                                           "with a smaller batch_size"):
         training.run(_plan(pairs_file, steps=3))
 
 

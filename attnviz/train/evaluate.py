@@ -94,9 +94,9 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
 
     check_one_source(task, data)
     if examples is not None and data is not None:
-        raise AttnvizError("--examples sizes a --task test set; with --data every pair is used")
+        raise AttnvizError("⟨examples⟩ sizes a ⟨task⟩ test set; with ⟨data⟩ every pair is used")
     if examples is not None and not 1 <= examples <= MAX_TEST_EXAMPLES:
-        raise AttnvizError(f"--examples must be at least 1 and at most {MAX_TEST_EXAMPLES:,}, "
+        raise AttnvizError(f"⟨examples⟩ must be at least 1 and at most {MAX_TEST_EXAMPLES:,}, "
                            f"got {examples:,}")
     if model == "random":
         raise AttnvizError("the random model has nothing to measure; give a trained model")
@@ -106,7 +106,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         trained_on = checkpoint.info.get("task")
         if trained_on in all_tasks() and trained_on != task:
             raise AttnvizError(f"model {model} was trained on the {trained_on} task, not on "
-                               f"{task}; measure it with --task {trained_on}")
+                               f"{task}; measure it with ⟨task⟩ {trained_on}")
         chosen = held_out_examples(get_task(task), examples or TEST_SIZE)
     else:
         chosen = read_pairs(data, checkpoint.target_tokenizer,

@@ -103,7 +103,7 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
     if not training:
         raise AttnvizError(
             f"a validation share of {validation_share:g} of the {len(unique)} distinct pairs "
-            "leaves no pair to train on; lower --val-split (with 0, validation uses the "
+            "leaves no pair to train on; lower ⟨validation_share⟩ (with 0, validation uses the "
             "training pairs) or add pairs")
 
     def batches(batch_size: int, batch_seed: int) -> Iterator[list[Example]]:
@@ -205,7 +205,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
         if not too_large_for_memory(exc):
             raise
         raise AttnvizError(f"step {step + 1} of training does not fit in memory; train with "
-                           "a smaller --batch-size, shorter pairs or a smaller model") from None
+                           "a smaller ⟨batch_size⟩, shorter pairs or a smaller model") from None
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
@@ -219,7 +219,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
 
 def _diverged(what: str, options: TrainOptions) -> AttnvizError:
     return AttnvizError(f"training diverged: {what}; nothing is kept; train again with a lower "
-                        f"learning rate than {options.learning_rate:g} (--lr)")
+                        f"learning rate than {options.learning_rate:g} (⟨learning_rate⟩)")
 
 
 def _rank(metrics: Metrics) -> tuple[float, float, float]:
@@ -296,25 +296,26 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
 
     check_one_source(task, data)
     if steps is not None and epochs is not None:
-        raise AttnvizError("give --steps or --epochs, not both")
+        raise AttnvizError("give ⟨steps⟩ or ⟨epochs⟩, not both")
     if epochs is not None and data is None:
-        raise AttnvizError("--epochs counts passes over --data pairs; with --task use --steps")
+        raise AttnvizError("⟨epochs⟩ counts passes over ⟨data⟩ pairs; with ⟨task⟩ use ⟨steps⟩")
     sizes = {"d_model": width, "n_heads": heads, "n_encoder_layers": layers,
              "n_decoder_layers": layers, "d_ff": 4 * width}
     if heads >= 1 and width % heads:
-        raise AttnvizError(f"--width {width} must be divisible by --heads {heads}: each head "
-                           f"gets width / heads dimensions; try --width {heads * 16}")
+        raise AttnvizError(f"⟨width⟩ {width} must be divisible by ⟨heads⟩ {heads}: each head "
+                           f"gets width / heads dimensions; try ⟨width⟩ {heads * 16}")
     if layers > MAX_LAYERS:
-        raise AttnvizError(f"--layers {layers} is more than the limit of {MAX_LAYERS}")
+        raise AttnvizError(f"⟨layers⟩ {layers} is more than the limit of {MAX_LAYERS}")
     try:
         ModelConfig(source_vocab_size=4, target_vocab_size=4, max_target_length=max_length,
                     **sizes)
         if not 0.0 <= validation_share < 1.0:
-            raise ValueError(f"--val-split must be at least 0 and below 1, got {validation_share}")
+            raise ValueError(f"⟨validation_share⟩ must be at least 0 and below 1, got "
+                             f"{validation_share}")
         TrainOptions(steps=1 if steps is None else steps, batch_size=batch_size,
                      learning_rate=learning_rate, seed=seed, device=device)
         if epochs is not None and epochs < 1:
-            raise ValueError("--epochs must be at least 1")
+            raise ValueError("⟨epochs⟩ must be at least 1")
     except ValueError as exc:
         raise AttnvizError(f"invalid training options: {exc}") from None
 
@@ -327,7 +328,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
         info = {"task": task, "description": source.description}
     else:
         pairs = read_pairs(data, Tokenizer(tokenizer), max_length,
-                           way_out="shorten it or raise --max-length",
+                           way_out="shorten it or raise ⟨max_length⟩",
                            max_token_chars=MAX_TOKEN_CHARS)
         built = pairs_data(pairs, Tokenizer(tokenizer), validation_share, seed, max_length)
         _check_vocabularies(built)
@@ -356,7 +357,7 @@ def _check_vocabularies(data: Data) -> None:
     for side, vocab in (("source", data.source_vocab), ("target", data.target_vocab)):
         if len(vocab) > MAX_VOCABULARY_SIZE:
             limit = MAX_VOCABULARY_SIZE - len(SPECIALS)
-            way_out = "use fewer pairs" + (" or --tokenizer char" if unit == "words" else "")
+            way_out = "use fewer pairs" + (" or ⟨tokenizer⟩ char" if unit == "words" else "")
             raise AttnvizError(f"the training pairs hold {len(vocab) - len(SPECIALS):,} distinct "
                                f"{side} {unit}, more than the limit of {limit:,}; {way_out}")
 
@@ -370,7 +371,7 @@ def _check_model_size(data: Data, sizes: dict) -> None:
     if 4 * weights > MAX_MODEL_FILE_BYTES:  # float32
         raise AttnvizError(f"a model of these sizes has {weights:,} weights, more than the "
                            f"{MAX_MODEL_FILE_BYTES // 4:,} a model file holds; use a smaller "
-                           "--width or fewer --layers")
+                           "⟨width⟩ or fewer ⟨layers⟩")
 
 
 def weight_count(config: ModelConfig) -> int:

@@ -31,7 +31,7 @@ _WHY = {"\x00": "NUL: a binary or UTF-16 file? save it as UTF-8 text",
 def check_one_source(task: str | None, data: Path | None) -> None:
     """Training and evaluation take a built-in task or a pairs file: exactly one of them."""
     if (task is None) == (data is None):
-        raise AttnvizError("give either --task NAME or --data PAIRS.TSV (one of them)")
+        raise AttnvizError("give either ⟨task⟩ NAME or ⟨data⟩ PAIRS.TSV (one of them)")
 
 
 def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
@@ -97,7 +97,7 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
                 raise AttnvizError(
                     f"{path}:{number}: a word of {len(longest):,} characters, more than the "
                     f"limit of {max_token_chars} of a vocabulary token; text without spaces "
-                    "(Chinese, Japanese) needs --tokenizer char, other long runs are best "
+                    "(Chinese, Japanese) needs ⟨tokenizer⟩ char, other long runs are best "
                     "left out")
         pairs.append(Example(source, target))
     if not pairs:
