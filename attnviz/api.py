@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Literal
 
-from attnviz.errors import AttnvizWarning
+from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import KINDS, AttentionMaps
 from attnviz.text import valid_utf8
 
@@ -73,10 +73,12 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | None = None,
     from attnviz.render.colors import check
 
     if kind != "all" and kind not in KIND_NAMES:
-        raise ValueError(f"kind must be 'all' or one of {', '.join(KIND_NAMES)}, got {kind!r}")
+        raise AttnvizError(f"kind {kind!r} is not a kind of attention; use one of "
+                           f"{', '.join(KIND_NAMES)}, or all", setting="kind")
     if head is not None and head != "mean" and (not isinstance(head, int)
                                                  or isinstance(head, bool)):
-        raise ValueError(f"head must be an index or 'mean', got {head!r}")
+        raise AttnvizError(f"head {head!r} is not a head; give an index or 'mean'",
+                           setting="head")
     check(cmap)
     kinds = None if kind == "all" else [KIND_NAMES[kind]]
     chosen = views.heatmaps(maps, kinds, layer, None if head == "mean" else head)

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.maps import AttentionMaps
+from attnviz.maps import MAX_FILE_BYTES, PROVENANCE, AttentionMaps
 from attnviz.sources.base import Request, Source, Trace
 from attnviz.text import printable
-from attnviz.version import __version__
+from attnviz.version import __version__, installed_version
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
 WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besides the maps
@@ -55,10 +55,13 @@ def traced(source: Source, request: Request, use_cache: bool = True) -> Trace:
 
 
 def _key(source: Source, request: Request) -> str | None:
+    """The entry of ``request``: the source's fingerprint, the name it was called by (the
+    provenance says it), and the code that computed the maps: attnviz's and torch's."""
     fingerprint = source.fingerprint(request)
     if fingerprint is None:
         return None
-    parts = {"source": fingerprint, "version": __version__, "code": code_digest()}
+    parts = {"source": fingerprint, "name": source.name, "version": __version__,
+             "code": code_digest(), "torch": installed_version("torch")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -75,27 +78,39 @@ def code_digest() -> str:
 
 
 def _load(key: str) -> Trace | None:
-    """The entry ``key``, or None when it is not there or cannot be read (a damaged entry
-    goes, where the folder lets it)."""
+    """The entry ``key``, or None when it is not there or cannot be read. A damaged entry
+    goes, where the folder lets it; one that cannot be read for another reason (a folder
+    of someone else's) stays."""
     from attnviz import mapfile
 
     path = directory() / f"{key}.npz"
     try:
         if not path.is_file():
             return None
-        arrays = mapfile.read_npz(path, "cache entry")
+    except OSError:
+        return None
+    try:
+        arrays = mapfile.read_npz(path, "cache entry", "", MAX_FILE_BYTES)
         notes = json.loads(str(arrays.pop(WARNINGS)))
+        provenance = json.loads(str(arrays.get(PROVENANCE)))
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise ValueError("warnings must be a list of strings")
+        if not isinstance(provenance, dict):
+            raise ValueError("the provenance must be an object")
         maps = AttentionMaps.from_fields(arrays)
-        os.utime(path)  # recently used: evicted last
-        return Trace(maps, tuple(notes))
-    except Exception:  # noqa: BLE001 - whatever is wrong with an entry, it is a miss
+    except (AttnvizError, KeyError, ValueError, TypeError):  # not what _store writes
         try:
             path.unlink(missing_ok=True)
         except OSError:
             pass
         return None
+    except (OSError, MemoryError):
+        return None
+    try:
+        os.utime(path)  # recently used: evicted last
+    except OSError:
+        pass
+    return Trace(maps, tuple(notes))
 
 
 def _store(key: str, trace: Trace) -> None:
@@ -111,6 +126,8 @@ def _store(key: str, trace: Trace) -> None:
         _trim(folder)
     except (OSError, AttnvizError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "it is not a folder"
         warnings.warn(f"the render cache in {printable(str(folder))} cannot be written "
                       f"({printable(reason)}); going on without it (set ATTNVIZ_CACHE_DIR to "
                       "a writable folder)", AttnvizWarning, stacklevel=2)

@@ -46,7 +46,8 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "data": "--data", "examples": "--examples", "steps": "--steps", "epochs": "--epochs",
          "learning_rate": "--lr", "batch_size": "--batch-size", "width": "--width",
          "heads": "--heads", "layers": "--layers", "validation_share": "--val-split",
-         "max_length": "--max-length", "tokenizer": "--tokenizer", "threads": "--threads"}
+         "max_length": "--max-length", "tokenizer": "--tokenizer", "threads": "--threads",
+         "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o"}
 
 
 class Device(str, Enum):
@@ -72,7 +73,7 @@ ModelOption = Annotated[Optional[str], typer.Option(
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
          "(random weights, vocabulary from your sentences), a model file, maps saved "
          "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
-         "pip install 'attnviz[hf]'). Default: translate.")]
+         "the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
 LayerOption = Annotated[Optional[int], typer.Option(
     "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
     "(or the one the model file recommends).", show_default=False)]
@@ -84,8 +85,9 @@ OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
-                                         max=2**63 - 1)]
+                                         max=MAX_SEED)]
 DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
                                                    "present.")]
 CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
@@ -194,8 +196,10 @@ def decode(
     device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Show the whole model's attention: encoder self-attention, masked decoder
-    self-attention and cross-attention of TEXT and its target.
+    """Show every kind of attention of TEXT and its target.
+
+    Encoder self-attention, masked decoder self-attention and cross-attention; without
+    --target, the model writes the target greedily and prints it.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
@@ -247,7 +251,12 @@ def _argument(value: str, what: str) -> str:
     """A text from the command line; bytes that were not UTF-8 become U+FFFD, and say so."""
     repaired = valid_utf8(value)
     if repaired != value:
-        _say(f"warning: {what} holds bytes that are not UTF-8; they are shown as \ufffd (�)")
+        import warnings
+
+        from attnviz.errors import AttnvizWarning
+
+        warnings.warn(f"{what} holds bytes that are not UTF-8; they are shown as \ufffd",
+                      AttnvizWarning, stacklevel=2)
     return repaired
 
 
@@ -340,7 +349,7 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")
                   ] = TrainOptions.learning_rate,
     seed: Annotated[int, typer.Option(help="Seed of weights and data order.", min=0,
-                                      max=2**63 - 1)] = 0,
+                                      max=MAX_SEED)] = 0,
     val_split: Annotated[float, typer.Option(
         help="Share of --data pairs kept for validation.")] = VALIDATION_SHARE,
     max_length: Annotated[int, typer.Option(

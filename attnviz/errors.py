@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 
 SETTING = re.compile("\u27e8(\\w+)\u27e9")  # ⟨name⟩: a setting named in a message
+# What the library calls the settings whose keyword is not their name in a message.
+LIBRARY_NAMES = {"encode": "part='encoder'", "decode": "part='decoder'", "output": "save"}
 
 
 class AttnvizError(Exception):
@@ -31,7 +33,7 @@ class AttnvizError(Exception):
         self.setting = setting
 
     def __str__(self) -> str:
-        return self.worded({})
+        return self.worded(LIBRARY_NAMES)
 
     def worded(self, names: Mapping[str, str]) -> str:
         """The message with each setting called by the name ``names`` gives it (its flag),

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,20 +89,40 @@ def _write_temporary(path: Path, data: bytes, temporaries: dict[Path, str]) -> N
     handle = None
     try:
         with interrupt.held():
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_TEMPORARY_PREFIX,
-                                                 suffix=_TEMPORARY_SUFFIX)
+            handle, temporary = _create_beside(path)
             temporaries[path] = temporary
         view = memoryview(data)
         while view:  # os.write may write less than it was given
             view = view[os.write(handle, view):]
         closing, handle = handle, None
         os.close(closing)  # a network file system may report a failed write only here
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     finally:
         if handle is not None:
             os.close(handle)
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, open for writing, with the mode the file at
+    ``path`` has (a private file stays private), or else the usual one: 0666 less the
+    umask, which the kernel applies."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    opened: list[int] = []
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    name = _new_name_beside(path, lambda name: opened.append(
+        os.open(name, flags, 0o666 if mode is None else mode & 0o666)))
+    if mode is not None:
+        try:
+            os.fchmod(opened[0], mode)  # exactly the old mode, whatever the umask
+        except BaseException:
+            os.close(opened[0])
+            _remove(name)
+            raise
+    return opened[0], name
 
 
 def _replace_all(temporaries: dict[Path, str]) -> None:
@@ -144,8 +163,7 @@ def _keep_old(path: Path) -> str | None:
         raise
     except OSError:  # a file system without hard links, or someone else's protected file
         pass
-    handle, kept = tempfile.mkstemp(dir=path.parent, prefix=_TEMPORARY_PREFIX,
-                                    suffix=_TEMPORARY_SUFFIX)
+    handle, kept = _create_beside(path)
     os.close(handle)
     try:
         shutil.copy2(path, kept)
@@ -208,12 +226,6 @@ def _cannot_write(path: Path, exc: OSError, problems: list[str] | None = None) -
 def _is_a_directory(path: Path) -> AttnvizError:
     return AttnvizError(f"output {path} is a directory; give a file name such as "
                         f"{path / 'attention.png'}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def open_regular(path: Path, what: str, way_out: str = "") -> BinaryIO:

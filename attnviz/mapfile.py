@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from attnviz.errors import AttnvizError
 from attnviz.files import open_regular
 from attnviz.text import printable
 
-MAX_ARRAY_BYTES = 8 * 1024**3  # the arrays of one npz file, in memory; 8 GB is 16,000 tokens
 MAX_JSON_BYTES = 512 * 1024**2  # json of maps is ~10 bytes a weight: 50 million weights
 
 
@@ -45,36 +45,45 @@ def json_bytes(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, default=plain).encode("utf-8")
 
 
-def read_npz(path: Path, what: str = "file", way_out: str = "check the path"
-             ) -> dict[str, np.ndarray]:
+def read_npz(path: Path, what: str, way_out: str, max_bytes: int) -> dict[str, np.ndarray]:
     """The arrays of an npz file; AttnvizError for anything else (a pickle among them).
+
+    Each array's header is read first, and its size checked against what is left of
+    ``max_bytes`` and against the size the zip says the member has, before any memory is
+    taken for it; the data is then read straight into the array, never held twice.
 
     Args:
         path: the file.
         what: what the file should be, for messages ("attention maps file").
         way_out: what to do when it is not.
+        max_bytes: the most the arrays may take in memory, all together.
     """
     name = printable(str(path))
     try:
         with open_regular(path, what, way_out) as handle, zipfile.ZipFile(handle) as archive:
-            members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
-            budget = MAX_ARRAY_BYTES
+            budget = max_bytes
             arrays = {}
-            for member in members:
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
+                    continue
                 key = member.filename[: -len(".npy")]
                 with archive.open(member) as stream:
                     shape, dtype, fortran = _npy_header(stream, key, name)
-                    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    size = math.prod(shape) * dtype.itemsize
                     if size > budget:
                         raise AttnvizError(f"{name} holds arrays of more than "
-                                           f"{MAX_ARRAY_BYTES / 1024**3:.0f} GB; attnviz reads "
-                                           "maps of at most that size")
+                                           f"{max_bytes / 1024**3:.1f} GB; attnviz reads at most "
+                                           "that much")
+                    if size > member.file_size - stream.tell():
+                        raise ValueError(f"array {key!r} is cut short")
                     budget -= size
-                    arrays[key] = _read_npy_body(stream, shape, dtype, fortran, key, name)
+                    arrays[key] = _read_npy_body(stream, shape, dtype, fortran)
             return arrays
     except AttnvizError:
         raise
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError,
+    except MemoryError:
+        raise AttnvizError(f"{name} does not fit in memory; {way_out}") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, TypeError,
             NotImplementedError) as exc:
         raise AttnvizError(f"{name} is not a readable npz file ({_reason(exc)}); {way_out}"
                            ) from None
@@ -91,20 +100,23 @@ def _npy_header(stream, key: str, name: str) -> tuple[tuple[int, ...], np.dtype,
     if dtype.hasobject:
         raise AttnvizError(f"{name}: array {printable(key)!r} holds Python objects (a pickle); "
                            "attnviz never unpickles, save plain numbers and strings")
-    return shape, dtype, fortran
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise ValueError(f"array {key!r} declares the shape {shape}")
+    return tuple(shape), dtype, fortran
 
 
-def _read_npy_body(stream, shape: tuple[int, ...], dtype: np.dtype, fortran: bool, key: str,
-                   name: str) -> np.ndarray:
-    count = int(np.prod(shape, dtype=np.int64))
-    data = stream.read(count * dtype.itemsize)
-    if len(data) != count * dtype.itemsize:
-        raise AttnvizError(f"{name}: array {printable(key)!r} is cut short; the file is "
-                           "damaged, save it again")
-    flat = np.frombuffer(data, dtype=dtype)
-    if fortran:  # column-major on disk: the reversed shape in C order, transposed
-        return flat.reshape(shape[::-1]).T.copy()
-    return flat.reshape(shape).copy()
+def _read_npy_body(stream, shape: tuple[int, ...], dtype: np.dtype, fortran: bool
+                   ) -> np.ndarray:
+    """The array's data, read from ``stream`` into the array itself, a chunk at a time."""
+    array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        count = stream.readinto(view[done:done + (1 << 24)])
+        if not count:
+            raise ValueError("an array is cut short")
+        done += count
+    return array.T if fortran else array  # column-major on disk: the reversed shape, transposed
 
 
 def read_json(path: Path, what: str = "file", way_out: str = "check the path") -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, AttnvizWarning
 
 KINDS = ("encoder_self", "decoder_self", "cross")
 PROVENANCE = "provenance"  # the key of the provenance in saved files
@@ -30,6 +30,8 @@ TITLES = {
 # The maps one run may compute, in memory; their copies in files and drawings come on top.
 # Sources refuse a text whose maps would be larger, before computing anything.
 MAX_MAP_BYTES = 1024**3
+MAX_FILE_BYTES = MAX_MAP_BYTES + 64 * 1024**2  # a saved file's maps, and room for its tokens
+TEXT_CHARS = 40  # of a text quoted in a picture's caption
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
 
 
@@ -70,13 +72,23 @@ class Provenance:
 
     @property
     def summary(self) -> str:
-        """One line for a picture's title: the model and the attnviz that computed the maps."""
+        """One line for a picture's title: the model, the attnviz that computed the maps, the
+        texts (shortened) and the options."""
+        from attnviz.text import shorten
+
         parts = []
         if self.model:
             parts.append(f"model {self.model}"
                          + (f" ({self.model_sha256[:8]})" if self.model_sha256 else ""))
         if self.attnviz_version:
             parts.append(f"attnviz {self.attnviz_version}")
+        if self.source_text:
+            parts.append(f"source {shorten(self.source_text, TEXT_CHARS)!r}")
+        if self.target_text:
+            parts.append(f"target {shorten(self.target_text, TEXT_CHARS)!r}"
+                         + (" (written by the model)" if self.target_generated else ""))
+        parts += [f"{name} {value}" for name, value in self.options.items()
+                  if isinstance(value, (str, int, float, bool))]
         return " · ".join(parts)
 
 
@@ -159,6 +171,11 @@ class AttentionMaps:
             if array.size and float(array.min()) < -ROW_SUM_TOLERANCE:
                 raise ValueError(f"{kind} holds negative weights ({float(array.min()):.3g})")
             sums = array.sum(axis=-1, dtype=np.float64)  # (L, H, Q)
+            empty = (sums == 0.0).all(axis=-1)  # (L, H): a map with no weight at all
+            if array.shape[2] and empty.any():
+                layer, head = (int(i) for i in np.argwhere(empty)[0])
+                raise ValueError(f"{kind} at layer {layer}, head {head} holds no weight at all "
+                                 "(every row is 0): not attention weights")
             bad = ~((np.abs(sums - 1.0) <= ROW_SUM_TOLERANCE) | (sums == 0.0))
             if bad.any():
                 layer, head, row = (int(i) for i in np.argwhere(bad)[0])
@@ -251,9 +268,11 @@ class AttentionMaps:
         from attnviz.text import printable
 
         path = Path(path)
-        what, way_out = "attention maps file", "give maps saved by attnviz (-o maps.npz)"
-        read = mapfile.read_npz if _format_of(path) == "npz" else mapfile.read_json
-        data = read(path, what, way_out)
+        what, way_out = "attention maps file", "give maps saved by attnviz (⟨output⟩ maps.npz)"
+        if _format_of(path) == "npz":
+            data = mapfile.read_npz(path, what, way_out, MAX_FILE_BYTES)
+        else:
+            data = mapfile.read_json(path, what, way_out)
         name = printable(str(path))
         if not isinstance(data, dict):
             raise AttnvizError(f"{name} holds no attention maps: expected an object with the keys "
@@ -266,6 +285,13 @@ class AttentionMaps:
             maps.check_weights()
         except ValueError as exc:
             raise AttnvizError(f"{name}: {printable(str(exc))}") from None
+        empty = {kind: int((maps.stack(kind).sum(axis=-1) == 0).sum()) for kind in maps.kinds}
+        if any(empty.values()):
+            import warnings
+
+            counts = ", ".join(f"{count} of {kind}" for kind, count in empty.items() if count)
+            warnings.warn(f"{name}: some rows hold no weight ({counts}): queries that saw no key, "
+                          "such as padding", AttnvizWarning, stacklevel=2)
         return maps
 
     @classmethod
@@ -298,7 +324,7 @@ class AttentionMaps:
         def get(name: str):
             value = outputs.get(name) if isinstance(outputs, dict) else getattr(outputs, name,
                                                                                  None)
-            return value if value else None  # None or an empty tuple: not there
+            return None if value is None or len(value) == 0 else value  # () is not there
 
         def stacked(layers) -> np.ndarray | None:
             if layers is None:
@@ -319,6 +345,10 @@ class AttentionMaps:
             else:
                 raise ValueError("outputs.attentions belongs to an encoder or to a decoder: give "
                                  "source_tokens (encoder) or target_tokens (decoder), not both")
+        if not any(value is not None for value in maps.values()):
+            raise ValueError("the outputs hold no attention weights: run the model with "
+                             "output_attentions=True and attn_implementation='eager' (other "
+                             "attention implementations do not return the weights)")
         return cls(list(source_tokens or []), list(target_tokens or []),
                    provenance=provenance or Provenance(), **maps)
 
@@ -342,3 +372,40 @@ def _format_of(path: Path) -> str:
 
         raise AttnvizError(f"{printable(str(path))}: attention maps are saved as .npz or .json")
     return fmt
+
+
+def check_size(heads: int, encoder_layers: int, decoder_layers: int, source_length: int,
+               target_length: int, *, text: str = "source") -> None:
+    """Refuse, before a model runs, a text whose maps would take more than
+    :data:`MAX_MAP_BYTES`, saying how far to cut it.
+
+    Args:
+        heads: H, the most heads a layer has.
+        encoder_layers, decoder_layers: L_enc and L_dec (0 where the model has none).
+        source_length, target_length: S and T, the encoder's and the decoder's inputs
+            (0 where there is none; T the longest a model may write when it writes it).
+        text: which side the person's text decides, and so which one to cut: "source", or
+            "target" for a decoder-only model.
+
+    The maps hold 4 H (L_enc S² + L_dec (T² + T S)) bytes of float32.
+    """
+    def weights(s: int, t: int) -> int:
+        return encoder_layers * s * s + decoder_layers * (t * t + t * s)
+
+    needed = 4 * heads * weights(source_length, target_length)
+    if needed <= MAX_MAP_BYTES:
+        return
+    budget = MAX_MAP_BYTES / (4 * heads)
+    # The longest cut side x with the other side fixed: the positive root of a x² + b x + c.
+    other = target_length if text == "source" else source_length
+    a = encoder_layers if text == "source" else decoder_layers
+    b = decoder_layers * other
+    c = (decoder_layers * other * other if text == "source" else encoder_layers * other * other)
+    longest = int((-b + (b * b - 4 * a * (c - budget)) ** 0.5) / (2 * a)) if a and c < budget \
+        else 0
+    length = source_length if text == "source" else target_length
+    way_out = (f"with this model, cut the text to at most {longest:,} tokens" if longest else
+               "with this model, even a one-token text is too long")
+    raise AttnvizError(f"the text is too long: {length:,} tokens make attention maps of "
+                       f"{needed / 1024**3:.1f} GB, and attnviz keeps them under "
+                       f"{MAX_MAP_BYTES / 1024**3:.0f} GB; {way_out}")

@@ -46,7 +46,10 @@ class Heatmap:
 
     @property
     def title(self) -> str:
-        head = f"mean of {self.head_count} heads" if self.head is None else f"head {self.head}"
+        if self.head is not None:
+            head = f"head {self.head}"
+        else:
+            head = "the only head" if self.head_count == 1 else f"mean of {self.head_count} heads"
         return f"{TITLES[self.kind]} · layer {self.layer} · {head}"
 
     @property

@@ -97,9 +97,8 @@ class _Plan:
 
 def _write_with(plan: _Plan, folder: Path, monkeypatch) -> None:
     with monkeypatch.context() as patched:
-        patched.setattr(files, "os", _Acting(os, {"lstat", "link", "replace", "chmod",
-                                                  "write"}, plan))
-        patched.setattr(files, "tempfile", _Acting(tempfile, {"mkstemp"}, plan))
+        patched.setattr(files, "os", _Acting(os, {"open", "lstat", "link", "replace",
+                                                  "fchmod", "write"}, plan))
         patched.setattr(files, "shutil", _Acting(shutil, {"copy2"}, plan))
         files.write_all({folder / name: data for name, data in NEW.items()})
 

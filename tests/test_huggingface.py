@@ -179,6 +179,35 @@ def test_encode_gives_the_encoders_own_attention_and_tokens(marian, tmp_path):
     assert "".join(maps.source_tokens[:-1]).strip() == SOURCE
 
 
+def test_separate_vocabularies_label_the_source_with_the_source_vocabulary(marian, tmp_path):
+    """Marian's separate_vocabs: its convert_ids_to_tokens reads the target vocabulary, so a
+    source id must be read through the source one."""
+    import shutil
+
+    from transformers import MarianTokenizer
+
+    folder = tmp_path / "separate"
+    shutil.copytree(marian, folder)
+    vocab = json.loads((folder / "vocab.json").read_text())
+    specials = ["</s>", "<unk>", "<pad>"]
+    # The target vocabulary: the same pieces in another order, so that ids disagree.
+    pieces = sorted((t for t in vocab if t not in specials), reverse=True)
+    (folder / "target_vocab.json").write_text(json.dumps(
+        {t: i for i, t in enumerate([*specials, *pieces])}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"),
+                                    str(folder / "vocab.json"),
+                                    target_vocab_file=str(folder / "target_vocab.json"),
+                                    separate_vocabs=True)
+    tokenizer.save_pretrained(folder)
+    maps = attnviz.trace(SOURCE, model=f"hf:{folder}", part="encoder", cache=False)
+    expected = [p.replace("▁", " ") for p in tokenizer.tokenize(SOURCE)] + ["</s>"]
+    assert maps.source_tokens == expected
+    assert tokenizer.convert_ids_to_tokens(tokenizer(SOURCE).input_ids)[:-1] != \
+        tokenizer.tokenize(SOURCE)  # the reason for it: the target vocabulary disagrees
+
+
 def test_decode_with_a_target_is_the_models_teacher_forced_pass(marian):
     import torch
 
@@ -303,7 +332,7 @@ def test_a_text_longer_than_the_models_positions_is_refused(bert):
 
 
 def test_maps_too_big_for_memory_are_refused_before_the_model_runs(bert, monkeypatch):
-    monkeypatch.setattr(hf, "MAX_MAP_BYTES", 500)  # 2 layers x 2 heads x 7^2 x 4 B = 784 B
+    monkeypatch.setattr("attnviz.maps.MAX_MAP_BYTES", 500)  # 2 layers x 2 heads x 7^2 x 4 B = 784 B
     monkeypatch.setattr(hf, "_forward", lambda *a, **k: pytest.fail("the model ran"))
     with pytest.raises(AttnvizError, match=r"too long: .* cut the text to at most 5 tokens"):
         open_source(f"hf:{bert}").trace(Request("the black cats sees", part="encoder"))

@@ -80,3 +80,34 @@ def test_printable_text_has_no_control_character_and_keeps_the_rest(text):
     if text.isprintable():
         assert shown == text
     valid_utf8(text).encode("utf-8")  # never raises
+
+
+@given(heads=st.integers(1, 64), encoder=st.integers(0, 48), decoder=st.integers(0, 48),
+       source=st.integers(0, 100_000), target=st.integers(0, 5_000),
+       text=st.sampled_from(["source", "target"]))
+def test_the_length_a_refusal_suggests_fits_and_one_more_does_not(heads, encoder, decoder,
+                                                                   source, target, text):
+    import re
+
+    from attnviz import maps
+
+    if (encoder if text == "source" else decoder) == 0:
+        return  # that side has no attention of its own to cut
+
+    def fits(s: int, t: int) -> bool:
+        return 4 * heads * (encoder * s * s + decoder * (t * t + t * s)) <= maps.MAX_MAP_BYTES
+
+    try:
+        maps.check_size(heads, encoder, decoder, source, target, text=text)
+    except AttnvizError as exc:
+        assert not fits(source, target)
+        found = re.search(r"at most ([\d,]+) tokens", str(exc))
+        if found is None:
+            assert "even a one-token text is too long" in str(exc)
+            assert not (fits(1, target) if text == "source" else fits(source, 1))
+            return
+        longest = int(found[1].replace(",", ""))
+        cut = (lambda n: fits(n, target)) if text == "source" else (lambda n: fits(source, n))
+        assert cut(longest) and not cut(longest + 1)
+    else:
+        assert fits(source, target)

@@ -44,6 +44,8 @@ def test_show_draws_what_decode_saved_with_its_provenance(tmp_path, suffix):
     body = [line for line in shown.stdout.splitlines() if not line.startswith("model ")]
     assert body == [line for line in again.stdout.splitlines() if not line.startswith("model ")]
     assert "model translate (" in shown.stdout and "attnviz 0.1.0" in shown.stdout
+    words = " ".join(shown.stdout.split())  # the caption wraps at the terminal's width
+    assert f"source {SOURCE!r}" in words and "target 'le chat noir" in words
 
 
 def test_show_draws_every_kind_by_default_and_to_images(tmp_path):
@@ -79,7 +81,7 @@ def test_a_decoder_only_file_written_by_hand_in_json(tmp_path):
                                 "decoder_self": [[causal.tolist()]]}))
     shown = run("show", path)
     assert shown.exit_code == 0, shown.stderr
-    assert "Masked decoder self-attention · layer 0 · mean of 1 heads" in shown.stdout
+    assert "Masked decoder self-attention · layer 0 · the only head" in shown.stdout
     assert "␣cat" in shown.stdout and "masked: a future position" in shown.stdout
 
 
@@ -148,7 +150,47 @@ def test_a_huge_declared_array_is_refused_before_reading(tmp_path):
         with archive.open("encoder_self.npy", "w") as member:
             np.lib.format.write_array_header_1_0(member, header)
             member.write(b"\0" * 1000)
-    _one_line_error(run("show", path), "more than 8 GB")
+    _one_line_error(run("show", path), "more than 1.1 GB", "attnviz reads at most")
+
+
+def _npy_member(archive, name: str, header: dict, body: bytes) -> None:
+    with archive.open(name, "w") as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        member.write(body)
+
+
+@pytest.mark.parametrize("shape", [(-1, 1, 1, 1), (1, 1, -4, 2)])
+def test_a_negative_shape_is_refused(tmp_path, shape):
+    path = tmp_path / "negative.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        _npy_member(archive, "encoder_self.npy", {"descr": "<f4", "fortran_order": False,
+                                                  "shape": shape}, b"\0" * 10_000_000)
+    _one_line_error(run("show", path), "not a readable npz file", "shape")
+
+
+def test_an_array_larger_than_its_member_is_refused_before_memory_is_taken(tmp_path):
+    """A header may claim 800 MB where the zip member holds 1 KB: refused at once."""
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        _npy_member(archive, "encoder_self.npy", {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1, 1, 10_000, 20_000)}, b"\0" * 1000)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _one_line_error(run("show", path), "cut short")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
+
+
+def test_a_map_with_no_weight_at_all_is_refused_and_empty_rows_are_named(tmp_path):
+    zeros = tmp_path / "zeros.npz"
+    np.savez(zeros, source_tokens=np.array(["a", "b"]), encoder_self=np.zeros((1, 1, 2, 2)))
+    _one_line_error(run("show", zeros), "holds no weight at all")
+    padded = tmp_path / "padded.npz"
+    weights = np.array([[[[1.0, 0.0], [0.0, 0.0]]]], dtype=np.float32)
+    np.savez(padded, source_tokens=np.array(["a", "<pad>"]), encoder_self=weights)
+    shown = run("show", padded)
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stderr.count("warning:") == 1 and "1 of encoder_self" in shown.stderr
 
 
 def test_a_truncated_npz_is_refused(tmp_path):

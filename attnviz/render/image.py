@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import warnings
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 from rich.cells import cell_len
 
-from attnviz.files import write_atomically
-from attnviz.render import fonts, output_format
+from attnviz.render import fonts
 from attnviz.render.colors import colormap
 from attnviz.text import shorten
 from attnviz.views import Heatmap
@@ -197,11 +195,6 @@ class _Panel:
 
 def _fraction(inches: float, total: float) -> float:
     return inches / total
-
-
-def save(heatmaps: list[Heatmap], path: Path, cmap: str) -> None:
-    """Draw the heatmaps and write them to ``path``; the format follows its suffix."""
-    write_atomically(path, to_bytes(heatmaps, output_format(path), cmap))
 
 
 def to_bytes(heatmaps: list[Heatmap], fmt: str, cmap: str, dpi: int = 150) -> bytes:

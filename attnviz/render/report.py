@@ -92,7 +92,7 @@ def models_table(models: list[ModelSummary]):
     table = Table(title="models for --model NAME", box=box.SIMPLE_HEAD,
                   caption="L×H×D: layers × heads × width · exact: exact match on 1,000 "
                           "held-out examples · alignment: of cross-attention, at the best "
-                          "layer (in brackets)")
+                          "layer (in parentheses)")
     for column in ("name", "task", "tokens", "L×H×D", "file", "exact", "alignment"):
         table.add_column(column, no_wrap=column != "task", min_width=17 if column == "task"
                          else None)

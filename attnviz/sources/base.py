@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from attnviz.errors import AttnvizError
 from attnviz.maps import AttentionMaps
 
 PARTS = ("encoder", "decoder")
@@ -48,3 +51,22 @@ class Source(Protocol):
 
     def trace(self, request: Request) -> Trace:
         """The maps of ``request``; AttnvizError when the request does not fit the source."""
+
+
+def digest(request: Request, weights: str, **more: Any) -> str:
+    """A source's fingerprint of ``request``: its texts and options, what decides the
+    weights (a digest of their bytes), and ``more`` (``seed=None`` where the seed decides
+    nothing, the versions of the libraries that compute the maps)."""
+    parts = {**request.to_dict(), **more, "weights": weights,
+             "part": "encoder" if request.part == "encoder" else "decoder"}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def require_text(text: str | None, side: str = "source") -> str:
+    """``text``, unless it is missing or blank. The target's message starts with the
+    setting's name, so that the CLI calls it by its flag."""
+    if text is None or not text.strip():
+        subject = "\u27e8target\u27e9" if side == "target" else "the source text"
+        raise AttnvizError(f"{subject} is empty; give a sentence in quotes, for example "
+                           '"the black cat sees the red car"')
+    return text

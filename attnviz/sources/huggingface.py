@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnviz.errors import AttnvizError
-from attnviz.maps import MAX_MAP_BYTES, AttentionMaps, Provenance
-from attnviz.sources.base import Request, Trace
+from attnviz.maps import AttentionMaps, Provenance, check_size
+from attnviz.sources.base import Request, Trace, digest, require_text
 from attnviz.text import printable, shorten
-from attnviz.version import __version__
+from attnviz.version import __version__, installed_version
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +50,7 @@ PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # A hub name: "name" or "owner/name", letters, digits and - _ . (the hub's own rule).
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 MESSAGE_CHARS = 160  # the part of transformers' own message quoted in ours
+LIBRARIES = ("transformers", "tokenizers", "sentencepiece")  # their versions key the cache
 SPACE_MARK = "\u2581"  # SentencePiece's word-start mark, "▁"
 
 
@@ -93,16 +94,15 @@ class HuggingFaceModel:
         hub may serve other files tomorrow, and asking it needs the network)."""
         if self.folder is None:
             return None
-        parts = {**request.to_dict(), "seed": None, "weights": self._folder_digest(),
-                 "part": "encoder" if request.part == "encoder" else "decoder"}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+        return digest(request, self._folder_digest(), seed=None,
+                      libraries=[installed_version(name) for name in LIBRARIES])
 
     def trace(self, request: Request) -> Trace:
         """The maps of ``request``: see the module's docstring for what each kind of model
         gives. Raises AttnvizError when the request does not fit the model."""
         from attnviz.runtime import resolve_device
 
-        text = _require_text(request.text)
+        text = require_text(request.text)
         _import_transformers()
         device = resolve_device(request.device)
         with _quiet(progress=self.folder is None):
@@ -145,7 +145,7 @@ class HuggingFaceModel:
         encoder = model.get_encoder() if kind == ENCODER_DECODER else model
         with torch.inference_mode():
             outputs = _forward(encoder, input_ids=_batch(ids, device), output_attentions=True)
-        return AttentionMaps.from_huggingface(outputs, source_tokens=token_labels(tokenizer, ids),
+        return AttentionMaps.from_huggingface(outputs, source_tokens=source_labels(tokenizer, ids),
                                               provenance=self._provenance(text, None, False))
 
     def _encoder_decoder(self, config: Any, tokenizer: Any, ids: list[int], text: str,
@@ -159,7 +159,7 @@ class HuggingFaceModel:
         notes: list[str] = []
         start = _decoder_start(config, self.name)
         if target is not None:
-            target = _require_text(target, "target")
+            target = require_text(target, "target")
             labels = _text_ids(tokenizer, target, position_limit(config), "target")
             decoder_ids = _drop_end(config, [start, *labels])  # (T,)
         model = self._model(config, ENCODER_DECODER, device)
@@ -179,7 +179,7 @@ class HuggingFaceModel:
                                decoder_input_ids=_batch(decoder_ids, device),
                                output_attentions=True)
         maps = AttentionMaps.from_huggingface(
-            outputs, source_tokens=token_labels(tokenizer, ids),
+            outputs, source_tokens=source_labels(tokenizer, ids),
             target_tokens=token_labels(tokenizer, decoder_ids),
             provenance=self._provenance(text, target if written is None else written,
                                         written is not None))
@@ -299,6 +299,22 @@ def position_limit(config: Any) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
+
+
+def source_labels(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """The labels of the encoder's input ids.
+
+    A tokenizer with separate source and target vocabularies (Marian's ``separate_vocabs``)
+    turns every id into a token through its target vocabulary; the encoder's ids are read
+    through its source vocabulary instead.
+    """
+    vocabulary = getattr(tokenizer, "encoder", None)
+    if not getattr(tokenizer, "separate_vocabs", False) or not isinstance(vocabulary, dict):
+        return token_labels(tokenizer, ids)
+    tokens_of = {index: token for token, index in vocabulary.items()}
+    tokens = [tokens_of[i] if i in tokens_of else tokenizer.convert_ids_to_tokens(i)
+              for i in ids]
+    return readable(tokens, _is_byte_level(tokenizer), set(tokenizer.all_special_tokens))
 
 
 def token_labels(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -433,19 +449,19 @@ def _loading(name: str, what: str, from_hub: bool) -> Iterator[None]:
                                "pickled ones; use a model published with safetensors, or save "
                                "it again with save_pretrained") from None
         said = printable(shorten(" ".join(message.split()), MESSAGE_CHARS))
-        way_out = ("check the name and the network (or set HF_HUB_OFFLINE=1 to use the cache "
-                   "alone), or give a folder written by save_pretrained" if from_hub
-                   else "give a folder written by save_pretrained")
+        import os
+
+        if not from_hub:
+            way_out = "give a folder written by save_pretrained"
+        elif os.environ.get("HF_HUB_OFFLINE"):
+            way_out = ("HF_HUB_OFFLINE is set, and the model is not in the hub's cache here: "
+                       "download it where there is network, or give a folder written by "
+                       "save_pretrained")
+        else:
+            way_out = ("check the name and the network (or set HF_HUB_OFFLINE=1 to use the "
+                       "cache alone), or give a folder written by save_pretrained")
         raise AttnvizError(f"cannot load {name}{f' ({what})' if what else ''}: {said}; "
                            f"{way_out}") from None
-
-
-def _require_text(text: str | None, setting: str | None = None) -> str:
-    if text is None or not text.strip():
-        subject = "target" if setting else "the text"
-        raise AttnvizError(f"{subject} is empty; give a sentence in quotes, for example "
-                           '"the black cat sees the red car"', setting=setting)
-    return text
 
 
 def _architecture(config: Any) -> str:
@@ -459,10 +475,10 @@ def _check_request(name: str, kind: str, architecture: str, request: Request) ->
     name = printable(name)
     if kind == ENCODER_ONLY and (request.part == "decoder" or request.target is not None):
         raise AttnvizError(f"{name} is an encoder-only model ({architecture}): it has no "
-                           "decoder, so only its encoder self-attention can be drawn (encode)")
+                           "decoder, so only its encoder self-attention can be drawn (⟨encode⟩)")
     if kind == DECODER_ONLY and request.part == "encoder":
         raise AttnvizError(f"{name} is a decoder-only model ({architecture}): it has no "
-                           "encoder; its masked self-attention over the text is drawn by decode")
+                           "encoder; its masked self-attention over the text is drawn by ⟨decode⟩")
     if kind == DECODER_ONLY and request.target is not None:
         raise AttnvizError(f"target: {name} is a decoder-only model ({architecture}) and reads "
                            "one text; give it all as the text, without a target",
@@ -511,19 +527,11 @@ def _longest_generation(generation: Any) -> int:
 
 def _check_size(config: Any, kind: str, source_length: int | None, target_length: int | None
                 ) -> None:
-    """Refuse, before the model runs, a text whose maps would not fit in memory (the
-    budget of attnviz's own models). Lengths are the encoder's and the decoder's inputs."""
+    """:func:`attnviz.maps.check_size` for a Hugging Face model: lengths are the encoder's and
+    the decoder's inputs; a decoder-only model's text is its decoder's input."""
     encoder_layers, decoder_layers, heads = _sizes(config, kind)
-    s, t = source_length or 0, target_length or 0
-    needed = 4 * heads * (encoder_layers * s * s + decoder_layers * (t * t + t * s))  # float32
-    if needed <= MAX_MAP_BYTES:
-        return
-    per_token = 4 * heads * (encoder_layers + 2 * decoder_layers)
-    longest = int((MAX_MAP_BYTES / per_token) ** 0.5)
-    raise AttnvizError(f"the text is too long: {max(s, t):,} tokens make attention maps of "
-                       f"{needed / 1024**3:.1f} GB, and attnviz keeps them under "
-                       f"{MAX_MAP_BYTES / 1024**3:.0f} GB; with this model, cut the text to "
-                       f"at most {longest:,} tokens")
+    check_size(heads, encoder_layers, decoder_layers, source_length or 0, target_length or 0,
+               text="target" if kind == DECODER_ONLY else "source")
 
 
 def _sizes(config: Any, kind: str) -> tuple[int, int, int]:

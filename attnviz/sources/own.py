@@ -7,15 +7,14 @@ imported when maps are computed.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnviz import catalog
 from attnviz.errors import AttnvizError
-from attnviz.maps import KINDS, MAX_MAP_BYTES, AttentionMaps, Provenance
-from attnviz.sources.base import Request, Trace
+from attnviz.maps import KINDS, AttentionMaps, Provenance, check_size
+from attnviz.sources.base import Request, Trace, digest, require_text
 from attnviz.text import printable, shorten
 from attnviz.version import __version__
 
@@ -42,18 +41,16 @@ class OwnModel:
     name: str
     path: Path | None
     _data: bytes | None = field(default=None, repr=False)
+    _digest: str | None = field(default=None, repr=False)
 
     def fingerprint(self, request: Request) -> str | None:
         """The digest of the model file's bytes, the texts, and (for random weights) the seed."""
+        if self.path is None:
+            return digest(request, "random")
         try:
-            weights = "random" if self.path is None else hashlib.sha256(self._bytes()).hexdigest()
+            return digest(request, self._sha256(), seed=None)  # only random weights have a seed
         except AttnvizError:
             return None  # trace() reports why the file cannot be read
-        parts = {**request.to_dict(), "weights": weights,
-                 "part": "encoder" if request.part == "encoder" else "decoder"}
-        if self.path is not None:
-            parts["seed"] = None  # only the random model has a seed
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
     def trace(self, request: Request) -> Trace:
         """Encode ``request.text`` (part ``encoder``), or run the whole model (otherwise): with
@@ -62,9 +59,8 @@ class OwnModel:
 
         from attnviz.runtime import resolve_device
 
-        text = _require_text(request.text, "source text", None)
-        target = None if request.target is None else _require_text(request.target, "target",
-                                                                    "target")
+        text = require_text(request.text)
+        target = None if request.target is None else require_text(request.target, "target")
         device = resolve_device(request.device)
         encode_only = request.part == "encoder"
         if self.path is None:  # its vocabulary grows with the text: check before building it
@@ -100,7 +96,7 @@ class OwnModel:
                         "cross": _numpy(output.cross[0])}
         provenance = Provenance(
             attnviz_version=__version__, model=self.name,
-            model_sha256=None if self.path is None else hashlib.sha256(self._bytes()).hexdigest(),
+            model_sha256=None if self.path is None else self._sha256(),
             source_text=text, target_text=target if written is None else written,
             target_generated=written is not None,
             options={"seed": request.seed} if self.path is None else {},
@@ -148,6 +144,11 @@ class OwnModel:
 
         return checkpoint_from_bytes(self._bytes(), printable(str(self.path)), device)
 
+    def _sha256(self) -> str:
+        if self._digest is None:
+            self._digest = hashlib.sha256(self._bytes()).hexdigest()
+        return self._digest
+
     def _bytes(self) -> bytes:
         if self._data is None:
             from attnviz.modelfile import read_model_file
@@ -193,16 +194,6 @@ def _random_target_length(source_tokens: int) -> int:
     return min(MAX_TARGET_LENGTH, max(8, 2 * source_tokens))
 
 
-def _require_text(text: str | None, what: str, setting: str | None) -> str:
-    """``text``, unless it is missing or blank. A message about a setting starts with its
-    name, so that the CLI can call it by its flag."""
-    if text is None or not text.strip():
-        subject = what if setting else f"the {what}"
-        raise AttnvizError(f"{subject} is empty; give a sentence in quotes, for example "
-                           '"the black cat sees the red car"', setting=setting)
-    return text
-
-
 def _split(tokenizer: Tokenizer, text: str, side: str) -> list[str]:
     tokens = tokenizer.split(text)
     if not tokens:
@@ -231,34 +222,12 @@ def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str) -> list[str]:
 
 
 def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:
-    """Refuse, before any allocation, a text whose maps would not fit in memory.
-
-    ``config`` gives the numbers of heads and layers (the ModelConfig class itself gives
-    the defaults, those of the random model); ``target_length`` is the decoder's input
-    length, None when only the encoder runs.
-    """
-    decoder = target_length
-    weights = config.n_encoder_layers * source_length ** 2
-    if decoder is not None:
-        weights += config.n_decoder_layers * (decoder ** 2 + decoder * source_length)
-    needed = 4 * config.n_heads * weights  # float32
-    if needed <= MAX_MAP_BYTES:
-        return
-    raise AttnvizError(f"the text is too long: {source_length:,} source tokens make attention "
-                       f"maps of {needed / 1024**3:.1f} GB, and attnviz keeps them under "
-                       f"{MAX_MAP_BYTES / 1024**3:.0f} GB; with this model, cut the text to at "
-                       f"most {_longest_source(config, target_length):,} tokens")
-
-
-def _longest_source(config: ModelConfig, target_length: int | None) -> int:
-    """The most source tokens whose maps fit :data:`MAX_MAP_BYTES`: the positive root of
-    L_enc S² + L_dec T S + L_dec T² = budget, in weights."""
-    budget = MAX_MAP_BYTES / (4 * config.n_heads)
-    t = target_length or 0
-    a = config.n_encoder_layers
-    b = config.n_decoder_layers * t if target_length else 0
-    c = (config.n_decoder_layers * t * t if target_length else 0) - budget
-    return max(0, int((-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)))
+    """:func:`attnviz.maps.check_size` for an attnviz model; ``config`` gives the numbers of
+    heads and layers (the ModelConfig class itself gives the defaults, the random model's),
+    ``target_length`` is None when only the encoder runs."""
+    check_size(config.n_heads, config.n_encoder_layers,
+               0 if target_length is None else config.n_decoder_layers, source_length,
+               target_length or 0)
 
 
 def _numpy(weights: torch.Tensor):
