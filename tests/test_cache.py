@@ -272,3 +272,18 @@ def test_the_cache_follows_xdg_unless_told_otherwise(monkeypatch, tmp_path):
     assert cache.directory() == tmp_path / "attnviz"
     monkeypatch.setenv("ATTNVIZ_CACHE_DIR", str(tmp_path / "mine"))
     assert cache.directory() == tmp_path / "mine"
+
+
+def test_a_hit_says_the_name_the_model_was_called_by(private_cache, tmp_path):
+    """The same bytes under another name: the provenance names the model asked for."""
+    import shutil
+
+    from attnviz.catalog import shipped_models
+
+    copy = tmp_path / "mine.safetensors"
+    shutil.copy(shipped_models()["translate"], copy)
+    first = traced(SOURCE, model="translate", part="encoder")
+    second = traced(SOURCE, model=str(copy), part="encoder")
+    assert first.maps.provenance.model == "translate"
+    assert second.maps.provenance.model == str(copy)
+    assert first.maps.provenance.model_sha256 == second.maps.provenance.model_sha256

@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -452,3 +453,25 @@ def test_a_write_beyond_the_file_size_limit_leaves_nothing(tmp_path):
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "cannot write big.npz: File too large; no file was changed" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rewritten_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path, monkeypatch):
+    private = tmp_path / "private.npz"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    shared = tmp_path / "shared.npz"
+    shared.write_bytes(b"old")
+    shared.chmod(0o664)
+
+    def no_umask(*args):
+        raise AssertionError("the process umask must not change (another thread may be "
+                             "creating files)")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    files.write_all({private: b"new", shared: b"new", tmp_path / "fresh.npz": b"new"})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+    monkeypatch.undo()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "fresh.npz").stat().st_mode) == 0o666 & ~mask
