@@ -17,6 +17,7 @@ import typer
 from attnviz import __version__
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.runtime import MAX_THREADS
 
 app = typer.Typer(
     name="attnviz",
@@ -224,6 +225,12 @@ def train(
     max_length: Annotated[int, typer.Option(
         help="Longest --data target, in tokens.")] = ModelConfig.max_target_length,
     device: DeviceParam = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(
+        metavar="N", min=1, max=MAX_THREADS, show_default=False,
+        help="CPU threads for torch. Default: 1 (or OMP_NUM_THREADS, MKL_NUM_THREADS), so "
+             "that the same command gives the same file; other counts may change its last "
+             "bits.")
+    ] = None,
 ) -> None:
     """Train a model on a built-in task or on your own sentence pairs, and save it.
 
@@ -240,7 +247,7 @@ def train(
                              heads=heads, width=width, steps=steps, epochs=epochs,
                              batch_size=batch_size, learning_rate=lr, seed=seed,
                              validation_share=val_split, max_length=max_length,
-                             device=device.value)
+                             device=device.value, threads=threads)
         from rich.console import Console
 
         with training_progress(Console(stderr=True), plan.options.steps) as report:
@@ -264,6 +271,11 @@ def eval_(
     examples: Annotated[Optional[int], typer.Option(
         help="Size of the --task test set. Default: 1000.", show_default=False)] = None,
     device: DeviceParam = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(
+        metavar="N", min=1, max=MAX_THREADS, show_default=False,
+        help="CPU threads for torch. Default: OMP_NUM_THREADS or MKL_NUM_THREADS if set, "
+             "else 1 for attnviz's small models (more threads only slow them down).")
+    ] = None,
 ) -> None:
     """Measure a model: exact match, token accuracy, and where cross-attention looks.
 
@@ -275,7 +287,8 @@ def eval_(
         from attnviz.render.report import metrics_text
         from attnviz.train.evaluate import measure
 
-        metrics = measure(model, task=task, data=data, examples=examples, device=device.value)
+        metrics = measure(model, task=task, data=data, examples=examples, device=device.value,
+                          threads=threads)
         typer.echo(metrics_text(metrics))
 
 
