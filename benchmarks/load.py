@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -58,57 +60,83 @@ def cpu_seconds_used() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
 
 
+@contextmanager
+def beside_busy_process(loaded: bool) -> Iterator[None]:
+    """With ``loaded``, one CPU-bound process runs from 0.2 s before the block until its end;
+    the other processes' CPU time during the block is added to ``OTHERS``."""
+    busy = subprocess.Popen(BUSY) if loaded else None
+    try:
+        if busy:
+            time.sleep(0.2)  # let it start spinning
+        machine, ours = cpu_seconds_used(), _own_cpu_seconds(busy)
+        started = time.perf_counter()
+        yield
+        WALL.append(time.perf_counter() - started)
+        OTHERS.append(max(0.0, cpu_seconds_used() - machine - (_own_cpu_seconds(busy) - ours)))
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
+
+
+def _own_cpu_seconds(busy: subprocess.Popen | None) -> float:
+    """CPU seconds of this process, of its children that ended, and of the busy process."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    if busy:
+        with open(f"/proc/{busy.pid}/stat") as stat:  # fields 14, 15: utime, stime
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def run_once(args: list[str], loaded: bool, env: dict[str, str], cwd: Path | None = None
              ) -> tuple[float, bool]:
-    """Wall time of one process, and whether it hit the limit.
-
-    With ``loaded``, a busy process runs beside it from 0.2 s before until it ends.
-    """
-    busy = subprocess.Popen(BUSY) if loaded else None
-    if busy:
-        time.sleep(0.2)  # let it start spinning
-    machine_before = cpu_seconds_used()
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env, cwd=cwd or tempfile.gettempdir())
-    timer = threading.Timer(LIMIT, process.kill)
-    timer.start()
-    _, status, usage = os.wait4(process.pid, 0)  # its CPU time too, which wait() drops
-    elapsed = time.perf_counter() - started
-    timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    """Wall time of one process (beside a busy one if ``loaded``), and whether it was stopped
+    at the limit."""
+    with beside_busy_process(loaded):
+        started = time.perf_counter()
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=env, cwd=cwd or tempfile.gettempdir())
+        try:
+            process.wait(timeout=LIMIT)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            process.kill()  # at the limit, or when this script is stopped
+            process.wait()
+        elapsed = time.perf_counter() - started
     stopped = elapsed >= LIMIT
-    machine = cpu_seconds_used() - machine_before
-    ours = usage.ru_utime + usage.ru_stime
-    if busy:
-        busy.kill()
-        _, _, busy_usage = os.wait4(busy.pid, 0)
-        # The busy loop's share of the measured interval: at most one core all along.
-        ours += min(elapsed, busy_usage.ru_utime + busy_usage.ru_stime)
     if not stopped and process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(args)}")
-    OTHERS.append(max(0.0, machine - ours))
-    WALL.append(elapsed)
     return min(elapsed, LIMIT), stopped
 
 
 def idle_and_loaded(args: list[str], repeats: int, env: dict[str, str]
-                    ) -> tuple[list[float], list[float], bool]:
-    """``repeats`` runs idle and as many loaded, alternately; whether any hit the limit."""
-    idle, loaded, stopped = [], [], False
+                    ) -> tuple[list[float], list[float], bool, bool]:
+    """``repeats`` runs idle and as many loaded, alternately; whether an idle run, and
+    whether a loaded run, was stopped at the limit."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    stopped = {False: False, True: False}
     for _ in range(repeats):
-        for with_load, times in ((False, idle), (True, loaded)):
-            seconds, hit = run_once(args, with_load, env)
-            times.append(seconds)
-            stopped |= hit
-    return idle, loaded, stopped
+        for loaded in (False, True):
+            seconds, hit = run_once(args, loaded, env)
+            times[loaded].append(seconds)
+            stopped[loaded] |= hit
+    return times[False], times[True], stopped[False], stopped[True]
 
 
 def report(what: str, value: float, target: float | None, unit: str = "x",
-           at_least: bool = False) -> None:
+           bound: str = "") -> None:
+    """A row of the table; ``bound`` (">=", "<=") when runs stopped at the limit make the
+    value a bound."""
     verdict = "" if target is None else ("met" if value <= target else "NOT MET")
-    shown = (">= " if at_least else "") + (f"{value:.2f}{unit}" if unit == "x"
-                                            else f"{value:.2f} {unit}")
+    shown = (f"{bound} " if bound else "") + (f"{value:.2f}{unit}" if unit == "x"
+                                              else f"{value:.2f} {unit}")
     ROWS.append((what, shown, "" if target is None else f"<= {target}{unit}", verdict))
     print(f"  {what}: {shown} {'' if target is None else f'(target <= {target}{unit}: {verdict})'}",
           flush=True)
@@ -132,24 +160,34 @@ def commands(repeats: int) -> None:
     for name, args in measured.items():
         print(f"attnviz {name} (medians of {repeats} idle and {repeats} loaded runs):",
               flush=True)
-        idle, loaded, _ = idle_and_loaded(args, repeats, env)
+        first = len(WALL)
+        idle, loaded, _, _ = idle_and_loaded(args, repeats, env)
         print(f"  attnviz's choice: idle {seconds_list(idle)} s; loaded {seconds_list(loaded)} s")
         report(f"{name}, idle", statistics.median(idle), None, "s")
         report(f"{name}, loaded / idle", statistics.median(loaded) / statistics.median(idle),
                1.5)
 
-        old_idle, old_loaded, stopped = idle_and_loaded([*args, "--threads", str(default)],
-                                                        max(2, repeats // 2), env)
+        old_idle, old_loaded, idle_stopped, loaded_stopped = idle_and_loaded(
+            [*args, "--threads", str(default)], max(2, repeats // 2), env)
         print(f"  torch's default, {default} threads: idle {seconds_list(old_idle)} s; "
-              f"loaded {seconds_list(old_loaded)} s")
+              f"loaded {seconds_list(old_loaded)} s (runs stop at {LIMIT:.0f} s)")
         report(f"{name}, {default} threads (torch's default), idle",
-               statistics.median(old_idle), None, "s")
-        report(f"{name}, {default} threads (torch's default), loaded / idle",
-               statistics.median(old_loaded) / statistics.median(old_idle), None,
-               at_least=stopped)
+               statistics.median(old_idle), None, "s", ">=" if idle_stopped else "")
+        if not idle_stopped:
+            report(f"{name}, {default} threads (torch's default), loaded / idle",
+                   statistics.median(old_loaded) / statistics.median(old_idle), None,
+                   bound=">=" if loaded_stopped else "")
         report(f"{name}, idle: attnviz's choice / torch's default",
-               statistics.median(idle) / statistics.median(old_idle), None)
+               statistics.median(idle) / statistics.median(old_idle), None,
+               bound="<=" if idle_stopped else "")
+        report_others(first)
     scratch.cleanup()
+
+
+def report_others(first: int) -> None:
+    """The cores other processes kept busy, on average, since measured run ``first``."""
+    cores = sum(OTHERS[first:]) / max(1e-9, sum(WALL[first:]))
+    report("  other processes meanwhile, cores busy on average", cores, None, "cores")
 
 
 def torch_default_threads(env: dict[str, str]) -> int:
@@ -166,10 +204,12 @@ def suite() -> None:
     LIMIT = 900.0
     args = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
     env = clean_environment()
+    first = len(WALL)
     idle, _ = run_once(args, False, env, ROOT)
     loaded, _ = run_once(args, True, env, ROOT)
     report("python -m pytest -q, idle", idle, None, "s")
     report("python -m pytest -q, loaded / idle", loaded / idle, 1.5)
+    report_others(first)
 
 
 def sizes(seconds: float) -> None:
@@ -187,40 +227,23 @@ def sizes(seconds: float) -> None:
                _forward(width, 256, 12)) for width in (64, 128, 256, 512)]
     cases += [(f"forward, width 64, 1 text of {length} tokens ({_size(64, 1, length)})",
                _forward(64, 1, length)) for length in (256, 512, 1024, 2048)]
+    first = len(WALL)
     for name, step in cases:
         for loaded in (False, True):
-            busy = subprocess.Popen(BUSY) if loaded else None
-            machine_before, ours_before = cpu_seconds_used(), _own_cpu_seconds()
-            started = time.perf_counter()
-            try:
+            with beside_busy_process(loaded):
                 one, many = _one_against_many(step, cores, seconds)
-            finally:
-                elapsed = time.perf_counter() - started
-                machine = cpu_seconds_used() - machine_before
-                ours = _own_cpu_seconds() - ours_before + (elapsed if busy else 0.0)
-                if busy:
-                    busy.kill()
-                    busy.wait()
-            OTHERS.append(max(0.0, machine - ours))
-            WALL.append(elapsed)
             report(f"{name}, {'loaded' if loaded else 'idle'}: 1 thread / {cores}",
                    one / many, None)
             print(f"    (1 thread {one * 1000:.1f} ms, {cores} threads {many * 1000:.1f} ms)",
                   flush=True)
     torch.set_num_threads(cores)
+    report_others(first)
 
 
 def _size(width: int, batch: int, longest: int) -> str:
     from attnviz.runtime import Work
 
     return f"{Work(width, batch, longest).multiply_adds / 1e6:,.0f} M multiply-adds a layer"
-
-
-def _own_cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _one_against_many(step, cores: int, seconds: float) -> tuple[float, float]:
@@ -294,6 +317,8 @@ def main() -> None:
     parser.add_argument("--suite", action="store_true",
                         help="also time the test suite, once idle and once loaded")
     args = parser.parse_args()
+    # Stopped from outside: end as after Ctrl-C, so that no busy process outlives this one.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(143))
     started = time.perf_counter()
     commands(3 if args.quick else 5)
     if args.suite:
