@@ -1,21 +1,22 @@
 """attnviz on a busy machine: each command idle and beside one busy process, as ratios.
 
-    python benchmarks/load.py            # eval and a 300-step training, about 6 minutes on 2 cores
-    python benchmarks/load.py --quick    # fewer repetitions, about 3 minutes
-    python benchmarks/load.py --sizes    # then where more threads start to pay (2 minutes)
+    python benchmarks/load.py            # eval and a 300-step training: 5 minutes on 2 cores
+    python benchmarks/load.py --quick    # fewer repetitions
+    python benchmarks/load.py --sizes    # then where more threads start to pay
     python benchmarks/load.py --suite    # then the test suite, once idle and once loaded
 
 "Loaded" means one CPU-bound process (``python -c "while True: pass"``) that this script
 starts before the command and kills after it; "idle" means no such process. Idle and loaded
 runs alternate (idle, loaded, idle, ...), so that a machine that gets busier or quieter
 during the run affects both alike; the figures are the medians and their ratio. The same is
-then measured with torch's default thread count (one per core, attnviz's behaviour before
-it chose), forced with ``--threads``. A run that exceeds the time limit is stopped and
-counts as the limit (shown as ">=").
+then measured with torch's default thread count (one per core: attnviz's behaviour before it
+chose), forced with ``--threads``. A run that exceeds the time limit is stopped and counts
+as the limit (the figure is then a bound: ">=", "<=").
 
-Other processes are not under this script's control: it measures the CPU time they took
-during the run (from /proc/stat, less its own processes') and prints it, so that a reader
-can tell an idle machine from a shared one.
+Other processes are not under this script's control. It measures the CPU time they take
+during each run (from /proc/stat, less its own processes'); a run during which they kept
+more than a sixth of a core busy is run again, twice at most, and each section says how busy
+they kept the machine in the runs it kept. On a shared machine, read the figures with that.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -38,12 +41,39 @@ BIN = Path(sys.executable).parent
 ATTNVIZ = str(BIN / "attnviz")
 PY = sys.executable
 BUSY = [PY, "-c", "while True: pass"]
-LIMIT = 60.0  # seconds: a run stopped here counts as this long
 ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 60.0  # seconds: a run stopped here counts as this long
+QUIET = 1 / 6  # cores: other processes busier than this during a run spoil it
+RETRIES = 2  # times a spoilt run is run again; after that it is kept as it is
+TICK = os.sysconf("SC_CLK_TCK")
 
 ROWS: list[tuple[str, str, str, str]] = []  # what, measured, target, verdict
-OTHERS: list[float] = []  # CPU seconds other processes took, per measured run
-WALL: list[float] = []  # the wall time of the same runs
+
+
+@dataclass
+class Interval:
+    """A measured stretch of time and how busy other processes kept the machine."""
+
+    seconds: float = 0.0
+    others: float = 0.0  # cores other processes kept busy, on average
+
+    @property
+    def quiet(self) -> bool:
+        return self.others <= QUIET
+
+
+class Section:
+    """The intervals kept in one section of the benchmark, for its line on other processes."""
+
+    def __init__(self) -> None:
+        self.kept: list[Interval] = []
+        self.again = 0  # runs measured again because other processes were busy
+
+    def report(self) -> None:
+        seconds = sum(interval.seconds for interval in self.kept)
+        others = sum(i.others * i.seconds for i in self.kept) / max(1e-9, seconds)
+        report(f"  other processes meanwhile, cores busy on average ({self.again} runs "
+               f"measured again)", others, None, "cores")
 
 
 def clean_environment() -> dict[str, str]:
@@ -52,54 +82,58 @@ def clean_environment() -> dict[str, str]:
             if name not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def cpu_seconds_used() -> float:
+def machine_cpu_seconds() -> float:
     """CPU seconds spent by everything on the machine since boot (not idle, not iowait)."""
     with open("/proc/stat") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
 
 
-@contextmanager
-def beside_busy_process(loaded: bool) -> Iterator[None]:
-    """With ``loaded``, one CPU-bound process runs from 0.2 s before the block until its end;
-    the other processes' CPU time during the block is added to ``OTHERS``."""
-    busy = subprocess.Popen(BUSY) if loaded else None
-    try:
-        if busy:
-            time.sleep(0.2)  # let it start spinning
-        machine, ours = cpu_seconds_used(), _own_cpu_seconds(busy)
-        started = time.perf_counter()
-        yield
-        WALL.append(time.perf_counter() - started)
-        OTHERS.append(max(0.0, cpu_seconds_used() - machine - (_own_cpu_seconds(busy) - ours)))
-    finally:
-        if busy:
-            busy.kill()
-            busy.wait()
-
-
-def _own_cpu_seconds(busy: subprocess.Popen | None) -> float:
+def own_cpu_seconds(busy: subprocess.Popen | None) -> float:
     """CPU seconds of this process, of its children that ended, and of the busy process."""
-    import resource
-
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
     if busy:
-        with open(f"/proc/{busy.pid}/stat") as stat:  # fields 14, 15: utime, stime
+        with open(f"/proc/{busy.pid}/stat") as stat:  # fields 14 and 15: utime, stime
             fields = stat.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += (int(fields[11]) + int(fields[12])) / TICK
     return total
 
 
+@contextmanager
+def measuring(busy: subprocess.Popen | None = None) -> Iterator[Interval]:
+    """Times the block, and how busy processes other than this script's kept the machine."""
+    interval = Interval()
+    machine, ours = machine_cpu_seconds(), own_cpu_seconds(busy)
+    started = time.perf_counter()
+    yield interval
+    interval.seconds = time.perf_counter() - started
+    others = machine_cpu_seconds() - machine - (own_cpu_seconds(busy) - ours)
+    interval.others = max(0.0, others) / interval.seconds
+
+
+@contextmanager
+def busy_process(loaded: bool) -> Iterator[subprocess.Popen | None]:
+    """With ``loaded``, one CPU-bound process, spinning from 0.2 s before the block until its
+    end, whatever happens."""
+    if not loaded:
+        yield None
+        return
+    busy = subprocess.Popen(BUSY)
+    try:
+        time.sleep(0.2)
+        yield busy
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 def run_once(args: list[str], loaded: bool, env: dict[str, str], cwd: Path | None = None
-             ) -> tuple[float, bool]:
-    """Wall time of one process (beside a busy one if ``loaded``), and whether it was stopped
-    at the limit."""
-    with beside_busy_process(loaded):
-        started = time.perf_counter()
+             ) -> tuple[Interval, bool]:
+    """One process (beside a busy one if ``loaded``); whether it was stopped at the limit."""
+    with busy_process(loaded) as busy, measuring(busy) as interval:
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    env=env, cwd=cwd or tempfile.gettempdir())
         try:
@@ -109,14 +143,27 @@ def run_once(args: list[str], loaded: bool, env: dict[str, str], cwd: Path | Non
         finally:
             process.kill()  # at the limit, or when this script is stopped
             process.wait()
-        elapsed = time.perf_counter() - started
-    stopped = elapsed >= LIMIT
+    stopped = interval.seconds >= LIMIT
     if not stopped and process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(args)}")
-    return min(elapsed, LIMIT), stopped
+    interval.seconds = min(interval.seconds, LIMIT)
+    return interval, stopped
 
 
-def idle_and_loaded(args: list[str], repeats: int, env: dict[str, str]
+def run_quietly(args: list[str], loaded: bool, env: dict[str, str], section: Section,
+                cwd: Path | None = None) -> tuple[float, bool]:
+    """Wall time of ``run_once``, run again (``RETRIES`` times at most) while other
+    processes spoil it, unless it was stopped at the limit (a bound either way)."""
+    for attempt in range(RETRIES + 1):
+        interval, stopped = run_once(args, loaded, env, cwd)
+        if interval.quiet or stopped or attempt == RETRIES:
+            break
+        section.again += 1
+    section.kept.append(interval)
+    return interval.seconds, stopped
+
+
+def idle_and_loaded(args: list[str], repeats: int, env: dict[str, str], section: Section
                     ) -> tuple[list[float], list[float], bool, bool]:
     """``repeats`` runs idle and as many loaded, alternately; whether an idle run, and
     whether a loaded run, was stopped at the limit."""
@@ -124,7 +171,7 @@ def idle_and_loaded(args: list[str], repeats: int, env: dict[str, str]
     stopped = {False: False, True: False}
     for _ in range(repeats):
         for loaded in (False, True):
-            seconds, hit = run_once(args, loaded, env)
+            seconds, hit = run_quietly(args, loaded, env, section)
             times[loaded].append(seconds)
             stopped[loaded] |= hit
     return times[False], times[True], stopped[False], stopped[True]
@@ -160,15 +207,15 @@ def commands(repeats: int) -> None:
     for name, args in measured.items():
         print(f"attnviz {name} (medians of {repeats} idle and {repeats} loaded runs):",
               flush=True)
-        first = len(WALL)
-        idle, loaded, _, _ = idle_and_loaded(args, repeats, env)
+        section = Section()
+        idle, loaded, _, _ = idle_and_loaded(args, repeats, env, section)
         print(f"  attnviz's choice: idle {seconds_list(idle)} s; loaded {seconds_list(loaded)} s")
         report(f"{name}, idle", statistics.median(idle), None, "s")
         report(f"{name}, loaded / idle", statistics.median(loaded) / statistics.median(idle),
                1.5)
 
         old_idle, old_loaded, idle_stopped, loaded_stopped = idle_and_loaded(
-            [*args, "--threads", str(default)], max(2, repeats // 2), env)
+            [*args, "--threads", str(default)], max(2, repeats // 2), env, section)
         print(f"  torch's default, {default} threads: idle {seconds_list(old_idle)} s; "
               f"loaded {seconds_list(old_loaded)} s (runs stop at {LIMIT:.0f} s)")
         report(f"{name}, {default} threads (torch's default), idle",
@@ -180,14 +227,8 @@ def commands(repeats: int) -> None:
         report(f"{name}, idle: attnviz's choice / torch's default",
                statistics.median(idle) / statistics.median(old_idle), None,
                bound="<=" if idle_stopped else "")
-        report_others(first)
+        section.report()
     scratch.cleanup()
-
-
-def report_others(first: int) -> None:
-    """The cores other processes kept busy, on average, since measured run ``first``."""
-    cores = sum(OTHERS[first:]) / max(1e-9, sum(WALL[first:]))
-    report("  other processes meanwhile, cores busy on average", cores, None, "cores")
 
 
 def torch_default_threads(env: dict[str, str]) -> int:
@@ -199,17 +240,16 @@ def torch_default_threads(env: dict[str, str]) -> int:
 
 def suite() -> None:
     """The test suite, once idle and once loaded: slow, so measured once each."""
-    print("the test suite, python -m pytest -q (once idle, once loaded):", flush=True)
     global LIMIT
+    print("the test suite, python -m pytest -q (once idle, once loaded):", flush=True)
     LIMIT = 900.0
-    args = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
-    env = clean_environment()
-    first = len(WALL)
-    idle, _ = run_once(args, False, env, ROOT)
-    loaded, _ = run_once(args, True, env, ROOT)
+    args = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    section = Section()
+    idle, _ = run_quietly(args, False, clean_environment(), section, ROOT)
+    loaded, _ = run_quietly(args, True, clean_environment(), section, ROOT)
     report("python -m pytest -q, idle", idle, None, "s")
     report("python -m pytest -q, loaded / idle", loaded / idle, 1.5)
-    report_others(first)
+    section.report()
 
 
 def sizes(seconds: float) -> None:
@@ -227,17 +267,17 @@ def sizes(seconds: float) -> None:
                _forward(width, 256, 12)) for width in (64, 128, 256, 512)]
     cases += [(f"forward, width 64, 1 text of {length} tokens ({_size(64, 1, length)})",
                _forward(64, 1, length)) for length in (256, 512, 1024, 2048)]
-    first = len(WALL)
+    section = Section()
     for name, step in cases:
         for loaded in (False, True):
-            with beside_busy_process(loaded):
-                one, many = _one_against_many(step, cores, seconds)
+            with busy_process(loaded) as busy:
+                one, many, kept = _one_against_many(step, cores, seconds, busy, section)
             report(f"{name}, {'loaded' if loaded else 'idle'}: 1 thread / {cores}",
                    one / many, None)
-            print(f"    (1 thread {one * 1000:.1f} ms, {cores} threads {many * 1000:.1f} ms)",
-                  flush=True)
+            print(f"    (1 thread {one * 1000:.1f} ms, {cores} threads {many * 1000:.1f} ms; "
+                  f"{kept} quiet pairs)", flush=True)
     torch.set_num_threads(cores)
-    report_others(first)
+    section.report()
 
 
 def _size(width: int, batch: int, longest: int) -> str:
@@ -246,21 +286,45 @@ def _size(width: int, batch: int, longest: int) -> str:
     return f"{Work(width, batch, longest).multiply_adds / 1e6:,.0f} M multiply-adds a layer"
 
 
-def _one_against_many(step, cores: int, seconds: float) -> tuple[float, float]:
-    """Medians of ``step`` on 1 thread and on ``cores`` threads, alternately, for about
-    ``seconds`` (at least 3 of each)."""
+def _one_against_many(step: Callable[[], None], cores: int, seconds: float,
+                      busy: subprocess.Popen | None, section: Section
+                      ) -> tuple[float, float, int]:
+    """Medians of ``step`` on 1 thread and on ``cores`` threads, and the pairs kept.
+
+    Pairs (1 thread, then ``cores``) are measured for about ``seconds``; a pair during which
+    other processes were busy is left out, unless no pair at all is quiet within three
+    times that. Each measurement repeats ``step`` for at least 0.1 s, so that /proc/stat's
+    ticks can tell.
+    """
     import torch
 
+    torch.set_num_threads(1)
     step()  # warm-up: allocations, one-time kernels
-    times = {1: [], cores: []}
+    started = time.perf_counter()
+    step()
+    repeats = max(1, round(0.1 / max(1e-6, time.perf_counter() - started)))
+    quiet: dict[int, list[float]] = {1: [], cores: []}
+    spoilt: dict[int, list[float]] = {1: [], cores: []}
+    intervals: dict[bool, list[Interval]] = {True: [], False: []}  # quiet or not
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times[1]) < 3:
-        for count, values in times.items():
-            torch.set_num_threads(count)
-            started = time.perf_counter()
-            step()
-            values.append(time.perf_counter() - started)
-    return statistics.median(times[1]), statistics.median(times[cores])
+    while (time.perf_counter() < end and len(quiet[1]) < 50) or (
+            len(quiet[1]) < 3 and time.perf_counter() < end + 2 * seconds):
+        pair = {}
+        with measuring(busy) as interval:
+            for count in quiet:
+                torch.set_num_threads(count)
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    step()
+                pair[count] = (time.perf_counter() - started) / repeats
+        kept = quiet if interval.quiet else spoilt
+        for count, value in pair.items():
+            kept[count].append(value)
+        intervals[interval.quiet].append(interval)
+    chosen = quiet if quiet[1] else spoilt
+    section.kept += intervals[bool(quiet[1])]
+    section.again += len(intervals[False]) if quiet[1] else 0
+    return (statistics.median(chosen[1]), statistics.median(chosen[cores]), len(quiet[1]))
 
 
 def _model(width: int):
@@ -274,7 +338,7 @@ def _model(width: int):
                                    n_heads=4, d_ff=4 * width, max_target_length=64))
 
 
-def _training_step(width: int):
+def _training_step(width: int) -> Callable[[], None]:
     """One optimizer step of a 2+2-layer model, as ``attnviz train`` takes them."""
     import torch
     import torch.nn.functional as F
@@ -294,7 +358,7 @@ def _training_step(width: int):
     return step
 
 
-def _forward(width: int, batch: int, length: int):
+def _forward(width: int, batch: int, length: int) -> Callable[[], None]:
     """One forward pass with every attention map, as ``eval``, ``encode`` and ``decode`` do."""
     import torch
 
@@ -324,11 +388,9 @@ def main() -> None:
     if args.suite:
         suite()
     if args.sizes:
-        sizes(1.0 if args.quick else 3.0)
-    others = sum(OTHERS) / max(1e-9, sum(WALL))
+        sizes(2.0 if args.quick else 6.0)
     print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}; {time.perf_counter() - started:.0f} s in all; other "
-          f"processes used {others:.2f} cores on average while measuring\n")
+          f"{platform.python_version()}; {time.perf_counter() - started:.0f} s in all\n")
     print("| measure | measured | target | |")
     print("| --- | --- | --- | --- |")
     for row in ROWS:
