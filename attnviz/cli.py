@@ -17,6 +17,7 @@ import typer
 from attnviz import exits
 from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.runtime import MAX_THREADS
 from attnviz.text import printable, valid_utf8
 from attnviz.version import __version__
 
@@ -92,6 +93,10 @@ DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = 
                                                    "present.")]
 CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal "
                                               "(any matplotlib name).")]
+ThreadsOption = Annotated[Optional[int], typer.Option(
+    metavar="N", min=1, max=MAX_THREADS, show_default=False,
+    help="CPU threads for torch. Default: OMP_NUM_THREADS or MKL_NUM_THREADS if set, else 1 "
+         "for attnviz's small models (more threads only slow them down).")]
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Compute the maps again instead of reading them from the cache, and do "
                        "not keep them.")]
@@ -167,6 +172,7 @@ def encode(
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
+    threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
@@ -174,7 +180,7 @@ def encode(
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
     with reporting(), _without_cycle_collector():
-        request = _request(text, None, "encoder", seed, device)
+        request = _request(text, None, "encoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
         _draw(maps, ["encoder_self"], layer, head, output or [], cmap)
 
@@ -194,6 +200,7 @@ def decode(
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
+    threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
@@ -204,7 +211,7 @@ def decode(
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
     with reporting(), _without_cycle_collector():
-        request = _request(text, target, "decoder", seed, device)
+        request = _request(text, target, "decoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
         _draw(maps, _kinds(kind), layer, head, output or [], cmap, written)
@@ -239,12 +246,13 @@ def _kinds(kind: Kind) -> Optional[list[str]]:
     return None if kind is Kind.all else [KINDS[kind]]
 
 
-def _request(text: str, target: Optional[str], part: str, seed: int, device: Device):
+def _request(text: str, target: Optional[str], part: str, seed: int, device: Device,
+             threads: Optional[int]):
     from attnviz.sources import Request
 
     return Request(_argument(text, "the text"),
                    None if target is None else _argument(target, "--target"), part, seed,
-                   device.value)
+                   device.value, threads)
 
 
 def _argument(value: str, what: str) -> str:
@@ -355,6 +363,12 @@ def train(
     max_length: Annotated[int, typer.Option(
         help="Longest --data target, in tokens.")] = ModelConfig.max_target_length,
     device: DeviceParam = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(
+        metavar="N", min=1, max=MAX_THREADS, show_default=False,
+        help="CPU threads for torch. Default: 1 (or OMP_NUM_THREADS, MKL_NUM_THREADS), so "
+             "that the same command gives the same file; other counts may change its last "
+             "bits.")
+    ] = None,
 ) -> None:
     """Train a model on a built-in task or on your own sentence pairs, and save it.
 
@@ -371,7 +385,7 @@ def train(
                              heads=heads, width=width, steps=steps, epochs=epochs,
                              batch_size=batch_size, learning_rate=lr, seed=seed,
                              validation_share=val_split, max_length=max_length,
-                             device=device.value)
+                             device=device.value, threads=threads)
         from rich.console import Console
 
         with training_progress(Console(stderr=True), plan.options.steps) as report:
@@ -394,6 +408,7 @@ def eval_(
     examples: Annotated[Optional[int], typer.Option(
         help="Size of the --task test set. Default: 1000.", show_default=False)] = None,
     device: DeviceParam = Device.cpu,
+    threads: ThreadsOption = None,
 ) -> None:
     """Measure a model: exact match, token accuracy, and where cross-attention looks.
 
@@ -405,7 +420,8 @@ def eval_(
         from attnviz.render.report import metrics_text
         from attnviz.train.evaluate import measure
 
-        metrics = measure(model, task=task, data=data, examples=examples, device=device.value)
+        metrics = measure(model, task=task, data=data, examples=examples, device=device.value,
+                          threads=threads)
         typer.echo(metrics_text(metrics))
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from attnviz.checkpoint import Checkpoint, save_checkpoint
 from attnviz.config import ModelConfig
 from attnviz.model import Transformer
+from attnviz.runtime import threads_from_environment
 from attnviz.tokenize import Tokenizer, Vocabulary
 
 SOURCE = "the black cat sees the red car"
+
+# One thread for the tests and for the attnviz processes they start, unless the person
+# running them set OMP_NUM_THREADS or MKL_NUM_THREADS: the models here are tiny, and torch's
+# default (a thread per core) made the suite take 64 to 197 s beside one busy process on
+# 2 cores, where one thread took 24 s (issue 7).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(threads_from_environment() or 1)
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ class Request:
     part: str | None = None  # "encoder", "decoder", or None: whatever the model has
     seed: int = 0  # the weights of the random model
     device: str = "cpu"  # cpu, cuda or auto
+    threads: int | None = None  # torch's CPU threads; None: attnviz chooses (runtime.py)
 
     def __post_init__(self) -> None:
         if self.part is not None and self.part not in PARTS:
@@ -56,8 +57,9 @@ class Source(Protocol):
 def digest(request: Request, weights: str, **more: Any) -> str:
     """A source's fingerprint of ``request``: its texts and options, what decides the
     weights (a digest of their bytes), and ``more`` (``seed=None`` where the seed decides
-    nothing, the versions of the libraries that compute the maps)."""
-    parts = {**request.to_dict(), **more, "weights": weights,
+    nothing, the versions of the libraries that compute the maps). The thread count is
+    left out: it decides how fast, not what."""
+    parts = {**request.to_dict(), **more, "weights": weights, "threads": None,
              "part": "encoder" if request.part == "encoder" else "decoder"}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 

@@ -29,6 +29,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,12 +101,16 @@ class HuggingFaceModel:
     def trace(self, request: Request) -> Trace:
         """The maps of ``request``: see the module's docstring for what each kind of model
         gives. Raises AttnvizError when the request does not fit the model."""
-        from attnviz.runtime import resolve_device
+        from attnviz.runtime import choose_threads, resolve_device, using_threads
 
         text = require_text(request.text)
         _import_transformers()
         device = resolve_device(request.device)
-        with _quiet(progress=self.folder is None):
+        # Models of the hub's sizes gain from threads where attnviz's own do not: only the
+        # person's choice (--threads, OMP_NUM_THREADS) is applied, else torch's default.
+        threads = request.threads
+        with _quiet(progress=self.folder is None), (
+                using_threads(choose_threads(threads, None)) if threads else nullcontext()):
             config = self._config()
             kind = model_kind(config)
             _check_request(self.name, kind, _architecture(config), request)

@@ -57,7 +57,7 @@ class OwnModel:
         ``request.target`` by teacher forcing, without one on the target it writes greedily."""
         import torch
 
-        from attnviz.runtime import resolve_device
+        from attnviz.runtime import Work, choose_threads, resolve_device, using_threads
 
         text = require_text(request.text)
         target = None if request.target is None else require_text(request.target, "target")
@@ -82,7 +82,8 @@ class OwnModel:
             decoder_length = len(checkpoint.target_tokenizer.split(target)) + 1
         _check_size(checkpoint.config, len(source_ids), decoder_length)
         source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
-        with torch.inference_mode():
+        work = Work(checkpoint.config.d_model, 1, max(len(source_ids), decoder_length or 0))
+        with using_threads(choose_threads(request.threads, work)), torch.inference_mode():
             if encode_only:
                 encoded = checkpoint.model.encode(source)
                 maps = {"encoder_self": _numpy(encoded.self_weights[0])}

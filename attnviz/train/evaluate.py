@@ -79,16 +79,18 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
 
 
 def measure(model: str, *, task: str | None, data: Path | None, examples: int | None = None,
-            device: str = "cpu") -> Metrics:
+            device: str = "cpu", threads: int | None = None) -> Metrics:
     """``attnviz eval``: a model (shipped name or file) on a task's test set or on pairs.
 
     ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
+    ``threads``: torch's CPU threads, restored after; None chooses
+    (:func:`attnviz.runtime.choose_threads`).
     """
     from attnviz.catalog import resolve
     from attnviz.checkpoint import load_checkpoint
     from attnviz.config import MAX_TEST_EXAMPLES
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import resolve_device
+    from attnviz.runtime import Work, choose_threads, resolve_device, using_threads
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
@@ -112,8 +114,11 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
+    work = Work(checkpoint.config.d_model, min(len(chosen), 256),  # evaluate's batches
+                checkpoint.config.max_target_length)
     try:
-        return evaluate(checkpoint, chosen, device=torch_device)
+        with using_threads(choose_threads(threads, work)):
+            return evaluate(checkpoint, chosen, device=torch_device)
     except RuntimeError as exc:
         if not too_large_for_memory(exc):
             raise

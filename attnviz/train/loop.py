@@ -280,6 +280,7 @@ class TrainPlan:
     options: TrainOptions
     info: dict  # stored in the model file
     test: list[Example] | None  # measured after training (None: the validation set)
+    threads: int = 1  # torch's CPU threads; the file's bytes depend on it (see runtime)
 
 
 def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
@@ -288,9 +289,14 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
          batch_size: int = TrainOptions.batch_size,
          learning_rate: float = TrainOptions.learning_rate, seed: int = 0,
          validation_share: float = VALIDATION_SHARE,
-         max_length: int = ModelConfig.max_target_length, device: str = "cpu") -> TrainPlan:
-    """Check the options of ``attnviz train`` and gather the data; raises AttnvizError."""
+         max_length: int = ModelConfig.max_target_length, device: str = "cpu",
+         threads: int | None = None) -> TrainPlan:
+    """Check the options of ``attnviz train`` and gather the data; raises AttnvizError.
+
+    ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
+    """
     from attnviz.errors import AttnvizError
+    from attnviz.runtime import Work, choose_threads
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import get_task
 
@@ -318,6 +324,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
             raise ValueError("⟨epochs⟩ must be at least 1")
     except ValueError as exc:
         raise AttnvizError(f"invalid training options: {exc}") from None
+    chosen_threads = choose_threads(threads, Work(width, batch_size, max_length, training=True))
 
     command = ["attnviz", "train"]
     if task is not None:
@@ -343,12 +350,14 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     command += ["--layers", str(layers), "--heads", str(heads), "--width", str(width),
                 "--steps", str(steps), "--batch-size", str(batch_size), "--lr",
                 str(learning_rate), "--seed", str(seed)]
+    if chosen_threads != 1:  # the bytes depend on it: the command that gives them says it
+        command += ["--threads", str(chosen_threads)]
     info["command"] = " ".join(command)
     info["seed"] = seed
     options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, device=device)
     _check_model_size(built, sizes)
-    return TrainPlan(built, sizes, options, info, test)
+    return TrainPlan(built, sizes, options, info, test, chosen_threads)
 
 
 def _check_vocabularies(data: Data) -> None:
@@ -394,4 +403,8 @@ def weight_count(config: ModelConfig) -> int:
 
 def run(plan: TrainPlan, report: Callable[[Progress], None] = lambda progress: None
         ) -> TrainResult:
-    return fit(plan.data, plan.sizes, plan.options, dict(plan.info), plan.test, report)
+    """``attnviz train``: :func:`fit` with torch on ``plan.threads`` threads, restored after."""
+    from attnviz.runtime import using_threads
+
+    with using_threads(plan.threads):
+        return fit(plan.data, plan.sizes, plan.options, dict(plan.info), plan.test, report)
