@@ -226,6 +226,70 @@ def show(
         _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap)
 
 
+class ExplainKind(str, Enum):
+    encoder = "encoder"
+    self_ = "self"
+    cross = "cross"
+
+
+@app.command()
+def explain(
+    text: TextArgument,
+    target: Annotated[Optional[str], typer.Option(
+        "--target", "-t", metavar="TEXT",
+        help="The target sentence. Without it, the model writes one greedily and prints it.",
+        show_default=False)] = None,
+    kind: Annotated[ExplainKind, typer.Option(
+        help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
+             "cross-attention.")] = ExplainKind.self_,
+    layer: LayerOption = None,
+    head: Annotated[int, typer.Option(
+        "--head", metavar="INDEX", help="The head to explain, counting from 0.")] = 0,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", metavar="NAME|PATH", show_default=False,
+        help="A shipped model (translate, dates, reverse), 'random', or a model file from "
+             "attnviz train. Default: translate.")] = None,
+    output: Annotated[Optional[list[Path]], typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
+             ".json (queries, keys, values, scores, mask, weights and the tokens). "
+             "Repeatable.", show_default=False)] = None,
+    cmap: CmapOption = "viridis",
+    seed: SeedOption = 0,
+    device: DeviceParam = Device.cpu,
+) -> None:
+    """Show one head's attention step by step: where Q, K and V come from, the scaled
+    scores Q Kᵀ / √d_k, the mask M and the weights softmax(Q Kᵀ / √d_k + M), which are the
+    model's own.
+
+    Example:  attnviz explain "the cat sees a car" --kind self --layer 1 --head 0 -o ex.png
+    """
+    with reporting(), _without_cycle_collector():
+        from attnviz import api, render
+
+        outputs = output or []
+        render.check_explanation_outputs(outputs, cmap)
+        explanation = api.explain(_argument(text, "the text"),
+                                  None if target is None else _argument(target, "--target"),
+                                  model, kind=kind.value, layer=layer, head=head, seed=seed,
+                                  device=device.value)
+        _tell_warnings()
+        provenance = explanation.provenance
+        written = provenance.target_text if provenance.target_generated else None
+        if outputs:
+            render.write_explanation(outputs, explanation, cmap)
+            for path in outputs:
+                _say(f"wrote {path}")
+        if written is not None:
+            typer.echo(printable(written))
+        if not outputs:
+            from rich.console import Console
+
+            from attnviz.render import explain_terminal
+
+            explain_terminal.show(Console(), explanation, cmap)
+
+
 def _kinds(kind: Kind) -> Optional[list[str]]:
     """The library's kinds for ``--kind``; None means every kind the maps hold."""
     return None if kind is Kind.all else [KINDS[kind]]

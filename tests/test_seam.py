@@ -185,7 +185,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
 LAYERS = [
     {"errors", "text", "version", "interrupt", "files", "mapfile", "config", "tokenize",
      "attention"},
-    {"maps", "model", "modelfile", "catalog", "runtime"},
+    {"maps", "model", "modelfile", "catalog", "runtime", "explanation"},
     {"checkpoint", "views", "sources", "train"},
     {"cache", "render"},
     {"api"},

@@ -60,3 +60,21 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
 
             contents[path] = image.to_bytes(heatmaps, fmt, cmap)
     write_all(contents)
+
+
+def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
+    """As :func:`check_outputs`, for the explain view."""
+    check_outputs(paths, cmap)
+
+
+def write_explanation(paths: list[Path], explanation, cmap: str) -> None:
+    """Write every output file of the explain view, or none: pictures of it, or its arrays."""
+    from attnviz.files import write_all
+    from attnviz.render import explain_image
+
+    contents = {}
+    for path in paths:
+        fmt = output_format(path)
+        contents[path] = (explanation.to_bytes(fmt) if fmt in DATA_FORMATS
+                          else explain_image.to_bytes(explanation, fmt, cmap))
+    write_all(contents)

@@ -206,7 +206,11 @@ def save(heatmaps: list[Heatmap], path: Path, cmap: str) -> None:
 
 def to_bytes(heatmaps: list[Heatmap], fmt: str, cmap: str, dpi: int = 150) -> bytes:
     """The heatmaps drawn as a ``png``, ``svg`` or ``pdf`` file."""
-    fig = figure(heatmaps, cmap)
+    return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
+
+
+def figure_bytes(fig, fmt: str, dpi: int = 150) -> bytes:
+    """Any attnviz figure as a ``png``, ``svg`` or ``pdf`` file, the same bytes every time."""
     buffer = io.BytesIO()
     from matplotlib import rc_context
 
