@@ -92,6 +92,13 @@ NoCacheOption = Annotated[bool, typer.Option(
 KindOption = Annotated[Kind, typer.Option(
     help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
          "cross-attention; all: every kind there is.")]
+RolloutOption = Annotated[bool, typer.Option(
+    "--rollout", help="Draw the attention rollout of the encoder (Abnar and Zuidema, 2020) "
+    "instead of its maps: per layer l, the product through layers 0..l of 0.5 x (mean over "
+    "heads) + 0.5 x I, rows renormalised. It follows how attention mixes the tokens' "
+    "identities through the layers, assuming the residual connection carries half; it is "
+    "not an explanation of the prediction (it ignores values, feed-forward layers and "
+    "norms). Every layer, or --layer's; -o x.npz adds encoder_rollout [L, S, S].")]
 
 
 _PENDING: list[str] = []  # warnings of the running command, not yet told
@@ -162,6 +169,7 @@ def encode(
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
+    rollout: RolloutOption = False,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
@@ -170,7 +178,7 @@ def encode(
     with reporting(), _without_cycle_collector():
         request = _request(text, None, "encoder", seed, device)
         maps = _trace(model, request, no_cache, output, cmap)
-        _draw(maps, ["encoder_self"], layer, head, output or [], cmap)
+        _draw(maps, ["encoder_self"], layer, head, output or [], cmap, rollout=rollout)
 
 
 @app.command()
@@ -189,6 +197,7 @@ def decode(
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
+    rollout: RolloutOption = False,
 ) -> None:
     """Show the whole model's attention: encoder self-attention, masked decoder
     self-attention and cross-attention of TEXT and its target.
@@ -199,7 +208,7 @@ def decode(
         request = _request(text, target, "decoder", seed, device)
         maps = _trace(model, request, no_cache, output, cmap)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
-        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written)
+        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written, rollout=rollout)
 
 
 @app.command()
@@ -213,6 +222,7 @@ def show(
     head: HeadOption = None,
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
+    rollout: RolloutOption = False,
 ) -> None:
     """Draw attention maps saved before, with the same views as encode and decode.
 
@@ -223,7 +233,8 @@ def show(
         from attnviz.maps import AttentionMaps
 
         render.check_outputs(output or [], cmap)
-        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap)
+        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap,
+              rollout=rollout)
 
 
 class ExplainKind(str, Enum):
@@ -344,18 +355,27 @@ def _without_cycle_collector() -> Iterator[None]:
 
 
 def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional[int],
-          outputs: list[Path], cmap: str, written: Optional[str] = None) -> None:
+          outputs: list[Path], cmap: str, written: Optional[str] = None,
+          rollout: bool = False) -> None:
     """Draw the chosen maps to every output file, or to the terminal when there is none.
 
     ``written``, the text the model wrote, goes to stdout once the files are written (a
-    failed command prints no result), or above the terminal's drawing.
+    failed command prints no result), or above the terminal's drawing. ``rollout`` draws
+    the encoder's attention rollout instead, and data files get it beside the maps.
     """
     from attnviz import render, views
 
-    heatmaps = views.heatmaps(maps, kinds, layer, head)
+    extra = None
+    if rollout:
+        from attnviz import attention_rollout
+
+        heatmaps = attention_rollout.rollout_heatmaps(maps, layer, head, kinds)
+        extra = {attention_rollout.KEY: attention_rollout.rollout(maps)}
+    else:
+        heatmaps = views.heatmaps(maps, kinds, layer, head)
     _tell_warnings()
     if outputs:
-        render.write_outputs(outputs, maps, heatmaps, cmap)
+        render.write_outputs(outputs, maps, heatmaps, cmap, extra)
         for path in outputs:
             _say(f"wrote {path}")
     if written is not None:

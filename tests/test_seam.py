@@ -186,7 +186,7 @@ LAYERS = [
     {"errors", "text", "version", "interrupt", "files", "mapfile", "config", "tokenize",
      "attention"},
     {"maps", "model", "modelfile", "catalog", "runtime", "explanation"},
-    {"checkpoint", "views", "sources", "train"},
+    {"checkpoint", "views", "sources", "train", "attention_rollout"},
     {"cache", "render"},
     {"api"},
     {"exits", "cli", "__main__", "__init__"},

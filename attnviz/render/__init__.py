@@ -45,21 +45,33 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
         check(cmap)
 
 
-def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
+def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
     """Write every output file, or none: images draw ``heatmaps``, data files hold all of
-    ``maps``. All are drawn before the first is written."""
+    ``maps`` (and the ``extra`` arrays by name, such as ``encoder_rollout``). All are drawn
+    before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
     for path in paths:
         fmt = output_format(path)
         if fmt in DATA_FORMATS:
-            contents[path] = maps.to_bytes(fmt)
+            contents[path] = _data_bytes(maps, fmt, extra or {})
         else:
             from attnviz.render import image
 
             contents[path] = image.to_bytes(heatmaps, fmt, cmap)
     write_all(contents)
+
+
+def _data_bytes(maps, fmt: str, extra: dict) -> bytes:
+    """The maps' own file, with the ``extra`` arrays beside them."""
+    if not extra:
+        return maps.to_bytes(fmt)
+    from attnviz import mapfile
+
+    if fmt == "npz":
+        return mapfile.npz_bytes({**maps.to_arrays(), **extra})
+    return mapfile.json_bytes({**maps.to_json(), **extra})
 
 
 def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
