@@ -79,7 +79,8 @@ HeadOption = Annotated[Optional[int], typer.Option(
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
-         ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
+         ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers). "
+         "Repeatable.", show_default=False)]
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=2**63 - 1)]
 DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
@@ -200,7 +201,8 @@ def decode(
     rollout: RolloutOption = False,
 ) -> None:
     """Show the whole model's attention: encoder self-attention, masked decoder
-    self-attention and cross-attention of TEXT and its target.
+    self-attention and cross-attention of TEXT and its target. With -o decoding.gif, one
+    frame per decoding step.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """

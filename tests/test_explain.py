@@ -248,6 +248,7 @@ def test_explain_json_holds_the_same_keys(tmp_path):
     (["-m", "saved.npz"], ["explain works with attnviz's own models", "saved maps"]),
     (["--head", "4"], ["--head 4 is out of range", "heads 0 to 3"]),
     (["--kind", "encoder", "--layer", "2"], ["--layer 2 is out of range", "layers 0 to 1"]),
+    (["-o", "{tmp}/x.gif"], ["cannot write", "explain draws one picture"]),
     (["-t", " "], ["--target is empty"]),
 ])
 def test_explain_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragments):

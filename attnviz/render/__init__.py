@@ -1,8 +1,8 @@
 """Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
-``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; the raw
-numbers (npz, json) are the maps' own format (:meth:`AttentionMaps.to_bytes`). None of
-them loads a model.
+``image`` writes PNG, SVG and PDF with matplotlib; ``animation`` writes the decoding steps
+as a GIF; ``terminal`` draws with rich; the raw numbers (npz, json) are the maps' own format
+(:meth:`AttentionMaps.to_bytes`). None of them loads a model.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 from attnviz.errors import AttnvizError
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+ANIMATION_SUFFIXES = (".gif",)  # one frame per decoding step
 DATA_SUFFIXES = (".npz", ".json")
 DATA_FORMATS = ("npz", "json")
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ANIMATION_SUFFIXES + DATA_SUFFIXES
 
 
 def output_format(path: Path) -> str:
-    """The format of an output file from its suffix: png, svg, pdf, npz or json."""
+    """The format of an output file from its suffix: png, svg, pdf, gif, npz or json."""
     suffix = path.suffix.lower()
     if not suffix:
         raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
@@ -46,9 +47,9 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
 
 
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
-    """Write every output file, or none: images draw ``heatmaps``, data files hold all of
-    ``maps`` (and the ``extra`` arrays by name, such as ``encoder_rollout``). All are drawn
-    before the first is written."""
+    """Write every output file, or none: images draw ``heatmaps``, a GIF animates their
+    decoder maps step by step, data files hold all of ``maps`` (and the ``extra`` arrays by
+    name, such as ``encoder_rollout``). All are drawn before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
@@ -56,6 +57,10 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> N
         fmt = output_format(path)
         if fmt in DATA_FORMATS:
             contents[path] = _data_bytes(maps, fmt, extra or {})
+        elif fmt == "gif":
+            from attnviz.render import animation
+
+            contents[path] = animation.to_bytes(maps, heatmaps, cmap)
         else:
             from attnviz.render import image
 
@@ -75,7 +80,12 @@ def _data_bytes(maps, fmt: str, extra: dict) -> bytes:
 
 
 def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
-    """As :func:`check_outputs`, for the explain view."""
+    """As :func:`check_outputs`, for the explain view, which draws one picture: no GIF."""
+    for path in paths:
+        if output_format(path) == "gif":
+            raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
+                               ".pdf) or saves its numbers (.npz .json); the .gif animation "
+                               "is of decoding")
     check_outputs(paths, cmap)
 
 
