@@ -65,7 +65,8 @@ def _figure(explanation: Explanation, cmap: str):
     longest_key = max((len(_label(t)) for t in e.key_tokens), default=1)
     left = AXIS_LABEL + 0.15 + CHAR * max(longest_row, longest_key)  # y labels and title
     map_width, map_height = max(cols * cell, 1.0), max(rows * cell, 1.0)
-    vector_height = max(max(rows, cols) * min(ROW, cell), 1.0)
+    row_height = min(ROW, cell)  # a token's row in Q, K and V, the same in all three
+    vector_height = max(max(rows, cols) * row_height, 1.0)
     below = AXIS_LABEL + 0.2 + CHAR * longest_key * 0.75  # key labels at 45°, axis title
     column = max(left + max(map_width, VECTOR_WIDTH) + COLORBAR, MIN_COLUMN)
     width = 2 * GAP + 3 * column
@@ -94,14 +95,15 @@ def _figure(explanation: Explanation, cmap: str):
             ("queries", "Q", e.queries, e.query_tokens),
             ("keys", "K", e.keys, e.key_tokens),
             ("values", "V", e.values, e.key_tokens))):
-        ax = axes(index, vector_bottom, VECTOR_WIDTH, vector_height)
+        own_height = max(len(tokens) * row_height, 0.5)  # top-aligned with the others
+        ax = axes(index, vector_bottom + vector_height - own_height, VECTOR_WIDTH, own_height)
         drawn = _matrix(ax, values, tokens, None, DIVERGING,
                         TwoSlopeNorm(0.0, -limit, limit), annotate=False)
         ax.set_xlabel(f"d_k = {e.d_k} dimensions of head {e.head}", fontsize=8)
         ax.set_title(f"{letter} = LN(x) W_{letter}  {e.shapes[name]}\n"
                      + _wrap(f"x: {e.origins[name]}"), fontsize=8, loc="left",
                      parse_math=False)
-    colorbar(drawn, ax, vector_bottom, vector_height, "Q, K and V")
+    colorbar(drawn, ax, vector_bottom + vector_height - own_height, own_height, "Q, K and V")
 
     map_bottom = GAP + below
     panels = [axes(index, map_bottom, map_width, map_height) for index in range(3)]
@@ -117,6 +119,10 @@ def _figure(explanation: Explanation, cmap: str):
             texts=np.where(e.mask, "0", "−∞"), vmin=0.0, vmax=1.0, borders=True)
     panels[1].set_title("+ M, the mask: 0 (white) or −∞ (grey)\n" + _wrap(e.mask_meaning, 46),
                         fontsize=9, loc="left", parse_math=False)
+    if not e.masked and max(rows, cols) > ANNOTATE_UP_TO:  # no zeros written: say it
+        panels[1].text(0.5, 0.5, "M = 0 everywhere:\nnothing is masked", ha="center",
+                       va="center", fontsize=9, transform=panels[1].transAxes,
+                       bbox={"facecolor": "white", "edgecolor": "#d0d0d0"})
 
     weights = Heatmap(kind=e.kind, layer=e.layer, head=e.head, head_count=e.heads,
                       weights=e.weights, query_tokens=list(e.query_tokens),

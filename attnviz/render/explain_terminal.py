@@ -44,8 +44,8 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     lines.append(Text(f"rows = {QUERY_AXES[e.kind]}   columns = {KEY_AXES[e.kind]}",
                       style="dim"))
 
-    def cells(values: np.ndarray, text_of, styles=None) -> list[Text]:
-        return _table(e, width, values, text_of, styles)
+    def cells(values: np.ndarray, text_of, style_of) -> list[Text]:
+        return _table(e, width, values, text_of, style_of)
 
     lines += [Text(""), Text(f"Q Kᵀ / √d_k, the scaled scores {e.shapes['scores']}:",
                              style="bold")]
