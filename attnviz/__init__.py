@@ -12,17 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from attnviz.version import __version__
 
-__all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Provenance", "__version__",
-           "plot", "trace"]
+__all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Explanation", "Provenance",
+           "__version__", "explain", "plot", "rollout", "trace"]
 
 if TYPE_CHECKING:
-    from attnviz.api import plot, trace
+    from attnviz.api import explain, plot, trace
+    from attnviz.attention_rollout import rollout
     from attnviz.errors import AttnvizError, AttnvizWarning
+    from attnviz.explanation import Explanation
     from attnviz.maps import AttentionMaps, Provenance
 
-_LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "AttentionMaps": "attnviz.maps",
-         "Provenance": "attnviz.maps", "AttnvizError": "attnviz.errors",
-         "AttnvizWarning": "attnviz.errors"}
+_LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "explain": "attnviz.api",
+         "rollout": "attnviz.attention_rollout", "AttentionMaps": "attnviz.maps",
+         "Provenance": "attnviz.maps", "Explanation": "attnviz.explanation",
+         "AttnvizError": "attnviz.errors", "AttnvizWarning": "attnviz.errors"}
 
 
 def __getattr__(name: str) -> Any:

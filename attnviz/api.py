@@ -21,6 +21,8 @@ from attnviz.text import valid_utf8
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from attnviz.explanation import Explanation
+
 # The kinds as the command line names them, and the library's own names.
 KIND_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross",
               **{kind: kind for kind in KINDS}}
@@ -91,3 +93,50 @@ def png(maps: AttentionMaps) -> bytes:
     from attnviz.render import image
 
     return image.to_bytes(views.heatmaps(maps), "png", "viridis", dpi=100)
+
+
+def explain(source: str, target: str | None = None, model: str | None = "translate", *,
+            kind: str = "self", layer: int | None = None, head: int = 0, seed: int = 0,
+            device: str = "cpu") -> Explanation:
+    """One head of one attention layer of an attnviz model, step by step: its queries, keys
+    and values, the scaled scores Q Kᵀ / √d_k, the mask and the weights.
+
+    The weights are the model's own: the same numbers as ``trace(...).decoder_self[layer,
+    head]`` (or ``encoder_self``, ``cross``), computed by the same function.
+
+    Args:
+        source: the source text.
+        target: the decoder's input text; None lets the model write one greedily first.
+        model: a shipped model's name, ``"random"`` or a model file (attnviz's own models:
+            a Hugging Face model or a file of saved maps holds no queries and keys to show).
+        kind: ``"encoder"``, ``"self"`` or ``"cross"`` (or the maps' own names).
+        layer: counting from 0; None: the model's recommended or last layer.
+        head: counting from 0.
+        seed: the random model's weights.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Raises:
+        AttnvizError: for a problem a person can fix (another kind of model, a layer or head
+            out of range, an empty text...).
+    """
+    from attnviz.errors import AttnvizError
+    from attnviz.sources import Request, open_source, source_module
+
+    if kind not in KIND_NAMES:
+        raise ValueError(f"kind must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
+    if not isinstance(head, int) or isinstance(head, bool):
+        raise ValueError(f"head must be an index, got {head!r}")
+    module = source_module(model)
+    if module != "own":
+        what = ("a file of saved maps holds their weights, not the queries and keys that made "
+                "them" if module == "saved" else
+                "a Hugging Face model computes its attention inside its own code")
+        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
+                           f"reverse, random, or a model file from attnviz train): {what}")
+    opened = open_source(model)
+    request = Request(valid_utf8(source), None if target is None else valid_utf8(target),
+                      None, seed, device)
+    explanation, notes = opened.explain(request, KIND_NAMES[kind], layer, head)
+    for note in notes:
+        warnings.warn(note, AttnvizWarning, stacklevel=2)
+    return explanation

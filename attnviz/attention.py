@@ -2,7 +2,8 @@
 
 Encoder self-attention, masked decoder self-attention and cross-attention all call
 :func:`scaled_dot_product_attention`; they differ only in where the queries, keys and
-values come from and in the mask they pass.
+values come from and in the mask they pass. Its first step, the scores, is
+:func:`attention_scores`, which ``attnviz explain`` calls too to show them.
 
 Masks are boolean with torch's convention (the ``attn_mask`` of
 ``torch.nn.functional.scaled_dot_product_attention``): **True means "this key may be
@@ -15,7 +16,8 @@ import math
 
 import torch
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask"]
+__all__ = ["scaled_dot_product_attention", "attention_scores", "causal_mask",
+           "padding_mask"]
 
 
 def scaled_dot_product_attention(
@@ -41,20 +43,11 @@ def scaled_dot_product_attention(
         - mask: broadcastable to ``[..., T, S]``
         - output: ``[..., T, d_v]``, weights: ``[..., T, S]``
     """
-    if mask is not None and mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
-    d_k = q.size(-1)
-    # Scaling q (T x d_k values) is cheaper than scaling the scores (T x S values).
-    scores = (q * (1.0 / math.sqrt(d_k))) @ k.transpose(-2, -1)  # (..., T, S)
+    scores = attention_scores(q, k, mask)  # (..., T, S), a new tensor of our own
     # Without autograd the scores' memory is reused for the weights: for long sequences
     # the T x S buffer is the largest thing in the layer, and a second one costs a third
     # of the time. With autograd the same math runs out of place.
-    in_place = not (torch.is_grad_enabled() and scores.requires_grad)
-    if mask is not None:
-        if in_place:
-            scores.masked_fill_(~mask, float("-inf"))
-        else:
-            scores = scores.masked_fill(~mask, float("-inf"))
+    in_place = _in_place(scores)
     # softmax; a row whose keys are all masked becomes NaN here and zeros below.
     weights = torch.softmax(scores, dim=-1, out=scores) if in_place else torch.softmax(
         scores, dim=-1)  # (..., T, S)
@@ -63,6 +56,40 @@ def scaled_dot_product_attention(
         if not bool(has_key.all()):
             weights = weights.masked_fill(~has_key, 0.0)
     return weights @ v, weights  # (..., T, d_v), (..., T, S)
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """The scores of the formula: Q Kᵀ / √d_k + M, with M = -inf where ``mask`` is False.
+
+    Without a mask these are the scaled scores Q Kᵀ / √d_k alone (as ``attnviz explain``
+    shows them, beside the mask).
+
+    Args:
+        q: queries.
+        k: keys.
+        mask: optional boolean tensor, broadcastable to ``[..., T, S]``; True = may attend.
+
+    Shape:
+        - q: ``[..., T, d_k]``, k: ``[..., S, d_k]``
+        - output: ``[..., T, S]``
+    """
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
+    d_k = q.size(-1)
+    # Scaling q (T x d_k values) is cheaper than scaling the scores (T x S values).
+    scores = (q * (1.0 / math.sqrt(d_k))) @ k.transpose(-2, -1)  # (..., T, S)
+    if mask is not None:
+        if _in_place(scores):
+            scores.masked_fill_(~mask, float("-inf"))
+        else:
+            scores = scores.masked_fill(~mask, float("-inf"))
+    return scores
+
+
+def _in_place(scores: torch.Tensor) -> bool:
+    """Whether ``scores`` may be overwritten: not while autograd records them."""
+    return not (torch.is_grad_enabled() and scores.requires_grad)
 
 
 def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:

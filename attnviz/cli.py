@@ -85,7 +85,8 @@ HeadOption = Annotated[Optional[int], typer.Option(
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
-         ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
+         ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers). "
+         "Repeatable.", show_default=False)]
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=MAX_SEED)]
@@ -103,6 +104,13 @@ NoCacheOption = Annotated[bool, typer.Option(
 KindOption = Annotated[Kind, typer.Option(
     help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
          "cross-attention; all: every kind there is.")]
+RolloutOption = Annotated[bool, typer.Option(
+    "--rollout", help="Draw the attention rollout of the encoder (Abnar and Zuidema, 2020) "
+    "instead of its maps: per layer l, the product through layers 0..l of 0.5 x (mean over "
+    "heads) + 0.5 x I, rows renormalised. It follows how attention mixes the tokens' "
+    "identities through the layers, assuming the residual connection carries half; it is "
+    "not an explanation of the prediction (it ignores values, feed-forward layers and "
+    "norms). Every layer, or --layer's; -o x.npz adds encoder_rollout [L, S, S].")]
 
 
 _PENDING: list[str] = []  # warnings of the running command, not yet told
@@ -174,6 +182,7 @@ def encode(
     device: DeviceParam = Device.cpu,
     threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
+    rollout: RolloutOption = False,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
@@ -182,7 +191,7 @@ def encode(
     with reporting(), _without_cycle_collector():
         request = _request(text, None, "encoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
-        _draw(maps, ["encoder_self"], layer, head, output or [], cmap)
+        _draw(maps, ["encoder_self"], layer, head, output or [], cmap, rollout=rollout)
 
 
 @app.command()
@@ -202,11 +211,13 @@ def decode(
     device: DeviceParam = Device.cpu,
     threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
+    rollout: RolloutOption = False,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
 
     Encoder self-attention, masked decoder self-attention and cross-attention; without
-    --target, the model writes the target greedily and prints it.
+    --target, the model writes the target greedily and prints it. With -o decoding.gif, one
+    frame per decoding step.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
@@ -214,7 +225,7 @@ def decode(
         request = _request(text, target, "decoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
-        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written)
+        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written, rollout=rollout)
 
 
 @app.command()
@@ -228,6 +239,7 @@ def show(
     head: HeadOption = None,
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
+    rollout: RolloutOption = False,
 ) -> None:
     """Draw attention maps saved before, with the same views as encode and decode.
 
@@ -238,7 +250,72 @@ def show(
         from attnviz.maps import AttentionMaps
 
         render.check_outputs(output or [], cmap)
-        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap)
+        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap,
+              rollout=rollout)
+
+
+class ExplainKind(str, Enum):
+    encoder = "encoder"
+    self_ = "self"
+    cross = "cross"
+
+
+@app.command()
+def explain(
+    text: TextArgument,
+    target: Annotated[Optional[str], typer.Option(
+        "--target", "-t", metavar="TEXT",
+        help="The target sentence. Without it, the model writes one greedily and prints it.",
+        show_default=False)] = None,
+    kind: Annotated[ExplainKind, typer.Option(
+        help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
+             "cross-attention.")] = ExplainKind.self_,
+    layer: LayerOption = None,
+    head: Annotated[int, typer.Option(
+        "--head", metavar="INDEX", help="The head to explain, counting from 0.")] = 0,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", metavar="NAME|PATH", show_default=False,
+        help="A shipped model (translate, dates, reverse), 'random', or a model file from "
+             "attnviz train. Default: translate.")] = None,
+    output: Annotated[Optional[list[Path]], typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
+             ".json (queries, keys, values, scores, mask, weights and the tokens). "
+             "Repeatable.", show_default=False)] = None,
+    cmap: CmapOption = "viridis",
+    seed: SeedOption = 0,
+    device: DeviceParam = Device.cpu,
+) -> None:
+    """Show one head's attention step by step: where Q, K and V come from, the scaled
+    scores Q Kᵀ / √d_k, the mask M and the weights softmax(Q Kᵀ / √d_k + M), which are the
+    model's own.
+
+    Example:  attnviz explain "the cat sees a car" --kind self --layer 1 --head 0 -o ex.png
+    """
+    with reporting(), _without_cycle_collector():
+        from attnviz import api, render
+
+        outputs = output or []
+        render.check_explanation_outputs(outputs, cmap)
+        explanation = api.explain(_argument(text, "the text"),
+                                  None if target is None else _argument(target, "--target"),
+                                  model, kind=kind.value, layer=layer, head=head, seed=seed,
+                                  device=device.value)
+        _tell_warnings()
+        provenance = explanation.provenance
+        written = provenance.target_text if provenance.target_generated else None
+        if outputs:
+            render.write_explanation(outputs, explanation, cmap)
+            for path in outputs:
+                _say(f"wrote {path}")
+        if written is not None:
+            typer.echo(printable(written))
+        if not outputs:
+            from rich.console import Console
+
+            from attnviz.render import explain_terminal
+
+            explain_terminal.show(Console(), explanation, cmap)
 
 
 def _kinds(kind: Kind) -> Optional[list[str]]:
@@ -301,18 +378,27 @@ def _without_cycle_collector() -> Iterator[None]:
 
 
 def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional[int],
-          outputs: list[Path], cmap: str, written: Optional[str] = None) -> None:
+          outputs: list[Path], cmap: str, written: Optional[str] = None,
+          rollout: bool = False) -> None:
     """Draw the chosen maps to every output file, or to the terminal when there is none.
 
     ``written``, the text the model wrote, goes to stdout once the files are written (a
-    failed command prints no result), or above the terminal's drawing.
+    failed command prints no result), or above the terminal's drawing. ``rollout`` draws
+    the encoder's attention rollout instead, and data files get it beside the maps.
     """
     from attnviz import render, views
 
-    heatmaps = views.heatmaps(maps, kinds, layer, head)
+    extra = None
+    if rollout:
+        from attnviz import attention_rollout
+
+        heatmaps = attention_rollout.rollout_heatmaps(maps, layer, head, kinds)
+        extra = {attention_rollout.KEY: attention_rollout.rollout(maps)}
+    else:
+        heatmaps = views.heatmaps(maps, kinds, layer, head)
     _tell_warnings()
     if outputs:
-        render.write_outputs(outputs, maps, heatmaps, cmap)
+        render.write_outputs(outputs, maps, heatmaps, cmap, extra)
         for path in outputs:
             _say(f"wrote {path}")
     if written is not None:

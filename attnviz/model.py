@@ -14,6 +14,10 @@ Every attention layer is a :class:`MultiHeadAttention`, and every one of them ca
 The blocks are pre-norm (LayerNorm before each sublayer, then a residual add), which
 trains small models reliably; the encoder's final output is its last block's output
 passed through a final LayerNorm.
+
+:meth:`Transformer.attention_steps` runs the same forward pass up to one attention layer and
+returns that layer's queries, keys, values, scores, mask and weights as data
+(:class:`AttentionSteps`): what ``attnviz explain`` draws.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ from torch import nn
 from attnviz import attention
 from attnviz.config import ModelConfig
 from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class AttentionSteps:
+    """One attention layer's steps in one forward pass, every head: the formula's parts.
+
+    ``weights`` are what the layer's forward returns (the same function on the same
+    inputs), so they equal the maps of a whole forward pass; softmax(``scores`` + M), with
+    M = 0 where ``mask`` is True and -inf where it is False, gives them.
+    """
+
+    queries: torch.Tensor  # (B, H, T, Dh): the query input projected by W_Q, split in heads
+    keys: torch.Tensor  # (B, H, S, Dh): the key/value input projected by W_K
+    values: torch.Tensor  # (B, H, S, Dh): the key/value input projected by W_V
+    scores: torch.Tensor  # (B, H, T, S): Q Kᵀ / √Dh, before the mask
+    mask: torch.Tensor  # (B, H, T, S) bool: True = the key may be attended to
+    weights: torch.Tensor  # (B, H, T, S): softmax(scores + M)
 
 
 class MultiHeadAttention(nn.Module):
@@ -54,20 +75,50 @@ class MultiHeadAttention(nn.Module):
         batch, length, width = x.shape  # (B, N, D)
         return x.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)
 
+    def project(self, query_input: torch.Tensor, key_value_input: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values, split in heads.
+
+        Shape: query_input ``[B, T, D]``, key_value_input ``[B, S, D]`` -> queries
+        ``[B, H, T, Dh]``, keys and values ``[B, H, S, Dh]``.
+        """
+        queries = self._split_heads(self.query_proj(query_input))  # (B, H, T, Dh)
+        keys = self._split_heads(self.key_proj(key_value_input))  # (B, H, S, Dh)
+        values = self._split_heads(self.value_proj(key_value_input))  # (B, H, S, Dh)
+        return queries, keys, values
+
     def forward(
         self,
         query_input: torch.Tensor,
         key_value_input: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        queries = self._split_heads(self.query_proj(query_input))  # (B, H, T, Dh)
-        keys = self._split_heads(self.key_proj(key_value_input))  # (B, H, S, Dh)
-        values = self._split_heads(self.value_proj(key_value_input))  # (B, H, S, Dh)
+        queries, keys, values = self.project(query_input, key_value_input)
         # Looked up on the module at call time, so there is exactly one attention function.
         attended, weights = attention.scaled_dot_product_attention(queries, keys, values, mask)
         batch, _, length, _ = attended.shape  # (B, H, T, Dh)
         merged = attended.transpose(1, 2).reshape(batch, length, -1)  # (B, T, D)
         return self.out_proj(merged), weights  # (B, T, D), (B, H, T, S)
+
+    def steps(
+        self,
+        query_input: torch.Tensor,
+        key_value_input: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> AttentionSteps:
+        """What :meth:`forward` computes on these inputs, step by step, before the heads merge.
+
+        The weights come from the one attention function, as in :meth:`forward`; the
+        scores, from the function it starts with, without the mask (shown apart).
+
+        Shape: as :meth:`forward`; see :class:`AttentionSteps`.
+        """
+        queries, keys, values = self.project(query_input, key_value_input)
+        _, weights = attention.scaled_dot_product_attention(queries, keys, values, mask)
+        scores = attention.attention_scores(queries, keys)  # (B, H, T, S)
+        visible = (torch.ones_like(weights, dtype=torch.bool) if mask is None
+                   else mask.expand_as(weights))  # (B, H, T, S)
+        return AttentionSteps(queries, keys, values, scores, visible, weights)
 
 
 class FeedForward(nn.Sequential):
@@ -100,6 +151,12 @@ class EncoderBlock(nn.Module):
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
         return x, weights
 
+    def self_attention_steps(self, x: torch.Tensor, source_mask: torch.Tensor | None
+                             ) -> AttentionSteps:
+        """The steps of this block's self-attention on its input ``x`` ``[B, S, D]``."""
+        h = self.self_attention_norm(x)  # (B, S, D), as in forward
+        return self.self_attention.steps(h, h, source_mask)
+
 
 class DecoderBlock(nn.Module):
     """Masked self-attention, then cross-attention to the encoder, then a feed-forward layer."""
@@ -123,15 +180,34 @@ class DecoderBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shape: y ``[B, T, D]``, memory ``[B, S, D]`` -> y ``[B, T, D]``,
         self weights ``[B, H, T, T]``, cross weights ``[B, H, T, S]``."""
-        h = self.self_attention_norm(y)  # (B, T, D)
-        attended, self_weights = self.self_attention(h, h, self_mask)
-        y = y + self.dropout(attended)
+        y, self_weights = self._self_attend(y, self_mask)
         # Queries: the decoder after its masked self-attention; keys and values: the encoder.
         attended, cross_weights = self.cross_attention(self.cross_attention_norm(y), memory,
                                                        cross_mask)
         y = y + self.dropout(attended)
         y = y + self.dropout(self.feed_forward(self.feed_forward_norm(y)))
         return y, self_weights, cross_weights
+
+    def _self_attend(self, y: torch.Tensor, self_mask: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked self-attention sublayer with its residual: ``[B, T, D]`` -> the same,
+        and its weights ``[B, H, T, T]``."""
+        h = self.self_attention_norm(y)  # (B, T, D)
+        attended, self_weights = self.self_attention(h, h, self_mask)
+        return y + self.dropout(attended), self_weights
+
+    def self_attention_steps(self, y: torch.Tensor, self_mask: torch.Tensor) -> AttentionSteps:
+        """The steps of this block's masked self-attention on its input ``y`` ``[B, T, D]``."""
+        h = self.self_attention_norm(y)  # (B, T, D), as in _self_attend
+        return self.self_attention.steps(h, h, self_mask)
+
+    def cross_attention_steps(self, y: torch.Tensor, memory: torch.Tensor,
+                              self_mask: torch.Tensor, cross_mask: torch.Tensor | None
+                              ) -> AttentionSteps:
+        """The steps of this block's cross-attention, for the block's input ``y`` ``[B, T, D]``:
+        queries from ``y`` after the masked self-attention, keys and values from ``memory``."""
+        y, _ = self._self_attend(y, self_mask)
+        return self.cross_attention.steps(self.cross_attention_norm(y), memory, cross_mask)
 
 
 def sinusoidal_positions(length: int, width: int, device: torch.device) -> torch.Tensor:
@@ -219,13 +295,8 @@ class Transformer(nn.Module):
         Shape: target_ids ``[B, T]``, memory ``[B, S, D]``, source_ids ``[B, S]`` ->
         logits ``[B, T, V]``, self weights ``[B, L, H, T, T]``, cross ``[B, L, H, T, S]``.
         """
-        length = target_ids.size(1)
-        self_mask = attention.causal_mask(length, device=target_ids.device)  # (T, T)
-        target_keys = _key_mask(target_ids)  # (B, 1, 1, T) or None
-        if target_keys is not None:
-            self_mask = self_mask & target_keys  # (B, 1, T, T)
+        y, self_mask = self._decoder_start(target_ids)  # (B, T, D), (T, T) or (B, 1, T, T)
         cross_mask = _key_mask(source_ids)  # (B, 1, 1, S) or None
-        y = self._embed(self.target_embedding, target_ids)  # (B, T, D)
         self_layers, cross_layers = [], []
         for block in self.decoder_blocks:
             y, self_weights, cross_weights = block(y, memory, self_mask, cross_mask)
@@ -233,6 +304,61 @@ class Transformer(nn.Module):
             cross_layers.append(cross_weights)  # (B, H, T, S)
         logits = self.output(self.decoder_norm(y))  # (B, T, V)
         return logits, torch.stack(self_layers, dim=1), torch.stack(cross_layers, dim=1)
+
+    def _decoder_start(self, target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's embedded input and its self-attention mask: causal, and padding
+        hidden as a key.
+
+        Shape: target_ids ``[B, T]`` -> ``[B, T, D]``, mask ``[T, T]`` or ``[B, 1, T, T]``.
+        """
+        length = target_ids.size(1)
+        self_mask = attention.causal_mask(length, device=target_ids.device)  # (T, T)
+        target_keys = _key_mask(target_ids)  # (B, 1, 1, T) or None
+        if target_keys is not None:
+            self_mask = self_mask & target_keys  # (B, 1, T, T)
+        return self._embed(self.target_embedding, target_ids), self_mask
+
+    def attention_steps(self, source_ids: torch.Tensor, target_ids: torch.Tensor | None,
+                        kind: str, layer: int) -> AttentionSteps:
+        """Run the forward pass up to one attention layer and return its steps.
+
+        The same blocks as :meth:`forward` run before it, so its weights are those of the
+        whole pass at that layer (``encoder_self[:, layer]``, ``decoder_self[:, layer]`` or
+        ``cross[:, layer]``).
+
+        Args:
+            source_ids: source token ids, padded with 0.
+            target_ids: decoder input ids (begin token, then the target); None for the
+                encoder.
+            kind: ``"encoder_self"``, ``"decoder_self"`` or ``"cross"``.
+            layer: the block, counting from 0.
+
+        Shape:
+            - source_ids: ``[B, S]``, target_ids: ``[B, T]``
+            - output: see :class:`AttentionSteps` (T = S for the encoder)
+        """
+        blocks = {"encoder_self": self.encoder_blocks, "decoder_self": self.decoder_blocks,
+                  "cross": self.decoder_blocks}.get(kind)
+        if blocks is None:
+            raise ValueError(f"kind must be encoder_self, decoder_self or cross, got {kind!r}")
+        if not 0 <= layer < len(blocks):
+            raise ValueError(f"layer must be in 0..{len(blocks) - 1} for {kind}, got {layer}")
+        source_mask = _key_mask(source_ids)  # (B, 1, 1, S) or None
+        if kind == "encoder_self":
+            x = self._embed(self.source_embedding, source_ids)  # (B, S, D)
+            for block in self.encoder_blocks[:layer]:
+                x, _ = block(x, source_mask)
+            return self.encoder_blocks[layer].self_attention_steps(x, source_mask)
+        if target_ids is None:
+            raise ValueError(f"{kind} needs the decoder's input ids")
+        memory = self.encode(source_ids).memory  # (B, S, D)
+        y, self_mask = self._decoder_start(target_ids)  # (B, T, D)
+        for block in self.decoder_blocks[:layer]:
+            y, _, _ = block(y, memory, self_mask, source_mask)
+        block = self.decoder_blocks[layer]
+        if kind == "decoder_self":
+            return block.self_attention_steps(y, self_mask)
+        return block.cross_attention_steps(y, memory, self_mask, source_mask)
 
     def forward(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> Seq2SeqOutput:
         """Encode the source and decode the target input (teacher forcing).

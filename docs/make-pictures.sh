@@ -9,6 +9,12 @@ attnviz encode "the small black cats see a red car" -o translate-encoder.png
 attnviz decode "tuesday, march 3, 2026" -m dates --kind cross -o dates-cross.png
 attnviz decode "the old dog sees a small red car" -m reverse --kind cross -o reverse-cross.png
 COLUMNS=100 attnviz decode "the small black cats see a red car" --kind cross > terminal.txt
+attnviz explain "the small black cats see a red car" --kind self -o explain.png
+attnviz encode "the small black cats see a red car" --rollout -o rollout.png
+attnviz decode "the small black cats see a red car" -o decoding.gif
+# One frame of the animation, as a still: step 4, "chats" writes "noirs" (matplotlib brings
+# Pillow, so python here is the one attnviz runs with).
+python -c 'from PIL import Image; gif = Image.open("decoding.gif"); gif.seek(3); gif.convert("RGB").save("decoding-frame.png")'
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
 fi

@@ -177,7 +177,7 @@ CASES = [
     Case("eval on another task", ["eval", "-m", "dates", "--task", "translate"],
          says="trained on the dates task"),
     # outputs
-    Case("unknown suffix", ["encode", SOURCE, "-o", "{tmp}/x.gif"],
+    Case("unknown suffix", ["encode", SOURCE, "-o", "{tmp}/x.bmp"],
          says="not a supported output"),
     Case("no suffix", ["encode", SOURCE, "-o", "{tmp}/x"], says="no suffix"),
     Case("missing folder", ["encode", SOURCE, "-o", "{tmp}/no/such/x.png"],
@@ -189,7 +189,7 @@ CASES = [
     Case("output in /proc", ["encode", SOURCE, "-o", "/proc/attnviz.png"],
          says="cannot write"),
     Case("one good and one bad output", ["encode", SOURCE, "-o", "{tmp}/ok.png", "-o",
-                                         "{tmp}/bad.gif"], says="not a supported output"),
+                                         "{tmp}/bad.bmp"], says="not a supported output"),
     Case("output name of 255 bytes", ["encode", SOURCE, "-o", "{tmp}/" + LONG_NAME], code=0),
     Case("output name of 256 bytes", ["encode", SOURCE, "-o", "{tmp}/" + TOO_LONG_NAME],
          says="File name too long", real=True),

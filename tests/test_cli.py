@@ -150,7 +150,7 @@ def test_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragments):
 
 
 @pytest.mark.parametrize("name, fragments", [
-    ("x.gif", ["'.gif' is not a supported output", ".png, .svg, .pdf, .npz, .json"]),
+    ("x.bmp", ["'.bmp' is not a supported output", ".png, .svg, .pdf, .gif, .npz, .json"]),
     ("x", ["it has no suffix to tell the format", ".png, .svg"]),
     ("missing/dir/x.png", ["folder", "does not exist"]),
 ])

@@ -115,9 +115,9 @@ def test_npz_loads_with_plain_numpy_and_no_pickle(tmp_path):
 
 
 def test_unknown_suffix_lists_the_supported_ones(tmp_path):
-    with pytest.raises(AttnvizError, match=r"'\.gif' is not a supported output; use one of "
-                                           r"\.png, \.svg, \.pdf, \.npz, \.json"):
-        output_format(tmp_path / "x.gif")
+    with pytest.raises(AttnvizError, match=r"'\.bmp' is not a supported output; use one of "
+                                           r"\.png, \.svg, \.pdf, \.gif, \.npz, \.json"):
+        output_format(tmp_path / "x.bmp")
     with pytest.raises(AttnvizError, match="has no suffix"):
         check_outputs([tmp_path / "x"], "viridis")
     assert output_format(tmp_path / "X.PNG") == "png"

@@ -186,8 +186,8 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
 LAYERS = [
     {"errors", "text", "version", "interrupt", "files", "mapfile", "config", "tokenize",
      "attention"},
-    {"maps", "model", "modelfile", "catalog", "runtime"},
-    {"checkpoint", "views", "sources", "train"},
+    {"maps", "model", "modelfile", "catalog", "runtime", "explanation"},
+    {"checkpoint", "views", "sources", "train", "attention_rollout"},
     {"cache", "render"},
     {"api"},
     {"exits", "cli", "__main__", "__init__"},

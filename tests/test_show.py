@@ -247,5 +247,5 @@ def test_show_options_are_checked_before_reading(tmp_path):
     GOOD.save(saved)
     _one_line_error(run("show", saved, "--layer", "3"), "--layer 3 is out of range")
     _one_line_error(run("show", saved, "--head", "2"), "--head 2 is out of range")
-    _one_line_error(run("show", saved, "-o", tmp_path / "x.gif"), "not a supported output")
+    _one_line_error(run("show", saved, "-o", tmp_path / "x.bmp"), "not a supported output")
     _one_line_error(run("show", saved, "--cmap", "nope"), "unknown colour map")

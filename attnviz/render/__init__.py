@@ -1,8 +1,8 @@
 """Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
-``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; the raw
-numbers (npz, json) are the maps' own format (:meth:`AttentionMaps.to_bytes`). None of
-them loads a model.
+``image`` writes PNG, SVG and PDF with matplotlib; ``animation`` writes the decoding steps
+as a GIF; ``terminal`` draws with rich; the raw numbers (npz, json) are the maps' own format
+(:meth:`AttentionMaps.to_bytes`). None of them loads a model.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 from attnviz.errors import AttnvizError
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+ANIMATION_SUFFIXES = (".gif",)  # one frame per decoding step
 DATA_SUFFIXES = (".npz", ".json")
 DATA_FORMATS = ("npz", "json")
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ANIMATION_SUFFIXES + DATA_SUFFIXES
 
 
 def output_format(path: Path) -> str:
-    """The format of an output file from its suffix: png, svg, pdf, npz or json."""
+    """The format of an output file from its suffix: png, svg, pdf, gif, npz or json."""
     suffix = path.suffix.lower()
     if not suffix:
         raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
@@ -45,18 +46,57 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
         check(cmap)
 
 
-def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
-    """Write every output file, or none: images draw ``heatmaps``, data files hold all of
-    ``maps``. All are drawn before the first is written."""
+def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
+    """Write every output file, or none: images draw ``heatmaps``, a GIF animates their
+    decoder maps step by step, data files hold all of ``maps`` (and the ``extra`` arrays by
+    name, such as ``encoder_rollout``). All are drawn before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
     for path in paths:
         fmt = output_format(path)
         if fmt in DATA_FORMATS:
-            contents[path] = maps.to_bytes(fmt)
+            contents[path] = _data_bytes(maps, fmt, extra or {})
+        elif fmt == "gif":
+            from attnviz.render import animation
+
+            contents[path] = animation.to_bytes(maps, heatmaps, cmap)
         else:
             from attnviz.render import image
 
             contents[path] = image.to_bytes(heatmaps, fmt, cmap)
+    write_all(contents)
+
+
+def _data_bytes(maps, fmt: str, extra: dict) -> bytes:
+    """The maps' own file, with the ``extra`` arrays beside them."""
+    if not extra:
+        return maps.to_bytes(fmt)
+    from attnviz import mapfile
+
+    if fmt == "npz":
+        return mapfile.npz_bytes({**maps.to_arrays(), **extra})
+    return mapfile.json_bytes({**maps.to_json(), **extra})
+
+
+def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
+    """As :func:`check_outputs`, for the explain view, which draws one picture: no GIF."""
+    for path in paths:
+        if output_format(path) == "gif":
+            raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
+                               ".pdf) or saves its numbers (.npz .json); the .gif animation "
+                               "is of decoding")
+    check_outputs(paths, cmap)
+
+
+def write_explanation(paths: list[Path], explanation, cmap: str) -> None:
+    """Write every output file of the explain view, or none: pictures of it, or its arrays."""
+    from attnviz.files import write_all
+    from attnviz.render import explain_image
+
+    contents = {}
+    for path in paths:
+        fmt = output_format(path)
+        contents[path] = (explanation.to_bytes(fmt) if fmt in DATA_FORMATS
+                          else explain_image.to_bytes(explanation, fmt, cmap))
     write_all(contents)

@@ -199,7 +199,11 @@ def _fraction(inches: float, total: float) -> float:
 
 def to_bytes(heatmaps: list[Heatmap], fmt: str, cmap: str, dpi: int = 150) -> bytes:
     """The heatmaps drawn as a ``png``, ``svg`` or ``pdf`` file."""
-    fig = figure(heatmaps, cmap)
+    return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
+
+
+def figure_bytes(fig, fmt: str, dpi: int = 150) -> bytes:
+    """Any attnviz figure as a ``png``, ``svg`` or ``pdf`` file, the same bytes every time."""
     buffer = io.BytesIO()
     from matplotlib import rc_context
 

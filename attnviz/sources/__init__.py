@@ -16,7 +16,8 @@ from collections.abc import Callable
 from attnviz.catalog import DEFAULT_MODEL
 from attnviz.sources.base import Request, Source, Trace
 
-__all__ = ["DEFAULT_MODEL", "SOURCES", "Request", "Source", "Trace", "open_source"]
+__all__ = ["DEFAULT_MODEL", "SOURCES", "Request", "Source", "Trace", "open_source",
+           "source_module"]
 
 
 # Which module reads a name: the first whose rule accepts it.
@@ -30,7 +31,14 @@ SOURCES: list[tuple[Callable[[str], bool], str]] = [
 def open_source(name: str | None = None) -> Source:
     """The source ``name`` means (default: the shipped translate model)."""
     name = name or DEFAULT_MODEL
+    return importlib.import_module(f"{__name__}.{source_module(name)}").open(name)
+
+
+def source_module(name: str | None = None) -> str:
+    """The module of :data:`SOURCES` that reads ``name`` (``own``, ``saved``, ...), without
+    opening anything."""
+    name = name or DEFAULT_MODEL
     for accepts, module in SOURCES:
         if accepts(name):
-            return importlib.import_module(f"{__name__}.{module}").open(name)
+            return module
     raise AssertionError("the last source accepts every name")

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from attnviz import catalog
 from attnviz.errors import AttnvizError
-from attnviz.maps import KINDS, AttentionMaps, Provenance, check_size
+from attnviz.explanation import Explanation
+from attnviz.maps import KINDS, TITLES, AttentionMaps, Provenance, check_size
 from attnviz.sources.base import Request, Trace, digest, require_text
 from attnviz.text import printable, shorten
 from attnviz.version import __version__
@@ -27,6 +28,19 @@ if TYPE_CHECKING:
 
 UNKNOWN_SHOWN = 10  # unknown words named in a warning; the rest are counted
 UNKNOWN_CHARS = 40  # an unknown word longer than this is shortened in the warning
+
+
+@dataclass
+class _Start:
+    """What every run of a model begins with (see :meth:`OwnModel._start`)."""
+
+    text: str
+    target: str | None
+    checkpoint: Checkpoint
+    source: torch.Tensor  # (1, S) source ids
+    source_labels: list[str]
+    notes: list[str]
+    threads: int
 
 
 def open(name: str) -> OwnModel:  # noqa: A001 - every source module has open()
@@ -57,12 +71,99 @@ class OwnModel:
         ``request.target`` by teacher forcing, without one on the target it writes greedily."""
         import torch
 
-        from attnviz.runtime import Work, choose_threads, resolve_device, using_threads
+        from attnviz.runtime import using_threads
+
+        encode_only = request.part == "encoder"
+        start = self._start(request, encode_only)
+        checkpoint, source, notes = start.checkpoint, start.source, start.notes
+        with using_threads(start.threads), torch.inference_mode():
+            if encode_only:
+                encoded = checkpoint.model.encode(source)
+                maps = {"encoder_self": _numpy(encoded.self_weights[0])}
+                target_labels, written = [], None
+            else:
+                decoder_input, target_labels, written = self._decoder_input(
+                    checkpoint, source, start.target, notes, source.device)
+                output = checkpoint.model(source, decoder_input)
+                maps = {"encoder_self": _numpy(output.encoder_self[0]),
+                        "decoder_self": _numpy(output.decoder_self[0]),
+                        "cross": _numpy(output.cross[0])}
+        provenance = self._provenance(request, checkpoint, start.text,
+                                      start.target if written is None else written,
+                                      written is not None)
+        return Trace(AttentionMaps(start.source_labels, target_labels, provenance=provenance,
+                                   **maps), tuple(notes))
+
+    def explain(self, request: Request, kind: str, layer: int | None, head: int
+                ) -> tuple[Explanation, tuple[str, ...]]:
+        """One head of one attention layer, step by step, and what the person should be
+        told (as :meth:`trace` tells it).
+
+        The decoder reads ``request.target``, or (without one) the target the model writes
+        greedily, as in :meth:`trace`; then the model runs up to the layer
+        (:meth:`~attnviz.model.Transformer.attention_steps`).
+
+        Args:
+            request: the texts; its ``part`` is ignored (the kind decides).
+            kind: ``encoder_self``, ``decoder_self`` or ``cross``.
+            layer: counting from 0; None: the layer the model file recommends, else the last.
+            head: counting from 0.
+
+        Raises:
+            AttnvizError: for a layer or head the model does not have, and as :meth:`trace`.
+        """
+        import torch
+
+        from attnviz.runtime import using_threads
+
+        encode_only = kind == "encoder_self"
+        start = self._start(request, encode_only)
+        checkpoint, source, notes = start.checkpoint, start.source, start.notes
+        text, target, source_labels = start.text, start.target, start.source_labels
+        config = checkpoint.config
+        layers = config.n_encoder_layers if encode_only else config.n_decoder_layers
+        layer = _default_layers(checkpoint).get(kind, layers - 1) if layer is None else layer
+        if not 0 <= layer < layers:
+            raise AttnvizError(f"layer {layer} is out of range: the {TITLES[kind].lower()} "
+                               f"has layers 0 to {layers - 1}", setting="layer")
+        if not 0 <= head < config.n_heads:
+            raise AttnvizError(f"head {head} is out of range: this model has heads 0 to "
+                               f"{config.n_heads - 1}; explain shows one head",
+                               setting="head")
+        with using_threads(start.threads), torch.inference_mode():
+            if encode_only:
+                decoder_input, target_labels, written = None, [], None
+            else:
+                decoder_input, target_labels, written = self._decoder_input(
+                    checkpoint, source, target, notes, source.device)
+            steps = checkpoint.model.attention_steps(source, decoder_input, kind, layer)
+
+        def one_head(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor[0, head]  # (Q, K) or (Q, Dh)
+
+        provenance = self._provenance(request, checkpoint, text,
+                                      target if written is None else written, written is not None)
+        query_tokens = source_labels if kind == "encoder_self" else target_labels
+        key_tokens = target_labels if kind == "decoder_self" else source_labels
+        return Explanation(
+            kind=kind, layer=layer, head=head, heads=config.n_heads, d_model=config.d_model,
+            queries=_numpy(one_head(steps.queries)), keys=_numpy(one_head(steps.keys)),
+            values=_numpy(one_head(steps.values)), scores=_numpy(one_head(steps.scores)),
+            mask=one_head(steps.mask).cpu().numpy(), weights=_numpy(one_head(steps.weights)),
+            query_tokens=list(query_tokens), key_tokens=list(key_tokens),
+            provenance=provenance), tuple(notes)
+
+    def _start(self, request: Request, encode_only: bool) -> _Start:
+        """What every run begins with: the texts checked, the model, the source's ids and
+        labels, the notes so far, and torch's threads. Refuses, before building anything, a
+        text whose maps would not fit in memory."""
+        import torch
+
+        from attnviz.runtime import Work, choose_threads, resolve_device
 
         text = require_text(request.text)
         target = None if request.target is None else require_text(request.target, "target")
         device = resolve_device(request.device)
-        encode_only = request.part == "encoder"
         if self.path is None:  # its vocabulary grows with the text: check before building it
             from attnviz.config import ModelConfig
             from attnviz.tokenize import Tokenizer
@@ -83,27 +184,17 @@ class OwnModel:
         _check_size(checkpoint.config, len(source_ids), decoder_length)
         source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
         work = Work(checkpoint.config.d_model, 1, max(len(source_ids), decoder_length or 0))
-        with using_threads(choose_threads(request.threads, work)), torch.inference_mode():
-            if encode_only:
-                encoded = checkpoint.model.encode(source)
-                maps = {"encoder_self": _numpy(encoded.self_weights[0])}
-                target_labels, written = [], None
-            else:
-                decoder_input, target_labels, written = self._decoder_input(
-                    checkpoint, source, target, notes, device)
-                output = checkpoint.model(source, decoder_input)
-                maps = {"encoder_self": _numpy(output.encoder_self[0]),
-                        "decoder_self": _numpy(output.decoder_self[0]),
-                        "cross": _numpy(output.cross[0])}
-        provenance = Provenance(
+        return _Start(text, target, checkpoint, source, source_labels, notes,
+                      choose_threads(request.threads, work))
+
+    def _provenance(self, request: Request, checkpoint: Checkpoint, text: str,
+                    target: str | None, generated: bool) -> Provenance:
+        return Provenance(
             attnviz_version=__version__, model=self.name,
             model_sha256=None if self.path is None else self._sha256(),
-            source_text=text, target_text=target if written is None else written,
-            target_generated=written is not None,
+            source_text=text, target_text=target, target_generated=generated,
             options={"seed": request.seed} if self.path is None else {},
             default_layers=_default_layers(checkpoint))
-        return Trace(AttentionMaps(source_labels, target_labels, provenance=provenance, **maps),
-                     tuple(notes))
 
     def _decoder_input(self, checkpoint: Checkpoint, source: torch.Tensor, target: str | None,
                        notes: list[str], device: torch.device

@@ -1,0 +1,254 @@
+"""The decoding animation: a GIF with one frame per decoding step, drawn from the maps alone.
+
+Frame t shows the tokens written before step t, the token step t writes, and the row t of
+the chosen masked decoder self-attention and cross-attention maps: what the decoder's
+input token t looked at, among the tokens before it and in the source, to write the next one.
+
+The maps come from one teacher-forced pass over the whole decoder input. For attnviz's own
+model that is the attention of greedy decoding step by step: the causal mask keeps row t from
+seeing the tokens after t, so row t is the same whether those tokens exist yet or not (the
+tests compare it with step-by-step decoding). The last frame is the step that writes the end
+token (with a given target: the step that should write it).
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import nullcontext
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.maps import TITLES, AttentionMaps
+from attnviz.render import fonts
+from attnviz.render.colors import colormap
+from attnviz.text import display_label, printable, shorten
+from attnviz.views import Heatmap
+
+DECODER_KINDS = ("decoder_self", "cross")  # the rows a frame shows, top to bottom
+FRAME_MS = 1200  # each step on screen; the last one twice as long before the loop restarts
+DPI = 100
+MASKED_COLOR = "#d0d0d0"  # as in image.py: hatched grey, clearly not a colour of the map
+LABEL_CHARS = 16
+FONT = 9  # points
+CHAR = 0.6 * FONT / 72  # inches per label character (DejaVu Sans)
+CELL = 0.55  # inches; shrinks so that a row is never wider than ROW_MAX
+ROW_MAX = 11.0
+STRIP = 0.45  # the height of a row of cells
+GAP = 0.25
+HEADER = 0.95  # the caption and the two lines that say which step it is
+TITLE = 0.35  # above each row of cells
+LEGEND = 0.55  # the colour bar at the bottom
+
+
+def to_bytes(maps: AttentionMaps, heatmaps: list[Heatmap], cmap: str) -> bytes:
+    """The GIF of ``heatmaps``' decoder kinds, one frame per decoding step.
+
+    Args:
+        maps: where the heatmaps come from (their tokens and provenance).
+        heatmaps: the chosen maps; their masked decoder self-attention and cross-attention
+            (one layer and head each) are animated, any other kind is left out.
+        cmap: the colour map.
+
+    Raises:
+        AttnvizError: when there is no decoder map among ``heatmaps``, or several of a kind.
+    """
+    from PIL import Image
+
+    rows = decoder_heatmaps(heatmaps)
+    frames = [Image.frombytes("RGBA", size, pixels).convert("RGB")
+              for size, pixels in _frames(maps, rows, cmap)]
+    # One palette for every frame, chosen from all of them at once, without dithering: the
+    # cells stay flat colours, and the frames differ only where the step changed them,
+    # which GIF stores as small patches. Pillow's quantizer is deterministic and the file
+    # carries no date: the same maps give the same bytes.
+    every = Image.new("RGB", (frames[0].width, frames[0].height * len(frames)))
+    for index, frame in enumerate(frames):
+        every.paste(frame, (0, index * frame.height))
+    palette = every.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                             dither=Image.Dither.NONE)
+    frames = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+    durations = [FRAME_MS] * (len(frames) - 1) + [2 * FRAME_MS]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=durations, loop=0)
+    return buffer.getvalue()
+
+
+def decoder_heatmaps(heatmaps: list[Heatmap]) -> list[Heatmap]:
+    """The decoder maps of ``heatmaps`` to animate, self-attention first; AttnvizError when
+    there is none, or more than one of a kind (the animation shows one layer and head)."""
+    chosen = []
+    for kind in DECODER_KINDS:
+        found = [heatmap for heatmap in heatmaps if heatmap.kind == kind]
+        if len(found) > 1:
+            raise AttnvizError(f"the decoding animation shows one layer and one head of "
+                               f"{TITLES[kind].lower()}; {len(found)} were chosen: pick one "
+                               "layer and one head")
+        chosen += found
+    if not chosen:
+        held = ", ".join(TITLES[heatmap.kind].lower() for heatmap in heatmaps) or "nothing"
+        raise AttnvizError("the decoding animation (.gif) needs a decoder: masked decoder "
+                           f"self-attention or cross-attention; these maps hold {held}")
+    return chosen
+
+
+def step_texts(maps: AttentionMaps, step: int) -> tuple[str, str]:
+    """What frame ``step`` says: the step and what it writes, and the tokens written before.
+
+    Row t of a decoder map reads the decoder's input token t and leads to token t + 1 (the
+    end token after the last one).
+    """
+    tokens = [display_label(token) for token in maps.target_tokens]
+    count = len(tokens)
+    generated = maps.provenance.target_generated
+    following = tokens[step + 1] if step + 1 < count else "<eos> (the end)"
+    verb = "writes" if generated else "should write (the target's next token)"
+    header = (f"{'Greedy decoding' if generated else 'Decoding the given target'} · step "
+              f"{step + 1} of {count} · reads {tokens[step]}, {verb}: {following}")
+    before = " ".join(tokens[1:step + 1]) or "(nothing yet)"
+    return header, f"written so far: {before}"
+
+
+def _frames(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
+    """Each frame's pixel size and RGBA bytes, drawn on one figure updated step by step.
+
+    What stays (labels, titles, the colour bar) is drawn once; each frame puts it back and
+    draws only what changes on it (matplotlib's blitting), a tenth of the time of a whole
+    drawing.
+    """
+    labels = [label for heatmap in rows
+              for label in (*heatmap.key_labels, *heatmap.query_labels)]
+    choice = fonts.choose(labels)
+    fonts.warn_missing(choice.missing)
+    from matplotlib import rc_context, rcParams
+
+    families = {"font.family": [*rcParams["font.family"], *choice.families]}
+    with rc_context(families) if choice.families else nullcontext():
+        canvas, changing, update = _figure(maps, rows, cmap)
+        canvas.draw()  # everything but the changing artists
+        background = canvas.copy_from_bbox(canvas.figure.bbox)
+        for step in range(len(maps.target_tokens)):
+            update(step)
+            canvas.restore_region(background)
+            for artist in changing:
+                canvas.figure.draw_artist(artist)
+            yield canvas.get_width_height(), bytes(canvas.buffer_rgba())
+
+
+def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
+    """The figure, the artists that change from step to step (in drawing order), and the
+    function that shows step t on them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    palette = colormap(cmap).with_extremes(bad=(0, 0, 0, 0))  # masked cells: transparent
+    widest = max(heatmap.weights.shape[1] for heatmap in rows)
+    cell = min(CELL, ROW_MAX / max(widest, 1))
+    query_room = CHAR * max(len(shorten(label, LABEL_CHARS)) for heatmap in rows
+                            for label in heatmap.query_labels) + 0.45
+    below = [0.25 + CHAR * 0.75 * max(len(shorten(label, LABEL_CHARS))
+                                      for label in heatmap.key_labels) for heatmap in rows]
+    titles = max(len(_row_title(heatmap)) for heatmap in rows) * 0.6 * 10 / 72  # 10 points
+    width = max(2 * GAP + query_room + max(widest * cell, titles),
+                min(_header_width(maps), ROW_MAX), 6.0)
+    line_chars = int((width - 2 * GAP) / (0.6 * 11 / 72))  # characters of a step line
+    height = 2 * GAP + HEADER + sum(TITLE + STRIP + room for room in below) + LEGEND
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    fig.patch.set_facecolor("white")
+
+    caption = printable(maps.provenance.summary)
+    if caption:
+        fig.text(GAP / width, 1 - GAP / height, caption, fontsize=8, color="#555555", va="top",
+                 parse_math=False)
+    step_line = fig.text(GAP / width, 1 - (GAP + 0.3) / height, "", fontsize=11,
+                         weight="bold", va="top", parse_math=False)
+    written_line = fig.text(GAP / width, 1 - (GAP + 0.6) / height, "", fontsize=10, va="top",
+                            parse_math=False)
+    top = height - GAP - HEADER
+    strips, changing = [], [step_line, written_line]
+    for heatmap, labels_below in zip(rows, below, strict=True):
+        keys = heatmap.weights.shape[1]
+        bottom = top - TITLE - STRIP
+        ax = fig.add_axes((_x(GAP + query_room, width), bottom / height,
+                           keys * cell / width, STRIP / height))
+        image = ax.imshow(np.zeros((1, keys)), cmap=palette, norm=Normalize(0.0, 1.0),
+                          interpolation="nearest", aspect="auto")
+        if not heatmap.visible.all():  # behind the transparent masked cells: grey, hatched
+            ax.add_patch(Rectangle((-0.5, -0.5), keys, 1, facecolor=MASKED_COLOR, hatch="///",
+                                   edgecolor="#a0a0a0", linewidth=0, zorder=0))
+            image.set_zorder(1)
+        borders = ax.vlines(np.arange(keys + 1) - 0.5, -0.5, 0.5, colors="white",
+                            linewidth=1.0, zorder=1.5)
+        ax.set_xlim(-0.5, keys - 0.5)
+        ax.set_ylim(0.5, -0.5)
+        ax.set_xticks(range(keys), labels=[shorten(label, LABEL_CHARS)
+                                           for label in heatmap.key_labels],
+                      rotation=45, ha="right", rotation_mode="anchor", fontsize=FONT,
+                      parse_math=False)
+        ax.set_yticks([])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_title(_row_title(heatmap), fontsize=10, loc="left", parse_math=False)
+        numbers = [ax.text(col, 0, "", ha="center", va="center", fontsize=7, zorder=2)
+                   for col in range(keys)]
+        here = ax.add_patch(Rectangle((-0.5, -0.5), 1, 1, fill=False, edgecolor="#e8193c",
+                                      linewidth=2.0, zorder=3,
+                                      visible=heatmap.kind == "decoder_self"))
+        query = ax.text(-0.6, 0, "", ha="right", va="center", fontsize=FONT, parse_math=False)
+        strips.append((heatmap, image, numbers, here, query))
+        changing += [image, borders, *numbers, here, query]
+        top = bottom - labels_below
+
+    bar = fig.add_axes((_x(GAP + query_room, width), (GAP + 0.3) / height,
+                        min(3.0, widest * cell) / width, 0.12 / height))
+    fig.colorbar(image, cax=bar, orientation="horizontal")
+    bar.tick_params(labelsize=7)
+    bar.set_title("attention weight (the same 0 to 1 scale in every frame)", fontsize=7,
+                  loc="left")
+
+    def update(step: int) -> None:
+        header, written = step_texts(maps, step)
+        step_line.set_text(shorten(header, line_chars))
+        if len(written) > line_chars:  # the latest tokens matter most: cut the beginning
+            written = "…" + written[len(written) - line_chars + 1:]
+        written_line.set_text(written)
+        for heatmap, image, numbers, here, query in strips:
+            weights, visible = heatmap.weights[step], heatmap.visible[step]  # (K,)
+            image.set_data(np.ma.masked_array(weights[None, :], mask=~visible[None, :]))
+            query.set_text(shorten(heatmap.query_labels[step], LABEL_CHARS))
+            here.set_x(step - 0.5)  # the position that reads: the query's own token
+            for col, text in enumerate(numbers):
+                shown = visible[col] and weights[col] >= 0.005
+                text.set_text(f"{weights[col]:.2f}".removeprefix("0") if shown else "")
+                red, green, blue, _ = palette(float(weights[col]))
+                text.set_color("black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+                               else "white")
+
+    for artist in changing:
+        artist.set_animated(True)  # left out of the drawing of what stays
+    return canvas, changing, update
+
+
+def _row_title(heatmap: Heatmap) -> str:
+    head = (f"mean of {heatmap.head_count} heads" if heatmap.head is None
+            else f"head {heatmap.head}")
+    where = "the tokens so far, this one outlined; later ones masked" \
+        if heatmap.kind == "decoder_self" else \
+        "the source"
+    return f"{TITLES[heatmap.kind]} · layer {heatmap.layer} · {head} ({where})"
+
+
+def _header_width(maps: AttentionMaps) -> float:
+    """Inches the step lines need at their longest (the last step), at 11 points."""
+    longest = max(len(text) for step in (0, len(maps.target_tokens) - 1)
+                  for text in step_texts(maps, step))
+    return 2 * GAP + longest * 0.6 * 11 / 72
+
+
+def _x(inches: float, width: float) -> float:
+    return inches / width
