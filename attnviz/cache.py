@@ -35,15 +35,23 @@ WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besi
 def directory() -> Path:
     """``$ATTNVIZ_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnviz``, else ``~/.cache/attnviz``."""
     if os.environ.get("ATTNVIZ_CACHE_DIR"):
-        return Path(os.environ["ATTNVIZ_CACHE_DIR"])
+        return Path(os.environ["ATTNVIZ_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "attnviz"
+    return Path(base).expanduser() / "attnviz"
 
 
 def traced(source: Source, request: Request, use_cache: bool = True) -> Trace:
     """The trace of ``request`` by ``source``: from the cache if it is there, else computed
     and kept. ``use_cache=False`` computes and keeps nothing."""
     key = _key(source, request) if use_cache else None
+    if key is not None:
+        try:
+            directory()
+        except (RuntimeError, OSError, KeyError):  # no home folder to keep a cache in
+            warnings.warn("the render cache has no folder (no home folder here): going on "
+                          "without it (set ATTNVIZ_CACHE_DIR to a writable folder)",
+                          AttnvizWarning, stacklevel=2)
+            key = None
     if key is not None:
         cached = _load(key)
         if cached is not None:

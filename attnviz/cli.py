@@ -549,6 +549,11 @@ def _say(message: str) -> None:
 def main() -> None:
     """Entry point of the ``attnviz`` console script and of ``python -m attnviz``: the CLI as
     a process, with SIGTERM handled like Ctrl-C and standard output watched."""
+    import os
+
+    if not os.environ.get("COLUMNS", "1").strip().isdigit() or \
+            int(os.environ.get("COLUMNS", "1")) < 1:
+        del os.environ["COLUMNS"]  # 0 or not a number: let the terminal say its width
     exits.run(lambda: app(prog_name="attnviz"))
 
 

@@ -3,7 +3,7 @@
 Python turns Ctrl-C (SIGINT) into ``KeyboardInterrupt`` wherever the program is, so every
 ``finally`` and ``except BaseException`` cleans up after it. SIGTERM (``kill``, ``timeout``,
 a closing IDE) kills the process on the spot by default, leaving temporary files behind;
-:func:`raise_on_sigterm` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``, so the
+:func:`raise_on_signals` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``, so the
 same clean-up runs for both.
 """
 
@@ -24,15 +24,32 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: stop and clean up, as for Ctrl-C."""
 
 
-def raise_on_sigterm() -> None:
-    """Make SIGTERM raise :class:`Terminated` in the main thread. Call once, from the main
-    thread, when the program starts (the CLI does; a library caller keeps its own handlers)."""
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # keep nohup-style ignoring
-        signal.signal(signal.SIGTERM, _raise_terminated)
+RECEIVED: list[int] = []  # every Ctrl-C and SIGTERM the process got, in order
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+def raise_on_signals() -> None:
+    """Make SIGTERM raise :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` in the main
+    thread, and note each in :data:`RECEIVED`: an interrupt raised where Python swallows
+    exceptions (a weakref callback, a ``__del__``) is not lost. Call once, from the main
+    thread, when the program starts (the CLI does; a library caller keeps its own handlers).
+    """
+    for signum in _STOPPING:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # keep nohup-style ignoring
+            signal.signal(signum, _raise_stop)
+    before = sys.unraisablehook
+
+    def quiet_interrupts(unraisable) -> None:
+        """An interrupt raised where Python cannot pass it on is already in RECEIVED: the
+        process ends by it later, without the "Exception ignored" traceback."""
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            before(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    RECEIVED.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextmanager
@@ -65,6 +82,17 @@ def held() -> Iterator[None]:
     finally:
         if noted:
             signal.raise_signal(noted[0])  # the first one is enough to stop
+
+
+def note_from_now_on() -> list[int]:
+    """From now on, Ctrl-C and SIGTERM are only noted in the returned list (for the last
+    moments of a process, when there is nothing left to stop)."""
+    noted: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOPPING:
+            if signal.getsignal(signum) not in (None, signal.SIG_IGN):
+                signal.signal(signum, lambda number, frame: noted.append(number))
+    return noted
 
 
 def exit_by_signal(signum: int) -> NoReturn:

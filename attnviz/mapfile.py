@@ -42,7 +42,10 @@ def json_bytes(data: Any) -> bytes:
             return value.tolist()
         raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
-    return json.dumps(data, ensure_ascii=False, default=plain).encode("utf-8")
+    try:
+        return json.dumps(data, ensure_ascii=False, default=plain).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: written as its \\u escape, still valid JSON
+        return json.dumps(data, ensure_ascii=True, default=plain).encode("ascii")
 
 
 def read_npz(path: Path, what: str, way_out: str, max_bytes: int) -> dict[str, np.ndarray]:
@@ -131,7 +134,7 @@ def read_json(path: Path, what: str = "file", way_out: str = "check the path") -
         return json.loads(data.decode("utf-8"))
     except AttnvizError:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError, OSError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError, OverflowError, OSError) as exc:
         raise AttnvizError(f"{name} is not a readable JSON file ({_reason(exc)}); {way_out}"
                            ) from None
 

@@ -31,6 +31,7 @@ TITLES = {
 # Sources refuse a text whose maps would be larger, before computing anything.
 MAX_MAP_BYTES = 1024**3
 MAX_FILE_BYTES = MAX_MAP_BYTES + 64 * 1024**2  # a saved file's maps, and room for its tokens
+JSON_BYTES_PER_WEIGHT = 12  # "0.123456789, ": a float32 written as JSON, and its comma
 TEXT_CHARS = 40  # of a text quoted in a picture's caption
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
 
@@ -222,11 +223,16 @@ class AttentionMaps:
             if value is None:
                 arrays[kind] = None
                 continue
-            if isinstance(value, np.ndarray) and value.dtype.kind not in "fiub":
-                raise ValueError(f"{kind} must hold numbers, not {value.dtype}")
             try:
-                array = np.asarray(value, dtype=np.float32)
-            except (TypeError, ValueError):
+                given = np.asarray(value)
+            except (TypeError, ValueError, OverflowError):
+                given = np.asarray([], dtype=object)  # ragged nested lists
+            if given.dtype.kind not in "fiub" or given.dtype == object:
+                raise ValueError(f"{kind} must be a 4-dimensional array of numbers [layers, "
+                                 f"heads, queries, keys], not of {given.dtype}")
+            try:
+                array = np.asarray(given, dtype=np.float32)
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{kind} must be a 4-dimensional array of numbers "
                                  "[layers, heads, queries, keys]") from None
             if array.size == 0 and 2 <= array.ndim < 4:  # nested lists lose empty axes' sizes
@@ -248,6 +254,13 @@ class AttentionMaps:
         if fmt == "npz":
             return mapfile.npz_bytes(self.to_arrays())
         if fmt == "json":
+            weights = sum(self.stack(kind).size for kind in self.kinds)
+            if weights * JSON_BYTES_PER_WEIGHT > mapfile.MAX_JSON_BYTES:
+                raise AttnvizError(
+                    f"these maps hold {weights:,} weights, about "
+                    f"{weights * JSON_BYTES_PER_WEIGHT / 1024**2:,.0f} MB of JSON, more than "
+                    f"the {mapfile.MAX_JSON_BYTES // 1024**2} MB attnviz reads back; save them "
+                    "as .npz")
             return mapfile.json_bytes(self.to_json())
         raise ValueError(f"maps are saved as npz or json, not {fmt!r}")
 
@@ -283,7 +296,7 @@ class AttentionMaps:
         try:
             maps = cls.from_fields(data)
             maps.check_weights()
-        except ValueError as exc:
+        except (ValueError, RecursionError, OverflowError, MemoryError) as exc:
             raise AttnvizError(f"{name}: {printable(str(exc))}") from None
         empty = {kind: int((maps.stack(kind).sum(axis=-1) == 0).sum()) for kind in maps.kinds}
         if any(empty.values()):
@@ -396,16 +409,27 @@ def check_size(heads: int, encoder_layers: int, decoder_layers: int, source_leng
     if needed <= MAX_MAP_BYTES:
         return
     budget = MAX_MAP_BYTES / (4 * heads)
-    # The longest cut side x with the other side fixed: the positive root of a x² + b x + c.
-    other = target_length if text == "source" else source_length
-    a = encoder_layers if text == "source" else decoder_layers
-    b = decoder_layers * other
-    c = (decoder_layers * other * other if text == "source" else encoder_layers * other * other)
-    longest = int((-b + (b * b - 4 * a * (c - budget)) ** 0.5) / (2 * a)) if a and c < budget \
-        else 0
-    length = source_length if text == "source" else target_length
-    way_out = (f"with this model, cut the text to at most {longest:,} tokens" if longest else
-               "with this model, even a one-token text is too long")
-    raise AttnvizError(f"the text is too long: {length:,} tokens make attention maps of "
+
+    def longest(side: str) -> int:
+        """The most tokens ``side`` may have, the other side as it is: the positive root of
+        a x² + b x + c = budget."""
+        other = target_length if side == "source" else source_length
+        a = encoder_layers if side == "source" else decoder_layers
+        b = decoder_layers * other
+        c = decoder_layers * other * other if side == "source" else \
+            encoder_layers * other * other
+        if a == 0:
+            return int((budget - c) / b) if b else 0
+        room = b * b + 4 * a * (budget - c)
+        return max(0, int((-b + max(room, 0.0) ** 0.5) / (2 * a)))
+
+    side = text
+    if longest(side) < 1:  # the other side alone is too long: that is the one to cut
+        side = "target" if text == "source" else "source"
+    length = source_length if side == "source" else target_length
+    subject = "the text" if side == text else "\u27e8target\u27e9" if side == "target" \
+        else "the source text"
+    raise AttnvizError(f"{subject} is too long: {length:,} tokens make attention maps of "
                        f"{needed / 1024**3:.1f} GB, and attnviz keeps them under "
-                       f"{MAX_MAP_BYTES / 1024**3:.0f} GB; {way_out}")
+                       f"{MAX_MAP_BYTES / 1024**3:.0f} GB; with this model, cut it to at most "
+                       f"{max(longest(side), 1):,} tokens")

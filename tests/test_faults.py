@@ -475,3 +475,26 @@ def test_a_rewritten_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path,
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "fresh.npz").stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
+    """Right after the last file is written, torch and matplotlib are still loaded: a signal
+    then must end the process by that signal, with no "Exception ignored" traceback."""
+    for attempt in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "attnviz", "decode", "the cat sees a car", "-o",
+             str(tmp_path / "a.npz"), "-o", str(tmp_path / "b.png")],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            env={**os.environ, "ATTNVIZ_CACHE_DIR": str(tmp_path / "cache")})
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "wrote" in line and "b.png" in line:
+                time.sleep(0.01 * attempt)
+                process.send_signal(signum)
+        process.wait(timeout=60)
+        stderr = "".join(lines) + process.stderr.read()
+        assert process.returncode in (-signum, 128 + signum), (process.returncode, stderr)
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+        assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

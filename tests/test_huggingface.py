@@ -334,7 +334,7 @@ def test_a_text_longer_than_the_models_positions_is_refused(bert):
 def test_maps_too_big_for_memory_are_refused_before_the_model_runs(bert, monkeypatch):
     monkeypatch.setattr("attnviz.maps.MAX_MAP_BYTES", 500)  # 2 layers x 2 heads x 7^2 x 4 B = 784 B
     monkeypatch.setattr(hf, "_forward", lambda *a, **k: pytest.fail("the model ran"))
-    with pytest.raises(AttnvizError, match=r"too long: .* cut the text to at most 5 tokens"):
+    with pytest.raises(AttnvizError, match=r"too long: .* cut it to at most 5 tokens"):
         open_source(f"hf:{bert}").trace(Request("the black cats sees", part="encoder"))
 
 
@@ -402,7 +402,8 @@ def test_files_that_lack_weights_the_config_asks_for_are_refused(bert, tmp_path)
     config = json.loads((folder / "config.json").read_text())
     config["num_hidden_layers"] = 3  # the file holds 2: the third would be random
     (folder / "config.json").write_text(json.dumps(config))
-    one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"), "lacks", "weights")
+    one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"), "claims 3 layers",
+                   "weights hold 2")
 
 
 # --- The render cache -----------------------------------------------------------------------
@@ -435,14 +436,16 @@ def test_without_the_extra_hf_models_say_how_to_install_it(monkeypatch):
 
 def test_attnviz_and_its_help_do_not_import_transformers():
     code = ("import sys, attnviz, attnviz.sources.huggingface\n"
-            "from attnviz.cli import main\n"
-            "sys.argv = ['attnviz', 'encode', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('transformers', 'torch') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+    helped = subprocess.run([sys.executable, "-X", "importtime", "-m", "attnviz", "encode",
+                             "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0, helped.stderr
+    imported = {line.split("|")[-1].strip() for line in helped.stderr.splitlines()}
+    assert "transformers" not in imported and "torch" not in imported
 
 
 # --- Token labels ---------------------------------------------------------------------------
@@ -487,3 +490,40 @@ def test_a_hub_name_loads_from_the_hubs_cache_and_names_its_snapshot(bert, tmp_p
     assert tokens == ["[CLS]", "the", "black", "cat", "##s", "sees", "[SEP]"]
     assert digest == hf.files_digest(bert)
     assert not (tmp_path / "attnviz").exists()  # a hub name's maps are never cached
+
+
+def test_an_index_naming_pickled_weights_is_refused(bert, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    (folder / "model.safetensors").rename(folder / "model-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"embeddings.word_embeddings.weight":
+                                        "pytorch_model.bin"}}))
+    one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"), "not safetensors")
+
+
+def test_a_config_claiming_huge_sizes_is_refused_before_anything_is_built(bert, tmp_path,
+                                                                          monkeypatch):
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 100_000
+    (folder / "config.json").write_text(json.dumps(config))
+    from transformers import AutoModel
+
+    monkeypatch.setattr(AutoModel, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the model was built"))
+    one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"), "claims 100,000 layers")
+
+
+def test_special_and_foreign_files_in_a_folder_are_never_read(bert, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    with open(folder / "README.bin", "wb") as sparse:  # a terabyte that takes no disk
+        sparse.truncate(2**40)
+    os.mkfifo(folder / "notes.md")
+    result = run("encode", SOURCE, "-m", f"hf:{folder}")
+    assert result.exit_code == 0, result.stderr
+    os.mkfifo(folder / "added_tokens.json")  # a file transformers would read
+    one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}", "--no-cache"),
+                   "not a regular file")

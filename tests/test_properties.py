@@ -101,13 +101,14 @@ def test_the_length_a_refusal_suggests_fits_and_one_more_does_not(heads, encoder
         maps.check_size(heads, encoder, decoder, source, target, text=text)
     except AttnvizError as exc:
         assert not fits(source, target)
-        found = re.search(r"at most ([\d,]+) tokens", str(exc))
-        if found is None:
-            assert "even a one-token text is too long" in str(exc)
-            assert not (fits(1, target) if text == "source" else fits(source, 1))
-            return
-        longest = int(found[1].replace(",", ""))
-        cut = (lambda n: fits(n, target)) if text == "source" else (lambda n: fits(source, n))
-        assert cut(longest) and not cut(longest + 1)
+        longest = int(re.search(r"at most ([\d,]+) tokens", str(exc))[1].replace(",", ""))
+        side = text if str(exc).startswith("the text") else \
+            ("target" if text == "source" else "source")
+
+        def cut(n: int) -> bool:
+            return fits(n, target) if side == "source" else fits(source, n)
+
+        assert not cut(longest + 1)
+        assert cut(longest) or longest == 1  # 1: even the shortest does not fit
     else:
         assert fits(source, target)

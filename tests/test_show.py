@@ -110,7 +110,7 @@ GOOD = make_maps(s=3, t=4, layers=1, heads=2)
      ["negative"]),
     ("empty.npz", {"source_tokens": np.array(["a"])}, ["holds no attention maps"]),
     ("strings.npz", {"source_tokens": np.array(["a"]), "encoder_self": np.array([["x"]])},
-     ["must hold numbers"]),
+     ["array of numbers"]),
     ("mismatch.npz", {"source_tokens": np.array(["a", "b", "c"]),
                       "target_tokens": np.array(["<bos>", "x", "y", "z"]),
                       "decoder_self": GOOD.decoder_self,

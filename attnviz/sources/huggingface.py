@@ -26,6 +26,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -52,6 +53,11 @@ PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 MESSAGE_CHARS = 160  # the part of transformers' own message quoted in ours
 LIBRARIES = ("transformers", "tokenizers", "sentencepiece")  # their versions key the cache
+# The files transformers reads from a model folder: configs, tokenizers, weights.
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".model", ".txt", ".spm", ".tiktoken",
+                       ".bpe", ".vocab", ".merges")
+MAX_MODEL_FILE_BYTES = 64 * 1024**3  # a shard of the largest models is a few GB
+MAX_LAYERS = 1024  # more than any published model has
 SPACE_MARK = "\u2581"  # SentencePiece's word-start mark, "▁"
 
 
@@ -211,7 +217,7 @@ class HuggingFaceModel:
         from transformers import AutoModel, AutoModelForSeq2SeqLM
 
         if self.folder is not None:
-            self._check_weights()
+            self._check_weights(config, kind)
         # generate() needs the language-model head; the maps of the others need only the
         # base model (a checkpoint saved with a head loads into it without the head).
         auto = AutoModelForSeq2SeqLM if kind == ENCODER_DECODER else AutoModel
@@ -230,10 +236,26 @@ class HuggingFaceModel:
                                "save_pretrained")
         return model.to(device).eval()
 
-    def _check_weights(self) -> None:
+    def _check_weights(self, config: Any, kind: str) -> None:
+        """Refuse, before transformers builds anything, a folder whose weights are pickled
+        (an index may name pickled files) or fewer than its config claims (a config of a
+        hundred thousand layers would be built, slowly, before its weights were found
+        missing)."""
         names = {path.name for path in self.folder.iterdir()}
+        weights = _weights_named(self.folder)
+        if weights is not None and not all(name.endswith(".safetensors") for name in weights):
+            raise AttnvizError(f"{printable(str(self.folder))}: its index of weights names "
+                               "files that are not safetensors (pickled weights, which attnviz "
+                               "never loads); save the model again with save_pretrained")
         if names & set(SAFETENSORS) or (config_weights(self.folder) or "").endswith(
                 (".safetensors", ".safetensors.index.json")):
+            claimed = max(_sizes(config, kind)[:2])
+            found = _layers_in_weights(self.folder)
+            if claimed > MAX_LAYERS or (found and claimed > found):
+                raise AttnvizError(f"{printable(str(self.folder))}: its config.json claims "
+                                   f"{claimed:,} layers, its weights hold "
+                                   f"{found or 'no'} layer(s); save the model again with "
+                                   "save_pretrained")
             return
         pickles = sorted(names & set(PICKLES))
         held = f" (only {pickles[0]}, pickled weights that attnviz never loads)" if pickles \
@@ -374,18 +396,69 @@ def _is_byte_level(tokenizer: Any) -> bool:
 
 
 def files_digest(folder: Path) -> str:
-    """A digest of the names and bytes of a folder's files: those transformers reads (the
-    top level; hidden files, such as a download's .cache, are left out)."""
+    """A digest of the names and bytes of the files of a folder that transformers reads: the
+    top level's configs, tokenizers and weights (hidden files, such as a download's .cache,
+    READMEs and other formats are left out). A FIFO or a device among them is refused, not
+    read; so is a file above :data:`MAX_MODEL_FILE_BYTES`."""
+    from attnviz.files import open_regular
+
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith(".") or not path.name.endswith(MODEL_FILE_SUFFIXES):
             continue
-        digest.update(path.name.encode("utf-8") + b"\0")
-        with path.open("rb") as file:
+        with open_regular(path, "model file", "give a folder written by save_pretrained") as file:
+            if os.fstat(file.fileno()).st_size > MAX_MODEL_FILE_BYTES:
+                raise AttnvizError(f"{printable(str(path))} is larger than "
+                                   f"{MAX_MODEL_FILE_BYTES // 1024**3} GB; attnviz reads no "
+                                   "model file that large")
+            digest.update(path.name.encode("utf-8") + b"\0")
             for block in iter(lambda: file.read(1 << 20), b""):  # noqa: B023 - read at once
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _weights_named(folder: Path) -> list[str] | None:
+    """The weight files a safetensors index names (None without an index)."""
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return None
+    from attnviz.files import read_regular_file
+
+    try:
+        weight_map = json.loads(read_regular_file(index, 64 * 1024**2, "weights index"))[
+            "weight_map"]
+        return [str(name) for name in weight_map.values()]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise AttnvizError(f"{printable(str(index))} is damaged; save the model again with "
+                           "save_pretrained") from None
+
+
+LAYER_KEY = re.compile(r"(?:^|\.)(?:layers?|h|blocks?)\.(\d+)\.")
+
+
+def _layers_in_weights(folder: Path) -> int:
+    """The most layers one stack has in the folder's safetensors files, read from their
+    headers (the names of the tensors, such as ``encoder.layer.5.attention...``); 0 when
+    the names say nothing of layers."""
+    from attnviz.files import open_regular
+
+    most = 0
+    for path in folder.glob("*.safetensors"):
+        with open_regular(path, "model file", "give a folder written by save_pretrained") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if length > 100 * 1024**2:  # safetensors' own limit on a header
+                continue
+            try:
+                names = json.loads(file.read(length))
+            except (ValueError, RecursionError):
+                continue
+        if isinstance(names, dict):
+            for name in names:
+                found = LAYER_KEY.search(name)
+                if found:
+                    most = max(most, int(found[1]) + 1)
+    return most
 
 
 def config_weights(folder: Path) -> str | None:
@@ -442,8 +515,8 @@ def _loading(name: str, what: str, from_hub: bool) -> Iterator[None]:
         yield
     except AttnvizError:
         raise
-    except (OSError, ValueError, ImportError, KeyError, TypeError) as exc:
-        message = str(exc)
+    except Exception as exc:  # noqa: BLE001 - transformers reads files nobody vouches for
+        message = str(exc) or type(exc).__name__
         name = printable(name)
         if "trust_remote_code" in message or "custom code" in message:
             raise AttnvizError(f"{name} needs its own Python code to load (trust_remote_code), "
@@ -454,7 +527,6 @@ def _loading(name: str, what: str, from_hub: bool) -> Iterator[None]:
                                "pickled ones; use a model published with safetensors, or save "
                                "it again with save_pretrained") from None
         said = printable(shorten(" ".join(message.split()), MESSAGE_CHARS))
-        import os
 
         if not from_hub:
             way_out = "give a folder written by save_pretrained"
