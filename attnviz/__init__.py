@@ -1,7 +1,8 @@
 """attnviz: see the attention inside transformers.
 
 ``attnviz.trace`` turns a sentence into :class:`AttentionMaps` (from attnviz's own models,
-saved maps, or Hugging Face models); ``attnviz.plot`` draws them as a matplotlib Figure.
+saved maps, or Hugging Face models); ``attnviz.plot`` draws them as a matplotlib Figure, and
+``attnviz.page`` writes them as an HTML page to explore.
 Importing attnviz is cheap: torch and matplotlib are imported when they are used.
 """
 
@@ -13,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 from attnviz.version import __version__
 
 __all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Provenance", "__version__",
-           "plot", "trace"]
+           "page", "plot", "trace"]
 
 if TYPE_CHECKING:
-    from attnviz.api import plot, trace
+    from attnviz.api import page, plot, trace
     from attnviz.errors import AttnvizError, AttnvizWarning
     from attnviz.maps import AttentionMaps, Provenance
 
-_LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "AttentionMaps": "attnviz.maps",
-         "Provenance": "attnviz.maps", "AttnvizError": "attnviz.errors",
-         "AttnvizWarning": "attnviz.errors"}
+_LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "page": "attnviz.api",
+         "AttentionMaps": "attnviz.maps", "Provenance": "attnviz.maps",
+         "AttnvizError": "attnviz.errors", "AttnvizWarning": "attnviz.errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -79,7 +79,8 @@ HeadOption = Annotated[Optional[int], typer.Option(
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
-         ".pdf (heatmap), .npz .json (all the numbers). Repeatable.", show_default=False)]
+         ".pdf (heatmap), .npz .json (all the numbers), .html (a page to explore every map, "
+         "offline). Repeatable.", show_default=False)]
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=2**63 - 1)]
 DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "

@@ -1,8 +1,8 @@
 """Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
-``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; the raw
-numbers (npz, json) are the maps' own format (:meth:`AttentionMaps.to_bytes`). None of
-them loads a model.
+``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; ``page``
+writes one HTML page that holds every map; the raw numbers (npz, json) are the maps' own
+format (:meth:`AttentionMaps.to_bytes`). None of them loads a model.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from attnviz.errors import AttnvizError
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DATA_SUFFIXES = (".npz", ".json")
 DATA_FORMATS = ("npz", "json")
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES
+PAGE_SUFFIXES = (".html",)  # a page to explore every kind, layer and head
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES + PAGE_SUFFIXES
 
 
 def output_format(path: Path) -> str:
-    """The format of an output file from its suffix: png, svg, pdf, npz or json."""
+    """The format of an output file from its suffix: png, svg, pdf, npz, json or html."""
     suffix = path.suffix.lower()
     if not suffix:
         raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
@@ -46,8 +47,9 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
 
 
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
-    """Write every output file, or none: images draw ``heatmaps``, data files hold all of
-    ``maps``. All are drawn before the first is written."""
+    """Write every output file, or none: images draw ``heatmaps``, data files and pages hold
+    all of ``maps`` (a page opens on the first heatmap). All are drawn before the first is
+    written."""
     from attnviz.files import write_all
 
     contents = {}
@@ -55,6 +57,12 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str) -> None:
         fmt = output_format(path)
         if fmt in DATA_FORMATS:
             contents[path] = maps.to_bytes(fmt)
+        elif fmt == "html":
+            from attnviz.render import page
+
+            first = heatmaps[0]
+            contents[path] = page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer,
+                                           head=first.head)
         else:
             from attnviz.render import image
 

@@ -1,0 +1,531 @@
+// attnviz's page: draws the attention maps embedded above it. Plain JavaScript, no library,
+// nothing fetched. Layout of a kind's weights: [layer, head, query, key], one byte each, the
+// byte being round(weight / row max * steps); rowMax holds each row's maximum, float32.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("attnviz-data").textContent);
+  const FONT = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  const TITLE_FONT = "bold 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  const MAP_SIDE = 720; // CSS pixels: the heatmap's longer side never exceeds this
+  const LARGEST_CELL = 28;
+  const LABEL_ROOM = 12; // a label needs this many pixels; closer ones are thinned
+  const LABEL_CHARS = 24; // longer labels end with an ellipsis, as in the images
+  const HEADS_HEIGHT = 4000; // the head view's columns never get taller than this
+  const LINE_COLOR = "31,119,180";
+  const FOCUS_COLOR = "217,95,2";
+  const BUCKETS = 32; // the head view draws its lines in this many opacities
+  const timings = { decode: null, firstDraw: null, draws: [], hovers: [], headDraws: [],
+                    headHovers: [] };
+  const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
+  const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter };
+  window.attnviz = api;
+
+  const $ = (id) => document.getElementById(id);
+  const colors = hexBytes(data.colors); // 256 colours, r g b
+  const kinds = data.kinds;
+  let heatLayout = null;
+  let headsLayout = null;
+  let panelCache = { key: null, panel: null };
+  let hovered = null;
+
+  function hexBytes(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+    return out;
+  }
+
+  function base64Bytes(text) {
+    const binary = atob(text);
+    const out = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+    return out;
+  }
+
+  async function inflate(bytes) {
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  async function decode() {
+    const started = performance.now();
+    await Promise.all(kinds.map(async (kind) => {
+      kind.levelBytes = await inflate(base64Bytes(kind.levels));
+      kind.rowMaxima = new Float32Array(base64Bytes(kind.rowMax).buffer);
+      kind.sharedMax = kind.rowMaxima.reduce((a, b) => Math.max(a, b), 0);
+      delete kind.levels;
+    }));
+    timings.decode = performance.now() - started;
+  }
+
+  function currentKind() { return kinds.find((k) => k.cli === state.kind); }
+  function tokensOf(side) { return side === "source" ? data.sourceTokens : data.targetTokens; }
+
+  // The weights of one layer and head (or the mean over heads). Shape: values [Q * K].
+  function panel() {
+    const kind = currentKind();
+    const key = `${kind.name}/${state.layer}/${state.head}`;
+    if (panelCache.key === key) return panelCache.panel;
+    const q = kind.queries, k = kind.keys;
+    const heads = state.head === "mean" ? [...Array(kind.heads).keys()] : [Number(state.head)];
+    const values = new Float32Array(q * k);
+    for (const h of heads) {
+      const start = (state.layer * kind.heads + h) * q * k;
+      const rows = (state.layer * kind.heads + h) * q;
+      for (let r = 0; r < q; r++) {
+        const step = kind.rowMaxima[rows + r] / data.steps / heads.length;
+        const offset = r * k;
+        for (let c = 0; c < k; c++) values[offset + c] += kind.levelBytes[start + offset + c] * step;
+      }
+    }
+    const masked = kind.masked[state.layer];
+    const rowMax = new Float32Array(q);
+    let max = 0;
+    for (let r = 0; r < q; r++) {
+      let m = 0;
+      const last = masked ? Math.min(r + 1, k) : k; // a masked row sees keys 0..r
+      for (let c = 0; c < last; c++) m = Math.max(m, values[r * k + c]);
+      rowMax[r] = m;
+      max = Math.max(max, m);
+    }
+    const result = { kind, q, k, values, rowMax, max, masked };
+    panelCache = { key, panel: result };
+    return result;
+  }
+
+  // The weight drawn brightest in row r, on the chosen scale (at least 1e-6, as the images).
+  function scaleOf(p, r) {
+    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r] }[state.scale];
+    return Math.max(s, 1e-6);
+  }
+
+  function visible(p, r, c) { return !p.masked || c <= r; }
+
+  function colorIndex(share) {
+    return Math.min(255, Math.floor(Math.min(1, Math.max(0, share)) * 256));
+  }
+
+  function shortLabel(label) {
+    const chars = Array.from(label);
+    return chars.length > LABEL_CHARS ? chars.slice(0, LABEL_CHARS - 1).join("") + "…" : label;
+  }
+
+  // Which labels an axis of n items, each `room` pixels wide, shows: every one, or every
+  // step-th with its index, as the images do for long sequences.
+  function thinned(labels, room) {
+    const step = room >= LABEL_ROOM ? 1 : Math.ceil(LABEL_ROOM / room);
+    const shown = [];
+    for (let i = 0; i < labels.length; i += step) {
+      shown.push([i, step === 1 ? shortLabel(labels[i]) : `${shortLabel(labels[i])} (${i})`]);
+    }
+    return shown;
+  }
+
+  function sized(canvas, width, height) {
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.ceil(width * ratio);
+    canvas.height = Math.ceil(height * ratio);
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${height}px`;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    return ctx;
+  }
+
+  function widest(ctx, labels) {
+    return labels.reduce((m, [, text]) => Math.max(m, ctx.measureText(text).width), 0);
+  }
+
+  function title() {
+    const kind = currentKind();
+    const head = state.head === "mean" ? `mean of ${kind.heads} heads` : `head ${state.head}`;
+    return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
+  }
+
+  function drawHeatmap() {
+    const started = performance.now();
+    const p = panel();
+    const kind = p.kind;
+    const canvas = $("heatmap");
+    const measure = canvas.getContext("2d");
+    measure.font = FONT;
+    const cell = Math.min(LARGEST_CELL, MAP_SIDE / Math.max(p.q, p.k, 1));
+    const rows = thinned(tokensOf(kind.queryTokens), cell);
+    const cols = thinned(tokensOf(kind.keyTokens), cell);
+    const left = 22 + 8 + widest(measure, rows);
+    const top = 34;
+    const below = 8 + widest(measure, cols) * Math.SQRT1_2 + 10 + 22;
+    const mapW = p.k * cell, mapH = p.q * cell;
+    measure.font = TITLE_FONT;
+    const width = Math.max(left + mapW + 110, measure.measureText(title()).width + 20);
+    const height = top + mapH + below;
+    const ctx = sized(canvas, width, height);
+    sized($("heatmap-hover"), width, height);
+    heatLayout = { left, top, cell, width, height };
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#222";
+    ctx.font = TITLE_FONT;
+    ctx.textBaseline = "middle";
+    ctx.fillText(title(), 10, 16);
+    if (p.q && p.k) {
+      drawCells(ctx, p, left, top, cell);
+      if (p.masked) hatch(ctx, p, left, top, cell);
+    }
+    ctx.font = FONT;
+    ctx.fillStyle = "#222";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (const [i, text] of rows) ctx.fillText(text, left - 6, top + (i + 0.5) * cell);
+    for (const [i, text] of cols) {
+      ctx.save();
+      ctx.translate(left + (i + 0.5) * cell, top + mapH + 6);
+      ctx.rotate(-Math.PI / 4);
+      ctx.fillText(text, 0, 0);
+      ctx.restore();
+    }
+    ctx.textAlign = "center";
+    ctx.fillStyle = "#444";
+    ctx.fillText(kind.keyAxis, left + mapW / 2, height - 10);
+    ctx.save();
+    ctx.translate(10, top + mapH / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.fillText(kind.queryAxis, 0, 0);
+    ctx.restore();
+    colorBar(ctx, p, left + mapW + 16, top, Math.max(mapH, 120));
+    timings.draws.push(performance.now() - started);
+  }
+
+  // One pixel per cell in an offscreen canvas, scaled up without smoothing.
+  function drawCells(ctx, p, left, top, cell) {
+    const image = new ImageData(p.k, p.q);
+    const pixels = image.data;
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      for (let c = 0; c < p.k; c++) {
+        const at = 4 * (r * p.k + c);
+        if (visible(p, r, c)) {
+          const color = 3 * colorIndex(p.values[r * p.k + c] / scale);
+          pixels[at] = colors[color];
+          pixels[at + 1] = colors[color + 1];
+          pixels[at + 2] = colors[color + 2];
+        } else {
+          pixels[at] = pixels[at + 1] = pixels[at + 2] = 0xd0; // masked: grey, hatched below
+        }
+        pixels[at + 3] = 255;
+      }
+    }
+    const offscreen = document.createElement("canvas");
+    offscreen.width = p.k;
+    offscreen.height = p.q;
+    offscreen.getContext("2d").putImageData(image, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(offscreen, left, top, p.k * cell, p.q * cell);
+  }
+
+  // Masked cells (the future of masked self-attention) hatched over their grey, as the
+  // images draw them: clearly not a colour of the map.
+  function hatch(ctx, p, left, top, cell) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 8;
+    const t = tile.getContext("2d");
+    t.fillStyle = "#d0d0d0";
+    t.fillRect(0, 0, 8, 8);
+    t.strokeStyle = "#a0a0a0";
+    t.beginPath();
+    t.moveTo(0, 8);
+    t.lineTo(8, 0);
+    t.moveTo(-2, 2);
+    t.lineTo(2, -2);
+    t.moveTo(6, 10);
+    t.lineTo(10, 6);
+    t.stroke();
+    ctx.fillStyle = ctx.createPattern(tile, "repeat");
+    ctx.beginPath();
+    for (let r = 0; r < p.q; r++) {
+      const first = r + 1;
+      if (first < p.k) ctx.rect(left + first * cell, top + r * cell, (p.k - first) * cell, cell);
+    }
+    ctx.fill();
+  }
+
+  function colorBar(ctx, p, x, top, height) {
+    for (let i = 0; i < 256; i++) {
+      ctx.fillStyle = `rgb(${colors[3 * i]},${colors[3 * i + 1]},${colors[3 * i + 2]})`;
+      const y = top + height - ((i + 1) / 256) * height;
+      ctx.fillRect(x, y, 14, height / 256 + 0.5);
+    }
+    ctx.fillStyle = "#222";
+    ctx.font = FONT;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    const most = state.scale === "row" ? null : scaleOf(p, 0);
+    ctx.fillText(most === null ? "row max" : most.toFixed(3), x + 18, top + 4);
+    if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
+    ctx.fillText("0", x + 18, top + height - 4);
+  }
+
+  function cellAt(x, y) {
+    const p = panel();
+    const { left, top, cell } = heatLayout;
+    const c = Math.floor((x - left) / cell), r = Math.floor((y - top) / cell);
+    return r >= 0 && r < p.q && c >= 0 && c < p.k ? [r, c] : null;
+  }
+
+  // The centre of cell (r, c) in CSS pixels from the heatmap canvas's top-left corner.
+  function cellCenter(r, c) {
+    const { left, top, cell } = heatLayout;
+    return { x: left + (c + 0.5) * cell, y: top + (r + 0.5) * cell };
+  }
+
+  function hoverHeatmap(event) {
+    const started = performance.now();
+    const at = cellAt(event.offsetX, event.offsetY);
+    const key = at && at.join(",");
+    if (key !== hovered) {
+      hovered = key;
+      const ctx = $("heatmap-hover").getContext("2d");
+      ctx.clearRect(0, 0, heatLayout.width, heatLayout.height);
+      if (at) {
+        const { left, top, cell } = heatLayout;
+        const [r, c] = at;
+        const p = panel();
+        ctx.strokeStyle = "rgba(255,255,255,0.55)";
+        ctx.lineWidth = 1;
+        ctx.strokeRect(left, top + r * cell, p.k * cell, cell);
+        ctx.strokeRect(left + c * cell, top, cell, p.q * cell);
+        ctx.strokeStyle = "#e8112d";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(left + c * cell - 1, top + r * cell - 1, cell + 2, cell + 2);
+        showCell(p, r, c);
+      }
+    }
+    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    timings.hovers.push(performance.now() - started);
+  }
+
+  function showCell(p, r, c) {
+    const kind = p.kind;
+    const queries = tokensOf(kind.queryTokens), keys = tokensOf(kind.keyTokens);
+    $("tip-query").textContent = `${queries[r]} (${r})`;
+    $("tip-key").textContent = `${keys[c]} (${c})`;
+    $("tip-weight").textContent = visible(p, r, c) ? p.values[r * p.k + c].toFixed(3)
+      : "masked: a future position, weight 0";
+    $("tip-predicts-line").hidden = !kind.predicts;
+    if (kind.predicts) {
+      const next = data.targetTokens[r + 1];
+      $("tip-predicts").textContent = next === undefined ? "(the token after the last input)"
+        : `${next} (${r + 1})`;
+    }
+  }
+
+  function placeTooltip(event) {
+    const tip = $("tooltip");
+    tip.hidden = false;
+    const x = Math.min(event.clientX + 16, window.innerWidth - tip.offsetWidth - 8);
+    const y = Math.min(event.clientY + 16, window.innerHeight - tip.offsetHeight - 8);
+    tip.style.left = `${Math.max(0, x)}px`;
+    tip.style.top = `${Math.max(0, y)}px`;
+  }
+
+  // The head view, as bertviz draws it: queries on the left, keys on the right, one line
+  // per pair whose opacity is the weight on the chosen scale.
+  function drawHeads() {
+    const started = performance.now();
+    const p = panel();
+    const kind = p.kind;
+    const canvas = $("heads");
+    const measure = canvas.getContext("2d");
+    measure.font = FONT;
+    const rowH = Math.max(3, Math.min(18, HEADS_HEIGHT / Math.max(p.q, p.k, 1)));
+    const rows = thinned(tokensOf(kind.queryTokens), rowH);
+    const cols = thinned(tokensOf(kind.keyTokens), rowH);
+    const queryX = 12 + widest(measure, rows);
+    const fromX = queryX + 8, toX = fromX + 280;
+    const keyX = toX + 8;
+    const top = 44;
+    const keysWidth = widest(measure, cols);
+    measure.font = TITLE_FONT;
+    const width = Math.max(keyX + keysWidth + 12, measure.measureText(title()).width + 20);
+    const height = top + Math.max(p.q, p.k) * rowH + 12;
+    const ctx = sized(canvas, width, height);
+    sized($("heads-hover"), width, height);
+    headsLayout = { queryX, fromX, toX, keyX, top, rowH, width, height };
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#222";
+    ctx.font = TITLE_FONT;
+    ctx.textBaseline = "middle";
+    ctx.fillText(title(), 10, 14);
+    ctx.font = FONT;
+    ctx.fillStyle = "#666";
+    ctx.textAlign = "right";
+    ctx.fillText("query", queryX, 34);
+    ctx.textAlign = "left";
+    ctx.fillText("key", keyX, 34);
+    // Lines grouped by opacity: one path per group instead of one stroke per line.
+    const groups = Array.from({ length: BUCKETS }, () => new Path2D());
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      const y0 = top + (r + 0.5) * rowH;
+      for (let c = 0; c < p.k; c++) {
+        const share = Math.min(1, p.values[r * p.k + c] / scale);
+        if (share < 0.5 / BUCKETS || !visible(p, r, c)) continue;
+        const path = groups[Math.min(BUCKETS - 1, Math.round(share * BUCKETS) - 1)];
+        path.moveTo(fromX, y0);
+        path.lineTo(toX, top + (c + 0.5) * rowH);
+      }
+    }
+    ctx.lineWidth = 1.5;
+    groups.forEach((path, i) => {
+      ctx.strokeStyle = `rgba(${LINE_COLOR},${(i + 1) / BUCKETS})`;
+      ctx.stroke(path);
+    });
+    ctx.fillStyle = "#222";
+    ctx.textAlign = "right";
+    for (const [i, text] of rows) ctx.fillText(text, queryX, top + (i + 0.5) * rowH);
+    ctx.textAlign = "left";
+    for (const [i, text] of cols) ctx.fillText(text, keyX, top + (i + 0.5) * rowH);
+    timings.headDraws.push(performance.now() - started);
+  }
+
+  // The token under (x, y) in the head view: ["query" | "key", index], or null.
+  function tokenAt(x, y) {
+    const p = panel();
+    const { fromX, toX, top, rowH } = headsLayout;
+    const i = Math.floor((y - top) / rowH);
+    const side = x < (fromX + toX) / 2 ? "query" : "key";
+    return i >= 0 && i < (side === "query" ? p.q : p.k) ? [side, i] : null;
+  }
+
+  // The centre of a token's label in the head view, in CSS pixels from the canvas's corner.
+  function tokenCenter(side, i) {
+    const { queryX, keyX, top, rowH } = headsLayout;
+    return { x: side === "query" ? queryX - 10 : keyX + 10, y: top + (i + 0.5) * rowH };
+  }
+
+  function hoverHeads(event) {
+    const started = performance.now();
+    const at = tokenAt(event.offsetX, event.offsetY);
+    const key = at && at.join(",");
+    if (key !== hovered) {
+      hovered = key;
+      const ctx = $("heads-hover").getContext("2d");
+      const { fromX, toX, top, rowH, width, height } = headsLayout;
+      ctx.clearRect(0, 0, width, height);
+      if (at) {
+        const p = panel();
+        const [side, i] = at;
+        ctx.fillStyle = "rgba(255,255,255,0.85)"; // the other lines fade
+        ctx.fillRect(fromX - 1, top, toX - fromX + 2, height - top);
+        ctx.lineWidth = 2;
+        let best = -1, bestWeight = -1;
+        const count = side === "query" ? p.k : p.q;
+        for (let j = 0; j < count; j++) {
+          const [r, c] = side === "query" ? [i, j] : [j, i];
+          if (!visible(p, r, c)) continue;
+          const weight = p.values[r * p.k + c];
+          if (weight > bestWeight) { best = j; bestWeight = weight; }
+          const share = Math.min(1, weight / scaleOf(p, r));
+          if (share < 0.5 / BUCKETS) continue;
+          ctx.strokeStyle = `rgba(${FOCUS_COLOR},${Math.max(0.15, share)})`;
+          ctx.beginPath();
+          ctx.moveTo(fromX, top + (r + 0.5) * rowH);
+          ctx.lineTo(toX, top + (c + 0.5) * rowH);
+          ctx.stroke();
+        }
+        ctx.fillStyle = `rgba(${FOCUS_COLOR},0.25)`;
+        ctx.fillRect(side === "query" ? 0 : toX, top + i * rowH, fromX, rowH);
+        if (best >= 0) {
+          const [r, c] = side === "query" ? [i, best] : [best, i];
+          showCell(p, r, c); // the token and its strongest partner
+        }
+      }
+    }
+    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    timings.headHovers.push(performance.now() - started);
+  }
+
+  function fillSelect(select, values, labels, chosen) {
+    select.replaceChildren(...values.map((value, i) => {
+      const option = document.createElement("option");
+      option.value = String(value);
+      option.textContent = labels[i];
+      return option;
+    }));
+    select.value = String(chosen);
+  }
+
+  function fillLayerAndHead() {
+    const kind = currentKind();
+    if (!(state.layer >= 0 && state.layer < kind.layers)) state.layer = kind.defaultLayer;
+    if (state.head !== "mean" && !(Number(state.head) < kind.heads)) state.head = "mean";
+    const layers = [...Array(kind.layers).keys()];
+    fillSelect($("layer"), layers, layers.map(String), state.layer);
+    const heads = ["mean", ...Array(kind.heads).keys()];
+    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? `mean of ${kind.heads}` : String(h))),
+               state.head);
+  }
+
+  function redraw() {
+    hovered = null;
+    $("tooltip").hidden = true;
+    $("heatmap-view").hidden = state.view !== "heatmap";
+    $("heads-view").hidden = state.view !== "heads";
+    $("show-heatmap").setAttribute("aria-pressed", String(state.view === "heatmap"));
+    $("show-heads").setAttribute("aria-pressed", String(state.view === "heads"));
+    if (state.view === "heatmap") drawHeatmap(); else drawHeads();
+  }
+
+  function listen() {
+    $("kind").addEventListener("change", (e) => {
+      state.kind = e.target.value;
+      fillLayerAndHead();
+      redraw();
+    });
+    $("layer").addEventListener("change", (e) => { state.layer = Number(e.target.value); redraw(); });
+    $("head").addEventListener("change", (e) => {
+      state.head = e.target.value === "mean" ? "mean" : Number(e.target.value);
+      redraw();
+    });
+    $("scale").addEventListener("change", (e) => { state.scale = e.target.value; redraw(); });
+    $("show-heatmap").addEventListener("click", () => { state.view = "heatmap"; redraw(); });
+    $("show-heads").addEventListener("click", () => { state.view = "heads"; redraw(); });
+    $("heatmap-hover").addEventListener("mousemove", hoverHeatmap);
+    $("heads-hover").addEventListener("mousemove", hoverHeads);
+    for (const id of ["heatmap-hover", "heads-hover"]) {
+      $(id).addEventListener("mouseleave", () => {
+        hovered = null;
+        $("tooltip").hidden = true;
+        const canvas = $(id);
+        canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+      });
+    }
+  }
+
+  async function start() {
+    try {
+      await decode();
+      const initial = data.initial;
+      state.kind = kinds.find((k) => k.name === initial.kind).cli;
+      state.layer = initial.layer;
+      state.head = initial.head;
+      state.scale = initial.scale;
+      fillSelect($("kind"), kinds.map((k) => k.cli),
+                 kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
+      $("scale").value = state.scale;
+      fillLayerAndHead();
+      listen();
+      redraw();
+      $("status").hidden = true;
+      timings.firstDraw = performance.now();
+      api.ready = true;
+    } catch (error) {
+      api.error = String(error);
+      $("status").textContent = `This page could not draw the maps: ${error}`;
+      $("status").className = "error";
+      console.error(error);
+    }
+  }
+
+  start();
+})();
