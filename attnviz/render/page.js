@@ -7,7 +7,8 @@
   const FONT = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
   const TITLE_FONT = "bold 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
   const MAP_SIDE = 720; // CSS pixels: the heatmap's longer side never exceeds this
-  const LARGEST_CELL = 28;
+  const LARGEST_CELL = 36;
+  const ANNOTATED_CELL = 24; // cells at least this large show their weight, as the images do
   const LABEL_ROOM = 12; // a label needs this many pixels; closer ones are thinned
   const LABEL_CHARS = 24; // longer labels end with an ellipsis, as in the images
   const HEADS_HEIGHT = 4000; // the head view's columns never get taller than this
@@ -17,7 +18,8 @@
   const timings = { decode: null, firstDraw: null, draws: [], hovers: [], headDraws: [],
                     headHovers: [] };
   const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
-  const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter };
+  const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
+                layout: () => heatLayout };
   window.attnviz = api;
 
   const $ = (id) => document.getElementById(id);
@@ -160,7 +162,7 @@
     const height = top + mapH + below;
     const ctx = sized(canvas, width, height);
     sized($("heatmap-hover"), width, height);
-    heatLayout = { left, top, cell, width, height };
+    heatLayout = { left, top, cell, width, height, rows, cols };
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, height);
     ctx.fillStyle = "#222";
@@ -170,6 +172,7 @@
     if (p.q && p.k) {
       drawCells(ctx, p, left, top, cell);
       if (p.masked) hatch(ctx, p, left, top, cell);
+      if (cell >= ANNOTATED_CELL) annotate(ctx, p, left, top, cell);
     }
     ctx.font = FONT;
     ctx.fillStyle = "#222";
@@ -222,6 +225,26 @@
     ctx.drawImage(offscreen, left, top, p.k * cell, p.q * cell);
   }
 
+  // Each visible weight written in its cell, dark on light colours and light on dark ones;
+  // weights that round to .00 are left blank, as in the images.
+  function annotate(ctx, p, left, top, cell) {
+    ctx.font = FONT;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      for (let c = 0; c < p.k; c++) {
+        const weight = p.values[r * p.k + c];
+        if (!visible(p, r, c) || weight < 0.005) continue;
+        const at = 3 * colorIndex(weight / scale);
+        const light = 0.299 * colors[at] + 0.587 * colors[at + 1] + 0.114 * colors[at + 2] > 127;
+        ctx.fillStyle = light ? "#000" : "#fff";
+        ctx.fillText(weight.toFixed(2).replace(/^0/, ""), left + (c + 0.5) * cell,
+                     top + (r + 0.5) * cell);
+      }
+    }
+  }
+
   // Masked cells (the future of masked self-attention) hatched over their grey, as the
   // images draw them: clearly not a colour of the map.
   function hatch(ctx, p, left, top, cell) {
@@ -262,6 +285,12 @@
     ctx.fillText(most === null ? "row max" : most.toFixed(3), x + 18, top + 4);
     if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
     ctx.fillText("0", x + 18, top + height - 4);
+    ctx.save();
+    ctx.translate(x + 72, top + height / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("attention weight", 0, 0);
+    ctx.restore();
   }
 
   function cellAt(x, y) {
