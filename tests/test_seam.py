@@ -188,7 +188,7 @@ LAYERS = [
     {"maps", "model", "modelfile", "catalog", "runtime"},
     {"checkpoint", "views", "sources", "train"},
     {"cache", "render"},
-    {"api"},
+    {"api", "export"},
     {"exits", "cli", "__main__", "__init__"},
 ]
 
