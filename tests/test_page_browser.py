@@ -196,9 +196,11 @@ def test_long_sequences_get_thinned_labels(browser, tmp_path):
     path.write_bytes(page.to_bytes(hostile_maps(tokens)))
     chromium.open_page(browser, path)
     layout = browser.execute_script("return window.attnviz.layout()")
-    assert 20 <= len(layout["rows"]) <= 720 / 12 + 1 and len(layout["cols"]) == len(layout["rows"])
+    assert 20 <= len(layout["rows"]) <= 720 / 14 + 1 and len(layout["cols"]) == len(layout["rows"])
     step = layout["rows"][1][0]
     assert layout["rows"][1] == [step, f"w{step} ({step})"]
+    browser.find_element("id", "show-heads").click()  # too many lines: the strongest only
+    assert "each query's 13 strongest are drawn" in browser.find_element("id", "heads-limit").text
     short = tmp_path / "short.html"
     short.write_bytes(page.to_bytes(hostile_maps(tokens[:10])))
     chromium.open_page(browser, short)

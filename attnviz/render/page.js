@@ -9,14 +9,21 @@
   const MAP_SIDE = 720; // CSS pixels: the heatmap's longer side never exceeds this
   const LARGEST_CELL = 36;
   const ANNOTATED_CELL = 24; // cells at least this large show their weight, as the images do
-  const LABEL_ROOM = 12; // a label needs this many pixels; closer ones are thinned
+  const LABEL_ROOM = 14; // a label needs this many pixels; closer ones are thinned
   const LABEL_CHARS = 24; // longer labels end with an ellipsis, as in the images
-  const HEADS_HEIGHT = 4000; // the head view's columns never get taller than this
+  const HEADS_HEIGHT = 1600; // the head view's columns never get taller than this
+  // The head view draws at most this many lines: past it, each query's strongest keys only.
+  // Every line is a few hundred pixels of anti-aliased stroke; 262,144 of them (512 tokens)
+  // keep a software-rendered browser busy for minutes.
+  const LINE_BUDGET = 4096;
   const LINE_COLOR = "31,119,180";
   const FOCUS_COLOR = "217,95,2";
   const BUCKETS = 32; // the head view draws its lines in this many opacities
-  const timings = { decode: null, firstDraw: null, draws: [], hovers: [], headDraws: [],
-                    headHovers: [] };
+  // Milliseconds: the script's own work (draws, hovers...), and until the browser has
+  // painted its result (...Painted: the next frame, then a task after it).
+  const timings = { decode: null, firstDraw: null, firstPainted: null, draws: [],
+                    drawsPainted: [], hovers: [], hoversPainted: [], headDraws: [],
+                    headDrawsPainted: [], headHovers: [], headHoversPainted: [] };
   const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
   const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
                 layout: () => heatLayout };
@@ -29,6 +36,13 @@
   let headsLayout = null;
   let panelCache = { key: null, panel: null };
   let hovered = null;
+
+  function measured(name, started) {
+    timings[name].push(performance.now() - started);
+    requestAnimationFrame(() => setTimeout(() => {
+      timings[`${name}Painted`].push(performance.now() - started);
+    }, 0));
+  }
 
   function hexBytes(hex) {
     const out = new Uint8Array(hex.length / 2);
@@ -195,7 +209,7 @@
     ctx.fillText(kind.queryAxis, 0, 0);
     ctx.restore();
     colorBar(ctx, p, left + mapW + 16, top, Math.max(mapH, 120));
-    timings.draws.push(performance.now() - started);
+    measured("draws", started);
   }
 
   // One pixel per cell in an offscreen canvas, scaled up without smoothing.
@@ -329,7 +343,7 @@
       }
     }
     if (at) placeTooltip(event); else $("tooltip").hidden = true;
-    timings.hovers.push(performance.now() - started);
+    measured("hovers", started);
   }
 
   function showCell(p, r, c) {
@@ -354,6 +368,39 @@
     const y = Math.min(event.clientY + 16, window.innerHeight - tip.offsetHeight - 8);
     tip.style.left = `${Math.max(0, x)}px`;
     tip.style.top = `${Math.max(0, y)}px`;
+  }
+
+  // The keys of row r drawn in the head view: all of them, or the `most` strongest.
+  // Shape: a list of key indices.
+  function strongest(p, r, most) {
+    const row = p.values.subarray(r * p.k, (r + 1) * p.k);
+    if (most >= p.k) return [...row.keys()];
+    const least = Float32Array.from(row).sort()[p.k - most]; // the most-th largest weight
+    const kept = [];
+    for (let c = 0; c < p.k && kept.length < most; c++) if (row[c] >= least) kept.push(c);
+    return kept;
+  }
+
+  // Lines grouped by opacity, one path per group, stroked in `color`: one stroke per group
+  // instead of one per line. `lines` holds [row, column, share of the scale].
+  function strokeLines(ctx, lines, color, floor) {
+    const { fromX, toX, top, rowH } = headsLayout;
+    const groups = Array.from({ length: BUCKETS }, () => []);
+    for (const line of lines) {
+      if (line[2] < 0.5 / BUCKETS) continue;
+      groups[Math.min(BUCKETS - 1, Math.max(0, Math.round(line[2] * BUCKETS) - 1))].push(line);
+    }
+    // One stroke per line: a software rasteriser fills one path of thousands of crossing
+    // lines far more slowly than thousands of single lines.
+    groups.forEach((group, i) => {
+      ctx.strokeStyle = `rgba(${color},${Math.max(floor, (i + 1) / BUCKETS)})`;
+      for (const [r, c] of group) {
+        ctx.beginPath();
+        ctx.moveTo(fromX, top + (r + 0.5) * rowH);
+        ctx.lineTo(toX, top + (c + 0.5) * rowH);
+        ctx.stroke();
+      }
+    });
   }
 
   // The head view, as bertviz draws it: queries on the left, keys on the right, one line
@@ -391,30 +438,25 @@
     ctx.fillText("query", queryX, 34);
     ctx.textAlign = "left";
     ctx.fillText("key", keyX, 34);
-    // Lines grouped by opacity: one path per group instead of one stroke per line.
-    const groups = Array.from({ length: BUCKETS }, () => new Path2D());
+    const most = Math.max(1, Math.floor(LINE_BUDGET / Math.max(p.q, 1)));
+    const lines = [];
     for (let r = 0; r < p.q; r++) {
       const scale = scaleOf(p, r);
-      const y0 = top + (r + 0.5) * rowH;
-      for (let c = 0; c < p.k; c++) {
-        const share = Math.min(1, p.values[r * p.k + c] / scale);
-        if (share < 0.5 / BUCKETS || !visible(p, r, c)) continue;
-        const path = groups[Math.min(BUCKETS - 1, Math.round(share * BUCKETS) - 1)];
-        path.moveTo(fromX, y0);
-        path.lineTo(toX, top + (c + 0.5) * rowH);
+      for (const c of strongest(p, r, most)) {
+        if (visible(p, r, c)) lines.push([r, c, Math.min(1, p.values[r * p.k + c] / scale)]);
       }
     }
     ctx.lineWidth = 1.5;
-    groups.forEach((path, i) => {
-      ctx.strokeStyle = `rgba(${LINE_COLOR},${(i + 1) / BUCKETS})`;
-      ctx.stroke(path);
-    });
+    strokeLines(ctx, lines, LINE_COLOR, 0);
+    $("heads-limit").textContent = most < p.k
+      ? `With ${p.k} keys, each query's ${most} strongest are drawn; hover a token for all of its lines.`
+      : "";
     ctx.fillStyle = "#222";
     ctx.textAlign = "right";
     for (const [i, text] of rows) ctx.fillText(text, queryX, top + (i + 0.5) * rowH);
     ctx.textAlign = "left";
     for (const [i, text] of cols) ctx.fillText(text, keyX, top + (i + 0.5) * rowH);
-    timings.headDraws.push(performance.now() - started);
+    measured("headDraws", started);
   }
 
   // The token under (x, y) in the head view: ["query" | "key", index], or null.
@@ -441,27 +483,22 @@
       const ctx = $("heads-hover").getContext("2d");
       const { fromX, toX, top, rowH, width, height } = headsLayout;
       ctx.clearRect(0, 0, width, height);
+      $("heads").style.opacity = at ? "0.25" : "1"; // the other lines fade (the compositor's job)
       if (at) {
         const p = panel();
         const [side, i] = at;
-        ctx.fillStyle = "rgba(255,255,255,0.85)"; // the other lines fade
-        ctx.fillRect(fromX - 1, top, toX - fromX + 2, height - top);
-        ctx.lineWidth = 2;
         let best = -1, bestWeight = -1;
         const count = side === "query" ? p.k : p.q;
+        const lines = [];
         for (let j = 0; j < count; j++) {
           const [r, c] = side === "query" ? [i, j] : [j, i];
           if (!visible(p, r, c)) continue;
           const weight = p.values[r * p.k + c];
           if (weight > bestWeight) { best = j; bestWeight = weight; }
-          const share = Math.min(1, weight / scaleOf(p, r));
-          if (share < 0.5 / BUCKETS) continue;
-          ctx.strokeStyle = `rgba(${FOCUS_COLOR},${Math.max(0.15, share)})`;
-          ctx.beginPath();
-          ctx.moveTo(fromX, top + (r + 0.5) * rowH);
-          ctx.lineTo(toX, top + (c + 0.5) * rowH);
-          ctx.stroke();
+          lines.push([r, c, Math.min(1, weight / scaleOf(p, r))]);
         }
+        ctx.lineWidth = 2;
+        strokeLines(ctx, lines, FOCUS_COLOR, 0.15);
         ctx.fillStyle = `rgba(${FOCUS_COLOR},0.25)`;
         ctx.fillRect(side === "query" ? 0 : toX, top + i * rowH, fromX, rowH);
         if (best >= 0) {
@@ -471,7 +508,7 @@
       }
     }
     if (at) placeTooltip(event); else $("tooltip").hidden = true;
-    timings.headHovers.push(performance.now() - started);
+    measured("headHovers", started);
   }
 
   function fillSelect(select, values, labels, chosen) {
@@ -498,6 +535,10 @@
   function redraw() {
     hovered = null;
     $("tooltip").hidden = true;
+    $("heads").style.opacity = "1";
+    for (const id of ["heatmap-hover", "heads-hover"]) {
+      $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
+    }
     $("heatmap-view").hidden = state.view !== "heatmap";
     $("heads-view").hidden = state.view !== "heads";
     $("show-heatmap").setAttribute("aria-pressed", String(state.view === "heatmap"));
@@ -525,6 +566,7 @@
       $(id).addEventListener("mouseleave", () => {
         hovered = null;
         $("tooltip").hidden = true;
+        $("heads").style.opacity = "1";
         const canvas = $(id);
         canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
       });
@@ -547,6 +589,9 @@
       redraw();
       $("status").hidden = true;
       timings.firstDraw = performance.now();
+      requestAnimationFrame(() => setTimeout(() => {
+        timings.firstPainted = performance.now();
+      }, 0));
       api.ready = true;
     } catch (error) {
       api.error = String(error);

@@ -202,7 +202,7 @@ own maximum">
 </section>
 <section id="heads-view" hidden>
 <p class="hint">Hover a token to follow its attention: queries on the left, keys on the \
-right; a line's opacity is its weight on the chosen scale.</p>
+right; a line's opacity is its weight on the chosen scale. <span id="heads-limit"></span></p>
 <div class="layers"><canvas id="heads"></canvas><canvas id="heads-hover"></canvas></div>
 </section>
 <div id="tooltip" role="status" hidden>
