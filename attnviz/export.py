@@ -355,9 +355,13 @@ def _start_worker() -> None:
     """A worker leaves Ctrl-C to the main process, which lets it finish its line. SIGTERM
     sent to the worker itself stops its line (whose temporary files are removed) or, between
     lines, the worker."""
-    import torch
+    import sys
 
-    torch.set_num_threads(1)  # the processes are the parallelism
+    # The processes are the parallelism: torch gets one thread. Through the environment, so
+    # that a worker whose lines all come from the render cache never imports torch at all.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -342,3 +342,14 @@ def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_pat
     second = source.trace(sources.Request("the red car sees"))
     assert sorted(loads) == ["_config", "_load_model", "_tokenizer"]
     assert first.maps.target_tokens != second.maps.target_tokens
+
+
+def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process():
+    code = ("import os, signal, sys; os.environ.pop('OMP_NUM_THREADS', None); "
+            "from attnviz import export; export._start_worker(); "
+            "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it
