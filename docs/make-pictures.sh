@@ -12,3 +12,7 @@ COLUMNS=100 attnviz decode "the small black cats see a red car" --kind cross > t
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
 fi
+# The page (-o view.html) in headless Chromium, as its browser test drives it: needs Debian's
+# chromium and chromium-driver, and selenium.
+ATTNVIZ_PAGE_PICTURE="$PWD/page.png" python -m pytest -q ../tests/test_page_browser.py \
+    -k head_view

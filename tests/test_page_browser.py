@@ -8,7 +8,6 @@ installs both. ATTNVIZ_PAGE_PICTURE=path also saves the screenshot there (docs/p
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -163,8 +162,18 @@ def test_each_scale_colours_as_the_images_do(browser, decoded):
     assert abs(index_at(*top) - min(255, int(weights[top] / shared * 256))) <= 1
 
 
-def test_the_head_view_follows_a_token_and_switches_back(browser, decoded, tmp_path):
+@pytest.fixture
+def narrow(browser):
+    """A window of the README picture's width."""
+    size = browser.get_window_size()
+    browser.set_window_size(960, size["height"])
+    yield browser
+    browser.set_window_size(size["width"], size["height"])
+
+
+def test_the_head_view_follows_a_token_and_switches_back(narrow, decoded, tmp_path):
     html, maps = decoded
+    browser = narrow
     chromium.open_page(browser, html)
     choose(browser, "kind", "cross")
     choose(browser, "layer", "1")
@@ -185,8 +194,14 @@ def test_the_head_view_follows_a_token_and_switches_back(browser, decoded, tmp_p
     picture = tmp_path / "page.png"
     browser.save_screenshot(str(picture))
     assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 20_000
-    if os.environ.get("ATTNVIZ_PAGE_PICTURE"):
-        shutil.copyfile(picture, os.environ["ATTNVIZ_PAGE_PICTURE"])
+    if os.environ.get("ATTNVIZ_PAGE_PICTURE"):  # for the README, without the empty margin
+        from PIL import Image, ImageChops
+
+        with Image.open(picture) as shot:
+            shot = shot.convert("RGB")
+            box = ImageChops.difference(shot, Image.new("RGB", shot.size, "white")).getbbox()
+            shot.crop((0, 0, min(shot.width, box[2] + 24), min(shot.height, box[3] + 16))
+                      ).save(os.environ["ATTNVIZ_PAGE_PICTURE"])
     assert errors(browser) == []
 
 
