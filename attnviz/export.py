@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import json
 import os
 import signal
@@ -26,10 +25,10 @@ from attnviz.errors import AttnvizError
 from attnviz.files import check_writable, write_all, write_atomically
 from attnviz.maps import AttentionMaps
 from attnviz.sources import Request, Source, open_source
-from attnviz.text import printable, shorten
+from attnviz.text import printable
 from attnviz.version import __version__
 
-FORMATS = ("png", "svg", "pdf", "npz", "json", "html")
+FORMATS = ("png", "svg", "pdf", "npz", "json", "html")  # in the order the index lists them
 IMAGE_FORMATS = ("png", "svg", "pdf")
 RECORDS = ".attnviz-export"  # in the output folder: one small JSON record per finished line
 INDEX = "index.html"
@@ -377,72 +376,19 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def write_index(settings: Settings, lines: Sequence[Line],
                 errors: dict[int, str] | None = None) -> Path:
-    """``index.html`` in the output folder: each line's texts and its files (pictures shown,
-    the others linked), from the records of every run so far, or why it failed (``errors``,
-    by line number)."""
-    rows, done = [], 0
+    """``index.html`` in the output folder: each line's texts and its files, from the records
+    of every run so far, or why it failed (``errors``, by line number)."""
+    from attnviz.render import index
+
+    entries = []
     for line in lines:
         record = _read_record(settings, line) or {}
         files = record.get("files", {})
-        done += bool(files)
-        target = record.get("target") if record else line.target
-        written = " <i>(written by the model)</i>" if record.get("target_generated") else ""
-        cells = [f'<td class="n">{line.number}</td>',
-                 f"<td>{_html(line.source)}</td>",
-                 f"<td>{_html(target or '') if target else '<i>(to be written)</i>'}{written}"
-                 "</td>"]
-        links = []
-        for fmt in FORMATS:
-            if fmt not in files:
-                continue
-            name = html.escape(files[fmt], quote=True)
-            if fmt in ("png", "svg"):
-                links.append(f'<a href="{name}"><img src="{name}" alt="line {line.number}" '
-                             'loading="lazy"></a>')
-            else:
-                links.append(f'<a href="{name}">{fmt}</a>')
-        notes = "".join(f'<div class="note">{_html(note)}</div>'
-                        for note in record.get("warnings", []))
-        if errors and line.number in errors:
-            notes += f'<div class="error">{_html(errors[line.number])}</div>'
-        cells.append(f"<td>{' '.join(links) or '<i>not done</i>'}{notes}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    page = _INDEX.format(title=_html(f"attnviz export of {settings.pairs_name}"),
-                         count=len(lines), done=done,
-                         rows="\n".join(rows))
+        entries.append(index.Entry(
+            line.number, line.source, record.get("target") if record else line.target,
+            bool(record.get("target_generated")),
+            {fmt: files[fmt] for fmt in FORMATS if fmt in files},
+            tuple(record.get("warnings", ())), (errors or {}).get(line.number)))
     path = settings.out_dir / INDEX
-    write_atomically(path, page.encode("utf-8"))
+    write_atomically(path, index.to_bytes(f"attnviz export of {settings.pairs_name}", entries))
     return path
-
-
-def _html(text: str) -> str:
-    return html.escape(printable(shorten(text, 400)), quote=True)
-
-
-_INDEX = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self' file:; \
-style-src 'unsafe-inline'">
-<title>{title}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.2em 2em; color: #222; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border-top: 1px solid #ddd; padding: .4em .6em; vertical-align: top; text-align: left; }}
-td.n {{ color: #666; text-align: right; }}
-img {{ max-width: 480px; max-height: 240px; display: block; margin-bottom: .3em; }}
-.note {{ color: #8a6d00; font-size: 12px; }}
-.error {{ color: #b00020; font-size: 12px; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>{done} of {count} pairs done. Each line's files are named by its line number.</p>
-<table>
-<tr><th>line</th><th>source</th><th>target</th><th>files</th></tr>
-{rows}
-</table>
-</body>
-</html>
-"""

@@ -1,8 +1,9 @@
 """Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
 ``image`` writes PNG, SVG and PDF with matplotlib; ``terminal`` draws with rich; ``page``
-writes one HTML page that holds every map; the raw numbers (npz, json) are the maps' own
-format (:meth:`AttentionMaps.to_bytes`). None of them loads a model.
+writes one HTML page that holds every map (and ``index`` the page listing an export's files);
+the raw numbers (npz, json) are the maps' own format (:meth:`AttentionMaps.to_bytes`). None
+of them loads a model.
 """
 
 from __future__ import annotations
