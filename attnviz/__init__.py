@@ -1,7 +1,8 @@
 """attnviz: see the attention inside transformers.
 
 ``attnviz.trace`` turns a sentence into :class:`AttentionMaps` (from attnviz's own models,
-saved maps, or Hugging Face models); ``attnviz.plot`` draws them as a matplotlib Figure.
+saved maps, or Hugging Face models); ``attnviz.plot`` draws them as a matplotlib Figure, and
+``attnviz.page`` writes them as an HTML page to explore.
 Importing attnviz is cheap: torch and matplotlib are imported when they are used.
 """
 
@@ -13,18 +14,19 @@ from typing import TYPE_CHECKING, Any
 from attnviz.version import __version__
 
 __all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Explanation", "Provenance",
-           "__version__", "explain", "plot", "rollout", "trace"]
+           "__version__", "explain", "page", "plot", "rollout", "trace"]
 
 if TYPE_CHECKING:
-    from attnviz.api import explain, plot, trace
+    from attnviz.api import explain, page, plot, trace
     from attnviz.attention_rollout import rollout
     from attnviz.errors import AttnvizError, AttnvizWarning
     from attnviz.explanation import Explanation
     from attnviz.maps import AttentionMaps, Provenance
 
 _LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "explain": "attnviz.api",
-         "rollout": "attnviz.attention_rollout", "AttentionMaps": "attnviz.maps",
-         "Provenance": "attnviz.maps", "Explanation": "attnviz.explanation",
+         "page": "attnviz.api", "rollout": "attnviz.attention_rollout",
+         "AttentionMaps": "attnviz.maps", "Provenance": "attnviz.maps",
+         "Explanation": "attnviz.explanation",
          "AttnvizError": "attnviz.errors", "AttnvizWarning": "attnviz.errors"}
 
 

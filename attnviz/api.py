@@ -3,6 +3,7 @@
     import attnviz
     maps = attnviz.trace("the black cat sees the red car")   # the translate model
     figure = attnviz.plot(maps, kind="cross")                # a matplotlib Figure
+    html = attnviz.page(maps)                                # a page to explore every map
     maps.save("maps.npz")
 
 The same sources, views and files as the command line; errors are AttnvizError, and what
@@ -85,6 +86,37 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | None = None,
     kinds = None if kind == "all" else [KIND_NAMES[kind]]
     chosen = views.heatmaps(maps, kinds, layer, None if head == "mean" else head)
     return image.figure(chosen, cmap)
+
+
+def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
+         head: int | Literal["mean"] | None = "mean", scale: str = "panel",
+         cmap: str = "viridis") -> str:
+    """A self-contained HTML page holding every kind, layer and head of ``maps``, to explore
+    in a browser (offline, from a file): what ``-o view.html`` writes.
+
+    Args:
+        maps: what :func:`trace` or :meth:`AttentionMaps.load` gave.
+        kind: the kind the page opens on (``"encoder"``, ``"self"``, ``"cross"`` or the maps'
+            own names); None: the first the maps hold.
+        layer: the layer it opens on; None: the kind's recommended or last layer.
+        head: the head it opens on, or ``"mean"`` (or None) for the mean over heads.
+        scale: ``"panel"``, ``"shared"``, ``"unit"`` or ``"row"``, as the page names them.
+        cmap: any matplotlib colour map.
+
+    Write it with ``pathlib.Path("view.html").write_text(html, encoding="utf-8")``.
+    """
+    from attnviz.render import page as html_page
+    from attnviz.render.colors import check
+
+    if kind is not None and kind not in KIND_NAMES:
+        raise ValueError(f"kind must be None or one of {', '.join(KIND_NAMES)}, got {kind!r}")
+    if head is not None and head != "mean" and (not isinstance(head, int)
+                                                 or isinstance(head, bool)):
+        raise ValueError(f"head must be an index or 'mean', got {head!r}")
+    check(cmap)
+    return html_page.to_bytes(maps, cmap, kind=None if kind is None else KIND_NAMES[kind],
+                              layer=layer, head=None if head == "mean" else head,
+                              scale=scale).decode("utf-8")
 
 
 def png(maps: AttentionMaps) -> bytes:

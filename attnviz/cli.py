@@ -48,7 +48,8 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "learning_rate": "--lr", "batch_size": "--batch-size", "width": "--width",
          "heads": "--heads", "layers": "--layers", "validation_share": "--val-split",
          "max_length": "--max-length", "tokenizer": "--tokenizer", "threads": "--threads",
-         "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o"}
+         "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o",
+         "jobs": "--jobs"}
 
 
 class Device(str, Enum):
@@ -85,8 +86,8 @@ HeadOption = Annotated[Optional[int], typer.Option(
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
-         ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers). "
-         "Repeatable.", show_default=False)]
+         ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers), "
+         ".html (a page to explore every map, offline). Repeatable.", show_default=False)]
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=MAX_SEED)]
@@ -316,6 +317,87 @@ def explain(
             from attnviz.render import explain_terminal
 
             explain_terminal.show(Console(), explanation, cmap)
+
+
+class ExportFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+    npz = "npz"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def export(
+    pairs: Annotated[Path, typer.Argument(
+        metavar="PAIRS.TSV", show_default=False,
+        help="One pair a line, UTF-8: source<TAB>target, or the source alone to let the "
+             "model write the target.")],
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", "-d", metavar="DIR", show_default=False,
+        help="Where the files go (made if missing), named by line number: 0007.png ..., "
+             "with index.html listing them.")],
+    formats: Annotated[Optional[list[ExportFormat]], typer.Option(
+        "--format", "-f", help="What to write for each pair, with every kind in it: an "
+        "image, the numbers, or a page. Repeatable. Default: png.", show_default=False)
+    ] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process.")] = 1,
+    model: ModelOption = None,
+    cmap: CmapOption = "viridis",
+    seed: SeedOption = 0,
+    device: DeviceParam = Device.cpu,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Draw the attention of every pair of a file, each to its own files, and an index.html
+    that lists them. Interrupted, it keeps every file finished; run again, it skips them.
+
+    Example:  attnviz export pairs.tsv --out-dir maps --format png --format html --jobs 2
+    """
+    with reporting():
+        from rich.console import Console
+
+        from attnviz import export as exporting
+        from attnviz.render.report import export_progress
+
+        settings = exporting.Settings(
+            out_dir=out_dir, formats=tuple(f.value for f in formats or [ExportFormat.png]),
+            model=model, cmap=cmap, seed=seed, device=device.value, use_cache=not no_cache,
+            pairs_name=printable(str(pairs)))
+        lines = exporting.read_lines(pairs)
+        exporting.prepare(settings)
+        _tell_warnings()
+        try:
+            with export_progress(Console(stderr=True), len(lines)) as report:
+                summary = exporting.run(settings, lines, jobs, report)
+        except KeyboardInterrupt:
+            _say(f"stopped: the files finished are kept and {out_dir / exporting.INDEX} lists "
+                 "them; run the same command again to draw the rest")
+            raise
+        _report_export(summary, out_dir / exporting.INDEX)
+
+
+EXPORT_NOTES_SHOWN = 10  # warnings named one by one; the rest are counted
+
+
+def _report_export(summary, index: Path) -> None:
+    """Each failed line and the first warnings, one line each, then the index; an error
+    (exit 1) when a line failed."""
+    notes = [f"{outcome.line.number}: {note}" for outcome in summary.outcomes
+             if not outcome.skipped for note in outcome.warnings]
+    for note in sorted(notes, key=lambda n: int(n.split(":")[0]))[:EXPORT_NOTES_SHOWN]:
+        _say(f"warning: line {note}")
+    if len(notes) > EXPORT_NOTES_SHOWN:
+        _say(f"warning: and {len(notes) - EXPORT_NOTES_SHOWN} more warnings, listed in {index}")
+    for outcome in sorted(summary.failed, key=lambda o: o.line.number):
+        _say(f"error: {outcome.error}")
+    drawn = len(summary.outcomes) - summary.skipped - len(summary.failed)
+    _say(f"wrote {index}: {drawn} pairs drawn, {summary.skipped} done before"
+         + (f", {len(summary.failed)} failed" if summary.failed else ""))
+    if summary.failed:
+        raise AttnvizError(f"{len(summary.failed)} of {len(summary.outcomes)} pairs could not "
+                           "be drawn (listed above); the others are written")
 
 
 def _kinds(kind: Kind) -> Optional[list[str]]:

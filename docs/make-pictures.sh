@@ -18,3 +18,7 @@ python -c 'from PIL import Image; gif = Image.open("decoding.gif"); gif.seek(3);
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
 fi
+# The page (-o view.html) in headless Chromium, as its browser test drives it: needs Debian's
+# chromium and chromium-driver, and selenium.
+ATTNVIZ_PAGE_PICTURE="$PWD/page.png" python -m pytest -q ../tests/test_page_browser.py \
+    -k head_view

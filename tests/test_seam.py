@@ -189,7 +189,7 @@ LAYERS = [
     {"maps", "model", "modelfile", "catalog", "runtime", "explanation"},
     {"checkpoint", "views", "sources", "train", "attention_rollout"},
     {"cache", "render"},
-    {"api"},
+    {"api", "export"},
     {"exits", "cli", "__main__", "__init__"},
 ]
 

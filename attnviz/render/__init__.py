@@ -1,8 +1,9 @@
 """Renderers: each module draws Heatmaps (chosen from AttentionMaps) to one kind of output.
 
 ``image`` writes PNG, SVG and PDF with matplotlib; ``animation`` writes the decoding steps
-as a GIF; ``terminal`` draws with rich; the raw numbers (npz, json) are the maps' own format
-(:meth:`AttentionMaps.to_bytes`). None of them loads a model.
+as a GIF; ``terminal`` draws with rich; ``page`` writes one HTML page that holds every map
+(and ``index`` the page listing an export's files); the raw numbers (npz, json) are the maps'
+own format (:meth:`AttentionMaps.to_bytes`). None of them loads a model.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 ANIMATION_SUFFIXES = (".gif",)  # one frame per decoding step
 DATA_SUFFIXES = (".npz", ".json")
 DATA_FORMATS = ("npz", "json")
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ANIMATION_SUFFIXES + DATA_SUFFIXES
+PAGE_SUFFIXES = (".html",)  # a page to explore every kind, layer and head
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ANIMATION_SUFFIXES + DATA_SUFFIXES + PAGE_SUFFIXES
 
 
 def output_format(path: Path) -> str:
-    """The format of an output file from its suffix: png, svg, pdf, gif, npz or json."""
+    """The format of an output file from its suffix: png, svg, pdf, gif, npz, json or html."""
     suffix = path.suffix.lower()
     if not suffix:
         raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
@@ -49,7 +51,8 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
     """Write every output file, or none: images draw ``heatmaps``, a GIF animates their
     decoder maps step by step, data files hold all of ``maps`` (and the ``extra`` arrays by
-    name, such as ``encoder_rollout``). All are drawn before the first is written."""
+    name, such as ``encoder_rollout``), a page holds all of ``maps`` and opens on the first
+    heatmap. All are drawn before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
@@ -61,6 +64,12 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> N
             from attnviz.render import animation
 
             contents[path] = animation.to_bytes(maps, heatmaps, cmap)
+        elif fmt == "html":
+            from attnviz.render import page
+
+            first = heatmaps[0]
+            contents[path] = page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer,
+                                           head=first.head)
         else:
             from attnviz.render import image
 

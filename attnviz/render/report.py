@@ -42,6 +42,36 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
         yield report
 
 
+@contextmanager
+def export_progress(console, lines: int) -> Iterator[Callable]:
+    """A rich progress bar of an export's lines, with the lines skipped (done before) and
+    failed; yields the report callback, called with each line's outcome."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("export", total=lines, status="")
+        skipped = failed = 0
+
+        def report(outcome) -> None:
+            nonlocal skipped, failed
+            skipped += outcome.skipped
+            failed += outcome.error is not None
+            status = ", ".join(part for part in (f"{skipped} done before" if skipped else "",
+                                                 f"{failed} failed" if failed else "") if part)
+            bar.update(task, advance=1, status=status)
+
+        yield report
+
+
 def metrics_text(metrics: Metrics) -> str:
     lines = [f"examples        {metrics.examples}",
              f"exact match     {metrics.exact_match:.1%}",

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +95,9 @@ class HuggingFaceModel:
     location: str  # what transformers is given: the folder's path or the hub name
     folder: Path | None  # None: a hub name, resolved by transformers (cache or download)
     _digest: str | None = field(default=None, repr=False)
+    # What trace() loaded (config, tokenizer, models by kind and device), kept for the next
+    # trace: a source that traces many texts (an export's worker) loads each once.
+    _loaded: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def fingerprint(self, request: Request) -> str | None:
         """The digest of the folder's files and of the request; None for a hub name (the
@@ -117,10 +120,10 @@ class HuggingFaceModel:
         threads = request.threads
         with _quiet(progress=self.folder is None), (
                 using_threads(choose_threads(threads, None)) if threads else nullcontext()):
-            config = self._config()
+            config = self._kept("config", self._config)
             kind = model_kind(config)
             _check_request(self.name, kind, _architecture(config), request)
-            tokenizer = self._tokenizer()
+            tokenizer = self._kept("tokenizer", self._tokenizer)
             ids = _text_ids(tokenizer, text, position_limit(config), None)  # (S,) or (T,)
             if kind == DECODER_ONLY:
                 maps = self._decoder_only(config, tokenizer, ids, text, device)
@@ -212,7 +215,17 @@ class HuggingFaceModel:
         with _loading(self.name, "tokenizer", self.folder is None):
             return AutoTokenizer.from_pretrained(self.location, trust_remote_code=False)
 
+    def _kept(self, key: Any, load: Callable[[], Any]) -> Any:
+        """``load()``, called once per source and key."""
+        if key not in self._loaded:
+            self._loaded[key] = load()
+        return self._loaded[key]
+
     def _model(self, config: Any, kind: str, device: torch.device) -> Any:
+        return self._kept(("model", kind, str(device)),
+                          lambda: self._load_model(config, kind, device))
+
+    def _load_model(self, config: Any, kind: str, device: torch.device) -> Any:
         """The model, from safetensors only, with the eager attention that returns weights."""
         from transformers import AutoModel, AutoModelForSeq2SeqLM
 

@@ -56,6 +56,9 @@ class OwnModel:
     path: Path | None
     _data: bytes | None = field(default=None, repr=False)
     _digest: str | None = field(default=None, repr=False)
+    # The model read from the file, by device: a source that traces many texts (an export's
+    # worker) loads it once.
+    _loaded: dict[str, Checkpoint] = field(default_factory=dict, repr=False)
 
     def fingerprint(self, request: Request) -> str | None:
         """The digest of the model file's bytes, the texts, and (for random weights) the seed."""
@@ -234,7 +237,10 @@ class OwnModel:
             return checkpoint
         from attnviz.checkpoint import checkpoint_from_bytes
 
-        return checkpoint_from_bytes(self._bytes(), printable(str(self.path)), device)
+        if str(device) not in self._loaded:
+            self._loaded[str(device)] = checkpoint_from_bytes(self._bytes(),
+                                                              printable(str(self.path)), device)
+        return self._loaded[str(device)]
 
     def _sha256(self) -> str:
         if self._digest is None:

@@ -1,0 +1,394 @@
+"""Many pairs at once: the maps of every line of a pairs file, drawn to files, and an index.
+
+Each line is one independent task, :func:`render_line`: it traces its pair (through the
+sources and the render cache, as the command line does) and writes that pair's files, whole
+or not at all, then a small record saying what made them. :func:`run` maps it over the
+lines in a pool of processes; across machines, Ray or Dask would map the same function over
+a corpus (``dask.bag.from_sequence(lines).map(partial(render_line, settings))``). A line
+whose record matches (the same model bytes, texts and options) and whose files exist is
+done, and is skipped when the export runs again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import signal
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnviz.errors import AttnvizError
+from attnviz.files import check_writable, write_all, write_atomically
+from attnviz.maps import AttentionMaps
+from attnviz.sources import Request, Source, open_source
+from attnviz.text import printable
+from attnviz.version import __version__
+
+FORMATS = ("png", "svg", "pdf", "npz", "json", "html")  # in the order the index lists them
+IMAGE_FORMATS = ("png", "svg", "pdf")
+RECORDS = ".attnviz-export"  # in the output folder: one small JSON record per finished line
+INDEX = "index.html"
+MAX_PAIRS_BYTES = 512 * 1024**2  # a pairs file is read whole, into memory
+WAY_OUT = "write one pair a line: source<TAB>target, or the source alone to let the model " \
+          "write the target"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One pair of the file. ``target`` None: the model writes it."""
+
+    number: int  # 1-based, as an editor counts lines
+    source: str
+    target: str | None
+
+    @property
+    def stem(self) -> str:
+        """The name of its files, without the suffix: the line number, 4 digits at least."""
+        return f"{self.number:04d}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every line is rendered with."""
+
+    out_dir: Path
+    formats: tuple[str, ...]  # some of FORMATS
+    model: str | None = None  # as --model names it; None: the default model
+    cmap: str = "viridis"
+    seed: int = 0  # the random model's weights
+    device: str = "cpu"
+    use_cache: bool = True
+    pairs_name: str = "pairs"  # the pairs file, as messages name it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one line."""
+
+    line: Line
+    files: dict[str, str] = field(default_factory=dict)  # format -> file name in out_dir
+    skipped: bool = False  # done by an earlier run
+    error: str | None = None  # why the line could not be rendered, one line
+    warnings: tuple[str, ...] = ()
+
+
+def read_lines(path: Path) -> list[Line]:
+    """The pairs of a UTF-8 file, ``source<TAB>target`` or ``source`` alone a line; blank
+    lines are skipped. Raises AttnvizError naming ``file:line`` of the first bad line (a line
+    with two tabs, or no source), and how many more there are."""
+    from attnviz.mapfile import open_regular
+
+    name = printable(str(path))
+    with open_regular(Path(path), "pairs file", WAY_OUT) as handle:
+        data = handle.read(MAX_PAIRS_BYTES + 1)
+    if len(data) > MAX_PAIRS_BYTES:
+        raise AttnvizError(f"pairs file {name} is larger than {MAX_PAIRS_BYTES // 1024**2} MB; "
+                           "split it into smaller files")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise AttnvizError(f"{name}:{line}: the file is not UTF-8 text; save it as UTF-8"
+                           ) from None
+    lines, problems = [], []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip():
+            continue
+        source, _, target = raw.partition("\t")
+        if "\t" in target:
+            problems.append(f"{name}:{number}: more than one tab; {WAY_OUT}")
+        elif not source.strip():
+            problems.append(f"{name}:{number}: the source is empty; {WAY_OUT}")
+        else:
+            lines.append(Line(number, source, target if target.strip() else None))
+    if problems:
+        more = len(problems) - 1
+        raise AttnvizError(problems[0] + (f" ({more} more bad line{'s' * (more > 1)})"
+                                          if more else ""))
+    if not lines:
+        raise AttnvizError(f"pairs file {name} holds no pairs; {WAY_OUT}")
+    return lines
+
+
+def prepare(settings: Settings) -> None:
+    """Check the options and make the output folder, before any work."""
+    unknown = [fmt for fmt in settings.formats if fmt not in FORMATS]
+    if unknown or not settings.formats:
+        raise ValueError(f"formats must be some of {', '.join(FORMATS)}, got {unknown}")
+    if any(fmt not in ("npz", "json") for fmt in settings.formats):
+        from attnviz.render.colors import check
+
+        check(settings.cmap)
+    folder = settings.out_dir
+    if folder.exists() and not folder.is_dir():
+        raise AttnvizError(f"output folder {printable(str(folder))} is a file; choose a folder")
+    try:
+        (folder / RECORDS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AttnvizError(f"cannot make the output folder {printable(str(folder))}: "
+                           f"{exc.strerror}; choose another folder") from None
+    check_writable(folder / INDEX)
+
+
+def render_line(settings: Settings, line: Line) -> Outcome:
+    """Trace one pair and write its files (every kind in each), unless an earlier run did.
+
+    The unit of work: it depends on nothing but its arguments and the files it reads and
+    writes, so any engine can map it over lines, in any order and on any machine that sees
+    the output folder. A problem with the pair itself (an AttnvizError: a text too long for
+    the model, say) is its outcome's ``error``; the files of one line are written whole or
+    not at all, and its record last.
+    """
+    source = _opened(settings.model)
+    request = _request(settings, line)
+    key = _key(source, request, settings)
+    record = _record(settings, line, key)
+    done = record.get("files", {}) if record else {}
+    wanted = [fmt for fmt in settings.formats if fmt not in done]
+    if not wanted:
+        return _skipped(settings, line, record)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            from attnviz import cache
+
+            trace = cache.traced(source, request, use_cache=settings.use_cache)
+            contents = {settings.out_dir / f"{line.stem}.{fmt}": _file_bytes(trace.maps, fmt,
+                                                                             settings.cmap)
+                        for fmt in wanted}
+        except AttnvizError as exc:
+            return Outcome(line, error=f"{settings.pairs_name}:{line.number}: {exc}")
+    notes = tuple(dict.fromkeys([*trace.warnings, *(str(w.message) for w in caught
+                                                     if _is_attnviz_warning(w))]))
+    write_all(contents)
+    files = {**done, **{fmt: f"{line.stem}.{fmt}" for fmt in wanted}}
+    provenance = trace.maps.provenance
+    write_atomically(_record_path(settings, line), json.dumps({
+        "line": line.number, "source": line.source, "target": provenance.target_text,
+        "target_generated": provenance.target_generated, "key": key, "files": files,
+        "warnings": list(notes)}, ensure_ascii=False).encode("utf-8"))
+    return Outcome(line, {fmt: files[fmt] for fmt in settings.formats}, warnings=notes)
+
+
+def done_before(settings: Settings, line: Line) -> Outcome | None:
+    """The outcome of a line an earlier run finished with these settings, or None. Cheap:
+    without a record of the line, not even the model file is read."""
+    if not _record_path(settings, line).is_file():
+        return None
+    key = _key(_opened(settings.model), _request(settings, line), settings)
+    record = _record(settings, line, key)
+    if record is None or any(fmt not in record["files"] for fmt in settings.formats):
+        return None
+    return _skipped(settings, line, record)
+
+
+def _request(settings: Settings, line: Line) -> Request:
+    return Request(line.source, line.target, None, settings.seed, settings.device)
+
+
+def _skipped(settings: Settings, line: Line, record: dict) -> Outcome:
+    return Outcome(line, {fmt: record["files"][fmt] for fmt in settings.formats},
+                   skipped=True, warnings=tuple(record.get("warnings", ())))
+
+
+def _file_bytes(maps: AttentionMaps, fmt: str, cmap: str) -> bytes:
+    """One file of the maps: a picture of every kind (default layer, mean of heads), a page,
+    or the numbers."""
+    if fmt in IMAGE_FORMATS:
+        from attnviz import views
+        from attnviz.render import image
+
+        return image.to_bytes(views.heatmaps(maps), fmt, cmap)
+    if fmt == "html":
+        from attnviz.render import page
+
+        return page.to_bytes(maps, cmap)
+    return maps.to_bytes(fmt)
+
+
+def _is_attnviz_warning(caught: warnings.WarningMessage) -> bool:
+    from attnviz.errors import AttnvizWarning
+
+    return issubclass(caught.category, AttnvizWarning)
+
+
+@functools.lru_cache(maxsize=4)
+def _opened(model: str | None) -> Source:
+    """The source of ``model``, opened once per process: it keeps what it has loaded."""
+    return open_source(model)
+
+
+def _key(source: Source, request: Request, settings: Settings) -> str | None:
+    """A digest of everything that decides a line's files, or None when the source cannot
+    name its model's bytes (its lines are then never taken as done)."""
+    fingerprint = source.fingerprint(request)
+    if fingerprint is None:
+        return None
+    parts = {"maps": fingerprint, "cmap": settings.cmap, "version": __version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _record_path(settings: Settings, line: Line) -> Path:
+    return settings.out_dir / RECORDS / f"{line.stem}.json"
+
+
+def _record(settings: Settings, line: Line, key: str | None) -> dict | None:
+    """The record of an earlier run that made this line's files the same way, keeping only
+    the files still there; None when there is none (or no key to compare)."""
+    record = _read_record(settings, line)
+    return record if key is not None and record is not None and record.get("key") == key \
+        else None
+
+
+def _read_record(settings: Settings, line: Line) -> dict | None:
+    """The line's record, whatever made it, keeping only the files still there."""
+    try:
+        record = json.loads(_record_path(settings, line).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return None
+    record["files"] = {fmt: name for fmt, name in record["files"].items()
+                       if fmt in FORMATS and name == f"{line.stem}.{fmt}"
+                       and (settings.out_dir / name).is_file()}
+    return record
+
+
+@dataclass
+class Summary:
+    """The outcomes of a run, in the order the lines finished."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.error]
+
+    @property
+    def skipped(self) -> int:
+        return sum(outcome.skipped for outcome in self.outcomes)
+
+
+def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
+        report: Callable[[Outcome], None] = lambda outcome: None) -> Summary:
+    """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
+    line as it finishes.
+
+    ``jobs`` above 1 starts that many worker processes (each opens the model once and
+    runs torch on one thread). Ctrl-C or SIGTERM cancels the lines not yet started and waits
+    for those being drawn, so every file is whole; the index lists what is done, and the
+    same command finishes the rest.
+    """
+    summary = Summary()
+
+    def finished(outcome: Outcome) -> None:
+        summary.outcomes.append(outcome)
+        report(outcome)
+
+    try:
+        todo = []
+        for line in lines:
+            before = done_before(settings, line)
+            if before is None:
+                todo.append(line)
+            else:
+                finished(before)
+        if jobs <= 1 or len(todo) <= 1:
+            for line in todo:
+                finished(render_line(settings, line))
+        elif todo:
+            _in_pool(settings, todo, jobs, finished)
+    finally:
+        write_index(settings, lines, {outcome.line.number: outcome.error
+                                      for outcome in summary.failed})
+    return summary
+
+
+def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
+             finished: Callable[[Outcome], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: a fork of a process with threads (rich's progress bar) may deadlock.
+    pool = ProcessPoolExecutor(min(jobs, len(lines)), mp_context=multiprocessing.get_context(
+        "spawn"), initializer=_start_worker)
+    try:
+        # The workers start while lines are submitted. They inherit this thread's blocked
+        # signals, so a Ctrl-C meant for the main process cannot stop one half-started (with
+        # a traceback); it reaches the main process once the workers are running.
+        stopping = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        try:
+            futures = [pool.submit(_work, settings, line) for line in lines]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
+        for future in as_completed(futures):
+            finished(future.result())
+    except BrokenProcessPool:
+        raise AttnvizError("a worker process died (out of memory?); the lines done so far are "
+                           "kept: run the export again, with fewer ⟨jobs⟩") from None
+    finally:
+        # Lines not started are dropped; those being drawn are finished, whole.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_BUSY = False  # in a worker: whether it is drawing a line
+
+
+def _work(settings: Settings, line: Line) -> Outcome:
+    global _BUSY
+    _BUSY = True
+    try:
+        return render_line(settings, line)
+    finally:
+        _BUSY = False
+
+
+def _start_worker() -> None:
+    """A worker leaves Ctrl-C to the main process, which lets it finish its line. SIGTERM
+    sent to the worker itself stops its line (whose temporary files are removed) or, between
+    lines, the worker."""
+    import sys
+
+    # The processes are the parallelism: torch gets one thread. Through the environment, so
+    # that a worker whose lines all come from the render cache never imports torch at all.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    from attnviz.interrupt import Terminated
+
+    if _BUSY:
+        raise Terminated()
+    os._exit(128 + signum)  # waiting for a line: nothing to clean up, and no traceback
+
+
+def write_index(settings: Settings, lines: Sequence[Line],
+                errors: dict[int, str] | None = None) -> Path:
+    """``index.html`` in the output folder: each line's texts and its files, from the records
+    of every run so far, or why it failed (``errors``, by line number)."""
+    from attnviz.render import index
+
+    entries = []
+    for line in lines:
+        record = _read_record(settings, line) or {}
+        files = record.get("files", {})
+        entries.append(index.Entry(
+            line.number, line.source, record.get("target") if record else line.target,
+            bool(record.get("target_generated")),
+            {fmt: files[fmt] for fmt in FORMATS if fmt in files},
+            tuple(record.get("warnings", ())), (errors or {}).get(line.number)))
+    path = settings.out_dir / INDEX
+    write_atomically(path, index.to_bytes(f"attnviz export of {settings.pairs_name}", entries))
+    return path

@@ -1,0 +1,605 @@
+// attnviz's page: draws the attention maps embedded above it. Plain JavaScript, no library,
+// nothing fetched. Layout of a kind's weights: [layer, head, query, key], one byte each, the
+// byte being round(weight / row max * steps); rowMax holds each row's maximum, float32.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("attnviz-data").textContent);
+  const FONT = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  const TITLE_FONT = "bold 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  const MAP_SIDE = 720; // CSS pixels: the heatmap's longer side never exceeds this
+  const LARGEST_CELL = 36;
+  const ANNOTATED_CELL = 24; // cells at least this large show their weight, as the images do
+  const LABEL_ROOM = 14; // a label needs this many pixels; closer ones are thinned
+  const LABEL_CHARS = 24; // longer labels end with an ellipsis, as in the images
+  const HEADS_HEIGHT = 1600; // the head view's columns never get taller than this
+  // The head view draws at most this many lines: past it, each query's strongest keys only.
+  // Every line is a few hundred pixels of anti-aliased stroke; 262,144 of them (512 tokens)
+  // keep a software-rendered browser busy for minutes.
+  const LINE_BUDGET = 4096;
+  const LINE_COLOR = "31,119,180";
+  const FOCUS_COLOR = "217,95,2";
+  const BUCKETS = 32; // the head view draws its lines in this many opacities
+  // Milliseconds: the script's own work (draws, hovers...), and until the browser has
+  // painted its result (...Painted: the next frame, then a task after it).
+  const timings = { decode: null, firstDraw: null, firstPainted: null, draws: [],
+                    drawsPainted: [], hovers: [], hoversPainted: [], headDraws: [],
+                    headDrawsPainted: [], headHovers: [], headHoversPainted: [] };
+  const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
+  const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
+                layout: () => heatLayout };
+  window.attnviz = api;
+
+  const $ = (id) => document.getElementById(id);
+  const colors = hexBytes(data.colors); // 256 colours, r g b
+  const kinds = data.kinds;
+  let heatLayout = null;
+  let headsLayout = null;
+  let panelCache = { key: null, panel: null };
+  let hovered = null;
+
+  function measured(name, started) {
+    timings[name].push(performance.now() - started);
+    requestAnimationFrame(() => setTimeout(() => {
+      timings[`${name}Painted`].push(performance.now() - started);
+    }, 0));
+  }
+
+  function hexBytes(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+    return out;
+  }
+
+  function base64Bytes(text) {
+    const binary = atob(text);
+    const out = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+    return out;
+  }
+
+  async function inflate(bytes) {
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  async function decode() {
+    const started = performance.now();
+    await Promise.all(kinds.map(async (kind) => {
+      kind.levelBytes = await inflate(base64Bytes(kind.levels));
+      kind.rowMaxima = new Float32Array(base64Bytes(kind.rowMax).buffer);
+      kind.sharedMax = kind.rowMaxima.reduce((a, b) => Math.max(a, b), 0);
+      delete kind.levels;
+    }));
+    timings.decode = performance.now() - started;
+  }
+
+  function currentKind() { return kinds.find((k) => k.cli === state.kind); }
+  function tokensOf(side) { return side === "source" ? data.sourceTokens : data.targetTokens; }
+
+  // The weights of one layer and head (or the mean over heads). Shape: values [Q * K].
+  function panel() {
+    const kind = currentKind();
+    const key = `${kind.name}/${state.layer}/${state.head}`;
+    if (panelCache.key === key) return panelCache.panel;
+    const q = kind.queries, k = kind.keys;
+    const heads = state.head === "mean" ? [...Array(kind.heads).keys()] : [Number(state.head)];
+    const values = new Float32Array(q * k);
+    for (const h of heads) {
+      const start = (state.layer * kind.heads + h) * q * k;
+      const rows = (state.layer * kind.heads + h) * q;
+      for (let r = 0; r < q; r++) {
+        const step = kind.rowMaxima[rows + r] / data.steps / heads.length;
+        const offset = r * k;
+        for (let c = 0; c < k; c++) values[offset + c] += kind.levelBytes[start + offset + c] * step;
+      }
+    }
+    const masked = kind.masked[state.layer];
+    const rowMax = new Float32Array(q);
+    let max = 0;
+    for (let r = 0; r < q; r++) {
+      let m = 0;
+      const last = masked ? Math.min(r + 1, k) : k; // a masked row sees keys 0..r
+      for (let c = 0; c < last; c++) m = Math.max(m, values[r * k + c]);
+      rowMax[r] = m;
+      max = Math.max(max, m);
+    }
+    const result = { kind, q, k, values, rowMax, max, masked };
+    panelCache = { key, panel: result };
+    return result;
+  }
+
+  // The weight drawn brightest in row r, on the chosen scale (at least 1e-6, as the images).
+  function scaleOf(p, r) {
+    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r] }[state.scale];
+    return Math.max(s, 1e-6);
+  }
+
+  function visible(p, r, c) { return !p.masked || c <= r; }
+
+  function colorIndex(share) {
+    return Math.min(255, Math.floor(Math.min(1, Math.max(0, share)) * 256));
+  }
+
+  function shortLabel(label) {
+    const chars = Array.from(label);
+    return chars.length > LABEL_CHARS ? chars.slice(0, LABEL_CHARS - 1).join("") + "…" : label;
+  }
+
+  // Which labels an axis of n items, each `room` pixels wide, shows: every one, or every
+  // step-th with its index, as the images do for long sequences.
+  function thinned(labels, room) {
+    const step = room >= LABEL_ROOM ? 1 : Math.ceil(LABEL_ROOM / room);
+    const shown = [];
+    for (let i = 0; i < labels.length; i += step) {
+      shown.push([i, step === 1 ? shortLabel(labels[i]) : `${shortLabel(labels[i])} (${i})`]);
+    }
+    return shown;
+  }
+
+  function sized(canvas, width, height) {
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.ceil(width * ratio);
+    canvas.height = Math.ceil(height * ratio);
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${height}px`;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    return ctx;
+  }
+
+  function widest(ctx, labels) {
+    return labels.reduce((m, [, text]) => Math.max(m, ctx.measureText(text).width), 0);
+  }
+
+  function title() {
+    const kind = currentKind();
+    const head = state.head === "mean" ? `mean of ${kind.heads} heads` : `head ${state.head}`;
+    return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
+  }
+
+  function drawHeatmap() {
+    const started = performance.now();
+    const p = panel();
+    const kind = p.kind;
+    const canvas = $("heatmap");
+    const measure = canvas.getContext("2d");
+    measure.font = FONT;
+    const cell = Math.min(LARGEST_CELL, MAP_SIDE / Math.max(p.q, p.k, 1));
+    const rows = thinned(tokensOf(kind.queryTokens), cell);
+    const cols = thinned(tokensOf(kind.keyTokens), cell);
+    const left = 22 + 8 + widest(measure, rows);
+    const top = 34;
+    const below = 8 + widest(measure, cols) * Math.SQRT1_2 + 10 + 22;
+    const mapW = p.k * cell, mapH = p.q * cell;
+    measure.font = TITLE_FONT;
+    const width = Math.max(left + mapW + 110, measure.measureText(title()).width + 20);
+    const height = top + mapH + below;
+    const ctx = sized(canvas, width, height);
+    sized($("heatmap-hover"), width, height);
+    heatLayout = { left, top, cell, width, height, rows, cols };
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#222";
+    ctx.font = TITLE_FONT;
+    ctx.textBaseline = "middle";
+    ctx.fillText(title(), 10, 16);
+    if (p.q && p.k) {
+      drawCells(ctx, p, left, top, cell);
+      if (p.masked) hatch(ctx, p, left, top, cell);
+      if (cell >= ANNOTATED_CELL) annotate(ctx, p, left, top, cell);
+    }
+    ctx.font = FONT;
+    ctx.fillStyle = "#222";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (const [i, text] of rows) ctx.fillText(text, left - 6, top + (i + 0.5) * cell);
+    for (const [i, text] of cols) {
+      ctx.save();
+      ctx.translate(left + (i + 0.5) * cell, top + mapH + 6);
+      ctx.rotate(-Math.PI / 4);
+      ctx.fillText(text, 0, 0);
+      ctx.restore();
+    }
+    ctx.textAlign = "center";
+    ctx.fillStyle = "#444";
+    ctx.fillText(kind.keyAxis, left + mapW / 2, height - 10);
+    ctx.save();
+    ctx.translate(10, top + mapH / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.fillText(kind.queryAxis, 0, 0);
+    ctx.restore();
+    colorBar(ctx, p, left + mapW + 16, top, Math.max(mapH, 120));
+    measured("draws", started);
+  }
+
+  // One pixel per cell in an offscreen canvas, scaled up without smoothing.
+  function drawCells(ctx, p, left, top, cell) {
+    const image = new ImageData(p.k, p.q);
+    const pixels = image.data;
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      for (let c = 0; c < p.k; c++) {
+        const at = 4 * (r * p.k + c);
+        if (visible(p, r, c)) {
+          const color = 3 * colorIndex(p.values[r * p.k + c] / scale);
+          pixels[at] = colors[color];
+          pixels[at + 1] = colors[color + 1];
+          pixels[at + 2] = colors[color + 2];
+        } else {
+          pixels[at] = pixels[at + 1] = pixels[at + 2] = 0xd0; // masked: grey, hatched below
+        }
+        pixels[at + 3] = 255;
+      }
+    }
+    const offscreen = document.createElement("canvas");
+    offscreen.width = p.k;
+    offscreen.height = p.q;
+    offscreen.getContext("2d").putImageData(image, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(offscreen, left, top, p.k * cell, p.q * cell);
+  }
+
+  // Each visible weight written in its cell, dark on light colours and light on dark ones;
+  // weights that round to .00 are left blank, as in the images.
+  function annotate(ctx, p, left, top, cell) {
+    ctx.font = FONT;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      for (let c = 0; c < p.k; c++) {
+        const weight = p.values[r * p.k + c];
+        if (!visible(p, r, c) || weight < 0.005) continue;
+        const at = 3 * colorIndex(weight / scale);
+        const light = 0.299 * colors[at] + 0.587 * colors[at + 1] + 0.114 * colors[at + 2] > 127;
+        ctx.fillStyle = light ? "#000" : "#fff";
+        ctx.fillText(weight.toFixed(2).replace(/^0/, ""), left + (c + 0.5) * cell,
+                     top + (r + 0.5) * cell);
+      }
+    }
+  }
+
+  // Masked cells (the future of masked self-attention) hatched over their grey, as the
+  // images draw them: clearly not a colour of the map.
+  function hatch(ctx, p, left, top, cell) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 8;
+    const t = tile.getContext("2d");
+    t.fillStyle = "#d0d0d0";
+    t.fillRect(0, 0, 8, 8);
+    t.strokeStyle = "#a0a0a0";
+    t.beginPath();
+    t.moveTo(0, 8);
+    t.lineTo(8, 0);
+    t.moveTo(-2, 2);
+    t.lineTo(2, -2);
+    t.moveTo(6, 10);
+    t.lineTo(10, 6);
+    t.stroke();
+    ctx.fillStyle = ctx.createPattern(tile, "repeat");
+    ctx.beginPath();
+    for (let r = 0; r < p.q; r++) {
+      const first = r + 1;
+      if (first < p.k) ctx.rect(left + first * cell, top + r * cell, (p.k - first) * cell, cell);
+    }
+    ctx.fill();
+  }
+
+  function colorBar(ctx, p, x, top, height) {
+    for (let i = 0; i < 256; i++) {
+      ctx.fillStyle = `rgb(${colors[3 * i]},${colors[3 * i + 1]},${colors[3 * i + 2]})`;
+      const y = top + height - ((i + 1) / 256) * height;
+      ctx.fillRect(x, y, 14, height / 256 + 0.5);
+    }
+    ctx.fillStyle = "#222";
+    ctx.font = FONT;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    const most = state.scale === "row" ? null : scaleOf(p, 0);
+    ctx.fillText(most === null ? "row max" : most.toFixed(3), x + 18, top + 4);
+    if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
+    ctx.fillText("0", x + 18, top + height - 4);
+    ctx.save();
+    ctx.translate(x + 72, top + height / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("attention weight", 0, 0);
+    ctx.restore();
+  }
+
+  function cellAt(x, y) {
+    const p = panel();
+    const { left, top, cell } = heatLayout;
+    const c = Math.floor((x - left) / cell), r = Math.floor((y - top) / cell);
+    return r >= 0 && r < p.q && c >= 0 && c < p.k ? [r, c] : null;
+  }
+
+  // The centre of cell (r, c) in CSS pixels from the heatmap canvas's top-left corner.
+  function cellCenter(r, c) {
+    const { left, top, cell } = heatLayout;
+    return { x: left + (c + 0.5) * cell, y: top + (r + 0.5) * cell };
+  }
+
+  function hoverHeatmap(event) {
+    const started = performance.now();
+    const at = cellAt(event.offsetX, event.offsetY);
+    const key = at && at.join(",");
+    if (key !== hovered) {
+      hovered = key;
+      const ctx = $("heatmap-hover").getContext("2d");
+      ctx.clearRect(0, 0, heatLayout.width, heatLayout.height);
+      if (at) {
+        const { left, top, cell } = heatLayout;
+        const [r, c] = at;
+        const p = panel();
+        ctx.strokeStyle = "rgba(255,255,255,0.55)";
+        ctx.lineWidth = 1;
+        ctx.strokeRect(left, top + r * cell, p.k * cell, cell);
+        ctx.strokeRect(left + c * cell, top, cell, p.q * cell);
+        ctx.strokeStyle = "#e8112d";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(left + c * cell - 1, top + r * cell - 1, cell + 2, cell + 2);
+        showCell(p, r, c);
+      }
+    }
+    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    measured("hovers", started);
+  }
+
+  function showCell(p, r, c) {
+    const kind = p.kind;
+    const queries = tokensOf(kind.queryTokens), keys = tokensOf(kind.keyTokens);
+    $("tip-query").textContent = `${queries[r]} (${r})`;
+    $("tip-key").textContent = `${keys[c]} (${c})`;
+    $("tip-weight").textContent = visible(p, r, c) ? p.values[r * p.k + c].toFixed(3)
+      : "masked: a future position, weight 0";
+    $("tip-predicts-line").hidden = !kind.predicts;
+    if (kind.predicts) {
+      const next = data.targetTokens[r + 1];
+      $("tip-predicts").textContent = next === undefined ? "(the token after the last input)"
+        : `${next} (${r + 1})`;
+    }
+  }
+
+  function placeTooltip(event) {
+    const tip = $("tooltip");
+    tip.hidden = false;
+    const x = Math.min(event.clientX + 16, window.innerWidth - tip.offsetWidth - 8);
+    const y = Math.min(event.clientY + 16, window.innerHeight - tip.offsetHeight - 8);
+    tip.style.left = `${Math.max(0, x)}px`;
+    tip.style.top = `${Math.max(0, y)}px`;
+  }
+
+  // The keys of row r drawn in the head view: all of them, or the `most` strongest.
+  // Shape: a list of key indices.
+  function strongest(p, r, most) {
+    const row = p.values.subarray(r * p.k, (r + 1) * p.k);
+    if (most >= p.k) return [...row.keys()];
+    const least = Float32Array.from(row).sort()[p.k - most]; // the most-th largest weight
+    const kept = [];
+    for (let c = 0; c < p.k && kept.length < most; c++) if (row[c] >= least) kept.push(c);
+    return kept;
+  }
+
+  // Lines grouped by opacity, one path per group, stroked in `color`: one stroke per group
+  // instead of one per line. `lines` holds [row, column, share of the scale].
+  function strokeLines(ctx, lines, color, floor) {
+    const { fromX, toX, top, rowH } = headsLayout;
+    const groups = Array.from({ length: BUCKETS }, () => []);
+    for (const line of lines) {
+      if (line[2] < 0.5 / BUCKETS) continue;
+      groups[Math.min(BUCKETS - 1, Math.max(0, Math.round(line[2] * BUCKETS) - 1))].push(line);
+    }
+    // One stroke per line: a software rasteriser fills one path of thousands of crossing
+    // lines far more slowly than thousands of single lines.
+    groups.forEach((group, i) => {
+      ctx.strokeStyle = `rgba(${color},${Math.max(floor, (i + 1) / BUCKETS)})`;
+      for (const [r, c] of group) {
+        ctx.beginPath();
+        ctx.moveTo(fromX, top + (r + 0.5) * rowH);
+        ctx.lineTo(toX, top + (c + 0.5) * rowH);
+        ctx.stroke();
+      }
+    });
+  }
+
+  // The head view, as bertviz draws it: queries on the left, keys on the right, one line
+  // per pair whose opacity is the weight on the chosen scale.
+  function drawHeads() {
+    const started = performance.now();
+    const p = panel();
+    const kind = p.kind;
+    const canvas = $("heads");
+    const measure = canvas.getContext("2d");
+    measure.font = FONT;
+    const rowH = Math.max(3, Math.min(18, HEADS_HEIGHT / Math.max(p.q, p.k, 1)));
+    const rows = thinned(tokensOf(kind.queryTokens), rowH);
+    const cols = thinned(tokensOf(kind.keyTokens), rowH);
+    const queryX = 12 + widest(measure, rows);
+    const fromX = queryX + 8, toX = fromX + 280;
+    const keyX = toX + 8;
+    const top = 44;
+    const keysWidth = widest(measure, cols);
+    measure.font = TITLE_FONT;
+    const width = Math.max(keyX + keysWidth + 12, measure.measureText(title()).width + 20);
+    const height = top + Math.max(p.q, p.k) * rowH + 12;
+    const ctx = sized(canvas, width, height);
+    sized($("heads-hover"), width, height);
+    headsLayout = { queryX, fromX, toX, keyX, top, rowH, width, height };
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#222";
+    ctx.font = TITLE_FONT;
+    ctx.textBaseline = "middle";
+    ctx.fillText(title(), 10, 14);
+    ctx.font = FONT;
+    ctx.fillStyle = "#666";
+    ctx.textAlign = "right";
+    ctx.fillText("query", queryX, 34);
+    ctx.textAlign = "left";
+    ctx.fillText("key", keyX, 34);
+    const most = Math.max(1, Math.floor(LINE_BUDGET / Math.max(p.q, 1)));
+    const lines = [];
+    for (let r = 0; r < p.q; r++) {
+      const scale = scaleOf(p, r);
+      for (const c of strongest(p, r, most)) {
+        if (visible(p, r, c)) lines.push([r, c, Math.min(1, p.values[r * p.k + c] / scale)]);
+      }
+    }
+    ctx.lineWidth = 1.5;
+    strokeLines(ctx, lines, LINE_COLOR, 0);
+    $("heads-limit").textContent = most < p.k
+      ? `With ${p.k} keys, each query's ${most} strongest are drawn; hover a token for all of its lines.`
+      : "";
+    ctx.fillStyle = "#222";
+    ctx.textAlign = "right";
+    for (const [i, text] of rows) ctx.fillText(text, queryX, top + (i + 0.5) * rowH);
+    ctx.textAlign = "left";
+    for (const [i, text] of cols) ctx.fillText(text, keyX, top + (i + 0.5) * rowH);
+    measured("headDraws", started);
+  }
+
+  // The token under (x, y) in the head view: ["query" | "key", index], or null.
+  function tokenAt(x, y) {
+    const p = panel();
+    const { fromX, toX, top, rowH } = headsLayout;
+    const i = Math.floor((y - top) / rowH);
+    const side = x < (fromX + toX) / 2 ? "query" : "key";
+    return i >= 0 && i < (side === "query" ? p.q : p.k) ? [side, i] : null;
+  }
+
+  // The centre of a token's label in the head view, in CSS pixels from the canvas's corner.
+  function tokenCenter(side, i) {
+    const { queryX, keyX, top, rowH } = headsLayout;
+    return { x: side === "query" ? queryX - 10 : keyX + 10, y: top + (i + 0.5) * rowH };
+  }
+
+  function hoverHeads(event) {
+    const started = performance.now();
+    const at = tokenAt(event.offsetX, event.offsetY);
+    const key = at && at.join(",");
+    if (key !== hovered) {
+      hovered = key;
+      const ctx = $("heads-hover").getContext("2d");
+      const { fromX, toX, top, rowH, width, height } = headsLayout;
+      ctx.clearRect(0, 0, width, height);
+      $("heads").style.opacity = at ? "0.25" : "1"; // the other lines fade (the compositor's job)
+      if (at) {
+        const p = panel();
+        const [side, i] = at;
+        let best = -1, bestWeight = -1;
+        const count = side === "query" ? p.k : p.q;
+        const lines = [];
+        for (let j = 0; j < count; j++) {
+          const [r, c] = side === "query" ? [i, j] : [j, i];
+          if (!visible(p, r, c)) continue;
+          const weight = p.values[r * p.k + c];
+          if (weight > bestWeight) { best = j; bestWeight = weight; }
+          lines.push([r, c, Math.min(1, weight / scaleOf(p, r))]);
+        }
+        ctx.lineWidth = 2;
+        strokeLines(ctx, lines, FOCUS_COLOR, 0.15);
+        ctx.fillStyle = `rgba(${FOCUS_COLOR},0.25)`;
+        ctx.fillRect(side === "query" ? 0 : toX, top + i * rowH, fromX, rowH);
+        if (best >= 0) {
+          const [r, c] = side === "query" ? [i, best] : [best, i];
+          showCell(p, r, c); // the token and its strongest partner
+        }
+      }
+    }
+    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    measured("headHovers", started);
+  }
+
+  function fillSelect(select, values, labels, chosen) {
+    select.replaceChildren(...values.map((value, i) => {
+      const option = document.createElement("option");
+      option.value = String(value);
+      option.textContent = labels[i];
+      return option;
+    }));
+    select.value = String(chosen);
+  }
+
+  function fillLayerAndHead() {
+    const kind = currentKind();
+    if (!(state.layer >= 0 && state.layer < kind.layers)) state.layer = kind.defaultLayer;
+    if (state.head !== "mean" && !(Number(state.head) < kind.heads)) state.head = "mean";
+    const layers = [...Array(kind.layers).keys()];
+    fillSelect($("layer"), layers, layers.map(String), state.layer);
+    const heads = ["mean", ...Array(kind.heads).keys()];
+    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? `mean of ${kind.heads}` : String(h))),
+               state.head);
+  }
+
+  function redraw() {
+    hovered = null;
+    $("tooltip").hidden = true;
+    $("heads").style.opacity = "1";
+    for (const id of ["heatmap-hover", "heads-hover"]) {
+      $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
+    }
+    $("heatmap-view").hidden = state.view !== "heatmap";
+    $("heads-view").hidden = state.view !== "heads";
+    $("show-heatmap").setAttribute("aria-pressed", String(state.view === "heatmap"));
+    $("show-heads").setAttribute("aria-pressed", String(state.view === "heads"));
+    if (state.view === "heatmap") drawHeatmap(); else drawHeads();
+  }
+
+  function listen() {
+    $("kind").addEventListener("change", (e) => {
+      state.kind = e.target.value;
+      fillLayerAndHead();
+      redraw();
+    });
+    $("layer").addEventListener("change", (e) => { state.layer = Number(e.target.value); redraw(); });
+    $("head").addEventListener("change", (e) => {
+      state.head = e.target.value === "mean" ? "mean" : Number(e.target.value);
+      redraw();
+    });
+    $("scale").addEventListener("change", (e) => { state.scale = e.target.value; redraw(); });
+    $("show-heatmap").addEventListener("click", () => { state.view = "heatmap"; redraw(); });
+    $("show-heads").addEventListener("click", () => { state.view = "heads"; redraw(); });
+    $("heatmap-hover").addEventListener("mousemove", hoverHeatmap);
+    $("heads-hover").addEventListener("mousemove", hoverHeads);
+    for (const id of ["heatmap-hover", "heads-hover"]) {
+      $(id).addEventListener("mouseleave", () => {
+        hovered = null;
+        $("tooltip").hidden = true;
+        $("heads").style.opacity = "1";
+        const canvas = $(id);
+        canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+      });
+    }
+  }
+
+  async function start() {
+    try {
+      await decode();
+      const initial = data.initial;
+      state.kind = kinds.find((k) => k.name === initial.kind).cli;
+      state.layer = initial.layer;
+      state.head = initial.head;
+      state.scale = initial.scale;
+      fillSelect($("kind"), kinds.map((k) => k.cli),
+                 kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
+      $("scale").value = state.scale;
+      fillLayerAndHead();
+      listen();
+      redraw();
+      $("status").hidden = true;
+      timings.firstDraw = performance.now();
+      requestAnimationFrame(() => setTimeout(() => {
+        timings.firstPainted = performance.now();
+      }, 0));
+      api.ready = true;
+    } catch (error) {
+      api.error = String(error);
+      $("status").textContent = `This page could not draw the maps: ${error}`;
+      $("status").className = "error";
+      console.error(error);
+    }
+  }
+
+  start();
+})();

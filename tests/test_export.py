@@ -1,0 +1,355 @@
+"""attnviz export: a pairs file to files per line and an index; interrupted, rerun, in a pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import attnviz
+from attnviz import export, files, sources
+from attnviz.cli import app
+from attnviz.errors import AttnvizError
+from attnviz.maps import AttentionMaps
+from attnviz.sources import Trace
+from attnviz.train.tasks import get_task, held_out_examples
+from tests.test_page import page_data
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sources():
+    """Each test opens its models anew (the export keeps one opened source per process)."""
+    export._opened.cache_clear()
+    yield
+    export._opened.cache_clear()
+
+
+def write_pairs(path: Path, count: int, without_target: set[int] = frozenset()) -> list:
+    """``count`` held-out pairs of the translate task; the lines in ``without_target`` (0-based)
+    give the source alone."""
+    pairs = held_out_examples(get_task("translate"), count)
+    path.write_text("".join(f"{p.source}\n" if i in without_target else f"{p.source}\t{p.target}\n"
+                            for i, p in enumerate(pairs)), encoding="utf-8")
+    return pairs
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("href", "src")]
+
+
+def links_of(index: Path) -> list[str]:
+    parser = Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser.links
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.name.endswith(".tmp")]
+
+
+# --- reading the pairs ---------------------------------------------------------------------
+
+def test_lines_take_an_optional_target_and_keep_their_numbers(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\ufeffthe cat\tle chat\r\n\n  \nthe dog\na car\t \n", encoding="utf-8")
+    assert export.read_lines(path) == [export.Line(1, "the cat", "le chat"),
+                                       export.Line(4, "the dog", None),
+                                       export.Line(5, "a car", None)]
+    assert export.Line(7, "x", None).stem == "0007" and export.Line(12345, "x", None).stem \
+        == "12345"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a\tb\nc\td\te\nf\tg\th\n", r"^pairs.tsv:2: more than one tab; .* \(1 more bad line\)$"),
+    (b"a\tb\n \tb\n", r"^pairs.tsv:2: the source is empty; write one pair a line"),
+    (b"a\tb\nc\xff\n", r"^pairs.tsv:2: the file is not UTF-8 text; save it as UTF-8$"),
+    (b"\n \n", r"^pairs file pairs.tsv holds no pairs; write one pair a line"),
+])
+def test_bad_lines_are_named_by_file_and_line(tmp_path, monkeypatch, content, message):
+    monkeypatch.chdir(tmp_path)
+    Path("pairs.tsv").write_bytes(content)
+    with pytest.raises(AttnvizError, match=message):
+        export.read_lines(Path("pairs.tsv"))
+    result = runner.invoke(app, ["export", "pairs.tsv", "-d", "out"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert re.match(message, result.stderr.removeprefix("error: ").rstrip("\n"))
+    assert not Path("out").exists()  # nothing made before the file proved good
+
+
+def test_a_fifo_a_folder_and_a_missing_file_are_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "pipe.tsv"
+    os.mkfifo(fifo)
+    with pytest.raises(AttnvizError, match="is not a regular file"):
+        export.read_lines(fifo)  # would wait for a writer forever if opened plainly
+    with pytest.raises(AttnvizError, match="is a directory"):
+        export.read_lines(tmp_path)
+    with pytest.raises(AttnvizError, match="does not exist"):
+        export.read_lines(tmp_path / "nope.tsv")
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "pairs.tsv").write_text("a\tb\n")
+    (tmp_path / "out").write_text("")
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 1 and "is a file; choose a folder" in result.stderr
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+def test_twenty_pairs_every_link_of_the_index_resolves(tmp_path):
+    pairs = write_pairs(tmp_path / "pairs.tsv", 20, without_target={0, 7})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out),
+                                 "-f", "html", "-f", "npz", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert "20/20" in result.stderr  # the progress bar, on stderr
+    assert f"wrote {out / 'index.html'}: 20 pairs drawn, 0 done before" in result.stderr
+    links = links_of(out / "index.html")
+    assert len(links) == 60
+    assert all((out / link).is_file() for link in links)
+    assert sorted(links) == sorted(f"{n:04d}.{fmt}" for n in range(1, 21)
+                                   for fmt in ("html", "npz", "json"))
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for pair in pairs:
+        assert pair.source in index
+    assert index.count("(written by the model)") == 2
+    # Each file holds that line's maps, every kind: as tracing the pair here gives them.
+    maps = AttentionMaps.load(out / "0003.npz")
+    expected = attnviz.trace(pairs[2].source, pairs[2].target, cache=False)
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        assert np.array_equal(maps.stack(kind), expected.stack(kind))
+    assert len(page_data((out / "0003.html").read_bytes())["kinds"]) == 3
+    assert AttentionMaps.load(out / "0001.json").provenance.target_generated
+
+
+def test_pictures_are_shown_in_the_index(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv", 2)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out),
+                                 "-f", "png", "-f", "svg"])
+    assert result.exit_code == 0, result.stderr
+    index = (out / "index.html").read_text()
+    assert '<img src="0001.png"' in index and '<img src="0002.svg"' in index
+    assert (out / "0002.png").read_bytes().startswith(b"\x89PNG")
+    assert b"Cross-attention" in (out / "0001.svg").read_bytes()
+
+
+def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv", 4)
+    out = tmp_path / "out"
+    args = ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f", "html"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {path.name: path.stat().st_mtime_ns for path in out.glob("0*.html")}
+    result = runner.invoke(app, args)
+    assert "0 pairs drawn, 4 done before" in result.stderr
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("0*.html")} == before
+    (out / "0002.html").unlink()  # a file gone: its line is drawn again
+    result = runner.invoke(app, args + ["-f", "npz"])  # and a new format for every line
+    assert "4 pairs drawn, 0 done before" in result.stderr
+    assert sorted(p.name for p in out.glob("000*")) == [f"000{n}.{f}" for n in range(1, 5)
+                                                        for f in ("html", "npz")]
+    assert (out / "0001.html").stat().st_mtime_ns == before["0001.html"]  # kept, not redrawn
+    result = runner.invoke(app, args + ["--cmap", "magma"])  # other options: other files
+    assert "4 pairs drawn, 0 done before" in result.stderr
+    assert (out / "0001.html").stat().st_mtime_ns != before["0001.html"]
+
+
+def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
+    settings = export.Settings(tmp_path, ("npz",), model="translate", pairs_name="p.tsv")
+    export.prepare(settings)
+    line = export.Line(3, "the black cat", "le chat noir")
+    first = export.render_line(settings, line)
+    assert first.files == {"npz": "0003.npz"} and not first.skipped and first.error is None
+    again = export.render_line(settings, line)
+    assert again.skipped and again.files == first.files
+    record = json.loads((tmp_path / export.RECORDS / "0003.json").read_text())
+    assert record["source"] == "the black cat" and record["files"] == {"npz": "0003.npz"}
+
+
+@pytest.fixture
+def failing_source(monkeypatch):
+    """`fail:x` traces every text but those holding "bad", which it refuses."""
+    module = types.ModuleType("attnviz.sources.failing")
+
+    class Failing:
+        name = "fail:x"
+
+        def fingerprint(self, request):
+            return None
+
+        def trace(self, request):
+            if "bad" in request.text:
+                raise AttnvizError("the text is too long for this model; cut it")
+            maps = attnviz.trace(request.text, request.target, model="random", cache=False)
+            return Trace(maps, ("a note from the model",))
+
+    module.open = lambda name: Failing()
+    monkeypatch.setitem(sys.modules, "attnviz.sources.failing", module)
+    monkeypatch.setattr(sources, "SOURCES", [(lambda n: n.startswith("fail:"), "failing"),
+                                             *sources.SOURCES])
+
+
+def test_a_line_that_fails_is_named_and_the_others_are_written(tmp_path, failing_source,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("pairs.tsv").write_text("one two\tun deux\na bad line\tx\n<script>x</script>\n")
+    result = runner.invoke(app, ["export", "pairs.tsv", "-d", "out", "-f", "npz",
+                                 "-m", "fail:x"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "error: pairs.tsv:2: the text is too long for this model; cut it" in lines
+    assert "warning: line 1: a note from the model" in lines
+    assert lines[-1] == "error: 1 of 3 pairs could not be drawn (listed above); the others " \
+                        "are written"
+    assert sorted(p.name for p in Path("out").glob("*.npz")) == ["0001.npz", "0003.npz"]
+    index = Path("out/index.html").read_text()
+    assert "<i>not done</i>" in index and "a note from the model" in index
+    assert "pairs.tsv:2: the text is too long" in index
+    assert "<script" not in index and "&lt;script&gt;x&lt;/script&gt;" in index
+
+
+def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, monkeypatch):
+    write_pairs(tmp_path / "pairs.tsv", 6)
+    settings = export.Settings(tmp_path / "out", ("npz", "html"), pairs_name="pairs.tsv")
+    export.prepare(settings)
+    lines = export.read_lines(tmp_path / "pairs.tsv")
+    write_temporary = files._write_temporary
+    calls = []
+
+    def interrupted_while_writing(path, data, temporaries):  # Ctrl-C amid the third line
+        write_temporary(path, data, temporaries)
+        if path.parent == settings.out_dir and path.suffix in (".npz", ".html"):
+            calls.append(path)  # not the cache's files, nor the records
+        if len(calls) == 5:  # the third line's first file is written, its second is not
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "_write_temporary", interrupted_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        export.run(settings, lines)
+    monkeypatch.undo()
+    out = settings.out_dir
+    assert sorted(p.name for p in out.glob("000*")) == [f"000{n}.{f}" for n in (1, 2)
+                                                        for f in ("html", "npz")]
+    assert temporaries(out) == []
+    assert links_of(out / "index.html") == ["0001.npz", "0001.html", "0002.npz", "0002.html"]
+    summary = export.run(settings, lines)
+    assert summary.skipped == 2 and len(summary.outcomes) == 6
+    assert len(links_of(out / "index.html")) == 12
+
+
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_on_a_pool_of_two_keeps_every_finished_file(tmp_path, signum):
+    """A real process with two workers, stopped once some lines are done: as Ctrl-C does (the
+    terminal signals the whole process group) or as kill does (the main process alone)."""
+    write_pairs(tmp_path / "pairs.tsv", 40)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+               str(out), "-f", "npz", "-f", "html", "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, start_new_session=True)
+    try:
+        wait_for(lambda: len(list((out / export.RECORDS).glob("*.json"))) >= 3
+                 if (out / export.RECORDS).is_dir() else False, 120)
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    stderr = stderr.decode()
+    assert process.returncode == -signum, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == {signal.SIGINT: "interrupted",
+                                       signal.SIGTERM: "terminated"}[signum]
+    assert temporaries(out) == []
+    done = sorted(path.stem for path in (out / export.RECORDS).glob("*.json"))
+    assert 3 <= len(done) < 40
+    for stem in done:  # every line recorded is whole
+        assert AttentionMaps.load(out / f"{stem}.npz").kinds == ("encoder_self", "decoder_self",
+                                                                 "cross")
+        assert (out / f"{stem}.html").read_text().rstrip().endswith("</html>")
+    assert sorted({link.split(".")[0] for link in links_of(out / "index.html")}) == done
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{40 - len(done)} pairs drawn, {len(done)} done before" in rerun.stderr
+    assert len(links_of(out / "index.html")) == 80
+    assert temporaries(out) == []
+
+
+# --- a worker loads its model once ------------------------------------------------------------
+
+def test_an_own_model_file_is_read_once_for_many_texts(model_file, monkeypatch):
+    import attnviz.checkpoint
+
+    loads = []
+    load = attnviz.checkpoint.checkpoint_from_bytes
+    monkeypatch.setattr(attnviz.checkpoint, "checkpoint_from_bytes",
+                        lambda *args: loads.append(args) or load(*args))
+    source = sources.open_source(str(model_file))
+    first = source.trace(sources.Request("the black cat", "le chat", "decoder"))
+    second = source.trace(sources.Request("the red car", "la voiture", "decoder"))
+    assert len(loads) == 1
+    assert first.maps.source_tokens != second.maps.source_tokens
+    again = sources.open_source(str(model_file)).trace(
+        sources.Request("the red car", "la voiture", "decoder"))
+    assert np.array_equal(again.maps.cross, second.maps.cross)  # kept, not changed by use
+
+
+def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_path_factory):
+    pytest.importorskip("transformers", reason='needs the hf extra: pip install -e ".[hf]"')
+    from attnviz.sources import huggingface as hf
+    from tests.test_huggingface import gpt2
+
+    folder = gpt2.__wrapped__(tmp_path_factory)
+    loads = []
+    for method in ("_load_model", "_tokenizer", "_config"):
+        real = getattr(hf.HuggingFaceModel, method)
+        monkeypatch.setattr(hf.HuggingFaceModel, method,
+                            lambda self, *args, real=real, name=method:
+                            loads.append(name) or real(self, *args))
+    source = sources.open_source(f"hf:{folder}")
+    first = source.trace(sources.Request("the black cat"))
+    second = source.trace(sources.Request("the red car sees"))
+    assert sorted(loads) == ["_config", "_load_model", "_tokenizer"]
+    assert first.maps.target_tokens != second.maps.target_tokens
+
+
+def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process():
+    code = ("import os, signal, sys; os.environ.pop('OMP_NUM_THREADS', None); "
+            "from attnviz import export; export._start_worker(); "
+            "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it

@@ -1,0 +1,226 @@
+"""The HTML page, read back without a browser: its data, its escaping, its independence from the
+network. tests/test_page_browser.py opens it in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from typer.testing import CliRunner
+
+import attnviz
+from attnviz.cli import app
+from attnviz.errors import AttnvizError
+from attnviz.maps import AttentionMaps, Provenance
+from attnviz.render import page
+from attnviz.render.colors import lookup_table
+from attnviz.text import display_label, printable
+from tests.conftest import SOURCE
+from tests.test_maps import make_maps
+
+runner = CliRunner()
+HOSTILE = ["</script><script>alert(1)</script>", '" onmouseover="alert(2)', "<!--", "&amp;",
+           "\x1b[31mred", "a\u2028b", "\x00", "<img src=x onerror=alert(3)>", "]]>", "\ud800"]
+
+
+class Parts(HTMLParser):
+    """The elements of a page that matter here: scripts (with their text) and attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[dict, str]] = []
+        self.attributes: list[tuple[str, str, str | None]] = []
+        self._script: dict | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.attributes += [(tag, name, value) for name, value in attrs]
+        if tag == "script":
+            self._script = dict(attrs)
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script = None
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self.scripts.append((self._script, data))
+        else:
+            self.text.append(data)
+
+
+def parse(html: bytes) -> Parts:
+    parts = Parts()
+    parts.feed(html.decode("utf-8"))
+    return parts
+
+
+def page_data(html: bytes) -> dict:
+    """The JSON the page's script reads."""
+    scripts = [text for attrs, text in parse(html).scripts if attrs.get("id") == "attnviz-data"]
+    assert len(scripts) == 1
+    return json.loads(scripts[0])
+
+
+def weights_of(kind: dict) -> np.ndarray:
+    """A kind's weights as the page decodes them. Shape: ``[L, H, Q, K]``."""
+    shape = (kind["layers"], kind["heads"], kind["queries"], kind["keys"])
+    levels = np.frombuffer(zlib.decompress(base64.b64decode(kind["levels"])), dtype=np.uint8)
+    row_max = np.frombuffer(base64.b64decode(kind["rowMax"]), dtype="<f4")
+    return levels.reshape(shape) * (row_max.reshape(shape[:3])[..., None] / page.STEPS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=4, max_dims=4, max_side=6),
+                  elements=st.floats(0, 1, width=32)))
+def test_quantised_weights_come_back_within_the_stated_rounding(weights):
+    levels, row_max = page.quantise(weights)
+    assert levels.dtype == np.uint8 and row_max.shape == weights.shape[:3]
+    back = levels * (row_max[..., None].astype(np.float64) / page.STEPS)
+    bound = row_max[..., None] / (2 * page.STEPS) * (1 + 1e-5) + 1e-12
+    assert (np.abs(back - weights) <= bound).all()
+    assert (back[weights == 0] == 0).all()  # a zero (a masked key) stays exactly zero
+    assert (bound <= 1 / 510 + 1e-6).all()  # the ±0.002 the page states
+
+
+def test_the_page_holds_every_kind_layer_and_head_within_the_rounding():
+    maps = make_maps(s=5, t=6, layers=2, heads=3)
+    data = page_data(page.to_bytes(maps))
+    assert [kind["name"] for kind in data["kinds"]] == list(maps.kinds)
+    assert [kind["cli"] for kind in data["kinds"]] == ["encoder", "self", "cross"]
+    for kind in data["kinds"]:
+        exact = maps.stack(kind["name"])
+        assert np.abs(weights_of(kind) - exact).max() <= 1 / 510 + 1e-6
+    assert data["sourceTokens"] == maps.source_tokens
+    assert data["targetTokens"] == maps.target_tokens
+    masked = {kind["name"]: kind["masked"] for kind in data["kinds"]}
+    assert masked == {"encoder_self": [False, False], "decoder_self": [True, True],
+                      "cross": [False, False]}
+    assert data["colors"] == lookup_table("viridis").tobytes().hex()
+    assert data["initial"] == {"kind": "encoder_self", "layer": 1, "head": "mean",
+                               "scale": "panel"}
+
+
+def test_a_saved_map_with_weight_on_the_future_is_not_drawn_masked():
+    maps = make_maps(t=4)
+    full = np.full_like(maps.decoder_self, 0.25)  # every key seen: not masked attention
+    unmasked = AttentionMaps(maps.source_tokens, maps.target_tokens, decoder_self=full)
+    assert page_data(page.to_bytes(unmasked))["kinds"][0]["masked"] == [False, False]
+
+
+def test_the_page_opens_on_the_view_asked_for_and_uses_the_colour_map():
+    maps = make_maps()
+    data = page_data(page.to_bytes(maps, "magma", kind="cross", layer=0, head=2, scale="row"))
+    assert data["initial"] == {"kind": "cross", "layer": 0, "head": 2, "scale": "row"}
+    assert data["colors"] == lookup_table("magma").tobytes().hex()
+    with pytest.raises(AttnvizError, match="^head 3 is out of range"):
+        page.to_bytes(maps, head=3)
+    with pytest.raises(ValueError, match="scale must be one of panel, shared, unit, row"):
+        page.to_bytes(maps, scale="global")
+
+
+def test_texts_model_and_version_are_written_on_the_page():
+    maps = make_maps()
+    facts = Provenance(attnviz_version="9.8.7", model="translate", model_sha256="ab" * 32,
+                       source_text="the cat", target_text="le chat", target_generated=True)
+    html = page.to_bytes(AttentionMaps(maps.source_tokens, maps.target_tokens,
+                                       provenance=facts, cross=maps.cross))
+    text = " ".join(" ".join(parse(html).text).split())
+    for fact in ("source the cat", "target le chat (written by the model)",
+                 "model translate (sha256 abababababab…)", "attnviz 9.8.7", "colours viridis",
+                 "±0.002"):
+        assert fact in text
+
+
+def hostile_maps(tokens: list[str]) -> AttentionMaps:
+    n = len(tokens)
+    weights = np.full((1, 2, n, n), 1 / n, dtype=np.float32)
+    text = " ".join(tokens)
+    return AttentionMaps(tokens, [], encoder_self=weights,
+                         provenance=Provenance(model=text, source_text=text,
+                                               attnviz_version=text))
+
+
+def check_stays_text(tokens: list[str]) -> None:
+    html = page.to_bytes(hostile_maps(tokens))
+    text = html.decode("utf-8")  # valid UTF-8, even from lone surrogates
+    # The template's two scripts, and no other element a token could have opened.
+    assert text.count("<script") == 2 and text.lower().count("</script") == 2
+    assert "<!--" not in text and "<img" not in text
+    parts = parse(html)
+    assert [attrs.get("id") for attrs, _ in parts.scripts] == ["attnviz-data", None]
+    assert page_data(html)["sourceTokens"] == [display_label(t) for t in tokens]
+    shown = " ".join(tokens)
+    assert printable(shown) in "".join(parts.text)  # the facts, as text, control chars escaped
+    assert not any(ch in text for ch in "\x00\x1b\u2028")
+
+
+def test_tokens_with_markup_quotes_and_control_characters_stay_text():
+    check_stays_text(HOSTILE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=5))
+def test_any_token_stays_text(tokens):
+    check_stays_text(tokens)
+
+
+def test_the_page_names_no_address_to_fetch():
+    html = page.to_bytes(make_maps()).decode("utf-8")
+    assert not re.search(r"(?i)\b(https?|ftp|wss?):", html)
+    assert not re.search(r"(?i)<(link|img|iframe|object|embed|base)\b", html)
+    assert not re.search(r"(?i)\b(src|href|srcset|action)\s*=", html)
+    assert "url(" not in html and "@import" not in html
+    # And the browser is told to fetch nothing at all, whatever a script might try.
+    assert "content=\"default-src 'none';" in html
+
+
+def test_maps_too_large_for_a_page_are_refused(monkeypatch):
+    monkeypatch.setattr(page, "MAX_WEIGHTS", 100)
+    with pytest.raises(AttnvizError, match=r"hold 222 weights, too many for a page.*\.npz"):
+        page.to_bytes(make_maps(s=3, t=4, layers=2, heads=3))
+
+
+def test_encode_decode_and_show_write_a_page(tmp_path):
+    decoded, numbers = tmp_path / "view.html", tmp_path / "maps.npz"
+    result = runner.invoke(app, ["decode", SOURCE, "-m", "random", "-o", str(decoded),
+                                 "-o", str(numbers)])
+    assert result.exit_code == 0, result.stderr
+    assert f"wrote {decoded}" in result.stderr
+    maps = AttentionMaps.load(numbers)
+    data = page_data(decoded.read_bytes())
+    assert [kind["name"] for kind in data["kinds"]] == list(maps.kinds)
+    assert np.abs(weights_of(data["kinds"][2]) - maps.cross).max() <= 1 / 510 + 1e-6
+
+    encoded = tmp_path / "enc.html"
+    result = runner.invoke(app, ["encode", SOURCE, "-m", "random", "-o", str(encoded)])
+    assert result.exit_code == 0, result.stderr
+    assert [kind["name"] for kind in page_data(encoded.read_bytes())["kinds"]] == \
+        ["encoder_self"]
+
+    shown = tmp_path / "shown.html"
+    result = runner.invoke(app, ["show", str(numbers), "--kind", "cross", "--layer", "0",
+                                 "--head", "1", "-o", str(shown)])
+    assert result.exit_code == 0, result.stderr
+    data = page_data(shown.read_bytes())
+    assert data["initial"] == {"kind": "cross", "layer": 0, "head": 1, "scale": "panel"}
+    assert len(data["kinds"]) == 3  # the page holds every kind, whichever it opens on
+
+
+def test_the_api_gives_the_page_as_text():
+    maps = make_maps()
+    html = attnviz.page(maps, kind="self", layer=0, head=1)
+    assert html.startswith("<!DOCTYPE html>")
+    assert page_data(html.encode())["initial"]["kind"] == "decoder_self"
+    with pytest.raises(ValueError, match="kind must be None or one of"):
+        attnviz.page(maps, kind="both")
+    with pytest.raises(AttnvizError, match="unknown colour map"):
+        attnviz.page(maps, cmap="nope")
