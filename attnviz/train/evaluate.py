@@ -83,7 +83,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     """
     from attnviz.errors import AttnvizError
     from attnviz.loader import load_model
-    from attnviz.runtime import Work, choose_threads, resolve_device, using_threads
+    from attnviz.runtime import choose_threads, resolve_device, using_threads
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
@@ -106,7 +106,5 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
-    work = Work(checkpoint.config.d_model, min(len(chosen), 256),  # evaluate's batches
-                checkpoint.config.max_target_length)
-    with using_threads(choose_threads(threads, work)):
+    with using_threads(choose_threads(threads)):
         return evaluate(checkpoint, chosen, device=torch_device)
