@@ -97,8 +97,9 @@ CmapOption = Annotated[str, typer.Option(help="Colour map of images and terminal
                                               "(any matplotlib name).")]
 ThreadsOption = Annotated[Optional[int], typer.Option(
     metavar="N", min=1, max=MAX_THREADS, show_default=False,
-    help="CPU threads for torch. Default: OMP_NUM_THREADS or MKL_NUM_THREADS if set, else 1 "
-         "for attnviz's small models (more threads only slow them down).")]
+    help="CPU threads for torch. Default: 1 (torch's own count when OMP_NUM_THREADS or "
+         "MKL_NUM_THREADS is set): as fast beside a busy process as on an idle machine. More "
+         "can be faster on an idle machine, and slower beside a busy one.")]
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Compute the maps again instead of reading them from the cache, and do "
                        "not keep them.")]
@@ -533,9 +534,11 @@ def train(
     device: DeviceParam = Device.cpu,
     threads: Annotated[Optional[int], typer.Option(
         metavar="N", min=1, max=MAX_THREADS, show_default=False,
-        help="CPU threads for torch. Default: 1 (or OMP_NUM_THREADS, MKL_NUM_THREADS), so "
-             "that the same command gives the same file; other counts may change its last "
-             "bits.")
+        help="CPU threads for torch. Default: 1 (or what OMP_NUM_THREADS or MKL_NUM_THREADS "
+             "say): as fast beside a busy process as on an idle machine, and the same file "
+             "from the same command. More train a wide model (--width 128 and up) up to 1.8x "
+             "faster on an idle machine, but slower beside a busy one, and may change the "
+             "file's last bits.")
     ] = None,
 ) -> None:
     """Train a model on a built-in task or on your own sentence pairs, and save it.

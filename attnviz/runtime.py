@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from attnviz.errors import AttnvizError
@@ -18,8 +17,8 @@ from attnviz.errors import AttnvizError
 if TYPE_CHECKING:
     import torch
 
-# The variables torch reads its thread count from at start-up; when both are set, torch
-# takes MKL_NUM_THREADS (ATen's intraop_default_num_threads reads OMP first, then MKL).
+# The variables torch takes its thread count from (through MKL, which also caps the count
+# at one thread per core); MKL_NUM_THREADS first.
 THREAD_VARIABLES = ("MKL_NUM_THREADS", "OMP_NUM_THREADS")
 MAX_THREADS = 1024  # a typo guard: torch would try to start that many threads
 
@@ -40,60 +39,42 @@ def resolve_device(name: str) -> torch.device:
     raise AttnvizError(f"device {name!r} is unknown; use cpu, cuda or auto", setting="device")
 
 
-@dataclass(frozen=True)
-class Work:
-    """The size of one forward pass, as far as the thread count is concerned.
+def threads_set_in(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the person set ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` to a count torch
+    takes: a positive integer (torch warns about any other value, and ignores it).
 
     Args:
-        width: D, the model width.
-        batch: B, the sequences computed together.
-        longest: the longest sequence, in tokens (source or target).
-        training: whether this is training, whose result must not depend on threads.
-    """
-
-    width: int
-    batch: int
-    longest: int
-    training: bool = False
-
-    @property
-    def multiply_adds(self) -> int:
-        """Multiply-adds of one layer, about: per token, the four projections of attention
-        (4 D^2) and the feed-forward layer (8 D^2, at d_ff = 4 D), and the attention weights
-        and their mix of values (2 x longest x D)."""
-        tokens = self.batch * self.longest
-        return tokens * (12 * self.width ** 2 + 2 * self.longest * self.width)
-
-
-def threads_from_environment(environ: Mapping[str, str] | None = None) -> int | None:
-    """The thread count the person set in ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS``, read
-    as torch reads it (a positive integer, MKL's first); None when neither is set so.
-
-    torch ignores (with a warning) a value that is not a positive integer, and so does this.
+        environ: the environment to read (default: ``os.environ``).
     """
     environ = os.environ if environ is None else environ
     for name in THREAD_VARIABLES:
-        # torch parses with std::stoi: leading spaces, a sign, digits; the rest is ignored
-        # ("4,2", a nested OpenMP list, means 4).
+        # Read as std::stoi reads it: leading spaces, a sign, digits; "4,2" (an OpenMP list
+        # for nested regions) means 4.
         found = re.match(r"\s*([+-]?\d+)", environ.get(name, ""))
         if found and 0 < int(found.group(1)) < 2**31:
-            return int(found.group(1))
-    return None
+            return True
+    return False
 
 
-def choose_threads(requested: int | None, work: Work,
-                   environ: Mapping[str, str] | None = None) -> int:
-    """How many CPU threads torch should use for ``work``.
+def choose_threads(requested: int | None = None,
+                   environ: Mapping[str, str] | None = None) -> int | None:
+    """How many CPU threads torch should use: ``requested`` if given; None, meaning torch's
+    own count, when ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` is set (torch has read it);
+    else one.
 
-    The first that applies: ``requested`` (the person asked); ``MKL_NUM_THREADS`` or
-    ``OMP_NUM_THREADS`` (the person asked, torch's way); otherwise one thread. attnviz's
-    models are small: torch's default of a thread per core only makes them slower, and
-    several times slower beside one busy process (see benchmarks/load.py). Training always
-    gets one, so that a retrained model has the same bytes whatever the machine.
+    One, whatever the model's size. Measured on 2 cores (``python benchmarks/load.py
+    --sizes``): a second thread makes a training step or a forward pass 1.5 to 1.8 times
+    faster on an idle machine (widths 128 to 512, and the shipped models' batches of 256
+    examples), but 1.5 to 2.5 times slower beside one busy process: each of torch's many
+    short parallel regions waits for the thread that the other process holds. Over a whole
+    ``attnviz eval`` of the shipped translate model, two threads save a tenth idle and take
+    1.9 times as long beside a busy process, where one thread takes the same time. One
+    thread also gives a trained model the same bytes whatever the number of cores (two
+    threads sum LayerNorm's weight gradients in another order). Whoever wants the idle
+    speed asks.
 
     Args:
-        requested: the thread count asked for, or None to choose.
-        work: what will be computed.
+        requested: the thread count asked for (``--threads``), or None to choose.
         environ: the environment to read (default: ``os.environ``).
 
     Raises:
@@ -102,17 +83,15 @@ def choose_threads(requested: int | None, work: Work,
     if requested is not None:
         if not 1 <= requested <= MAX_THREADS:
             raise AttnvizError(f"the thread count must be between 1 and {MAX_THREADS}, got "
-                               f"{requested}; 1 is best for attnviz's own models")
+                               f"{requested}")
         return requested
-    chosen = threads_from_environment(environ)
-    if chosen is not None:
-        return chosen
-    return 1
+    return None if threads_set_in(environ) else 1
 
 
 @contextmanager
-def using_threads(count: int) -> Iterator[None]:
-    """torch computes with ``count`` threads inside the block; the count before is restored.
+def using_threads(count: int | None) -> Iterator[None]:
+    """torch computes with ``count`` threads inside the block (None: as many as it has);
+    the count before is restored.
 
     Only torch's intra-op pool is sized: attnviz never uses the inter-op pool
     (``torch.jit.fork``), which stays unstarted.
@@ -120,7 +99,7 @@ def using_threads(count: int) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    if count != before:
+    if count is not None and count != before:
         torch.set_num_threads(count)
     try:
         yield

@@ -281,9 +281,11 @@ def sizes(seconds: float) -> None:
 
 
 def _size(width: int, batch: int, longest: int) -> str:
-    from attnviz.runtime import Work
-
-    return f"{Work(width, batch, longest).multiply_adds / 1e6:,.0f} M multiply-adds a layer"
+    """Multiply-adds of one layer, about: per token, the four projections of attention
+    (4 D^2) and the feed-forward layer (8 D^2, at d_ff = 4 D), and the attention weights and
+    their mix of values (2 x longest x D)."""
+    adds = batch * longest * (12 * width ** 2 + 2 * longest * width)
+    return f"{adds / 1e6:,.0f} M multiply-adds a layer"
 
 
 def _one_against_many(step: Callable[[], None], cores: int, seconds: float,

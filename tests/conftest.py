@@ -10,7 +10,7 @@ import torch
 from attnviz.checkpoint import Checkpoint, save_checkpoint
 from attnviz.config import ModelConfig
 from attnviz.model import Transformer
-from attnviz.runtime import threads_from_environment
+from attnviz.runtime import threads_set_in
 from attnviz.tokenize import Tokenizer, Vocabulary
 
 SOURCE = "the black cat sees the red car"
@@ -19,8 +19,9 @@ SOURCE = "the black cat sees the red car"
 # running them set OMP_NUM_THREADS or MKL_NUM_THREADS: the models here are tiny, and torch's
 # default (a thread per core) made the suite take 64 to 197 s beside one busy process on
 # 2 cores, where one thread took 24 s (issue 7).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(threads_from_environment() or 1)
+if not threads_set_in():
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

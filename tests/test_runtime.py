@@ -14,12 +14,9 @@ from attnviz import runtime
 from attnviz.checkpoint import save_checkpoint
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.runtime import Work, choose_threads, threads_from_environment, using_threads
+from attnviz.runtime import choose_threads, threads_set_in, using_threads
 from attnviz.train import evaluate
 from attnviz.train import loop as training
-
-# eval of a shipped model: width 64, batches of 256 examples, targets up to 16 tokens
-SHIPPED_SIZE = Work(width=64, batch=256, longest=16)
 
 
 @pytest.fixture
@@ -36,39 +33,50 @@ def no_thread_variables(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_one_thread_for_the_shipped_models_and_for_training():
-    assert choose_threads(None, SHIPPED_SIZE, environ={}) == 1
-    assert choose_threads(None, Work(64, 64, 16, training=True), environ={}) == 1
+def test_one_thread_unless_asked():
+    assert choose_threads(None, environ={}) == 1
+    assert choose_threads(3, environ={}) == 3
 
 
-def test_asking_wins_over_the_environment_and_mkl_over_omp_as_in_torch():
-    both = {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "5"}
-    assert choose_threads(7, SHIPPED_SIZE, environ=both) == 7
-    assert choose_threads(None, SHIPPED_SIZE, environ=both) == 5
-    assert choose_threads(None, SHIPPED_SIZE, environ={"OMP_NUM_THREADS": "3"}) == 3
-    # Training too: the person asked, even though the bytes may then differ.
-    assert choose_threads(None, Work(64, 64, 16, training=True),
-                          environ={"OMP_NUM_THREADS": "2"}) == 2
+def test_a_thread_variable_leaves_torch_its_own_count_unless_threads_are_asked():
+    assert choose_threads(None, environ={"OMP_NUM_THREADS": "3"}) is None
+    assert choose_threads(None, environ={"MKL_NUM_THREADS": "3"}) is None
+    assert choose_threads(2, environ={"OMP_NUM_THREADS": "3"}) == 2
 
 
 @pytest.mark.parametrize("value, taken", [
-    ("4", 4), (" 4", 4), ("4,2", 4), ("+4", 4),  # what torch's std::stoi makes of them
-    ("", None), ("0", None), ("-2", None), ("four", None), ("99999999999", None),
+    ("4", True), (" 4", True), ("4,2", True), ("+4", True),  # as std::stoi reads them
+    ("", False), ("0", False), ("-2", False), ("four", False), ("99999999999", False),
 ])
 def test_thread_variables_are_read_as_torch_reads_them(value, taken):
-    assert threads_from_environment({"OMP_NUM_THREADS": value}) == taken
-    assert threads_from_environment({"MKL_NUM_THREADS": value}) == taken
+    assert threads_set_in({"OMP_NUM_THREADS": value}) == taken
+    assert threads_set_in({"MKL_NUM_THREADS": value}) == taken
+    assert threads_set_in({"MKL_NUM_THREADS": value, "OMP_NUM_THREADS": "x"}) == taken
 
 
-def test_a_variable_torch_ignores_does_not_stop_the_choice():
-    environ = {"OMP_NUM_THREADS": "four", "MKL_NUM_THREADS": "0"}
-    assert choose_threads(None, SHIPPED_SIZE, environ=environ) == 1
+@pytest.mark.parametrize("variables", [{"MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"},
+                                       {"OMP_NUM_THREADS": " 1"},
+                                       {"OMP_NUM_THREADS": "one"}])
+def test_torch_itself_takes_the_variables_that_count(variables):
+    """With a count of 1, torch's own count shows whether it took the variable."""
+    import os
+
+    environ = {name: value for name, value in os.environ.items()
+               if name not in runtime.THREAD_VARIABLES}
+    code = "import torch; print(torch.get_num_threads(), end='')"
+    default = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                             text=True, check=True).stdout
+    if default == "1":
+        pytest.skip("one core: torch's default is one thread too")
+    read = subprocess.run([sys.executable, "-c", code], env={**environ, **variables},
+                          capture_output=True, text=True, check=True).stdout
+    assert (read == "1") == threads_set_in(variables)
 
 
 @pytest.mark.parametrize("count", [0, -1, runtime.MAX_THREADS + 1])
 def test_a_thread_count_out_of_range_is_one_line(count):
     with pytest.raises(AttnvizError, match="thread count must be between 1 and") as caught:
-        choose_threads(count, SHIPPED_SIZE, environ={})
+        choose_threads(count, environ={})
     assert "\n" not in str(caught.value)
 
 
@@ -80,6 +88,8 @@ def test_using_threads_sets_and_restores(threads_restored):
     with pytest.raises(KeyboardInterrupt), using_threads(2):
         raise KeyboardInterrupt
     assert torch.get_num_threads() == 1
+    with using_threads(None):
+        assert torch.get_num_threads() == 1
 
 
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
@@ -121,7 +131,9 @@ def test_training_runs_on_the_threads_asked_and_the_command_says_so(
     assert "--threads" not in tiny_plan().info["command"]
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)  # as torch does at start-up, reading the variable
     from_variable = tiny_plan()
+    torch.set_num_threads(1)
     training.run(from_variable)
     assert seen == [2, 2] and from_variable.info["command"].endswith("--threads 2")
 
@@ -152,9 +164,9 @@ def test_the_threads_option_is_checked(command, value):
 
 
 def test_the_thread_choice_loads_no_torch():
-    code = ("import sys\nfrom attnviz.runtime import Work, choose_threads\n"
+    code = ("import sys\nfrom attnviz.runtime import choose_threads\n"
             "from attnviz.cli import app\n"
-            "choose_threads(None, Work(64, 256, 16))\n"
+            "choose_threads()\n"
             "try:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -119,7 +119,7 @@ class HuggingFaceModel:
         # person's choice (--threads, OMP_NUM_THREADS) is applied, else torch's default.
         threads = request.threads
         with _quiet(progress=self.folder is None), (
-                using_threads(choose_threads(threads, None)) if threads else nullcontext()):
+                using_threads(choose_threads(threads)) if threads else nullcontext()):
             config = self._kept("config", self._config)
             kind = model_kind(config)
             _check_request(self.name, kind, _architecture(config), request)

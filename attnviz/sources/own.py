@@ -40,7 +40,7 @@ class _Start:
     source: torch.Tensor  # (1, S) source ids
     source_labels: list[str]
     notes: list[str]
-    threads: int
+    threads: int | None  # None: torch's own count (a thread variable set it)
 
 
 def open(name: str) -> OwnModel:  # noqa: A001 - every source module has open()
@@ -162,7 +162,7 @@ class OwnModel:
         text whose maps would not fit in memory."""
         import torch
 
-        from attnviz.runtime import Work, choose_threads, resolve_device
+        from attnviz.runtime import choose_threads, resolve_device
 
         text = require_text(request.text)
         target = None if request.target is None else require_text(request.target, "target")
@@ -186,9 +186,8 @@ class OwnModel:
             decoder_length = len(checkpoint.target_tokenizer.split(target)) + 1
         _check_size(checkpoint.config, len(source_ids), decoder_length)
         source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
-        work = Work(checkpoint.config.d_model, 1, max(len(source_ids), decoder_length or 0))
         return _Start(text, target, checkpoint, source, source_labels, notes,
-                      choose_threads(request.threads, work))
+                      choose_threads(request.threads))
 
     def _provenance(self, request: Request, checkpoint: Checkpoint, text: str,
                     target: str | None, generated: bool) -> Provenance:

@@ -90,7 +90,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     from attnviz.checkpoint import load_checkpoint
     from attnviz.config import MAX_TEST_EXAMPLES
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import Work, choose_threads, resolve_device, using_threads
+    from attnviz.runtime import choose_threads, resolve_device, using_threads
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
@@ -114,10 +114,8 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         chosen = read_pairs(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
-    work = Work(checkpoint.config.d_model, min(len(chosen), 256),  # evaluate's batches
-                checkpoint.config.max_target_length)
     try:
-        with using_threads(choose_threads(threads, work)):
+        with using_threads(choose_threads(threads)):
             return evaluate(checkpoint, chosen, device=torch_device)
     except RuntimeError as exc:
         if not too_large_for_memory(exc):

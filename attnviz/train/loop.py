@@ -296,7 +296,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import Work, choose_threads
+    from attnviz.runtime import choose_threads
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import get_task
 
@@ -324,7 +324,8 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
             raise ValueError("⟨epochs⟩ must be at least 1")
     except ValueError as exc:
         raise AttnvizError(f"invalid training options: {exc}") from None
-    chosen_threads = choose_threads(threads, Work(width, batch_size, max_length, training=True))
+    chosen = choose_threads(threads)  # None: a variable set torch's count; keep it
+    used_threads = torch.get_num_threads() if chosen is None else chosen
 
     command = ["attnviz", "train"]
     if task is not None:
@@ -350,14 +351,14 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     command += ["--layers", str(layers), "--heads", str(heads), "--width", str(width),
                 "--steps", str(steps), "--batch-size", str(batch_size), "--lr",
                 str(learning_rate), "--seed", str(seed)]
-    if chosen_threads != 1:  # the bytes depend on it: the command that gives them says it
-        command += ["--threads", str(chosen_threads)]
+    if used_threads != 1:  # the bytes depend on it: the command that gives them says it
+        command += ["--threads", str(used_threads)]
     info["command"] = " ".join(command)
     info["seed"] = seed
     options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, device=device)
     _check_model_size(built, sizes)
-    return TrainPlan(built, sizes, options, info, test, chosen_threads)
+    return TrainPlan(built, sizes, options, info, test, used_threads)
 
 
 def _check_vocabularies(data: Data) -> None:
