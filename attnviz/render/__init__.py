@@ -47,7 +47,8 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
 
 
 def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
-    """Write every output file, or none: images draw ``heatmaps``, a GIF animates their
+    """Write every output file, or none: images draw ``heatmaps`` (a list, or a plan of
+    :mod:`attnviz.views`), a GIF animates their
     decoder maps step by step, data files hold all of ``maps`` (and the ``extra`` arrays by
     name, such as ``encoder_rollout``). All are drawn before the first is written."""
     from attnviz.files import write_all
@@ -60,12 +61,19 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> N
         elif fmt == "gif":
             from attnviz.render import animation
 
-            contents[path] = animation.to_bytes(maps, heatmaps, cmap)
+            contents[path] = animation.to_bytes(maps, _panels(heatmaps), cmap)
         else:
             from attnviz.render import image
 
             contents[path] = image.to_bytes(heatmaps, fmt, cmap)
     write_all(contents)
+
+
+def _panels(heatmaps) -> list:
+    """The heatmaps of a plan (:class:`attnviz.views.Plan`), or the heatmaps themselves."""
+    from attnviz.views import Plan
+
+    return heatmaps.panels if isinstance(heatmaps, Plan) else list(heatmaps)
 
 
 def _data_bytes(maps, fmt: str, extra: dict) -> bytes:
