@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import warnings
 from contextlib import nullcontext
+from functools import lru_cache
+from weakref import WeakKeyDictionary
 
 import numpy as np
-from rich.cells import cell_len
 
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
@@ -21,6 +22,8 @@ ANNOTATE_PANELS = 3  # ... and the figure has at most this many panels (a grid's
 LABEL_UP_TO = 80  # beyond this many tokens, labels stand upright (and may be thinned)
 LABEL_CHARS = 24  # longer labels end with …
 LINE = 1.3  # a label's line, in font sizes: labels closer than this would touch
+PAD = 4  # points between a map and its labels
+THIN_LINE = 2.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.
 CELL = 0.38  # side of a cell, for short sequences
@@ -34,6 +37,7 @@ CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
+SPAN = 24.0  # panels side by side share this width: three maps of 512 tokens, 8 inches each
 # Grids: a panel's map is at most GRID_SPAN / (panels across) wide, and its labels smaller.
 GRID_SPAN = 20.0
 GRID_MAP_MIN = 1.5  # ... but never smaller than this
@@ -49,6 +53,8 @@ BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
 }
+# The labels of each panel drawn, for tick_labels(): texts rather than matplotlib's ticks.
+_TICK_LABELS: WeakKeyDictionary = WeakKeyDictionary()
 # Files carry no creation date, so the same input gives the same bytes.
 _NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
@@ -76,11 +82,16 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
     """
     plan = plan or arrange([heatmap], "panel")
     q_count, k_count = heatmap.weights.shape
-    palette = colormap(cmap).with_extremes(bad=(0, 0, 0, 0))  # masked cells: transparent
+    palette = colormap(cmap)
     values, limit = plan.color(heatmap)  # (Q, K)
-    data = np.ma.masked_array(values, mask=~heatmap.visible)  # (Q, K)
-    image = ax.imshow(data, cmap=palette, vmin=0.0, vmax=limit, interpolation="nearest",
-                      aspect="auto")
+    # The cells are coloured here, once, as 8-bit RGBA (masked cells transparent), the way
+    # imshow would colour them; resampling bytes to pixels is what takes time at 512 tokens.
+    # The image keeps the colour map and limit, for the colour bar and for readers.
+    cells = palette(np.clip(values / limit, 0.0, 1.0), bytes=True)  # (Q, K, 4)
+    cells[~heatmap.visible] = 0
+    image = ax.imshow(cells, interpolation="nearest", aspect="auto")
+    image.set_cmap(palette)
+    image.set_clim(0.0, limit)
     if not heatmap.visible.all():
         # Behind the transparent cells: grey with hatching.
         from matplotlib.patches import Rectangle
@@ -90,21 +101,29 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
         image.set_zorder(1)
 
     width, height = _inches(ax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    shown: tuple[list, list] = ([], [])
     if show_x:
         upright = _upright(heatmap)
-        _label_axis(ax.xaxis, _labels(heatmap.key_labels), heatmap.key_start,
-                    _step(k_count, width, font, upright), rotation=90 if upright else 45,
-                    font=font)
+        keys = _labels(heatmap.key_labels)
+        shown[0].extend(_label_axis(ax, "x", keys, heatmap.key_start,
+                                    _step(k_count, width, font, upright),
+                                    rotation=90 if upright else 45, font=font))
         ax.set_xlabel(_wrapped(heatmap.key_axis, width, font + 1), fontsize=font + 1)
-    else:
-        ax.set_xticks([])
+        room = _label_depth(_label_room(keys, heatmap.key_start,
+                                        _step(k_count, width, font, upright), font),
+                            font, upright)
+        ax.xaxis.set_label_coords(0.5, -(PAD / 72 + room + 0.06) / height)
     if show_y:
-        labels = [heatmap.query_label(row, LABEL_CHARS) for row in range(q_count)]
-        _label_axis(ax.yaxis, labels, heatmap.query_start,
-                    _step(q_count, height, font, True), rotation=0, font=font)
+        queries = [heatmap.query_label(row, LABEL_CHARS) for row in range(q_count)]
+        shown[1].extend(_label_axis(ax, "y", queries, heatmap.query_start,
+                                    _step(q_count, height, font, True), rotation=0, font=font))
         ax.set_ylabel(_wrapped(heatmap.query_axis, height, font + 1), fontsize=font + 1)
-    else:
-        ax.set_yticks([])
+        room = _label_room(queries, heatmap.query_start, _step(q_count, height, font, True),
+                           font)
+        ax.yaxis.set_label_coords(-(PAD / 72 + room + 0.06) / width, 0.5)
+    _TICK_LABELS[ax] = shown
     if max(q_count, k_count) <= LABEL_UP_TO:
         # Cell borders as two line collections: minor-tick grid lines would cost a Tick
         # object per line, a tenth of a second for a pair of small maps.
@@ -147,10 +166,13 @@ def _upright(heatmap: Heatmap) -> bool:
 
 def _step(count: int, extent: float, font: float, straight: bool) -> int:
     """Label every n-th token so that labels ``font`` points high, spread over ``extent``
-    inches, never touch: one a line, or (leaning at 45°) one a line and a half."""
+    inches, never touch: one a line (leaning at 45°, √2 lines), and when some must be left
+    out, one every :data:`THIN_LINE` font sizes."""
     if count == 0:
         return 1
-    room = LINE * font / 72 * (1.0 if straight else 2 ** 0.5)
+    room = LINE * font / 72 * (1.0 if straight else 2 ** 0.5)  # inches
+    if room * count > extent:  # some must go: leave air between those that stay
+        room *= THIN_LINE / LINE
     return max(1, int(np.ceil(room / (extent / count) - 1e-9)))
 
 
@@ -170,19 +192,78 @@ def _ticks(labels: list[str], start: int = 0, step: int | None = None
                        for i in positions]
 
 
-def _label_axis(axis, labels: list[str], start: int, step: int, rotation: int,
-                font: float) -> None:
+def _label_axis(ax, side: str, labels: list[str], start: int, step: int, rotation: int,
+                font: float) -> list:
+    """Write the labels of one side of a map (``x``: keys, under it; ``y``: queries, left
+    of it) as texts at their cells; returns them.
+
+    Texts, not matplotlib's ticks: a tick is five artists and costs a millisecond to make,
+    a quarter of a second for the labels of three long maps.
+    """
+    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
     positions, shown = _ticks(labels, start, step)
+    if side == "x":
+        transform = blended_transform_factory(ax.transData, ax.transAxes) + ScaledTranslation(
+            0, -PAD / 72, ax.figure.dpi_scale_trans)
+        place = {"rotation": rotation, "ha": "right" if rotation == 45 else "center",
+                 "va": "top", "rotation_mode": "anchor" if rotation == 45 else "default"}
+        at = [(position, 0.0) for position in positions]
+    else:
+        transform = blended_transform_factory(ax.transAxes, ax.transData) + ScaledTranslation(
+            -PAD / 72, 0, ax.figure.dpi_scale_trans)
+        place = {"ha": "right", "va": "center_baseline"}
+        at = [(0.0, position) for position in positions]
     # parse_math=False: a token such as "$x$" is text to show, not mathtext to typeset
     # (and "$\\frac{$" would fail to parse).
-    if rotation == 45:
-        axis.set_ticks(positions, labels=shown, rotation=45, ha="right",
-                       rotation_mode="anchor", fontsize=font, parse_math=False)
-    elif rotation == 90:
-        axis.set_ticks(positions, labels=shown, rotation=90, ha="center", fontsize=font,
-                       parse_math=False)
-    else:
-        axis.set_ticks(positions, labels=shown, fontsize=font, parse_math=False)
+    return [ax.text(x, y, label, transform=transform, fontsize=font, parse_math=False,
+                    clip_on=False, **place) for (x, y), label in zip(at, shown, strict=True)]
+
+
+def _label_room(labels: list[str], start: int, step: int, font: float) -> float:
+    """Inches the longest label shown takes along its line (its position included when the
+    labels are thinned), as the fonts in use measure it."""
+    from matplotlib import rcParams
+
+    _, shown = _ticks(labels, start, step)
+    families = tuple(rcParams["font.family"])
+    return max((_text_width(label, font, families) for label in shown), default=0.0)
+
+
+@lru_cache(maxsize=8192)
+def _text_width(text: str, font: float, families: tuple[str, ...]) -> float:
+    """The width of one line of ``text`` at ``font`` points in ``families``, in inches.
+
+    Measured with the fonts matplotlib will draw it with (those of ``families``, in order),
+    which no estimate from its length could: a W is three times as wide as an i.
+    """
+    from matplotlib.font_manager import FontProperties
+
+    with warnings.catch_warnings():  # a glyph no font has: figure() has said so, once
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
+                                category=UserWarning)
+        width, _, _ = _measurer().get_text_width_height_descent(
+            text, FontProperties(family=list(families), size=font), ismath=False)
+    return width / 72  # points
+
+
+@lru_cache(maxsize=1)
+def _measurer():
+    """A renderer of one pixel at 72 dots per inch: it measures text in points."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(1, 1, 72)
+
+
+def _label_depth(length: float, font: float, upright: bool) -> float:
+    """Inches that key labels ``length`` inches long reach below their map: upright, their
+    length; leaning at 45°, the diagonal of their length and their line's height."""
+    return length if upright else (length + LINE * font / 72) * 0.5 ** 0.5
+
+
+def tick_labels(ax) -> tuple[list, list]:
+    """The texts that label a panel's keys (under it) and queries (left of it), as drawn."""
+    return _TICK_LABELS.get(ax, ([], []))
 
 
 def _annotate(ax, heatmap: Heatmap, palette, levels: np.ndarray) -> None:
@@ -303,23 +384,20 @@ class _Geometry:
         q_count, k_count = heatmap.weights.shape
         cell = min(CELL, span / max(q_count, k_count, 1))
         self.map_width, self.map_height = max(k_count * cell, 1.0), max(q_count * cell, 1.0)
-        char = CHAR * font / TICK_FONT
         self.left = self.below = 0.0
         if show_y:
-            step = _step(q_count, self.map_height, font, True)
-            longest = max((cell_len(heatmap.query_label(row, LABEL_CHARS))
-                           for row in range(q_count)), default=1)
-            suffix = 0 if step == 1 else len(f" ({heatmap.query_start + q_count})")
+            queries = [heatmap.query_label(row, LABEL_CHARS) for row in range(q_count)]
+            room = _label_room(queries, heatmap.query_start,
+                               _step(q_count, self.map_height, font, True), font)
             lines = _wrapped(heatmap.query_axis, self.map_height, font + 1).count("\n") + 1
-            self.left = AXIS_LABEL * (font + 1) / 10 * lines + 0.15 + char * (longest + suffix)
+            self.left = AXIS_LABEL * (font + 1) / 10 * lines + PAD / 72 + 0.1 + room
         if show_x:
             upright = _upright(heatmap)
-            step = _step(k_count, self.map_width, font, upright)
-            longest = max((cell_len(label) for label in _labels(heatmap.key_labels)), default=1)
-            suffix = 0 if step == 1 else len(f" ({heatmap.key_start + k_count})")
+            room = _label_depth(_label_room(_labels(heatmap.key_labels), heatmap.key_start,
+                                            _step(k_count, self.map_width, font, upright),
+                                            font), font, upright)
             lines = _wrapped(heatmap.key_axis, self.map_width, font + 1).count("\n") + 1
-            self.below = AXIS_LABEL * (font + 1) / 10 * lines + 0.2 + char * (
-                longest + suffix) * (1.0 if upright else 0.75)
+            self.below = AXIS_LABEL * (font + 1) / 10 * lines + PAD / 72 + 0.15 + room
         title = heatmap.title if single else heatmap.short_title
         self.title_width = (0.1 if font >= TICK_FONT else 0.075) * len(title)
         # A title wider than its map reaches left of it: keep that room too.
@@ -362,8 +440,8 @@ class _Layout:
             len(row) for block in plan.blocks for row in block.panels)
         down = max(len(b.panels) for b in plan.blocks) if plan.side_by_side else sum(
             len(b.panels) for b in plan.blocks)
-        span = MAP_MAX if not grid else max(GRID_MAP_MIN, min(MAP_MAX, GRID_SPAN / across,
-                                                               GRID_SPAN / down))
+        span = max(GRID_MAP_MIN, min(MAP_MAX, (GRID_SPAN if grid else SPAN) / across,
+                                     GRID_SPAN / down if grid else MAP_MAX))
         self.bands: list[_Band] = []
         if plan.side_by_side:
             # A column per kind: its panels carry their full titles (kind, layer, head).

@@ -108,8 +108,11 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool, plan: Plan | No
 
 def _prepare(heatmap: Heatmap, width: int) -> tuple[Layout, Grid] | None:
     """How ``heatmap`` fits ``width`` columns, and its (possibly pooled) grid."""
-    cap = PAIR_WIDTH if heatmap.predicts else LABEL_WIDTH
-    labels = [heatmap.query_label(row, cap) for row in range(len(heatmap.query_tokens))]
+    if heatmap.predicts:  # "input → predicted", each side cut to its share of the width
+        cap = PAIR_WIDTH
+        labels = [heatmap.query_label(row, cap) for row in range(len(heatmap.query_tokens))]
+    else:
+        cap, labels = LABEL_WIDTH, heatmap.query_labels
     layout = fit(labels, heatmap.weights.shape[1], width, cap)
     return None if layout is None else (layout, pool(heatmap, layout.factor))
 
