@@ -237,14 +237,17 @@ def _overlapping_labels(figure) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("layer, head", [(None, "mean"), ("all", "all")])
-def test_thinned_labels_never_overlap_at_512_tokens(layer, head):
+@pytest.mark.parametrize("kind, layer, head", [("all", None, "mean"), ("cross", "all", "all")])
+def test_thinned_labels_never_overlap_at_512_tokens(kind, layer, head):
     maps = make_maps(s=512, t=512, layers=2, heads=2)
-    figure = attnviz.plot(maps, layer=layer, head=head)
+    figure = attnviz.plot(maps, kind=kind, layer=layer, head=head)
     assert _overlapping_labels(figure) == []
     shown = [label.get_text() for label in image.tick_labels(_panels(figure)[0])[1]]
     assert 10 < len(shown) < 512  # thinned, and still many
-    assert shown[1] == f"s{int(shown[1].split('(')[1][:-1])} ({shown[1].split('(')[1][:-1]})"
+    first = views.plan(maps, None if kind == "all" else ["cross"], layer, head).panels[0]
+    for text in shown:  # each thinned label says its token and its position
+        label, position = re.fullmatch(r"(.+) \((\d+)\)", text).groups()
+        assert label == first.query_label(int(position))
 
 
 def test_short_maps_keep_every_label():
@@ -498,13 +501,15 @@ def test_a_grid_to_png_is_drawn_whole(tmp_path):
     from PIL import Image
 
     grid, single = tmp_path / "grid.png", tmp_path / "one.png"
-    assert run("decode", SOURCE, "-t", TARGET, "--layer", "all", "--head", "all",
-               "-o", grid, "-o", single.with_suffix(".svg")).exit_code == 0
-    assert run("decode", SOURCE, "-t", TARGET, "-o", single).exit_code == 0
+    assert run("decode", SOURCE, "-t", TARGET, "--kind", "cross", "--layer", "all", "--head",
+               "all", "-o", grid, "-o", grid.with_suffix(".svg")).exit_code == 0
+    assert run("decode", SOURCE, "-t", TARGET, "--kind", "cross", "-o", single).exit_code == 0
     with Image.open(grid) as big, Image.open(single) as small:
-        assert big.size[1] > 3 * small.size[1]
-    svg = single.with_suffix(".svg").read_text()
-    assert svg.count("layer 1 · head 3") == 3 and svg.count("layer 0 · mean") == 3
+        assert big.format == "PNG" and big.size[0] > small.size[0]  # five panels across
+        assert np.asarray(big.convert("L")).std() > 10
+    svg = grid.with_suffix(".svg").read_text()
+    for layer, head in itertools.product(range(2), ["head 0", "head 3", "mean"]):
+        assert svg.count(f"layer {layer} · {head}<") == 1
 
 
 def test_bad_layer_and_head_values_say_what_is_allowed():

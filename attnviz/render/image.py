@@ -41,6 +41,7 @@ SPAN = 24.0  # panels side by side share this width: three maps of 512 tokens, 8
 # Grids: a panel's map is at most GRID_SPAN / (panels across) wide, and its labels smaller.
 GRID_SPAN = 20.0
 GRID_MAP_MIN = 1.5  # ... but never smaller than this
+GRID_CELL = 0.2  # a grid's cells hold no numbers: smaller than a lone map's
 GRID_TICK_FONT = 7
 GRID_TITLE_FONT = 9
 HEADING = 0.4  # a kind's name above its grid
@@ -382,7 +383,7 @@ class _Geometry:
     def __init__(self, heatmap: Heatmap, span: float, font: float, show_x: bool,
                  show_y: bool, single: bool) -> None:
         q_count, k_count = heatmap.weights.shape
-        cell = min(CELL, span / max(q_count, k_count, 1))
+        cell = min(CELL if font >= TICK_FONT else GRID_CELL, span / max(q_count, k_count, 1))
         self.map_width, self.map_height = max(k_count * cell, 1.0), max(q_count * cell, 1.0)
         self.left = self.below = 0.0
         if show_y:

@@ -335,6 +335,7 @@ class _Block:
     labels: list[str]  # row labels, already fitted to label_width
     label_width: int
     cell: int
+    slot: int  # columns of each small multiple: its cells, or its title when wider
     per_line: int  # small multiples side by side
 
 
@@ -376,27 +377,38 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
     return [Group(*lines) for lines in parts]
 
 
+def _compact_title(panel: Heatmap) -> str:
+    """A small multiple's place, in few columns: ``L1 H2``, ``L1 mean``."""
+    return f"L{panel.layer} {'mean' if panel.head is None else f'H{panel.head}'}"
+
+
 def _lay_out(panels: list[Heatmap], width: int, per_row: int
-             ) -> tuple[list[Grid], list[str], int, int, int] | None:
+             ) -> tuple[list[Grid], list[str], int, int, int, int] | None:
     """Small multiples of panels of one shape in ``width`` columns: the grids (pooled as
-    little as they can be), the row labels, their width, the cell's columns and how many
-    panels go side by side. Cells of two columns when a layer's ``per_row`` panels fit so
-    on one line, else of one; fewer panels a line, then pooling, when even one does not fit.
-    None below :data:`MIN_WIDTH`."""
+    little as they can be), the row labels, their width, the cell's columns, each panel's
+    columns (at least its compact title's, room allowing) and how many panels go side by
+    side. Cells of two columns when a layer's ``per_row`` panels fit so on one line, else of
+    one; fewer panels a line, then pooling, when even one does not fit. None below
+    :data:`MIN_WIDTH`."""
     first = panels[0]
     q_count, k_count = first.weights.shape
     cap = min(PAIR_WIDTH if first.predicts else LABEL_WIDTH, max(MIN_LABEL, (width - 1) // 3))
     if width - cap - 1 < 2 or q_count == 0 or k_count == 0:
         return None
     labels = [first.query_label(row, cap) for row in range(q_count)]
+    title = max(cell_len(_compact_title(panel)) for panel in panels)
 
     def label_width(factor: int) -> int:
         return max(1, min(cap, _widest_row_label(labels, factor)))
 
+    def slot(factor: int, cell: int) -> int:
+        """A panel's columns: its cells, widened to its title where the line has room."""
+        room = width - label_width(factor) - 1
+        return max(-(-k_count // factor) * cell, min(title, room))
+
     def side_by_side(factor: int, cell: int) -> int:
         room = width - label_width(factor) - 1
-        panel = -(-k_count // factor) * cell
-        return max(0, (room + GAP) // (panel + GAP))
+        return max(0, (room + GAP) // (slot(factor, cell) + GAP))
 
     choice = next(((1, cell) for cell in (2, 1) if side_by_side(1, cell) >= min(per_row,
                                                                              len(panels))),
@@ -412,31 +424,32 @@ def _lay_out(panels: list[Heatmap], width: int, per_row: int
         rows = [first.query_label(row, fitted) for row in range(q_count)]
     else:
         rows = [shorten(label, fitted) for label in grids[0].row_labels]
-    return grids, rows, fitted, cell, min(len(panels), side_by_side(factor, cell))
+    return (grids, rows, fitted, cell, slot(factor, cell),
+            min(len(panels), side_by_side(factor, cell)))
 
 
 def _line_of_multiples(block: _Block, indices: range, scale: str, limit: float, cmap: str,
                        color: bool) -> list[Text]:
     """One line of small multiples: their titles, column labels and rows, side by side."""
     grids = [block.grids[i] for i in indices]
-    columns = grids[0].weights.shape[1]
-    panel_width = columns * block.cell
+    slot = block.slot
+    padding = " " * (slot - grids[0].weights.shape[1] * block.cell)  # right of the cells
     indent = " " * (block.label_width + 1)
     gap = " " * GAP
     titles = []
     for i in indices:
         panel = block.panels[i]
-        head = "mean" if panel.head is None else f"H{panel.head}"
-        title = next((t for t in (panel.short_title, f"L{panel.layer} {head}")
-                      if cell_len(t) <= panel_width), f"L{panel.layer} {head}")
+        title = next((t for t in (panel.short_title, _compact_title(panel))
+                      if cell_len(t) <= slot), _compact_title(panel))
         if scale == "panel":
             top = f" {_largest(block.grids[i]):.2f}".replace(" 0.", " .")
-            title = title + top if cell_len(title + top) <= panel_width else title
-        titles.append(shorten(title, panel_width).ljust(panel_width))
+            title = title + top if cell_len(title + top) <= slot else title
+        titles.append(shorten(title, slot).ljust(slot))
     lines = [_grid_line(indent + gap.join(titles), style="bold")]
     header = _header(grids[0].column_labels, 0, block.cell, MULTIPLE_HEADER)
-    for text in header:  # each line is panel_width columns wide
-        lines.append(_grid_line(indent + gap.join([text.plain] * len(grids)), style="bold"))
+    for text in header:  # each line is as wide as the cells
+        lines.append(_grid_line(indent + gap.join([text.plain + padding] * len(grids)),
+                                style="bold"))
     painted = []
     for grid in grids:
         levels, _ = _levels(grid, scale, limit)
@@ -447,5 +460,6 @@ def _line_of_multiples(block: _Block, indices: range, scale: str, limit: float, 
             if index:
                 line.append(gap)
             _cells(line, grid, row, painted[index][0], painted[index][1], block.cell)
+            line.append(padding)
         lines.append(line)
     return lines
