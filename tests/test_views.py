@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import attnviz
 from attnviz import views
+from attnviz.api import KIND_NAMES
 from attnviz.catalog import shipped_models, vocabulary
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
@@ -168,11 +169,12 @@ def test_the_terminal_colours_every_small_multiple_on_one_scale():
 
 # --- The legend under a short target's maps -------------------------------------------------
 
-def _drawn(figure):
-    """Draw ``figure`` as PNG would, and return the renderer: the extents of text are known
-    once drawn."""
+def _drawn(figure, dpi: int = image.PNG_DPI):
+    """Draw ``figure`` as a PNG file of ``dpi`` dots per inch would, and return the renderer:
+    the extents of text are known once drawn (and depend on the resolution: hinting)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    figure.set_dpi(dpi)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return canvas.get_renderer()
@@ -212,8 +214,14 @@ def _leaning_boxes(labels, renderer) -> list[tuple[float, float, float, float]]:
 
 
 def _overlapping_labels(figure) -> list[str]:
-    """Labels that overlap their neighbour, their axis title, or another panel's map."""
-    renderer = _drawn(figure)
+    """Labels that overlap their neighbour, their axis title, or another panel's map, in a
+    PNG file and in a notebook (which draws at 100 dots per inch)."""
+    return [f"{dpi} dpi: {found}" for dpi in (image.PNG_DPI, 100)
+            for found in _overlapping_at(figure, dpi)]
+
+
+def _overlapping_at(figure, dpi: int) -> list[str]:
+    renderer = _drawn(figure, dpi)
     maps = [ax.get_window_extent(renderer) for ax in _panels(figure)]
     found = []
     for ax in _panels(figure):
@@ -237,14 +245,16 @@ def _overlapping_labels(figure) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("kind, layer, head", [("all", None, "mean"), ("cross", "all", "all")])
+@pytest.mark.parametrize("kind, layer, head", [("all", None, "mean"), ("cross", "all", "all"),
+                                               ("encoder", "all", "all")])
 def test_thinned_labels_never_overlap_at_512_tokens(kind, layer, head):
     maps = make_maps(s=512, t=512, layers=2, heads=2)
     figure = attnviz.plot(maps, kind=kind, layer=layer, head=head)
     assert _overlapping_labels(figure) == []
     shown = [label.get_text() for label in image.tick_labels(_panels(figure)[0])[1]]
     assert 10 < len(shown) < 512  # thinned, and still many
-    first = views.plan(maps, None if kind == "all" else ["cross"], layer, head).panels[0]
+    kinds = None if kind == "all" else [KIND_NAMES[kind]]
+    first = views.plan(maps, kinds, layer, head).panels[0]
     for text in shown:  # each thinned label says its token and its position
         label, position = re.fullmatch(r"(.+) \((\d+)\)", text).groups()
         assert label == first.query_label(int(position))
@@ -261,8 +271,11 @@ def test_short_maps_keep_every_label():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # glyphs this machine's fonts may lack
 @pytest.mark.parametrize("tokens", [["WWWWWWWW", "MMMM", "<bos>"], ["我爱你我爱你", "x", "🙂🙂"],
-                                    [f"token{i}" for i in range(100)]])
+                                    [f"token{i}" for i in range(100)],
+                                    [f"w{i * 37 % 200}" for i in range(256)]])
 def test_labels_leave_room_for_the_axis_titles(tokens):
+    """The labels are measured, not guessed from their length; and measured at the
+    resolutions they are drawn at, since hinting makes small text wider at 150 dpi."""
     heatmap = views.heatmap(make_maps(), "cross", 0, 0)
     weights = np.full((len(tokens), len(tokens)), 1 / len(tokens), np.float32)
     heatmap = views.replace(heatmap, weights=weights, query_tokens=tokens, key_tokens=tokens,

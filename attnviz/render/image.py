@@ -23,6 +23,8 @@ LABEL_UP_TO = 80  # beyond this many tokens, labels stand upright (and may be th
 LABEL_CHARS = 24  # longer labels end with …
 LINE = 1.3  # a label's line, in font sizes: labels closer than this would touch
 PAD = 4  # points between a map and its labels
+PNG_DPI = 150  # dots per inch of PNG files
+MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
 THIN_LINE = 2.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.
@@ -236,24 +238,31 @@ def _text_width(text: str, font: float, families: tuple[str, ...]) -> float:
     """The width of one line of ``text`` at ``font`` points in ``families``, in inches.
 
     Measured with the fonts matplotlib will draw it with (those of ``families``, in order),
-    which no estimate from its length could: a W is three times as wide as an i.
+    which no estimate from its length could: a W is three times as wide as an i. Hinting
+    fits letters to whole pixels, so a text's width changes with the resolution (a tenth
+    wider at 150 dots per inch than at 72): it is measured at those of PNG files and of
+    notebooks, and the wider kept, with a little to spare.
     """
     from matplotlib.font_manager import FontProperties
 
+    properties = FontProperties(family=list(families), size=font)
+    widths = []
     with warnings.catch_warnings():  # a glyph no font has: figure() has said so, once
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
                                 category=UserWarning)
-        width, _, _ = _measurer().get_text_width_height_descent(
-            text, FontProperties(family=list(families), size=font), ismath=False)
-    return width / 72  # points
+        for dpi in MEASURED_DPI:
+            width, _, _ = _measurer(dpi).get_text_width_height_descent(text, properties,
+                                                                       ismath=False)
+            widths.append(width / dpi)
+    return max(widths) * 1.03
 
 
-@lru_cache(maxsize=1)
-def _measurer():
-    """A renderer of one pixel at 72 dots per inch: it measures text in points."""
+@lru_cache(maxsize=len(MEASURED_DPI))
+def _measurer(dpi: int):
+    """A renderer of one pixel at ``dpi`` dots per inch, to measure text with."""
     from matplotlib.backends.backend_agg import RendererAgg
 
-    return RendererAgg(1, 1, 72)
+    return RendererAgg(1, 1, dpi)
 
 
 def _label_depth(length: float, font: float, upright: bool) -> float:
@@ -481,7 +490,8 @@ def _fraction(inches: float, total: float) -> float:
     return inches / total
 
 
-def to_bytes(heatmaps: list[Heatmap] | Plan, fmt: str, cmap: str, dpi: int = 150) -> bytes:
+def to_bytes(heatmaps: list[Heatmap] | Plan, fmt: str, cmap: str, dpi: int = PNG_DPI
+             ) -> bytes:
     """The heatmaps (or a plan) drawn as a ``png``, ``svg`` or ``pdf`` file."""
     return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
 
