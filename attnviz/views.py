@@ -24,25 +24,21 @@ QUERY_AXES = {
     "decoder_self": "query: decoder input token",
     "cross": "query: decoder input token",
 }
-PREDICTS_AXIS = " → the token it predicts"  # after the query axis of "input → predicted" rows
-ARROW = " → "  # between a decoder row's input token and the token it predicts
-UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
-UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
-SCALES = ("panel", "shared", "unit", "row")
-SCALE_NAMES = {
-    "panel": "panel scale: each panel from 0 to its own largest weight",
-    "shared": "shared scale: every panel from 0 to the largest weight of the figure",
-    "unit": "unit scale: 0 to 1",
-    "row": "row scale: each row from 0 to its own largest weight",
-}
-Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
-Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
-Window = Union[str, tuple, slice, None]  # "A:B", (A, B) or slice(A, B): positions A to B-1
 KEY_AXES = {
     "encoder_self": "key: source token",
     "decoder_self": "key: decoder input token",
     "cross": "key: source token (encoder output)",
 }
+PREDICTS_AXIS = " → the token it predicts"  # after the query axis of "input → predicted" rows
+ARROW = " → "  # between a decoder row's input token and the token it predicts
+UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
+UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
+# How weights become colours: from 0 to each panel's largest weight, to the largest of the
+# figure, to 1, or (each row divided by its largest) from 0 to 1 in every row.
+SCALES = ("panel", "shared", "unit", "row")
+Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
+Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
+Window = Union[str, tuple, slice, None]  # "A:B", (A, B) or slice(A, B): positions A to B-1
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,11 +238,6 @@ class Plan:
     def caption(self) -> str:
         return next((panel.caption for panel in self.panels if panel.caption), "")
 
-    @property
-    def scale_name(self) -> str:
-        """What the colours mean, for a colour bar or a legend."""
-        return SCALE_NAMES[self.scale]
-
     def color(self, heatmap: Heatmap) -> tuple[np.ndarray, float]:
         """The values a panel is coloured by, and the value drawn brightest (its colour limit).
 
@@ -278,8 +269,9 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
             for each kind's default layer.
         head: a head, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for every
             head and then their mean (a column each).
-        scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALE_NAMES`); None:
-            ``shared`` when there are several panels, else ``panel``.
+        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (every panel
+            to the largest of the figure), ``unit`` (0 to 1) or ``row`` (each row to its
+            largest weight); None: ``shared`` when there are several panels, else ``panel``.
         window: positions ``A:B`` (A to B-1) of both the queries and the keys.
         window_query: positions of the queries alone (instead of ``window``'s).
         window_key: positions of the keys alone.
@@ -377,7 +369,8 @@ def parse_window(value: Window, setting: str = "window") -> tuple[int, int | Non
         value = (value.start, value.stop)
     if isinstance(value, str):
         parts = value.split(":")
-        if len(parts) != 2 or not all(p.strip().isdigit() or not p.strip() for p in parts):
+        if len(parts) != 2 or not all((p.strip().isdigit() and p.isascii()) or not p.strip()
+                                      for p in parts):
             raise AttnvizError(f"{setting} {printable(value)!r} is not a range: {way}",
                                setting=setting)
         value = tuple(int(p) if p.strip() else None for p in parts)

@@ -35,6 +35,7 @@ CHAR = 0.6 * TICK_FONT / 72  # average width of a label character (DejaVu Sans);
 # character (Chinese, an emoji) counts twice, as it takes two columns in a terminal
 AXIS_LABEL = 0.3  # the line of an axis title
 TITLE = 0.45  # the panel's title above the map
+TITLE_FONT = 11  # points
 CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
@@ -139,11 +140,15 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
     ax.tick_params(which="major", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(heatmap.title if title is None else title,
-                 fontsize=11 if font >= TICK_FONT else GRID_TITLE_FONT)
+    ax.set_title(heatmap.title if title is None else title, fontsize=_title_font(font))
     if annotate if annotate is not None else max(q_count, k_count) <= ANNOTATE_UP_TO:
         _annotate(ax, heatmap, palette, values / limit)
     return image
+
+
+def _title_font(font: float) -> float:
+    """A panel title's size, for labels of size ``font``."""
+    return TITLE_FONT if font >= TICK_FONT else GRID_TITLE_FONT
 
 
 def _inches(ax) -> tuple[float, float]:
@@ -408,8 +413,11 @@ class _Geometry:
                                             font), font, upright)
             lines = _wrapped(heatmap.key_axis, self.map_width, font + 1).count("\n") + 1
             self.below = AXIS_LABEL * (font + 1) / 10 * lines + PAD / 72 + 0.15 + room
+        from matplotlib import rcParams
+
         title = heatmap.title if single else heatmap.short_title
-        self.title_width = (0.1 if font >= TICK_FONT else 0.075) * len(title)
+        self.title_width = _text_width(title, _title_font(font),
+                                       tuple(rcParams["font.family"]))
         # A title wider than its map reaches left of it: keep that room too.
         self.left = max(self.left, (self.title_width - self.map_width) / 2)
 
