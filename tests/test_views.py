@@ -88,7 +88,7 @@ def test_grids_are_refused_with_what_can_be_given():
         views.plan(make_maps(), head="two")
     with pytest.raises(AttnvizError, match="^layer 'last' is not a layer"):
         views.plan(make_maps(), layer="last")
-    with pytest.raises(ValueError, match="head must be an index, 'mean' or 'all'"):
+    with pytest.raises(AttnvizError, match="^head 'every' is not a head"):
         attnviz.plot(make_maps(), head="every")
 
 
