@@ -533,3 +533,16 @@ def test_bad_layer_and_head_values_say_what_is_allowed():
     assert result.exit_code == 2 and "give an index (0, 1, ...) or 'all'" in said(result)
     result = run("encode", SOURCE, "--head", "x")
     assert result.exit_code == 2 and "'mean' or 'all'" in said(result)
+
+
+def test_empty_maps_are_said_in_the_terminal_and_in_images():
+    maps = make_maps()
+    empty = AttentionMaps(maps.source_tokens, [], maps.encoder_self,
+                          np.zeros((2, 3, 0, 0), np.float32), np.zeros((2, 3, 0, 3), np.float32))
+    text = _terminal(views.plan(empty, layer="all", head="all"), 80)
+    assert "(the maps are empty: 0 queries, 3 keys)" in text
+    assert "L1 mean" in text or "layer 1 · mean" in text  # the encoder's grid is drawn
+    for layer, head in (("all", "all"), (None, "mean")):
+        svg = image.to_bytes(views.plan(empty, layer=layer, head=head), "svg", "viridis")
+        texts = " ".join("".join(ET.fromstring(svg.decode()).itertext()).split())
+        assert "the map is empty: 0 queries, 3 keys" in texts and "s2" in texts

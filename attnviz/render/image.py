@@ -25,7 +25,7 @@ LINE = 1.3  # a label's line, in font sizes: labels closer than this would touch
 PAD = 4  # points between a map and its labels
 PNG_DPI = 150  # dots per inch of PNG files
 MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
-THIN_LINE = 2.0  # ... and the spacing of labels that must be thinned: every n-th, readable
+THIN_LINE = 2.5  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.
 CELL = 0.38  # side of a cell, for short sequences
@@ -66,7 +66,8 @@ _NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
                  show_x: bool = True, show_y: bool = True, title: str | None = None,
                  font: float = TICK_FONT, annotate: bool | None = None):
-    """Draw one attention map on ``ax``; returns the image artist (for a colour bar).
+    """Draw one attention map on ``ax``; returns the image artist (for a colour bar), or None
+    for an empty map (no query or no key), which is said rather than drawn.
 
     Rows are queries, columns keys. Cells the mask hid are hatched grey, so a future
     position reads differently from a weight that is merely small. The colours follow
@@ -86,6 +87,13 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
     """
     plan = plan or arrange([heatmap], "panel")
     q_count, k_count = heatmap.weights.shape
+    ax.set_title(heatmap.title if title is None else title, fontsize=_title_font(font))
+    if q_count == 0 or k_count == 0:  # said, not drawn (there is nothing to colour)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, f"the map is empty:\n{q_count} queries, {k_count} keys",
+                transform=ax.transAxes, ha="center", va="center", fontsize=font)
+        return None
     palette = colormap(cmap)
     values, limit = plan.color(heatmap)  # (Q, K)
     # The cells are coloured here, once, as 8-bit RGBA (masked cells transparent), the way
@@ -140,7 +148,6 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
     ax.tick_params(which="major", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(heatmap.title if title is None else title, fontsize=_title_font(font))
     if annotate if annotate is not None else max(q_count, k_count) <= ANNOTATE_UP_TO:
         _annotate(ax, heatmap, palette, values / limit)
     return image
@@ -346,16 +353,17 @@ def _figure(plan: Plan, cmap: str):
             ax = fig.add_axes((_fraction(x, layout.width), _fraction(bottom, layout.height),
                                _fraction(geometry.map_width, layout.width),
                                _fraction(geometry.map_height, layout.height)))
-            image = draw_heatmap(
+            drawn = draw_heatmap(
                 ax, panel, cmap, plan, show_x=place.show_x, show_y=place.show_y,
                 title=None if place.single else panel.short_title,
                 font=layout.font, annotate=annotate and max(panel.weights.shape)
                 <= ANNOTATE_UP_TO)
-            if plan.scale == "panel":
+            image = drawn or image
+            if plan.scale == "panel" and drawn is not None:
                 bar = fig.add_axes((_fraction(x + geometry.map_width + 0.12, layout.width),
                                     _fraction(bottom, layout.height), _fraction(0.15, layout.width),
                                     _fraction(geometry.map_height, layout.height)))
-                _colorbar(fig, image, bar, plan, layout.font)
+                _colorbar(fig, drawn, bar, plan, layout.font)
         top -= band.height
     if plan.scale != "panel" and image is not None:  # one colour bar for every panel
         panels_top = layout.height - GAP - (CAPTION if caption else 0.0)

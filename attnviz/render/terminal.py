@@ -17,6 +17,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
+from attnviz.maps import TITLES
 from attnviz.render.colors import rgb
 from attnviz.text import clusters, shorten
 from attnviz.views import UNKNOWN_MARK, Heatmap, Plan, arrange, scale_rows
@@ -341,9 +342,12 @@ class _Block:
 
 def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
     """Per kind, its panels as small multiples fitted to ``width``; then one legend."""
-    blocks = []
+    blocks: list[_Block | Heatmap] = []  # a Heatmap: the first of maps that are empty
     for block in plan.blocks:
         panels = [panel for row in block.panels for panel in row]
+        if not panels[0].weights.size:
+            blocks.append(panels[0])
+            continue
         laid = _lay_out(panels, width, len(block.panels[0]))
         if laid is None:
             return [Group(Text(
@@ -351,9 +355,15 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
                 f"({MIN_WIDTH} at least): widen it, or save them with -o maps.png",
                 style="yellow"))]
         blocks.append(_Block(block.title, panels, *laid))
-    limit = max(_largest(grid) for block in blocks for grid in block.grids)
+    drawn = [block for block in blocks if isinstance(block, _Block)]
+    limit = max((_largest(grid) for block in drawn for grid in block.grids), default=1.0)
     parts = []
     for index, block in enumerate(blocks):
+        if isinstance(block, Heatmap):
+            q_count, k_count = block.weights.shape
+            parts.append([Text(TITLES[block.kind], style="bold"), Text(
+                f"(the maps are empty: {q_count} queries, {k_count} keys)")])
+            continue
         lines: list[Text] = [Text(block.title, style="bold")]
         if index == 0 and plan.caption:
             lines.append(Text(plan.caption, style="dim"))
@@ -371,9 +381,10 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
     else:
         legend = [_legend(cmap, 1.0 if plan.scale in ("unit", "row") else limit, color, width,
                           plan.scale)]
-    legend += _notes([p for b in blocks for p in b.panels], [g for b in blocks for g in b.grids],
-                     width)
-    parts[-1] += legend
+    if drawn:
+        legend += _notes([p for b in drawn for p in b.panels], [g for b in drawn for g in b.grids],
+                         width)
+        parts[-1] += legend
     return [Group(*lines) for lines in parts]
 
 
