@@ -40,7 +40,7 @@ CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
-SPAN = 24.0  # panels side by side share this width: three maps of 512 tokens, 8 inches each
+SPAN = 21.0  # panels side by side share this width: three maps of 512 tokens, 7 inches each
 # Grids: a panel's map is at most GRID_SPAN / (panels across) wide, and its labels smaller.
 GRID_SPAN = 20.0
 GRID_MAP_MIN = 1.5  # ... but never smaller than this
