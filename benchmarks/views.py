@@ -42,6 +42,8 @@ BIN = Path(sys.executable).parent
 ATTNVIZ = str(BIN / "attnviz")
 SENTENCE = "the small black cats see a red car"
 WORDS = [f"w{i}" for i in range(200)]
+# What any command that draws a PNG imports, as benchmarks/run.py's floor does.
+FLOOR = [sys.executable, "-c", "import torch, typer, rich, matplotlib.figure"]
 
 
 def words(count: int, seed: int) -> str:
@@ -162,6 +164,7 @@ def main() -> None:
         specs = cases(model)
         runs: dict[str, list[dict]] = {name: [] for name in specs}
         cli: dict[str, list[tuple[float, int]]] = {name: [] for name in specs}
+        floor: list[float] = []  # the imports any picture needs, between the cases
         png = str(Path(scratch) / "x.png")
         counter = iter(range(10**6))
         for _ in range(repeats):
@@ -173,6 +176,7 @@ def main() -> None:
                 fresh = {"ATTNVIZ_CACHE_DIR": f"{scratch}/cache{next(counter)}"}
                 seconds, kilobytes, _ = measure([ATTNVIZ, *spec["cli"], "-o", png], fresh)
                 cli[name].append((seconds, kilobytes))
+                floor.append(measure(FLOOR)[0])
         print(f"{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
               f"{platform.python_version()}; {repeats} runs of each, alternating; "
               f"{time.perf_counter() - started:.0f} s in all; load average {load_before:.1f} "
@@ -181,9 +185,13 @@ def main() -> None:
               "after the forward pass: importing matplotlib, then drawing (choosing the "
               "panels, drawing them, the PNG file). The target is on the drawing: importing "
               "matplotlib is the floor of any picture, whatever it shows.\n")
+        print(f"The floor, `{' '.join(FLOOR[1:])}`: {statistics.median(floor):.2f} s "
+              "(median), measured between the cases; the CLI's ratio to it is steadier on a "
+              "busy machine than its time.\n")
         print("| case | panels | forward pass | beyond it | import matplotlib | drawing | "
-              "peak memory | CLI -o x.png, first run | CLI peak memory | target |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+              "peak memory | CLI -o x.png, first run | CLI / floor | CLI peak memory | "
+              "target |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in specs:
             median = {key: statistics.median(run[key] for run in runs[name])
                       for key in ("forward", "beyond", "matplotlib", "draw")}
@@ -198,7 +206,8 @@ def main() -> None:
                           f"(CPU: {'met' if cpu['draw'] <= 1.0 else 'NOT MET'})")
             shown = " | ".join(f"{median[key]:.2f} s ({cpu[key]:.2f} s)" for key in median)
             print(f"| {name} | {runs[name][0]['panels']} | {shown} | {memory:.0f} MB | "
-                  f"{cli_time:.2f} s | {cli_memory:.0f} MB | {target} |")
+                  f"{cli_time:.2f} s | {cli_time / statistics.median(floor):.2f}x | "
+                  f"{cli_memory:.0f} MB | {target} |")
 
 
 if __name__ == "__main__":
