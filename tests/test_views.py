@@ -546,3 +546,18 @@ def test_empty_maps_are_said_in_the_terminal_and_in_images():
         svg = image.to_bytes(views.plan(empty, layer=layer, head=head), "svg", "viridis")
         texts = " ".join("".join(ET.fromstring(svg.decode()).itertext()).split())
         assert "the map is empty: 0 queries, 3 keys" in texts and "s2" in texts
+
+
+def test_rollout_takes_the_same_scale_windows_and_listing():
+    result = run("encode", SOURCE, "--rollout", "--window", "0:3", "--top-k", "1")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if re.match(r"^\d+ ", line)]
+    assert result.stdout.count("Encoder attention rollout") == 2  # one listing per layer
+    assert len(lines) == 2 * 3 and all(re.search(r"\(([0-2])\) \d\.\d{3}$", line)
+                                       for line in lines)
+
+
+def test_the_animation_refuses_a_grid_in_its_own_words(tmp_path):
+    result = run("decode", SOURCE, "-t", TARGET, "--head", "all", "-o", tmp_path / "x.gif")
+    assert result.exit_code == 1 and "pick one layer and one head" in result.stderr
+    assert list(tmp_path.iterdir()) == []

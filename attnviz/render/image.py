@@ -512,7 +512,7 @@ def to_bytes(heatmaps: list[Heatmap] | Plan, fmt: str, cmap: str, dpi: int = PNG
     return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
 
 
-def figure_bytes(fig, fmt: str, dpi: int = 150) -> bytes:
+def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
     """Any attnviz figure as a ``png``, ``svg`` or ``pdf`` file, the same bytes every time."""
     buffer = io.BytesIO()
     from matplotlib import rc_context
