@@ -25,7 +25,7 @@ LINE = 1.3  # a label's line, in font sizes: labels closer than this would touch
 PAD = 4  # points between a map and its labels
 PNG_DPI = 150  # dots per inch of PNG files
 MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
-THIN_LINE = 2.5  # ... and the spacing of labels that must be thinned: every n-th, readable
+THIN_LINE = 3.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.
 CELL = 0.38  # side of a cell, for short sequences
@@ -40,7 +40,7 @@ CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
-SPAN = 21.0  # panels side by side share this width: three maps of 512 tokens, 7 inches each
+SPAN = 18.0  # panels side by side share this width: three maps of 512 tokens, 6 inches each
 # Grids: a panel's map is at most GRID_SPAN / (panels across) wide, and its labels smaller.
 GRID_SPAN = 20.0
 GRID_MAP_MIN = 1.5  # ... but never smaller than this
