@@ -59,17 +59,32 @@ def trace(source: str, target: str | None = None, model: str | None = "translate
     return traced.maps
 
 
-def plot(maps: AttentionMaps, kind: str = "all", layer: int | None = None,
-         head: int | Literal["mean"] | None = "mean", cmap: str = "viridis") -> Figure:
-    """A matplotlib Figure of ``maps``: one panel per kind, side by side.
+def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | None = None,
+         head: int | Literal["mean", "all"] | None = "mean", cmap: str = "viridis", *,
+         scale: Literal["panel", "shared", "unit", "row"] | None = None,
+         window: str | tuple[int | None, int | None] | None = None,
+         window_query: str | tuple[int | None, int | None] | None = None,
+         window_key: str | tuple[int | None, int | None] | None = None) -> Figure:
+    """A matplotlib Figure of ``maps``: one panel per kind, side by side, or per kind a grid
+    of layers (rows) by heads (columns).
 
     Args:
         maps: what :func:`trace` or :meth:`AttentionMaps.load` gave.
         kind: ``"encoder"``, ``"self"``, ``"cross"`` (or the maps' own names, such as
             ``"encoder_self"``), or ``"all"`` for every kind the maps hold.
-        layer: the layer, counting from 0; None: the model's recommended or last layer.
-        head: a head's index, or ``"mean"`` (or None) for the mean over heads.
+        layer: the layer, counting from 0, or ``"all"``; None: the model's recommended or
+            last layer.
+        head: a head's index, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for
+            every head and their mean.
         cmap: any matplotlib colour map.
+        scale: ``"panel"`` (each panel to its largest weight), ``"shared"`` (one scale for
+            every panel), ``"unit"`` (0 to 1) or ``"row"`` (each row to its largest weight);
+            None: shared when there are several panels.
+        window: positions ``"A:B"`` or ``(A, B)``, A to B-1, of the queries and the keys.
+        window_query: positions of the queries alone.
+        window_key: positions of the keys alone.
+
+    Each panel is one of ``figure.axes`` that has a title; colour bars are the others.
     """
     from attnviz import views
     from attnviz.render import image
@@ -78,13 +93,10 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | None = None,
     if kind != "all" and kind not in KIND_NAMES:
         raise AttnvizError(f"kind {kind!r} is not a kind of attention; use one of "
                            f"{', '.join(KIND_NAMES)}, or all", setting="kind")
-    if head is not None and head != "mean" and (not isinstance(head, int)
-                                                 or isinstance(head, bool)):
-        raise AttnvizError(f"head {head!r} is not a head; give an index or 'mean'",
-                           setting="head")
+    # The layer, head, scale and windows are checked by views.plan, in the same words.
     check(cmap)
     kinds = None if kind == "all" else [KIND_NAMES[kind]]
-    chosen = views.heatmaps(maps, kinds, layer, None if head == "mean" else head)
+    chosen = views.plan(maps, kinds, layer, head, scale, window, window_query, window_key)
     return image.figure(chosen, cmap)
 
 

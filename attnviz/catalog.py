@@ -84,3 +84,36 @@ def describe() -> list[ModelSummary]:
             meta["source_tokenizer"]["kind"], config["n_encoder_layers"], config["n_heads"],
             config["d_model"], len(data), metrics.get("exact_match"), metrics.get("alignment")))
     return summaries
+
+
+@dataclass(frozen=True)
+class ModelVocabulary:
+    """The tokens a model knows, read from its file; ids are positions."""
+
+    name: str
+    source: list[str]
+    target: list[str]
+    source_kind: str  # "word" or "char": how text is split into these tokens
+    target_kind: str
+
+
+def vocabulary(name: str) -> ModelVocabulary:
+    """The source and target vocabulary of a shipped model or a model file, without torch.
+
+    Raises AttnvizError for the random model (whose vocabulary is the words it is given),
+    saved maps and Hugging Face models (whose vocabulary is their tokenizer's).
+    """
+    from attnviz.modelfile import read_metadata, read_model_file
+    from attnviz.text import printable
+
+    if name.startswith("hf:") or name.lower().endswith((".npz", ".json")):
+        raise AttnvizError(f"{printable(name)} is not an attnviz model: only attnviz's own "
+                           "models (shipped ones and files from `attnviz train`) have a "
+                           "vocabulary to list")
+    path = resolve(name)
+    if path is None:
+        raise AttnvizError("the random model has no vocabulary of its own: it is made of the "
+                           "words of the sentences it is given, so no word is unknown to it")
+    meta = read_metadata(read_model_file(path), printable(str(path)))
+    return ModelVocabulary(name, list(meta["source_vocab"]), list(meta["target_vocab"]),
+                           meta["source_tokenizer"]["kind"], meta["target_tokenizer"]["kind"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -49,6 +50,8 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "heads": "--heads", "layers": "--layers", "validation_share": "--val-split",
          "max_length": "--max-length", "tokenizer": "--tokenizer", "threads": "--threads",
          "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o",
+         "scale": "--scale", "window": "--window", "window_query": "--window-query",
+         "window_key": "--window-key", "top_k": "--top-k",
          "jobs": "--jobs"}
 
 
@@ -58,14 +61,35 @@ class Device(str, Enum):
     auto = "auto"
 
 
-def _parse_head(value: str) -> Optional[int]:
+class Scale(str, Enum):
+    panel = "panel"
+    shared = "shared"
+    unit = "unit"
+    row = "row"
+
+
+def _parse_head(value: str):
+    """``--head``: an index, None for 'mean', or 'all'."""
     if value == "mean":
         return None
+    if value == "all":
+        return value
     try:
         return int(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a head: give an index (0, 1, ...) or 'mean'"
-                                 ) from None
+        raise typer.BadParameter(f"{value!r} is not a head: give an index (0, 1, ...), "
+                                 "'mean' or 'all'") from None
+
+
+def _parse_layer(value: str):
+    """``--layer``: an index, or 'all'."""
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a layer: give an index (0, 1, ...) or "
+                                 "'all'") from None
 
 
 TextArgument = Annotated[str, typer.Argument(metavar="TEXT", show_default=False,
@@ -76,13 +100,34 @@ ModelOption = Annotated[Optional[str], typer.Option(
          "(random weights, vocabulary from your sentences), a model file, maps saved "
          "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
          "the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
-LayerOption = Annotated[Optional[int], typer.Option(
-    "--layer", "-l", metavar="N", help="Layer to show, counting from 0. Default: the last "
-    "(or the one the model file recommends).", show_default=False)]
-HeadOption = Annotated[Optional[int], typer.Option(
-    "--head", parser=_parse_head, metavar="INDEX|mean",
-    help="Head to show, counting from 0, or 'mean' for the average over heads. "
-         "Default: mean.", show_default=False)]
+LayerOption = Annotated[Optional[str], typer.Option(
+    "--layer", "-l", parser=_parse_layer, metavar="N|all",
+    help="Layer to show, counting from 0, or 'all' for every layer (a row each). Default: the "
+         "last (or the one the model file recommends).", show_default=False)]
+HeadOption = Annotated[Optional[str], typer.Option(
+    "--head", parser=_parse_head, metavar="INDEX|mean|all",
+    help="Head to show, counting from 0, 'mean' for the average over heads, or 'all' for "
+         "every head and their mean (a column each). Default: mean.", show_default=False)]
+ScaleOption = Annotated[Optional[Scale], typer.Option(
+    help="Colours: panel = each panel from 0 to its largest weight; shared = one scale for "
+         "every panel; unit = 0 to 1; row = each row to its largest weight (for long maps "
+         "whose first rows dominate). Default: shared when there are several panels.",
+    show_default=False)]
+WindowOption = Annotated[Optional[str], typer.Option(
+    metavar="A:B", help="Show positions A to B-1 (counting from 0, as a Python slice; '100:' "
+                        "runs to the end) of the queries and the keys of a long text.",
+    show_default=False)]
+WindowQueryOption = Annotated[Optional[str], typer.Option(
+    "--window-query", metavar="A:B", help="Positions of the queries (rows) alone.",
+    show_default=False)]
+WindowKeyOption = Annotated[Optional[str], typer.Option(
+    "--window-key", metavar="A:B", help="Positions of the keys (columns) alone.",
+    show_default=False)]
+TopKOption = Annotated[Optional[int], typer.Option(
+    "--top-k", metavar="N", min=1,
+    help="Print, for each query, its N strongest keys with their weights, as plain text on "
+         "stdout (instead of the terminal heatmap; files given with -o are written too).",
+    show_default=False)]
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
     "--output", "-o", metavar="FILE",
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
@@ -113,6 +158,20 @@ RolloutOption = Annotated[bool, typer.Option(
     "identities through the layers, assuming the residual connection carries half; it is "
     "not an explanation of the prediction (it ignores values, feed-forward layers and "
     "norms). Every layer, or --layer's; -o x.npz adds encoder_rollout [L, S, S].")]
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What encode, decode and show draw, as the options give it (the library's words)."""
+
+    layer: object = None  # an index, "all", or None for the default layer
+    head: object = None  # an index, "all", or None for the mean
+    scale: Optional[Scale] = None
+    window: Optional[str] = None
+    window_query: Optional[str] = None
+    window_key: Optional[str] = None
+    top_k: Optional[int] = None
+    rollout: bool = False  # the encoder's attention rollout instead of its maps
 
 
 _PENDING: list[str] = []  # warnings of the running command, not yet told
@@ -185,15 +244,21 @@ def encode(
     threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
     rollout: RolloutOption = False,
+    scale: ScaleOption = None,
+    window: WindowOption = None,
+    window_query: WindowQueryOption = None,
+    window_key: WindowKeyOption = None,
+    top_k: TopKOption = None,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
+    view = ViewOptions(layer, head, scale, window, window_query, window_key, top_k, rollout)
     with reporting(), _without_cycle_collector():
         request = _request(text, None, "encoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
-        _draw(maps, ["encoder_self"], layer, head, output or [], cmap, rollout=rollout)
+        _draw(maps, ["encoder_self"], view, output or [], cmap)
 
 
 @app.command()
@@ -214,20 +279,26 @@ def decode(
     threads: ThreadsOption = None,
     no_cache: NoCacheOption = False,
     rollout: RolloutOption = False,
+    scale: ScaleOption = None,
+    window: WindowOption = None,
+    window_query: WindowQueryOption = None,
+    window_key: WindowKeyOption = None,
+    top_k: TopKOption = None,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
 
     Encoder self-attention, masked decoder self-attention and cross-attention; without
-    --target, the model writes the target greedily and prints it. With -o decoding.gif, one
-    frame per decoding step.
+    --target, the model writes the target greedily and prints it. Decoder rows are labelled
+    "input → the token it predicts". With -o decoding.gif, one frame per decoding step.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
+    view = ViewOptions(layer, head, scale, window, window_query, window_key, top_k, rollout)
     with reporting(), _without_cycle_collector():
         request = _request(text, target, "decoder", seed, device, threads)
         maps = _trace(model, request, no_cache, output, cmap)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
-        _draw(maps, _kinds(kind), layer, head, output or [], cmap, written, rollout=rollout)
+        _draw(maps, _kinds(kind), view, output or [], cmap, written)
 
 
 @app.command()
@@ -242,18 +313,23 @@ def show(
     output: OutputOption = None,
     cmap: CmapOption = "viridis",
     rollout: RolloutOption = False,
+    scale: ScaleOption = None,
+    window: WindowOption = None,
+    window_query: WindowQueryOption = None,
+    window_key: WindowKeyOption = None,
+    top_k: TopKOption = None,
 ) -> None:
     """Draw attention maps saved before, with the same views as encode and decode.
 
     Example:  attnviz show maps.npz --kind cross --head 0 -o cross.png
     """
+    view = ViewOptions(layer, head, scale, window, window_query, window_key, top_k, rollout)
     with reporting():
         from attnviz import render
         from attnviz.maps import AttentionMaps
 
         render.check_outputs(output or [], cmap)
-        _draw(AttentionMaps.load(file), _kinds(kind), layer, head, output or [], cmap,
-              rollout=rollout)
+        _draw(AttentionMaps.load(file), _kinds(kind), view, output or [], cmap)
 
 
 class ExplainKind(str, Enum):
@@ -272,7 +348,9 @@ def explain(
     kind: Annotated[ExplainKind, typer.Option(
         help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
              "cross-attention.")] = ExplainKind.self_,
-    layer: LayerOption = None,
+    layer: Annotated[Optional[int], typer.Option(
+        "--layer", "-l", metavar="N", help="The layer, counting from 0. Default: the last (or "
+        "the one the model file recommends).", show_default=False)] = None,
     head: Annotated[int, typer.Option(
         "--head", metavar="INDEX", help="The head to explain, counting from 0.")] = 0,
     model: Annotated[Optional[str], typer.Option(
@@ -460,39 +538,48 @@ def _without_cycle_collector() -> Iterator[None]:
             gc.enable()
 
 
-def _draw(maps, kinds: Optional[list[str]], layer: Optional[int], head: Optional[int],
-          outputs: list[Path], cmap: str, written: Optional[str] = None,
-          rollout: bool = False) -> None:
-    """Draw the chosen maps to every output file, or to the terminal when there is none.
+def _draw(maps, kinds: Optional[list[str]], view: ViewOptions, outputs: list[Path], cmap: str,
+          written: Optional[str] = None) -> None:
+    """Draw the chosen maps to every output file, and to the terminal when there is none
+    (or, with --top-k, list each query's strongest keys on stdout).
 
     ``written``, the text the model wrote, goes to stdout once the files are written (a
-    failed command prints no result), or above the terminal's drawing. ``rollout`` draws
-    the encoder's attention rollout instead, and data files get it beside the maps.
+    failed command prints no result), or above the terminal's drawing. ``view.rollout``
+    draws the encoder's attention rollout instead, and data files get it beside the maps.
     """
     from attnviz import render, views
 
+    scale = None if view.scale is None else view.scale.value
     extra = None
-    if rollout:
+    if view.rollout:
         from attnviz import attention_rollout
 
-        heatmaps = attention_rollout.rollout_heatmaps(maps, layer, head, kinds)
+        rolled = attention_rollout.rollout_heatmaps(
+            maps, None if view.layer == "all" else view.layer, view.head, kinds)
+        plan = views.arrange(rolled, scale, view.window, view.window_query, view.window_key)
         extra = {attention_rollout.KEY: attention_rollout.rollout(maps)}
     else:
-        heatmaps = views.heatmaps(maps, kinds, layer, head)
+        plan = views.plan(maps, kinds, view.layer, view.head, scale, view.window,
+                          view.window_query, view.window_key)
     _tell_warnings()
     if outputs:
-        render.write_outputs(outputs, maps, heatmaps, cmap, extra)
+        render.write_outputs(outputs, maps, plan, cmap, extra, page_scale=scale)
         for path in outputs:
             _say(f"wrote {path}")
     if written is not None:
         typer.echo(printable(written))
+    if view.top_k is not None:
+        from attnviz.render.listing import top_k_text
+
+        typer.echo(top_k_text(plan, view.top_k), nl=False)
+        return
     if outputs:
         return
     from rich.console import Console
 
     from attnviz.render import terminal
 
-    terminal.show(Console(), heatmaps, cmap)
+    terminal.show(Console(), plan, cmap)
 
 
 class TokenizerKind(str, Enum):
@@ -597,14 +684,35 @@ def eval_(
 
 
 @app.command()
-def models() -> None:
-    """List the models shipped with attnviz: task, sizes and measured accuracy.
+def models(
+    name: Annotated[Optional[str], typer.Argument(
+        metavar="[NAME|PATH]", show_default=False,
+        help="A shipped model or a model file, to list its vocabulary with --vocab.")] = None,
+    vocab: Annotated[bool, typer.Option(
+        "--vocab", help="List the model's source and target vocabulary: the tokens it knows "
+                        "(any other is read as <unk>).")] = False,
+) -> None:
+    """List the models shipped with attnviz: task, sizes and measured accuracy; or the
+    vocabulary of one model.
 
-    Example:  attnviz models
+    Example:  attnviz models translate --vocab
     """
     with reporting():
         from rich.console import Console
 
+        if vocab or name is not None:
+            from attnviz.catalog import vocabulary
+            from attnviz.render.report import vocabulary_text
+
+            if name is None:
+                raise AttnvizError("--vocab lists the vocabulary of one model: name it, for "
+                                   "example `attnviz models translate --vocab`")
+            if not vocab:
+                raise AttnvizError("the list of models takes no name; to list a model's "
+                                   f"vocabulary, add --vocab: attnviz models {printable(name)} "
+                                   "--vocab")
+            typer.echo(vocabulary_text(vocabulary(name), Console().width), nl=False)
+            return
         from attnviz.catalog import describe
         from attnviz.render.report import models_table
 

@@ -48,6 +48,13 @@ class Provenance:
     target_generated: bool = False  # the model wrote the target itself (greedy decoding)
     options: dict[str, Any] = field(default_factory=dict)  # what else decided them (seed, ...)
     default_layers: dict[str, int] = field(default_factory=dict)  # layer drawn by default
+    # The token after the decoder's last input, the one its last row predicts (the end token
+    # the model wrote or was given); None when the maps do not say (a decoder-only model).
+    next_token: str | None = None
+    # Words the vocabulary lacked, as written, by their position in source_tokens and
+    # target_tokens (where the maps say <unk>).
+    source_written: dict[int, str] = field(default_factory=dict)
+    target_written: dict[int, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +74,10 @@ class Provenance:
                                        if spec.name == "options" or _is_int(v)}
             elif spec.name == "target_generated":
                 kept[spec.name] = value is True
+            elif spec.name in ("source_written", "target_written"):
+                if isinstance(value, dict):
+                    kept[spec.name] = {int(k): v for k, v in value.items()
+                                       if _is_position(k) and isinstance(v, str)}
             elif isinstance(value, str):
                 kept[spec.name] = value
         return cls(**kept)
@@ -376,6 +387,12 @@ def _to_numpy(tensor: Any) -> np.ndarray:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_position(key: Any) -> bool:
+    """A position as a dict key: an int, or its digits (JSON keys are strings)."""
+    return (_is_int(key) and key >= 0) or (isinstance(key, str) and key.isascii()
+                                           and key.isdigit() and len(key) < 10)
 
 
 def _format_of(path: Path) -> str:

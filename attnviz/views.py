@@ -1,19 +1,23 @@
-"""The 2-D maps a picture shows, chosen from AttentionMaps by kind, layer and head.
+"""The 2-D maps a picture shows, chosen from AttentionMaps by kind, layer, head and window,
+and how they share a colour scale.
 
-Renderers draw :class:`Heatmap` objects and nothing else; this module decides what each one
-holds and how it is labelled.
+Renderers draw :class:`Heatmap` objects (one panel), or a :class:`Plan` (every panel of a
+figure: per kind, a grid of layers by heads, with one colour scale), and nothing else; this
+module decides what each one holds and how it is labelled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Literal, Union
 
 import numpy as np
+from rich.cells import cell_len
 
 from attnviz.errors import AttnvizError
 from attnviz.maps import KINDS, TITLES, AttentionMaps
-from attnviz.text import display_label, printable
+from attnviz.text import display_label, printable, shorten
 
 QUERY_AXES = {
     "encoder_self": "query: source token",
@@ -25,6 +29,16 @@ KEY_AXES = {
     "decoder_self": "key: decoder input token",
     "cross": "key: source token (encoder output)",
 }
+PREDICTS_AXIS = " → the token it predicts"  # after the query axis of "input → predicted" rows
+ARROW = " → "  # between a decoder row's input token and the token it predicts
+UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
+UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
+# How weights become colours: from 0 to each panel's largest weight, to the largest of the
+# figure, to 1, or (each row divided by its largest) from 0 to 1 in every row.
+SCALES = ("panel", "shared", "unit", "row")
+Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
+Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
+Window = Union[str, tuple, slice, None]  # "A:B", (A, B) or slice(A, B): positions A to B-1
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +57,16 @@ class Heatmap:
     key_tokens: list[str]
     visible: np.ndarray  # (Q, K) bool; False where the mask hid the key (the future)
     caption: str = ""  # where the maps come from (model, attnviz version), or ""
+    query_start: int = 0  # position of the first row in the whole sequence (a window's start)
+    key_start: int = 0  # position of the first column
+    windowed: bool = False  # a window of a longer map: the axis titles give the positions
+    # Words the vocabulary lacked, as written, by row (column): the map holds <unk> there.
+    query_written: dict[int, str] = field(default_factory=dict)
+    key_written: dict[int, str] = field(default_factory=dict)
+    # Decoder rows are labelled "input → the token it predicts", the next input token; the
+    # last row predicts last_next (the label of the token after it, UNKNOWN_NEXT: not known).
+    predicts: bool = False
+    last_next: str = UNKNOWN_NEXT
 
     @property
     def title(self) -> str:
@@ -53,12 +77,40 @@ class Heatmap:
         return f"{TITLES[self.kind]} · layer {self.layer} · {head}"
 
     @property
+    def short_title(self) -> str:
+        """The panel's place in a grid of its kind: ``layer 1 · head 2``, ``layer 1 · mean``."""
+        return f"layer {self.layer} · {'mean' if self.head is None else f'head {self.head}'}"
+
+    @property
     def query_labels(self) -> list[str]:
-        return [display_label(t) for t in self.query_tokens]
+        return [self.query_label(row) for row in range(len(self.query_tokens))]
+
+    def query_label(self, row: int, width: int | None = None) -> str:
+        """Row ``row``'s label, at most ``width`` terminal columns (None: whole). A decoder row
+        reads ``<bos> → les``; cut to a width, each side keeps its share of it."""
+        own = _token_label(self.query_tokens[row], self.query_written.get(row))
+        if not self.predicts:
+            return own if width is None else shorten(own, width)
+        if row + 1 < len(self.query_tokens):
+            after = _token_label(self.query_tokens[row + 1], self.query_written.get(row + 1))
+        else:
+            after = self.last_next
+        whole = own + ARROW + after
+        room = 0 if width is None else width - len(ARROW)  # for the two tokens
+        if width is None or cell_len(whole) <= width or room < 4:
+            return whole if width is None else shorten(whole, width)
+        own = shorten(own, room - min(cell_len(after), room // 2))
+        return own + ARROW + shorten(after, room - cell_len(own))
 
     @property
     def key_labels(self) -> list[str]:
-        return [display_label(t) for t in self.key_tokens]
+        return [_token_label(token, self.key_written.get(i))
+                for i, token in enumerate(self.key_tokens)]
+
+    @property
+    def unknown_words(self) -> bool:
+        """Some label is a word the vocabulary lacked (shown as ``word?``)."""
+        return bool(self.query_written or self.key_written)
 
     @property
     def scale_max(self) -> float:
@@ -68,11 +120,19 @@ class Heatmap:
 
     @property
     def query_axis(self) -> str:
-        return QUERY_AXES[self.kind]
+        axis = QUERY_AXES[self.kind]
+        if self.predicts:
+            axis += PREDICTS_AXIS
+            if self.last_next == UNKNOWN_NEXT:
+                axis += f" ({UNKNOWN_NEXT}: not in these maps)"
+        return axis + self._positions(self.query_start, len(self.query_tokens))
 
     @property
     def key_axis(self) -> str:
-        return KEY_AXES[self.kind]
+        return KEY_AXES[self.kind] + self._positions(self.key_start, len(self.key_tokens))
+
+    def _positions(self, start: int, count: int) -> str:
+        return f", positions {start} to {start + count - 1}" if self.windowed else ""
 
 
 def heatmaps(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: int | None = None,
@@ -105,11 +165,292 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
         raise AttnvizError(f"head {head} is out of range: these maps have heads 0 to "
                            f"{heads - 1}, or the mean of all", setting="head")
     weights = stack[layer].mean(axis=0) if head is None else stack[layer, head]  # (Q, K)
-    queries = maps.source_tokens if kind == "encoder_self" else maps.target_tokens
-    keys = maps.target_tokens if kind == "decoder_self" else maps.source_tokens
+    provenance = maps.provenance
+    if kind == "encoder_self":
+        queries, query_written = maps.source_tokens, provenance.source_written
+    else:
+        queries, query_written = maps.target_tokens, provenance.target_written
+    if kind == "decoder_self":
+        keys, key_written = maps.target_tokens, provenance.target_written
+    else:
+        keys, key_written = maps.source_tokens, provenance.source_written
+    last_next = UNKNOWN_NEXT if provenance.next_token is None else display_label(
+        provenance.next_token)
     return Heatmap(kind, layer, head, heads, np.asarray(weights, dtype=np.float32),
                    list(queries), list(keys), _visible(kind, stack[layer]),
-                   printable(maps.provenance.summary))
+                   printable(provenance.summary), query_written=dict(query_written),
+                   key_written=dict(key_written), predicts=kind != "encoder_self",
+                   last_next=last_next)
+
+
+def _token_label(token: str, written: str | None) -> str:
+    """A token's label; a word the vocabulary lacked shows as written, marked: ``zebra?``."""
+    return display_label(token) if written is None else display_label(written) + UNKNOWN_MARK
+
+
+# --- Figures: every panel of a picture, and its colour scale -------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """The panels of one kind. Shape: ``panels[row][column]``, rows are layers, columns heads
+    (with the mean over heads last, when every head is drawn)."""
+
+    kind: str
+    panels: tuple[tuple[Heatmap, ...], ...]
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind]
+
+    @property
+    def single(self) -> bool:
+        """One panel, titled in full: no grid."""
+        return len(self.panels) == 1 and len(self.panels[0]) == 1
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Every panel of one figure and its colour scale: what a renderer draws, and all it draws.
+
+    Blocks go side by side when each is one column of panels (one layer and head per kind, or
+    every layer of one head), else one under another (a grid of layers by heads per kind).
+    """
+
+    blocks: tuple[Block, ...]
+    scale: str  # one of SCALES
+    shared_max: float  # the largest visible weight of every panel (at least 1e-6)
+
+    @property
+    def panels(self) -> list[Heatmap]:
+        return [panel for block in self.blocks for row in block.panels for panel in row]
+
+    @property
+    def side_by_side(self) -> bool:
+        return all(len(row) == 1 for block in self.blocks for row in block.panels)
+
+    @property
+    def grid(self) -> bool:
+        """More than one panel of some kind: panels are titled by layer and head only."""
+        return not all(block.single for block in self.blocks)
+
+    @property
+    def caption(self) -> str:
+        return next((panel.caption for panel in self.panels if panel.caption), "")
+
+    def color(self, heatmap: Heatmap) -> tuple[np.ndarray, float]:
+        """The values a panel is coloured by, and the value drawn brightest (its colour limit).
+
+        Shape: ``(Q, K)``: the weights, or for the row scale each row divided by its largest
+        visible weight (then the limit is 1).
+        """
+        if self.scale == "row":
+            return scale_rows(heatmap.weights, heatmap.visible), 1.0
+        return heatmap.weights, self.limit(heatmap)
+
+    def limit(self, heatmap: Heatmap) -> float:
+        """The weight drawn in the brightest colour (1 for the row scale's shares)."""
+        if self.scale == "panel":
+            return heatmap.scale_max
+        if self.scale == "shared":
+            return self.shared_max
+        return 1.0
+
+
+def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer = None,
+         head: Head = None, scale: str | None = None, window: Window = None,
+         window_query: Window = None, window_key: Window = None) -> Plan:
+    """The panels of a figure of ``maps``.
+
+    Args:
+        maps: the maps.
+        kinds: which kinds, in :data:`KINDS` names; None: every kind the maps hold.
+        layer: a layer (counting from 0), ``"all"`` for every layer (a row each), or None
+            for each kind's default layer.
+        head: a head, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for every
+            head and then their mean (a column each).
+        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (every panel
+            to the largest of the figure), ``unit`` (0 to 1) or ``row`` (each row to its
+            largest weight); None: ``shared`` when there are several panels, else ``panel``.
+        window: positions ``A:B`` (A to B-1) of both the queries and the keys.
+        window_query: positions of the queries alone (instead of ``window``'s).
+        window_key: positions of the keys alone.
+
+    Raises:
+        AttnvizError: an absent kind, a layer or head out of range, an unknown scale, a window
+            that is not ``A:B`` or that selects nothing; its ``setting`` names the option.
+    """
+    if scale is not None and scale not in SCALES:
+        raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
+                           f"{', '.join(SCALES)}", setting="scale")
+    row_setting = "window_query" if window_query is not None else "window"
+    column_setting = "window_key" if window_key is not None else "window"
+    rows = _Window.of(window_query if window_query is not None else window, row_setting)
+    columns = _Window.of(window_key if window_key is not None else window, column_setting)
+    layer, head = _layer(layer), _head(head)
+    blocks = []
+    for kind in kinds or maps.kinds:
+        first = heatmap(maps, kind, None if layer == "all" else layer,
+                        None if head == "all" else head)  # checks the kind, layer and head
+        stack = maps.stack(kind)  # (L, H, Q, K)
+        layers = range(stack.shape[0]) if layer == "all" else [first.layer]
+        heads = [*range(stack.shape[1]), None] if head == "all" else [first.head]
+        panels = tuple(tuple(_windowed(heatmap(maps, kind, row, column), rows, columns)
+                             for column in heads) for row in layers)
+        blocks.append(Block(kind, panels))
+    shown = [panel.weights[panel.visible] for block in blocks for row in block.panels
+             for panel in row]
+    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
+    count = sum(len(row) for block in blocks for row in block.panels)
+    return Plan(tuple(blocks), scale or ("shared" if count > 1 else "panel"),
+                max(shared, 1e-6))
+
+
+def arrange(heatmaps: Sequence[Heatmap], scale: str | None = None, window: Window = None,
+            window_query: Window = None, window_key: Window = None) -> Plan:
+    """A plan of heatmaps chosen one by one (as :func:`heatmaps` gives them, or the rollout),
+    side by side, with the scale and windows of :func:`plan`."""
+    if scale is not None and scale not in SCALES:
+        raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
+                           f"{', '.join(SCALES)}", setting="scale")
+    rows = _Window.of(window_query if window_query is not None else window,
+                      "window_query" if window_query is not None else "window")
+    columns = _Window.of(window_key if window_key is not None else window,
+                         "window_key" if window_key is not None else "window")
+    heatmaps = [_windowed(heatmap, rows, columns) for heatmap in heatmaps]
+    shown = [h.weights[h.visible] for h in heatmaps]
+    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
+    return Plan(tuple(Block(h.kind, ((h,),)) for h in heatmaps),
+                scale or ("shared" if len(heatmaps) > 1 else "panel"), max(shared, 1e-6))
+
+
+def _layer(layer: Layer) -> int | Literal["all"] | None:
+    if layer is None or layer == "all" or (isinstance(layer, int)
+                                           and not isinstance(layer, bool)):
+        return layer
+    raise AttnvizError(f"layer {printable(str(layer))!r} is not a layer: give an index (0, 1, "
+                       "...) or 'all'", setting="layer")
+
+
+def _head(head: Head) -> int | Literal["all"] | None:
+    if head == "mean":
+        return None
+    if head is None or head == "all" or (isinstance(head, int) and not isinstance(head, bool)):
+        return head
+    raise AttnvizError(f"head {printable(str(head))!r} is not a head: give an index (0, 1, "
+                       "...), 'mean' or 'all'", setting="head")
+
+
+def scale_rows(weights: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest visible weight (a row that saw nothing stays 0).
+
+    Shape: ``(Q, K) -> (Q, K)``, values 0 to 1.
+    """
+    shown = np.where(visible, weights, 0.0)
+    largest = shown.max(axis=-1, keepdims=True) if shown.size else shown  # (Q, 1)
+    return np.divide(shown, largest, out=np.zeros(shown.shape, dtype=np.float32),
+                     where=largest > 0)
+
+
+# --- Windows: positions A to B-1 of a long map ---------------------------------------------
+
+
+def parse_window(value: Window, setting: str = "window") -> tuple[int, int | None] | None:
+    """``"A:B"``, ``(A, B)`` or ``slice(A, B)`` as ``(start, stop)``: positions A to B-1,
+    counting from 0, as a Python slice (either end may be left out: ``":64"``, ``"100:"``).
+    None: no window. ``setting`` names the option in errors."""
+    if value is None:
+        return None
+    way = ("give A:B, positions A to B-1 counting from 0 (for example 0:64, or 100: for "
+           "position 100 to the end)")
+    if isinstance(value, slice):
+        if value.step not in (None, 1):
+            raise AttnvizError(f"{setting} {value!r} has a step; {way}", setting=setting)
+        value = (value.start, value.stop)
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) != 2 or not all((p.strip().isdigit() and p.isascii()) or not p.strip()
+                                      for p in parts):
+            raise AttnvizError(f"{setting} {printable(value)!r} is not a range: {way}",
+                               setting=setting)
+        value = tuple(int(p) if p.strip() else None for p in parts)
+    if not isinstance(value, tuple) or len(value) != 2 or not all(
+            v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+            for v in value):
+        raise AttnvizError(f"{setting} {printable(repr(value))} is not a range: {way}",
+                           setting=setting)
+    start, stop = (None if v is None else int(v) for v in value)
+    start = start or 0
+    if start < 0 or (stop is not None and stop <= start):
+        shown = f"{start}:{'' if stop is None else stop}"
+        raise AttnvizError(f"{setting} {shown} selects no position: {way}", setting=setting)
+    return start, stop
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Positions start to stop-1 (stop None: to the end), and the setting that asked for it."""
+
+    start: int
+    stop: int | None
+    setting: str
+
+    @classmethod
+    def of(cls, value: Window, setting: str) -> _Window | None:
+        parsed = parse_window(value, setting)
+        return None if parsed is None else cls(*parsed, setting)
+
+    def clip(self, count: int, heatmap: Heatmap, side: str) -> tuple[int, int]:
+        """The window's start and stop within ``count`` positions (a stop beyond the end is
+        the end); AttnvizError when it starts beyond the end."""
+        if self.start >= count:
+            raise AttnvizError(
+                f"{self.setting} starts at position {self.start}, but the "
+                f"{TITLES[heatmap.kind].lower()} has {count} {side} (positions 0 to "
+                f"{count - 1}); choose a window within them, or another kind",
+                setting=self.setting)
+        return self.start, count if self.stop is None else min(self.stop, count)
+
+
+def _windowed(heatmap: Heatmap, rows: _Window | None, columns: _Window | None) -> Heatmap:
+    """The part of ``heatmap`` the windows show: rows ``rows``, columns ``columns`` (None:
+    all of them)."""
+    if rows is None and columns is None:
+        return heatmap
+    q_count, k_count = heatmap.weights.shape
+    top, bottom = (0, q_count) if rows is None else rows.clip(q_count, heatmap, "queries")
+    left, right = (0, k_count) if columns is None else columns.clip(k_count, heatmap, "keys")
+    if heatmap.predicts and bottom < q_count:  # the last row shown predicts the next input
+        last_next = _token_label(heatmap.query_tokens[bottom],
+                                 heatmap.query_written.get(bottom))
+    else:
+        last_next = heatmap.last_next
+    return replace(
+        heatmap, weights=heatmap.weights[top:bottom, left:right],
+        visible=heatmap.visible[top:bottom, left:right],
+        query_tokens=heatmap.query_tokens[top:bottom], key_tokens=heatmap.key_tokens[left:right],
+        query_start=top, key_start=left, windowed=True, last_next=last_next,
+        query_written={i - top: w for i, w in heatmap.query_written.items() if top <= i < bottom},
+        key_written={i - left: w for i, w in heatmap.key_written.items() if left <= i < right})
+
+
+# --- Listings: each query's strongest keys ------------------------------------------------
+
+
+def top_keys(heatmap: Heatmap, count: int) -> list[list[tuple[int, float]]]:
+    """For each row, its ``count`` largest visible weights: ``(column, weight)``, largest
+    first (ties in column order). A masked key is never listed.
+
+    Shape: ``Q`` lists of at most ``count`` pairs; columns index ``heatmap.key_tokens``.
+    """
+    if count < 1:
+        raise AttnvizError(f"top_k {count} is not a count: give 1 or more", setting="top_k")
+    listing = []
+    for weights, visible in zip(heatmap.weights, heatmap.visible, strict=True):
+        order = np.argsort(-weights, kind="stable")  # (K,)
+        order = order[visible[order]][:count]
+        listing.append([(int(column), float(weights[column])) for column in order])
+    return listing
 
 
 def _visible(kind: str, layer: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 attnviz decode "the small black cats see a red car" -o translate.png
 attnviz encode "the small black cats see a red car" -o translate-encoder.png
+attnviz decode "the small black cats see a red car" --layer all --head all -o translate-grid.png
 attnviz decode "tuesday, march 3, 2026" -m dates --kind cross -o dates-cross.png
 attnviz decode "the old dog sees a small red car" -m reverse --kind cross -o reverse-cross.png
 COLUMNS=100 attnviz decode "the small black cats see a red car" --kind cross > terminal.txt

@@ -119,13 +119,22 @@ def test_encode_npz_holds_the_encoder_maps_only(tmp_path):
         assert list(archive["target_tokens"]) == []
 
 
-def test_a_model_file_is_used_and_unknown_words_are_named(model_file):
-    result = run("encode", "the zebra sees the red car", "--model", str(model_file))
+def test_a_model_file_is_used_and_unknown_words_are_named(model_file, tmp_path):
+    result = run("encode", "the Zebra sees the red car", "--model", str(model_file))
     assert result.exit_code == 0, result.stderr
     assert "warning:" in result.stderr and "'zebra'" in result.stderr and "<unk>" in \
         result.stderr
+    assert f"attnviz models {model_file} --vocab" in result.stderr  # where to see the words
     rows = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-    assert "<unk>" in rows and "zebra" not in rows
+    assert "Zebra?" in rows and "<unk>" not in rows  # the word as written, marked unknown
+    assert "word?: a word the model's vocabulary lacks" in result.stdout
+    # The maps keep <unk>; the file keeps the word as written.
+    saved = tmp_path / "m.json"
+    assert run("encode", "the Zebra sees the red car", "--model", str(model_file),
+               "-o", str(saved)).exit_code == 0
+    stored = json.loads(saved.read_text())
+    assert stored["source_tokens"][1] == "<unk>"
+    assert stored["provenance"]["source_written"] == {"1": "Zebra"}
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -226,6 +226,8 @@ def test_decode_with_a_target_is_the_models_teacher_forced_pass(marian):
     assert maps.target_tokens[1:] == [
         p.replace("▁", " ") for p in tokenizer.convert_ids_to_tokens(labels[:-1])]
     assert maps.provenance.target_text == TARGET and not maps.provenance.target_generated
+    # The last decoder row predicts the end token the decoder's input leaves out.
+    assert maps.provenance.next_token == hf.token_labels(tokenizer, labels[-1:])[0]
 
 
 def test_decode_without_a_target_shows_each_step_of_greedy_generation(marian, tmp_path):
@@ -250,6 +252,8 @@ def test_decode_without_a_target_shows_each_step_of_greedy_generation(marian, tm
     assert len(maps.target_tokens) == steps + (0 if ended else 1) and steps > 3
     assert maps.target_tokens == hf.token_labels(tokenizer, out.sequences[0, :len(
         maps.target_tokens)].tolist())
+    assert maps.provenance.next_token == (hf.token_labels(tokenizer, [
+        model.config.eos_token_id])[0] if ended else None)
     for step in range(steps):  # generate() ran one query per step, with the cache
         for layer in range(maps.decoder_self.shape[0]):
             own = out.decoder_attentions[step][layer][0, :, -1]  # (H, step + 1)
@@ -308,6 +312,7 @@ def test_decoder_only_model_reads_the_text_as_the_decoders_input(gpt2, tmp_path)
     # each shows its byte, where a lone byte would show as the replacement character.
     assert "".join(maps.target_tokens) == "the cat\nsees \\xc3\\xbc"
     assert maps.provenance.target_text == text and maps.provenance.source_text is None
+    assert maps.provenance.next_token is None  # what follows the text is not in the maps
 
 
 # --- Refusals -------------------------------------------------------------------------------

@@ -153,8 +153,14 @@ def test_terminal_shows_every_token_on_both_axes():
     assert lines[0] == "Cross-attention · layer 0 · mean of 3 heads"
     rows = [line for line in lines if line.strip().split(" ")[0] in heatmap.query_tokens]
     assert [row.split()[0] for row in rows] == heatmap.query_tokens
-    label_width = max(len(t) for t in heatmap.query_tokens)
-    header = lines[2:2 + max(len(t) for t in heatmap.key_tokens)]
+    # Each decoder row reads "input → the token it predicts": the next input, and last <?>.
+    assert [row.strip() for row in rows] == [
+        f"{token} → {after}" + row.strip().split(after, 1)[1]
+        for token, after, row in zip(heatmap.query_tokens, [*heatmap.query_tokens[1:], "<?>"],
+                                     rows, strict=True)]
+    label_width = max(len(label) for label in heatmap.query_labels)
+    first_row = lines.index(rows[0])  # the column labels end just above it
+    header = lines[first_row - max(len(t) for t in heatmap.key_tokens):first_row]
     assert _vertical_labels(header, label_width + 1, 3, 5) == heatmap.key_tokens
 
 
@@ -202,7 +208,8 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
     grid = terminal.pool(heatmap, 12)
     np.testing.assert_allclose(grid.weights.sum(-1), 1.0, rtol=1e-5)
     assert grid.weights.shape == (42, 42)
-    assert grid.row_labels[0] == "0-11 <bos>" and grid.row_labels[-1] == "492-499 t491"
+    assert grid.row_labels[0] == "0-11 <bos> → t0"
+    assert grid.row_labels[-1] == "492-499 t491 → t492"
     assert not grid.visible[0, 1] and grid.visible[1, 0]
 
 
@@ -234,7 +241,7 @@ def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
 def test_a_pooled_block_of_one_row_is_named_by_its_position():
     heatmap = views.heatmap(make_maps(s=3, t=11), "decoder_self", 0, None)
     grid = terminal.pool(heatmap, 2)
-    assert grid.row_labels[0] == "0-1 <bos>" and grid.row_labels[-1] == "10 t9"
+    assert grid.row_labels[0] == "0-1 <bos> → t0" and grid.row_labels[-1] == "10 t9 → <?>"
     assert grid.column_labels[-1] == "10"
 
 
@@ -252,10 +259,12 @@ NASTY = ["\x1b[2J", "\x1b]0;title\x07", "\x07", "ab\u202ecd", "x" * 10_000, "",
 
 
 def _with_tokens(heatmap, queries, keys):
-    """``heatmap`` with other tokens (and weights of their shape: uniform rows)."""
+    """``heatmap`` with other tokens (and weights of their shape: uniform rows), each row
+    labelled by its token alone."""
     weights = np.full((len(queries), len(keys)), 1.0 / len(keys), dtype=np.float32)
     return type(heatmap)(**{**heatmap.__dict__, "weights": weights, "query_tokens": queries,
-                            "key_tokens": keys, "visible": np.ones(weights.shape, bool)})
+                            "key_tokens": keys, "visible": np.ones(weights.shape, bool),
+                            "predicts": False})
 
 
 def _cross(queries, keys):

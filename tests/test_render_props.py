@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import re
 
 import hypothesis.strategies as st
 import numpy as np
@@ -88,3 +90,51 @@ def test_the_layout_pools_no_more_than_it_must(width, k_count, tokens):
         assert line_width(1, 3) > width  # cells of three did not fit
         if layout.factor > 1:
             assert line_width(layout.factor - 1, 2) > width
+
+
+def _plan(layers: int, heads: int, q_count: int, k_count: int, labels: list[str], seed: int,
+          scale: str, predicts: bool):
+    """A grid of every layer and head of one cross-attention map of the given size."""
+    from attnviz import views
+    from attnviz.maps import AttentionMaps
+
+    rng = np.random.default_rng(seed)
+    weights = rng.random((layers, heads, q_count, k_count)).astype(np.float32)
+    weights /= weights.sum(-1, keepdims=True)
+    queries = [labels[i % len(labels)] for i in range(q_count)]
+    keys = [labels[(i * 7 + 3) % len(labels)] for i in range(k_count)]
+    plan = views.plan(AttentionMaps(keys, queries, cross=weights), layer="all", head="all",
+                      scale=scale)
+    if not predicts:
+        from dataclasses import replace
+
+        blocks = [replace(block, panels=tuple(tuple(replace(p, predicts=False) for p in row)
+                                              for row in block.panels))
+                  for block in plan.blocks]
+        plan = replace(plan, blocks=tuple(blocks))
+    return plan
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(width=st.integers(1, 250), layers=st.integers(1, 3), heads=st.integers(1, 4),
+       q_count=st.integers(1, 200), k_count=st.integers(1, 200), labels=LABELS,
+       seed=st.integers(0, 2**16), scale=st.sampled_from(["panel", "shared", "unit", "row"]),
+       predicts=st.booleans(), color=st.sampled_from([False, False, False, True]))
+def test_every_line_of_small_multiples_fits_the_terminal(width, layers, heads, q_count,
+                                                         k_count, labels, seed, scale,
+                                                         predicts, color):
+    plan = _plan(layers, heads, q_count, k_count, labels, seed, scale, predicts)
+    console = Console(width=width, color_system="truecolor" if color else None, record=True,
+                      file=io.StringIO())
+    for group in terminal.render_plan(plan, "viridis", width, color):
+        _assert_laid_out_within(group, width)
+        console.print(group, crop=False)
+    lines = console.export_text().splitlines()
+    too_wide = [line for line in lines if cell_len(line) > width]
+    assert not too_wide, too_wide[:3]
+    if width >= 30:  # every panel is named by its layer and head, in full or in short
+        text = "\n".join(lines)
+        for layer, head in itertools.product(range(layers), [*map(str, range(heads)), "mean"]):
+            full = f"layer {layer} · " + ("mean" if head == "mean" else f"head {head}")
+            short = f"L{layer} " + ("mean" if head == "mean" else f"H{head}")
+            assert full in text or re.search(rf"{short}\b", text), (full, text)

@@ -48,11 +48,13 @@ def check_outputs(paths: list[Path], cmap: str) -> None:
         check(cmap)
 
 
-def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> None:
-    """Write every output file, or none: images draw ``heatmaps``, a GIF animates their
-    decoder maps step by step, data files hold all of ``maps`` (and the ``extra`` arrays by
-    name, such as ``encoder_rollout``), a page holds all of ``maps`` and opens on the first
-    heatmap. All are drawn before the first is written."""
+def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None,
+                  page_scale: str | None = None) -> None:
+    """Write every output file, or none: images draw ``heatmaps`` (a list, or a plan of
+    :mod:`attnviz.views`), a GIF animates their decoder maps step by step, data files hold
+    all of ``maps`` (and the ``extra`` arrays by name, such as ``encoder_rollout``), a page
+    holds all of ``maps`` and opens on the first heatmap, coloured by ``page_scale`` (the
+    scale the person chose; None: ``panel``). All are drawn before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
@@ -63,18 +65,25 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None) -> N
         elif fmt == "gif":
             from attnviz.render import animation
 
-            contents[path] = animation.to_bytes(maps, heatmaps, cmap)
+            contents[path] = animation.to_bytes(maps, _panels(heatmaps), cmap)
         elif fmt == "html":
             from attnviz.render import page
 
-            first = heatmaps[0]
+            first = _panels(heatmaps)[0]
             contents[path] = page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer,
-                                           head=first.head)
+                                           head=first.head, scale=page_scale or "panel")
         else:
             from attnviz.render import image
 
             contents[path] = image.to_bytes(heatmaps, fmt, cmap)
     write_all(contents)
+
+
+def _panels(heatmaps) -> list:
+    """The heatmaps of a plan (:class:`attnviz.views.Plan`), or the heatmaps themselves."""
+    from attnviz.views import Plan
+
+    return heatmaps.panels if isinstance(heatmaps, Plan) else list(heatmaps)
 
 
 def _data_bytes(maps, fmt: str, extra: dict) -> bytes:

@@ -26,9 +26,8 @@ from attnviz.errors import AttnvizError
 from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
 from attnviz.text import display_label, printable
-from attnviz.views import KEY_AXES, QUERY_AXES, heatmap
+from attnviz.views import KEY_AXES, QUERY_AXES, SCALES, heatmap
 
-SCALES = ("panel", "shared", "unit", "row")  # the names the command line's --scale uses
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "
             "shown here is within ±(row max)/510 of the computed one, so within ±0.002, and a "

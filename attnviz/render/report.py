@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from attnviz.catalog import ModelSummary
+    from attnviz.catalog import ModelSummary, ModelVocabulary
     from attnviz.train.evaluate import Metrics
 
 
@@ -137,3 +137,33 @@ def models_table(models: list[ModelSummary]):
             "-" if best is None else f"{model.alignment[best]:.1%} ({best})",
         )
     return table
+
+
+def vocabulary_text(vocabulary: ModelVocabulary, width: int) -> str:
+    """A model's source and target vocabularies (one list when they are the same), each token
+    made printable (a space shows as ␣, so tokens are separated by spaces), in lines of at
+    most ``width`` terminal columns (a longer token has a line of its own)."""
+    from rich.cells import cell_len
+
+    from attnviz.text import display_label, printable
+
+    sides = [("source and target", vocabulary.source, vocabulary.source_kind)] if (
+        vocabulary.source == vocabulary.target) else [
+        ("source", vocabulary.source, vocabulary.source_kind),
+        ("target", vocabulary.target, vocabulary.target_kind)]
+    parts = []
+    for side, tokens, kind in sides:
+        unit = "characters" if kind == "char" else "words"
+        lines = [f"{side} vocabulary of {printable(vocabulary.name)}: {len(tokens)} {unit}, "
+                 f"ids 0 to {len(tokens) - 1} in this order (any other is read as <unk>)"]
+        line = ""
+        for token in (display_label(token) for token in tokens):
+            if line and cell_len(line) + 1 + cell_len(token) > width:
+                lines.append(line)
+                line = token
+            else:
+                line = f"{line} {token}" if line else token
+        if line:
+            lines.append(line)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

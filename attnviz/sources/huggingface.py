@@ -175,7 +175,8 @@ class HuggingFaceModel:
         if target is not None:
             target = require_text(target, "target")
             labels = _text_ids(tokenizer, target, position_limit(config), "target")
-            decoder_ids = _drop_end(config, [start, *labels])  # (T,)
+            full = [start, *labels]
+            decoder_ids = _drop_end(config, full)  # (T,)
         model = self._model(config, ENCODER_DECODER, device)
         _check_size(config, ENCODER_DECODER, len(ids), len(decoder_ids) if target is not None
                     else _longest_generation(model.generation_config))
@@ -184,7 +185,8 @@ class HuggingFaceModel:
         with torch.inference_mode():
             if target is None:
                 generated = model.generate(input_ids=source, do_sample=False, num_beams=1)
-                decoder_ids = _drop_end(config, generated[0].tolist())  # (T,)
+                full = generated[0].tolist()
+                decoder_ids = _drop_end(config, full)  # (T,)
                 written = tokenizer.decode(generated[0], skip_special_tokens=True)
                 if not written.strip():
                     notes.append("the model wrote nothing but special tokens; the maps show "
@@ -196,7 +198,8 @@ class HuggingFaceModel:
             outputs, source_tokens=source_labels(tokenizer, ids),
             target_tokens=token_labels(tokenizer, decoder_ids),
             provenance=self._provenance(text, target if written is None else written,
-                                        written is not None))
+                                        written is not None,
+                                        _next_token(tokenizer, full, decoder_ids)))
         return maps, notes
 
     def _config(self) -> Any:
@@ -283,11 +286,12 @@ class HuggingFaceModel:
                     f"are those of transformers' {_architecture(config)}"]
         return []
 
-    def _provenance(self, source_text: str | None, target_text: str | None, generated: bool
-                    ) -> Provenance:
+    def _provenance(self, source_text: str | None, target_text: str | None, generated: bool,
+                    next_token: str | None = None) -> Provenance:
         return Provenance(attnviz_version=__version__, model=self.name,
                           model_sha256=self._model_digest(), source_text=source_text,
-                          target_text=target_text, target_generated=generated)
+                          target_text=target_text, target_generated=generated,
+                          next_token=next_token)
 
     def _folder_digest(self) -> str:
         if self._digest is None:
@@ -607,6 +611,12 @@ def _drop_end(config: Any, ids: list[int]) -> list[int]:
     ends = getattr(config, "eos_token_id", None)
     ends = set(ends) if isinstance(ends, list) else {ends}
     return ids[:-1] if len(ids) > 1 and ids[-1] in ends else ids
+
+
+def _next_token(tokenizer: Any, full: list[int], kept: list[int]) -> str | None:
+    """The label of the end token :func:`_drop_end` took off ``full``: what the decoder's
+    last row predicts. None when there was none (generation stopped at its length limit)."""
+    return token_labels(tokenizer, full[len(kept):])[0] if len(full) > len(kept) else None
 
 
 def _longest_generation(generation: Any) -> int:

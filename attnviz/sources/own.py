@@ -39,8 +39,21 @@ class _Start:
     checkpoint: Checkpoint
     source: torch.Tensor  # (1, S) source ids
     source_labels: list[str]
+    source_written: dict[int, str]  # unknown source words as written, by position
     notes: list[str]
     threads: int | None  # None: torch's own count (a thread variable set it)
+
+
+@dataclass
+class _Decoded:
+    """What the decoder read: its input and what the labels say of it."""
+
+    ids: torch.Tensor | None  # (1, T) the decoder's input ids; None when only the encoder ran
+    labels: list[str]  # T labels (<unk> for unknown words)
+    written: str | None  # the text the model wrote; None when the target was given
+    unknown: dict[int, str]  # unknown target words as written, by position in the labels
+    next_token: str | None  # what the last position predicts: the end token, or None when
+    # the model stopped at its length limit before writing it
 
 
 def open(name: str) -> OwnModel:  # noqa: A001 - every source module has open()
@@ -83,17 +96,16 @@ class OwnModel:
             if encode_only:
                 encoded = checkpoint.model.encode(source)
                 maps = {"encoder_self": _numpy(encoded.self_weights[0])}
-                target_labels, written = [], None
+                decoded = _Decoded(None, [], None, {}, None)
             else:
-                decoder_input, target_labels, written = self._decoder_input(
-                    checkpoint, source, start.target, notes, source.device)
-                output = checkpoint.model(source, decoder_input)
+                decoded = self._decoder_input(checkpoint, source, start.target, notes,
+                                              source.device)
+                output = checkpoint.model(source, decoded.ids)
                 maps = {"encoder_self": _numpy(output.encoder_self[0]),
                         "decoder_self": _numpy(output.decoder_self[0]),
                         "cross": _numpy(output.cross[0])}
-        provenance = self._provenance(request, checkpoint, start.text,
-                                      start.target if written is None else written,
-                                      written is not None)
+        provenance = self._provenance(request, start, decoded)
+        target_labels = decoded.labels
         return Trace(AttentionMaps(start.source_labels, target_labels, provenance=provenance,
                                    **maps), tuple(notes))
 
@@ -122,7 +134,7 @@ class OwnModel:
         encode_only = kind == "encoder_self"
         start = self._start(request, encode_only)
         checkpoint, source, notes = start.checkpoint, start.source, start.notes
-        text, target, source_labels = start.text, start.target, start.source_labels
+        target, source_labels = start.target, start.source_labels
         config = checkpoint.config
         layers = config.n_encoder_layers if encode_only else config.n_decoder_layers
         layer = _default_layers(checkpoint).get(kind, layers - 1) if layer is None else layer
@@ -135,17 +147,16 @@ class OwnModel:
                                setting="head")
         with using_threads(start.threads), torch.inference_mode():
             if encode_only:
-                decoder_input, target_labels, written = None, [], None
+                decoded = _Decoded(None, [], None, {}, None)
             else:
-                decoder_input, target_labels, written = self._decoder_input(
-                    checkpoint, source, target, notes, source.device)
-            steps = checkpoint.model.attention_steps(source, decoder_input, kind, layer)
+                decoded = self._decoder_input(checkpoint, source, target, notes, source.device)
+            steps = checkpoint.model.attention_steps(source, decoded.ids, kind, layer)
+        target_labels = decoded.labels
 
         def one_head(tensor: torch.Tensor) -> torch.Tensor:
             return tensor[0, head]  # (Q, K) or (Q, Dh)
 
-        provenance = self._provenance(request, checkpoint, text,
-                                      target if written is None else written, written is not None)
+        provenance = self._provenance(request, start, decoded)
         query_tokens = source_labels if kind == "encoder_self" else target_labels
         key_tokens = target_labels if kind == "decoder_self" else source_labels
         return Explanation(
@@ -177,7 +188,8 @@ class OwnModel:
                         len(words.split(target)) + 1 if target else longest + 1)
         checkpoint = self._checkpoint(text, target, request.seed, device)
         notes: list[str] = []
-        source_ids, source_labels = _tokens(checkpoint, text, "source", notes)
+        source_ids, source_labels, source_written = _tokens(checkpoint, text, "source", notes,
+                                                            self.name)
         if encode_only:
             decoder_length = None
         elif target is None:  # the longest it may write, and its begin token
@@ -186,33 +198,38 @@ class OwnModel:
             decoder_length = len(checkpoint.target_tokenizer.split(target)) + 1
         _check_size(checkpoint.config, len(source_ids), decoder_length)
         source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
-        return _Start(text, target, checkpoint, source, source_labels, notes,
+        return _Start(text, target, checkpoint, source, source_labels, source_written, notes,
                       choose_threads(request.threads))
 
-    def _provenance(self, request: Request, checkpoint: Checkpoint, text: str,
-                    target: str | None, generated: bool) -> Provenance:
+    def _provenance(self, request: Request, start: _Start, decoded: _Decoded) -> Provenance:
+        written = decoded.written
         return Provenance(
             attnviz_version=__version__, model=self.name,
             model_sha256=None if self.path is None else self._sha256(),
-            source_text=text, target_text=target, target_generated=generated,
+            source_text=start.text, target_text=start.target if written is None else written,
+            target_generated=written is not None,
             options={"seed": request.seed} if self.path is None else {},
-            default_layers=_default_layers(checkpoint))
+            default_layers=_default_layers(start.checkpoint), next_token=decoded.next_token,
+            source_written=start.source_written, target_written=decoded.unknown)
 
     def _decoder_input(self, checkpoint: Checkpoint, source: torch.Tensor, target: str | None,
-                       notes: list[str], device: torch.device
-                       ) -> tuple[torch.Tensor, list[str], str | None]:
-        """The decoder's input ids ``(1, T)``, their labels, and the text the model wrote
-        (None when the target was given)."""
+                       notes: list[str], device: torch.device) -> _Decoded:
+        """What the decoder reads: ``target`` by teacher forcing, or (None) the text the model
+        writes greedily."""
         import torch
 
-        from attnviz.tokenize import BOS, BOS_ID
+        from attnviz.tokenize import BOS, BOS_ID, EOS
 
         if target is not None:
             tokens = _split(checkpoint.target_tokenizer, target, "target")
             ids = checkpoint.target_ids(tokens)
-            notes += _unknown_note(checkpoint.target_vocab, tokens, "target")
+            notes += _unknown_note(checkpoint.target_vocab, tokens, "target", self.name)
             labels = [BOS, *checkpoint.target_vocab.tokens_of(ids)]
-            return torch.tensor([[BOS_ID, *ids]], dtype=torch.long, device=device), labels, None
+            unknown = _as_written(checkpoint.target_tokenizer, checkpoint.target_vocab, target,
+                                  tokens)
+            return _Decoded(torch.tensor([[BOS_ID, *ids]], dtype=torch.long, device=device),
+                            labels, None, {position + 1: word for position, word
+                                           in unknown.items()}, EOS)
         if self.path is None:
             notes.append("the random model writes random words; give the target text yourself "
                          "to see how the decoder reads a sentence of yours")
@@ -222,7 +239,10 @@ class OwnModel:
         if not written:
             notes.append("the model wrote nothing but the end token; the maps show the one "
                          "step that decided so")
-        return decoder_input, labels, written
+        # generate() stops after writing the end token, or after max_target_length tokens
+        # without one (then T = limit + 1, and what the last position predicts is unknown).
+        ended = decoder_input.shape[1] <= checkpoint.config.max_target_length
+        return _Decoded(decoder_input, labels, written, {}, EOS if ended else None)
 
     def _checkpoint(self, text: str, target: str | None, seed: int, device: torch.device
                     ) -> Checkpoint:
@@ -299,23 +319,46 @@ def _split(tokenizer: Tokenizer, text: str, side: str) -> list[str]:
     return tokens
 
 
-def _tokens(checkpoint: Checkpoint, text: str, side: str, notes: list[str]
-            ) -> tuple[list[int], list[str]]:
-    """Source ids (ending with <eos>) and their labels (<unk> for unknown words)."""
+def _tokens(checkpoint: Checkpoint, text: str, side: str, notes: list[str], model: str
+            ) -> tuple[list[int], list[str], dict[int, str]]:
+    """Source ids (ending with <eos>), their labels (<unk> for unknown words), and the
+    unknown words as written, by position."""
     tokens = _split(checkpoint.source_tokenizer, text, side)
     ids = checkpoint.source_ids(tokens)
-    notes += _unknown_note(checkpoint.source_vocab, tokens, side)
-    return ids, checkpoint.source_vocab.tokens_of(ids)
+    notes += _unknown_note(checkpoint.source_vocab, tokens, side, model)
+    return (ids, checkpoint.source_vocab.tokens_of(ids),
+            _as_written(checkpoint.source_tokenizer, checkpoint.source_vocab, text, tokens))
 
 
-def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str) -> list[str]:
+def _as_written(tokenizer: Tokenizer, vocab: Vocabulary, text: str, tokens: list[str]
+                ) -> dict[int, str]:
+    """The tokens the vocabulary lacks, by position, as the text writes them.
+
+    The tokenizer lower-cases before splitting; split without lower-casing, the text gives
+    the words with their capitals, unless lower-casing changed the count (a letter such as
+    "İ" becomes two characters), where the lower-cased token is kept.
+    """
+    from dataclasses import replace
+
+    unknown = set(vocab.unknown(tokens))
+    if not unknown:
+        return {}
+    as_written = replace(tokenizer, lowercase=False).split(text)
+    if len(as_written) != len(tokens):
+        as_written = tokens
+    return {i: word for i, (token, word) in enumerate(zip(tokens, as_written, strict=True))
+            if token in unknown}
+
+
+def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str, model: str) -> list[str]:
     unknown = vocab.unknown(tokens)
     if not unknown:
         return []
     shown = ", ".join(repr(shorten(t, UNKNOWN_CHARS)) for t in unknown[:UNKNOWN_SHOWN])
     more = len(unknown) - UNKNOWN_SHOWN
-    return [f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are shown "
-            f"as <unk>: {shown}" + (f" and {more} more" if more > 0 else "")]
+    return [f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are read "
+            f"as <unk> (labelled word?): {shown}" + (f" and {more} more" if more > 0 else "")
+            + f"; see the words it knows with `attnviz models {model} --vocab`"]
 
 
 def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:
