@@ -108,6 +108,7 @@ def test_encode_to_a_gif_says_the_animation_needs_a_decoder(tmp_path):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "the decoding animation (.gif) needs a decoder" in lines[0]
+    assert "draw it with attnviz decode and --kind self, cross or all" in lines[0]
     assert list(tmp_path.iterdir()) == []
 
 

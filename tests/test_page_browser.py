@@ -2,7 +2,8 @@
 wrote, from file://, and is driven through the page's own controls and the mouse.
 
 Skipped, with the reason, where Chromium or selenium is missing (see tests/chromium.py); CI
-installs both. ATTNVIZ_PAGE_PICTURE=path also saves the screenshot there (docs/page.png).
+installs both and sets ATTNVIZ_REQUIRE_BROWSER=1, under which a missing browser fails them.
+ATTNVIZ_PAGE_PICTURE=path also saves the screenshot there (docs/page.png).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from attnviz.text import display_label
 from tests import chromium
 from tests.test_page import hostile_maps
 
-pytestmark = pytest.mark.skipif(chromium.missing() is not None,
+REQUIRED = os.environ.get("ATTNVIZ_REQUIRE_BROWSER") == "1"
+pytestmark = pytest.mark.skipif(chromium.missing() is not None and not REQUIRED,
                                 reason=chromium.missing() or "")
 SENTENCE = "the small black cats see a red car"
 TOLERANCE = 1 / 510 + 0.0005  # the page's stated rounding, and the 3 decimals it shows
@@ -81,6 +83,11 @@ def pixel(browser, canvas_id: str, point: dict) -> np.ndarray:
 def cell(browser, row: int, col: int) -> dict:
     return browser.execute_script("return window.attnviz.cellCenter(arguments[0], arguments[1])",
                                   row, col)
+
+
+def test_the_browser_is_here_where_it_is_required():
+    # Runs where Chromium is found, or where CI requires it: there, its absence is a failure.
+    assert chromium.missing() is None, chromium.missing()
 
 
 def test_the_decode_page_opens_from_a_file_without_a_console_error(browser, decoded):

@@ -89,7 +89,8 @@ def decoder_heatmaps(heatmaps: list[Heatmap]) -> list[Heatmap]:
     if not chosen:
         held = ", ".join(TITLES[heatmap.kind].lower() for heatmap in heatmaps) or "nothing"
         raise AttnvizError("the decoding animation (.gif) needs a decoder: masked decoder "
-                           f"self-attention or cross-attention; these maps hold {held}")
+                           f"self-attention or cross-attention, and the maps drawn hold {held}; "
+                           "draw it with ⟨decode⟩ and ⟨kind⟩ self, cross or all")
     return chosen
 
 
