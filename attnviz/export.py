@@ -24,7 +24,7 @@ from pathlib import Path
 from attnviz.errors import AttnvizError
 from attnviz.files import check_writable, write_all, write_atomically
 from attnviz.maps import AttentionMaps
-from attnviz.sources import Request, Source, open_source
+from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.text import printable
 from attnviz.version import __version__
 
@@ -124,6 +124,10 @@ def prepare(settings: Settings) -> None:
         from attnviz.render.colors import check
 
         check(settings.cmap)
+    if settings.device != "cpu" and source_module(settings.model) != "saved":
+        from attnviz.runtime import resolve_device
+
+        resolve_device(settings.device)  # cuda without a GPU: once, not on every line
     folder = settings.out_dir
     if folder.exists() and not folder.is_dir():
         raise AttnvizError(f"output folder {printable(str(folder))} is a file; choose a folder")

@@ -353,3 +353,15 @@ def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused_before_the_folder_is_made(tmp_path):
+    """It used to make the folder and an index, draw a progress bar, and fail every line."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                      str(tmp_path / "out"), "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
+                             "here; use cpu (or auto)\n")
+    assert not (tmp_path / "out").exists()

@@ -711,3 +711,20 @@ def test_a_signal_while_torch_loads_is_not_lost(tmp_path, signum):
     assert err.decode() == {signal.SIGINT: "interrupted\n",
                             signal.SIGTERM: "terminated\n"}[signum]
     assert out == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+@NO_CUDA
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_cuda_without_a_gpu_is_refused_before_anything_is_drawn(tmp_path, pairs_file, command):
+    """The progress bar used to be drawn first, then the error."""
+    out = tmp_path / "m.safetensors"
+    args = (["train", "--data", str(pairs_file), "-o", str(out), "--steps", "5", *SMALL]
+            if command == "train" else ["eval", "-m", "reverse", "--task", "reverse"])
+    result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
+                             "here; use cpu (or auto)\n")
+    assert result.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]

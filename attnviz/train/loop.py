@@ -300,11 +300,12 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import choose_threads
+    from attnviz.runtime import choose_threads, resolve_device
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import get_task
 
     check_one_source(task, data)
+    resolve_device(device)  # cuda without a GPU: refused before any data or progress bar
     if steps is not None and epochs is not None:
         raise AttnvizError("give ⟨steps⟩ or ⟨epochs⟩, not both")
     if epochs is not None and data is None:
