@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import exits
-from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
+from attnviz.config import MAX_SEED, VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
 from attnviz.runtime import MAX_THREADS
 from attnviz.text import printable, valid_utf8
@@ -133,7 +133,6 @@ OutputOption = Annotated[Optional[list[Path]], typer.Option(
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers), "
          ".html (a page to explore every map, offline). Repeatable.", show_default=False)]
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=MAX_SEED)]
 DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
