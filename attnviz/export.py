@@ -94,6 +94,9 @@ def read_lines(path: Path) -> list[Line]:
         line = data[: exc.start].count(b"\n") + 1
         raise AttnvizError(f"{name}:{line}: the file is not UTF-8 text; save it as UTF-8"
                            ) from None
+    from attnviz.train.pairs import check_characters
+
+    check_characters(text, name)  # a NUL, an escape code: refused at its line, as by train
     lines, problems = [], []
     for number, raw in enumerate(text.split("\n"), start=1):
         raw = raw.removesuffix("\r")
@@ -124,6 +127,11 @@ def prepare(settings: Settings) -> None:
         from attnviz.render.colors import check
 
         check(settings.cmap)
+    source = _opened(settings.model)  # an unknown model: refused before the folder is made
+    if source_module(settings.model) == "own" and getattr(source, "path", None) is not None:
+        from attnviz.modelfile import check_model_file
+
+        check_model_file(source.path)  # missing, a folder: once, not on every line
     if settings.device != "cpu" and source_module(settings.model) != "saved":
         from attnviz.runtime import resolve_device
 
