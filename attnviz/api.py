@@ -12,12 +12,15 @@ the command line prints as a warning is an AttnvizWarning.
 
 from __future__ import annotations
 
+import os
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from attnviz.config import MAX_SEED
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import KINDS, AttentionMaps
-from attnviz.text import valid_utf8
+from attnviz.maps import expect_maps as _maps
+from attnviz.text import printable, shorten, valid_utf8
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,9 +30,12 @@ if TYPE_CHECKING:
 # The kinds as the command line names them, and the library's own names.
 KIND_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross",
               **{kind: kind for kind in KINDS}}
+DEVICES = ("cpu", "cuda", "auto")
+PARTS = ("encoder", "decoder")
 
 
-def trace(source: str, target: str | None = None, model: str | None = "translate", *,
+def trace(source: str, target: str | None = None, model: str | os.PathLike | None = "translate",
+          *,
           part: Literal["encoder", "decoder"] | None = None, seed: int = 0, device: str = "cpu",
           cache: bool = True) -> AttentionMaps:
     """The attention maps of ``source`` (and ``target``) by ``model``.
@@ -38,22 +44,27 @@ def trace(source: str, target: str | None = None, model: str | None = "translate
         source: the source text (a decoder-only model reads it as the decoder's input).
         target: the decoder's input text; None lets the model write one greedily.
         model: a shipped model's name, ``"random"``, a model file, a saved ``.npz``/``.json``
-            file of maps, or ``"hf:NAME_OR_PATH"`` for a Hugging Face model.
+            file of maps (a name or a ``pathlib.Path``), or ``"hf:NAME_OR_PATH"`` for a
+            Hugging Face model.
         part: ``"encoder"`` for the encoder alone, ``"decoder"`` for the decoder and what it
             needs, None for everything the model has.
-        seed: the random model's weights.
+        seed: the random model's weights, 0 to 2**32 - 1 (as ``--seed``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         cache: read and keep maps in the render cache, as the command line does.
 
     Raises:
-        AttnvizError: for a problem a person can fix (an empty text, an unknown model...).
+        AttnvizError: for a problem a person can fix (an empty text, an unknown model, an
+            argument of the wrong type...).
     """
     from attnviz import cache as render_cache
     from attnviz.sources import Request, open_source
 
-    request = Request(valid_utf8(source), None if target is None else valid_utf8(target),
-                      part, seed, device)
-    traced = render_cache.traced(open_source(model), request, use_cache=cache)
+    if part is not None and part not in PARTS:
+        raise AttnvizError(f"part {_shown(part)} is not a part: use 'encoder', 'decoder' or "
+                           "None", setting="part")
+    request = Request(_text(source, "the source text"), _text(target, "⟨target⟩"), part,
+                      _seed(seed), _device(device))
+    traced = render_cache.traced(open_source(_model(model)), request, use_cache=cache)
     for note in traced.warnings:
         warnings.warn(note, AttnvizWarning, stacklevel=2)
     return traced.maps
@@ -88,14 +99,11 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | N
     """
     from attnviz import views
     from attnviz.render import image
-    from attnviz.render.colors import check
 
-    if kind != "all" and kind not in KIND_NAMES:
-        raise AttnvizError(f"kind {kind!r} is not a kind of attention; use one of "
-                           f"{', '.join(KIND_NAMES)}, or all", setting="kind")
+    maps = _maps(maps)
+    kinds = None if kind == "all" else [_kind(kind, ", or all")]
     # The layer, head, scale and windows are checked by views.plan, in the same words.
-    check(cmap)
-    kinds = None if kind == "all" else [KIND_NAMES[kind]]
+    _check_cmap(cmap)
     chosen = views.plan(maps, kinds, layer, head, scale, window, window_query, window_key)
     return image.figure(chosen, cmap)
 
@@ -118,16 +126,17 @@ def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
     Write it with ``pathlib.Path("view.html").write_text(html, encoding="utf-8")``.
     """
     from attnviz.render import page as html_page
-    from attnviz.render.colors import check
 
-    if kind is not None and kind not in KIND_NAMES:
-        raise ValueError(f"kind must be None or one of {', '.join(KIND_NAMES)}, got {kind!r}")
-    if head is not None and head != "mean" and (not isinstance(head, int)
-                                                 or isinstance(head, bool)):
-        raise ValueError(f"head must be an index or 'mean', got {head!r}")
-    check(cmap)
-    return html_page.to_bytes(maps, cmap, kind=None if kind is None else KIND_NAMES[kind],
-                              layer=layer, head=None if head == "mean" else head,
+    maps = _maps(maps)
+    kind = None if kind is None else _kind(kind, ", or None")
+    layer = _index(layer, "layer", "", "a page opens on one layer (the reader picks others)")
+    head = _index(head, "head", ", 'mean'", "a page opens on one head (the reader picks "
+                  "others)", mean=True)
+    if not isinstance(scale, str) or scale not in html_page.SCALES:
+        raise AttnvizError(f"scale {_shown(str(scale))} is not a scale: use one of "
+                           f"{', '.join(html_page.SCALES)}", setting="scale")
+    _check_cmap(cmap)
+    return html_page.to_bytes(maps, cmap, kind=kind, layer=layer, head=head,
                               scale=scale).decode("utf-8")
 
 
@@ -136,10 +145,11 @@ def png(maps: AttentionMaps) -> bytes:
     from attnviz import views
     from attnviz.render import image
 
-    return image.to_bytes(views.heatmaps(maps), "png", "viridis", dpi=100)
+    return image.to_bytes(views.heatmaps(_maps(maps)), "png", "viridis", dpi=100)
 
 
-def explain(source: str, target: str | None = None, model: str | None = "translate", *,
+def explain(source: str, target: str | None = None,
+            model: str | os.PathLike | None = "translate", *,
             kind: str = "self", layer: int | None = None, head: int = 0, seed: int = 0,
             device: str = "cpu") -> Explanation:
     """One head of one attention layer of an attnviz model, step by step: its queries, keys
@@ -166,10 +176,12 @@ def explain(source: str, target: str | None = None, model: str | None = "transla
     from attnviz.errors import AttnvizError
     from attnviz.sources import Request, open_source, source_module
 
-    if kind not in KIND_NAMES:
-        raise ValueError(f"kind must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
-    if not isinstance(head, int) or isinstance(head, bool):
-        raise ValueError(f"head must be an index, got {head!r}")
+    kind = _kind(kind, "")
+    layer = _index(layer, "layer", "", "explain shows one layer")
+    head = _index(head, "head", "", "explain shows one head", none=False)
+    request = Request(_text(source, "the source text"), _text(target, "⟨target⟩"), None,
+                      _seed(seed), _device(device))
+    model = _model(model)
     module = source_module(model)
     if module != "own":
         what = ("a file of saved maps holds their weights, not the queries and keys that made "
@@ -177,10 +189,79 @@ def explain(source: str, target: str | None = None, model: str | None = "transla
                 "a Hugging Face model computes its attention inside its own code")
         raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
                            f"reverse, random, or a model file from attnviz train): {what}")
-    opened = open_source(model)
-    request = Request(valid_utf8(source), None if target is None else valid_utf8(target),
-                      None, seed, device)
-    explanation, notes = opened.explain(request, KIND_NAMES[kind], layer, head)
+    explanation, notes = open_source(model).explain(request, kind, layer, head)
     for note in notes:
         warnings.warn(note, AttnvizWarning, stacklevel=2)
     return explanation
+
+
+# The arguments a person passes, checked at the edge: a wrong type is one AttnvizError line
+# naming the argument, never an AttributeError from deep inside.
+
+def _shown(value: Any) -> str:
+    """``value`` as a message quotes it: its repr, printable and at most 40 columns."""
+    return printable(shorten(repr(value), 40))
+
+
+def _text(value: Any, what: str) -> str | None:
+    """A text argument as a source takes it; None stays None (no target, or the text a saved
+    file holds)."""
+    if value is None or isinstance(value, str):
+        return None if value is None else valid_utf8(value)
+    hint = "; decode bytes first: text.decode('utf-8')" if isinstance(value, bytes) else ""
+    optional = " or None" if what.startswith("⟨") else ""
+    raise AttnvizError(f"{what} must be a str{optional}, not {type(value).__name__}{hint}")
+
+
+def _model(value: Any) -> str | None:
+    """A model's name; a ``pathlib.Path`` (any ``os.PathLike`` of str) is its path."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise AttnvizError(f"⟨model⟩ must be a name or a path, not {type(value).__name__}: a "
+                       "shipped model's name, 'random', a file, or 'hf:NAME'")
+
+
+def _seed(value: Any) -> int:
+    """A seed the command line takes too (``--seed``), so that any picture can be made again."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise AttnvizError(f"⟨seed⟩ must be an int, not {type(value).__name__}")
+    if not 0 <= value <= MAX_SEED:
+        raise AttnvizError(f"⟨seed⟩ {value} is out of range: give 0 to {MAX_SEED}")
+    return value
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or value not in DEVICES:
+        raise AttnvizError(f"device {_shown(value)} is unknown; use cpu, cuda or auto",
+                           setting="device")
+    return value
+
+
+def _kind(value: Any, more: str) -> str:
+    """The maps' name of a kind given as the command line or the maps name it."""
+    if not isinstance(value, str) or value not in KIND_NAMES:
+        raise AttnvizError(f"kind {_shown(value)} is not a kind of attention; use one of "
+                           f"{', '.join(KIND_NAMES)}{more}", setting="kind")
+    return KIND_NAMES[value]
+
+
+def _index(value: Any, setting: str, words: str, one: str, *, none: bool = True,
+           mean: bool = False) -> int | None:
+    """A layer or head given as one index (or None, or 'mean' for the mean of the heads)."""
+    if mean and value == "mean":
+        return None
+    if (value is None and none) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise AttnvizError(f"{setting} {_shown(str(value))} is not a {setting}: give an index "
+                       f"(0, 1, ...){words}; {one}", setting=setting)
+
+
+def _check_cmap(name: Any) -> None:
+    from attnviz.render.colors import check
+
+    if not isinstance(name, str):
+        raise AttnvizError(f"a colour map is named by a str, not {type(name).__name__}; try "
+                           "viridis, magma or cividis")
+    check(name)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.maps import TITLES, AttentionMaps
+from attnviz.maps import TITLES, AttentionMaps, expect_maps
 from attnviz.text import printable
 from attnviz.views import Heatmap
 
@@ -43,7 +43,7 @@ def rollout(maps: AttentionMaps) -> np.ndarray:
     Raises:
         AttnvizError: when the maps hold no encoder self-attention.
     """
-    if maps.encoder_self is None:
+    if expect_maps(maps).encoder_self is None:
         raise AttnvizError("kind encoder_self is not in these maps: attention rollout needs "
                            "the encoder self-attention (the maps of encode, or of decode with "
                            "an encoder-decoder model)", setting="kind")

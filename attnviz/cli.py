@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import exits
-from attnviz.config import VALIDATION_SHARE, ModelConfig, TrainOptions
+from attnviz.config import MAX_SEED, VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
 from attnviz.runtime import MAX_THREADS
 from attnviz.text import printable, valid_utf8
@@ -133,7 +133,6 @@ OutputOption = Annotated[Optional[list[Path]], typer.Option(
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers), "
          ".html (a page to explore every map, offline). Repeatable.", show_default=False)]
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 SeedOption = Annotated[int, typer.Option(help="Seed of the random model's weights.", min=0,
                                          max=MAX_SEED)]
 DeviceParam = Annotated[Device, typer.Option(help="Where the model runs; auto = cuda if "
@@ -633,6 +632,7 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
+        _import_torch()
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
         from attnviz.render.report import interruption_text, training_progress, training_summary
@@ -652,6 +652,8 @@ def train(
         if result.interrupted:
             _say(interruption_text(result))
         typer.echo(training_summary(result, output))
+        if result.interruption is not None:
+            raise result.interruption  # saved: now end as an interrupted command (130, 143)
 
 
 @app.command(name="eval")
@@ -675,6 +677,7 @@ def eval_(
     Example:  attnviz eval --model translate --task translate
     """
     with reporting():
+        _import_torch()
         from attnviz.render.report import metrics_text
         from attnviz.train.evaluate import measure
 
@@ -731,6 +734,19 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """See the attention inside an encoder-decoder transformer."""
+
+
+def _import_torch() -> None:
+    """Import torch with Ctrl-C and SIGTERM held until it is in (about a second).
+
+    torch's C start-up imports numpy and clears any exception raised meanwhile: a Ctrl-C
+    there was lost (training ran on) and left numpy half-imported. Held, it is raised as
+    soon as the import is done.
+    """
+    from attnviz import interrupt
+
+    with interrupt.held():
+        import torch  # noqa: F401
 
 
 def _say(message: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 MAX_TARGET_LENGTH = 1024  # greedy decoding never writes more tokens than this
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; a short range to print
 
 # What a model file may hold. The same limits are checked when training is planned (before
 # the first step), when a model is saved and when one is loaded: attnviz never writes a file

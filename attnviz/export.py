@@ -24,7 +24,7 @@ from pathlib import Path
 from attnviz.errors import AttnvizError
 from attnviz.files import check_writable, write_all, write_atomically
 from attnviz.maps import AttentionMaps
-from attnviz.sources import Request, Source, open_source
+from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.text import printable
 from attnviz.version import __version__
 
@@ -94,6 +94,9 @@ def read_lines(path: Path) -> list[Line]:
         line = data[: exc.start].count(b"\n") + 1
         raise AttnvizError(f"{name}:{line}: the file is not UTF-8 text; save it as UTF-8"
                            ) from None
+    from attnviz.train.pairs import check_characters
+
+    check_characters(text, name)  # a NUL, an escape code: refused at its line, as by train
     lines, problems = [], []
     for number, raw in enumerate(text.split("\n"), start=1):
         raw = raw.removesuffix("\r")
@@ -124,6 +127,15 @@ def prepare(settings: Settings) -> None:
         from attnviz.render.colors import check
 
         check(settings.cmap)
+    source = _opened(settings.model)  # an unknown model: refused before the folder is made
+    if source_module(settings.model) == "own" and getattr(source, "path", None) is not None:
+        from attnviz.modelfile import check_model_file
+
+        check_model_file(source.path)  # missing, a folder: once, not on every line
+    if settings.device != "cpu" and source_module(settings.model) != "saved":
+        from attnviz.runtime import resolve_device
+
+        resolve_device(settings.device)  # cuda without a GPU: once, not on every line
     folder = settings.out_dir
     if folder.exists() and not folder.is_dir():
         raise AttnvizError(f"output folder {printable(str(folder))} is a file; choose a folder")

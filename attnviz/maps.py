@@ -278,10 +278,12 @@ class AttentionMaps:
     def save(self, path: str | Path) -> None:
         """Write every map and the provenance to ``path`` (``.npz`` or ``.json``), whole or
         not at all. ``numpy.load(path)`` reads the npz back without pickle."""
-        from attnviz.files import write_atomically
+        from attnviz.files import check_writable, write_atomically
 
-        path = Path(path)
-        write_atomically(path, self.to_bytes(_format_of(path)))
+        path = _path(path)
+        fmt = _format_of(path)
+        check_writable(path)  # a NUL, a missing folder: one line, before the bytes are made
+        write_atomically(path, self.to_bytes(fmt))
 
     @classmethod
     def load(cls, path: str | Path) -> AttentionMaps:
@@ -291,7 +293,7 @@ class AttentionMaps:
         from attnviz import mapfile
         from attnviz.text import printable
 
-        path = Path(path)
+        path = _path(path)
         what, way_out = "attention maps file", "give maps saved by attnviz (⟨output⟩ maps.npz)"
         if _format_of(path) == "npz":
             data = mapfile.read_npz(path, what, way_out, MAX_FILE_BYTES)
@@ -344,37 +346,78 @@ class AttentionMaps:
 
         Shape:
             each layer's tensor: ``[batch, H, query, key]`` -> maps ``[L, H, query, key]``
+
+        Raises:
+            AttnvizError: outputs without attention weights, weights that do not fit the
+                tokens, a batch index out of range, an argument of the wrong type.
         """
+        for name, tokens in (("source_tokens", source_tokens),
+                             ("target_tokens", target_tokens)):
+            if tokens is not None and (isinstance(tokens, str) or not isinstance(
+                    tokens, Sequence) or not all(isinstance(t, str) for t in tokens)):
+                raise AttnvizError(f"{name} must be a list of str (one label per token), not "
+                                   f"{type(tokens).__name__}")
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise AttnvizError(f"provenance must be a Provenance or None, not "
+                               f"{type(provenance).__name__}")
+        if not _is_int(batch_index):
+            raise AttnvizError(f"batch_index must be an int, not {type(batch_index).__name__}")
+
         def get(name: str):
             value = outputs.get(name) if isinstance(outputs, dict) else getattr(outputs, name,
                                                                                  None)
+            if value is not None and not isinstance(value, (tuple, list)):
+                raise AttnvizError(f"outputs.{name} must hold one tensor per layer (a tuple), "
+                                   f"not {type(value).__name__}")
             return None if value is None or len(value) == 0 else value  # () is not there
 
-        def stacked(layers) -> np.ndarray | None:
+        def stacked(name: str) -> np.ndarray | None:
+            layers = get(name)
             if layers is None:
                 return None
-            return np.stack([_to_numpy(layer)[batch_index] for layer in layers])  # (L, H, Q, K)
+            arrays = []
+            for layer in layers:
+                try:
+                    array = _to_numpy(layer)
+                except (TypeError, ValueError, RuntimeError):
+                    raise AttnvizError(f"outputs.{name} holds a {type(layer).__name__}, not a "
+                                       "tensor of weights") from None
+                if array.ndim != 4:
+                    raise AttnvizError(f"outputs.{name} holds a tensor of shape "
+                                       f"{list(array.shape)}, not [batch, heads, queries, keys]")
+                if not -len(array) <= batch_index < len(array):
+                    raise AttnvizError(f"batch_index {batch_index} is out of range: the batch "
+                                       f"holds {len(array)} sequences, 0 to {len(array) - 1}")
+                arrays.append(array[batch_index])
+            try:
+                return np.stack(arrays)  # (L, H, Q, K)
+            except ValueError:
+                raise AttnvizError(f"the layers of outputs.{name} differ in shape") from None
 
         maps: dict[str, np.ndarray | None] = {
-            "encoder_self": stacked(get("encoder_attentions")),
-            "decoder_self": stacked(get("decoder_attentions")),
-            "cross": stacked(get("cross_attentions")),
+            "encoder_self": stacked("encoder_attentions"),
+            "decoder_self": stacked("decoder_attentions"),
+            "cross": stacked("cross_attentions"),
         }
-        single = stacked(get("attentions"))
+        single = stacked("attentions")
         if single is not None:
             if source_tokens is not None and target_tokens is None:
                 maps["encoder_self"] = single
             elif target_tokens is not None and source_tokens is None:
                 maps["decoder_self"] = single
             else:
-                raise ValueError("outputs.attentions belongs to an encoder or to a decoder: give "
-                                 "source_tokens (encoder) or target_tokens (decoder), not both")
+                raise AttnvizError("outputs.attentions belongs to an encoder or to a decoder: "
+                                   "give source_tokens (encoder) or target_tokens (decoder), "
+                                   "not both")
         if not any(value is not None for value in maps.values()):
-            raise ValueError("the outputs hold no attention weights: run the model with "
-                             "output_attentions=True and attn_implementation='eager' (other "
-                             "attention implementations do not return the weights)")
-        return cls(list(source_tokens or []), list(target_tokens or []),
-                   provenance=provenance or Provenance(), **maps)
+            raise AttnvizError("the outputs hold no attention weights: run the model with "
+                               "output_attentions=True and attn_implementation='eager' (other "
+                               "attention implementations do not return the weights)")
+        try:
+            return cls(list(source_tokens or []), list(target_tokens or []),
+                       provenance=provenance or Provenance(), **maps)
+        except ValueError as exc:  # the weights do not fit the tokens
+            raise AttnvizError(str(exc)) from None
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -393,6 +436,21 @@ def _is_position(key: Any) -> bool:
     """A position as a dict key: an int, or its digits (JSON keys are strings)."""
     return (_is_int(key) and key >= 0) or (isinstance(key, str) and key.isascii()
                                            and key.isdigit() and len(key) < 10)
+
+
+def expect_maps(value: Any) -> AttentionMaps:
+    """``value``, when it is AttentionMaps; else AttnvizError saying where maps come from."""
+    if isinstance(value, AttentionMaps):
+        return value
+    raise AttnvizError(f"maps must be AttentionMaps, not {type(value).__name__}: what "
+                       "attnviz.trace gives, or AttentionMaps.load(path) of a saved file")
+
+
+def _path(path: Any) -> Path:
+    """A file's path as the library takes it: a str or a ``pathlib.Path``."""
+    if isinstance(path, (str, Path)):
+        return Path(path)
+    raise AttnvizError(f"a path must be a str or a pathlib.Path, not {type(path).__name__}")
 
 
 def _format_of(path: Path) -> str:

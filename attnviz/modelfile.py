@@ -51,6 +51,10 @@ def check_model_path(path: Path) -> None:
     check_writable(Path(path))
 
 
+READ_WAY_OUT = ("give the path of a file written by `attnviz train`, or a shipped model name "
+                "(see `attnviz models`)")
+
+
 def read_model_file(path: Path) -> bytes:
     """The bytes of a model file; AttnvizError when it is missing, not a regular file (a
     pipe or a device would hang or never end), or larger than any attnviz model."""
@@ -58,10 +62,17 @@ def read_model_file(path: Path) -> bytes:
     from attnviz.files import read_regular_file
 
     return read_regular_file(
-        Path(path), MAX_MODEL_FILE_BYTES, "model file",
-        way_out="give the path of a file written by `attnviz train`, or a shipped model name "
-                "(see `attnviz models`)",
+        Path(path), MAX_MODEL_FILE_BYTES, "model file", way_out=READ_WAY_OUT,
         too_large="attnviz writes no model file that large, so this is not one of its models")
+
+
+def check_model_file(path: Path) -> None:
+    """Fail before any work when ``path`` cannot be opened as a model file (missing, a folder,
+    a pipe), in the words of :func:`read_model_file`; its bytes are checked when loaded."""
+    from attnviz.files import open_regular
+
+    with open_regular(Path(path), "model file", READ_WAY_OUT):
+        pass
 
 
 def read_metadata(data: bytes, name: str) -> dict[str, Any]:

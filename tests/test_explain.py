@@ -249,6 +249,10 @@ def test_explain_json_holds_the_same_keys(tmp_path):
     (["--head", "4"], ["--head 4 is out of range", "heads 0 to 3"]),
     (["--kind", "encoder", "--layer", "2"], ["--layer 2 is out of range", "layers 0 to 1"]),
     (["-o", "{tmp}/x.gif"], ["cannot write", "explain draws one picture"]),
+    (["-o", "{tmp}/x.png", "-o", "{tmp}/view.html"],  # was exit 70: KeyError 'html'
+     ["cannot write", "view.html", "explain draws one picture", "the .html page"]),
+    (["--layer", "99"], ["--layer 99 is out of range", "layers 0 to 1"]),
+    (["--head", "-1"], ["--head -1 is out of range"]),
     (["-t", " "], ["--target is empty"]),
 ])
 def test_explain_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragments):

@@ -353,3 +353,34 @@ def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused_before_the_folder_is_made(tmp_path):
+    """It used to make the folder and an index, draw a progress bar, and fail every line."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                      str(tmp_path / "out"), "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
+                             "here; use cpu (or auto)\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, extra, fragments", [
+    # A NUL was drawn as an <unk> token, with a warning; attnviz train refuses it at its line.
+    ("the cat\tle chat\nthe\0dog\tle chien\n", [],
+     ["pairs.tsv:2: refused character U+0000", "binary or UTF-16"]),
+    ("the cat\nthe\x1b[2Jdog\n", [], ["pairs.tsv:2: refused character U+001B"]),
+    # An unknown model made the folder and its index and drew a progress bar first.
+    ("the cat\n", ["-m", "nope"], ["unknown model 'nope'"]),
+    ("the cat\n", ["-m", "missing.safetensors"], ["missing.safetensors"]),
+])
+def test_export_refuses_before_making_the_folder(tmp_path, content, extra, fragments):
+    (tmp_path / "pairs.tsv").write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                      str(tmp_path / "out"), *extra])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert all(fragment in result.stderr for fragment in fragments), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]

@@ -220,7 +220,7 @@ def test_the_api_gives_the_page_as_text():
     html = attnviz.page(maps, kind="self", layer=0, head=1)
     assert html.startswith("<!DOCTYPE html>")
     assert page_data(html.encode())["initial"]["kind"] == "decoder_self"
-    with pytest.raises(ValueError, match="kind must be None or one of"):
+    with pytest.raises(AttnvizError, match="kind 'both' is not a kind of attention"):
         attnviz.page(maps, kind="both")
     with pytest.raises(AttnvizError, match="unknown colour map"):
         attnviz.page(maps, cmap="nope")

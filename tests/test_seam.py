@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import attnviz
 from attnviz import sources
 from attnviz.cli import app
+from attnviz.errors import AttnvizError
 from attnviz.maps import AttentionMaps, Provenance
 from attnviz.sources import Request, Trace
 from tests.conftest import SOURCE
@@ -136,7 +137,7 @@ def test_maps_from_hugging_face_outputs_follow_its_layout():
     decoder_only = AttentionMaps.from_huggingface({"attentions": decoder},
                                                   target_tokens=list("vwxyz"))
     assert decoder_only.kinds == ("decoder_self",)
-    with pytest.raises(ValueError, match="must have shape"):
+    with pytest.raises(AttnvizError, match="must have shape"):
         AttentionMaps.from_huggingface({"attentions": layers}, source_tokens=list("abc"))
 
 

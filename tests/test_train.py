@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
+
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from attnviz.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.cli import app
+from attnviz.config import TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.interrupt import Terminated
 from attnviz.tokenize import Tokenizer
 from attnviz.train import loop as training
 from attnviz.train.pairs import read_pairs
@@ -554,9 +559,10 @@ def test_ctrl_c_before_the_first_validation_in_the_command(tmp_path, pairs_file,
     out = tmp_path / "m.safetensors"
     result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o", str(out),
                                       "--steps", "100", *SMALL])
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 130, result.stderr  # saved, then ends as interrupted
     assert ("interrupted at step 6, before the first validation: saved the model as it is"
             in result.stderr)
+    assert result.stderr.splitlines()[-1] == "interrupted"
     assert "best validation" not in result.stdout
     assert "not measured: training stopped before the first validation, and the model is " \
            "that of step 6" in result.stdout
@@ -581,3 +587,144 @@ def test_a_real_train_process_refuses_in_one_line_and_leaves_nothing(tmp_path, e
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert fragment in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.tsv"]
+
+
+@pytest.mark.parametrize("raised, code, line", [(KeyboardInterrupt, 130, "interrupted"),
+                                                 (Terminated, 143, "terminated")])
+def test_an_interrupted_train_command_saves_then_ends_as_interrupted(
+        tmp_path, pairs_file, monkeypatch, raised, code, line):
+    """Ctrl-C or SIGTERM in the middle of training: the best model so far is saved, and the
+    command ends with 130 or 143 as every other command does (it ended with 0)."""
+    from attnviz.render import report
+
+    real = report.training_progress
+
+    @contextmanager
+    def stopped_at_step_12(console, steps):
+        with real(console, steps) as show:
+            def report_then_stop(progress):
+                show(progress)
+                if progress.step == 12:
+                    raise raised()
+            yield report_then_stop
+
+    monkeypatch.setattr(report, "training_progress", stopped_at_step_12)
+    plan = _plan(pairs_file)
+    monkeypatch.setattr(training, "plan", lambda **options: training.TrainPlan(
+        plan.data, plan.sizes, TrainOptions(steps=100, batch_size=8, learning_rate=1e-2,
+                                            eval_every=10), plan.info, plan.test))
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_file), "-o", str(out)])
+    assert result.exit_code == code, result.stderr
+    assert "interrupted at step 12: saved the best model on validation (from step 10)" \
+        in result.stderr
+    assert result.stderr.splitlines()[-1] == line and "Traceback" not in result.stderr
+    assert load_checkpoint(out).info["best_step"] == 10
+
+
+# --- real processes, real signals -------------------------------------------------------------
+
+def _train_process(tmp_path, pairs_text: str, *extra: str, prelude: str = ""):
+    """``attnviz train`` on a small pairs file as its own process, its live progress bar on
+    a pipe (TTY_COMPATIBLE: rich draws it as on a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(pairs_text)
+    code = prelude + "import sys; from attnviz.cli import main; sys.argv[0] = 'attnviz'; main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "--data", str(pairs), "-o",
+         str(tmp_path / "m.safetensors"), *SMALL, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "TTY_COMPATIBLE": "1", "NO_COLOR": "1", "COLUMNS": "200",
+             "OMP_NUM_THREADS": "1"})
+
+
+def _read_until(process, pattern: str, timeout: float) -> bytes:
+    """What ``process`` wrote on stderr up to the first match of ``pattern``."""
+    import os
+    import re
+    import select
+    import time
+
+    seen, deadline = b"", time.monotonic() + timeout
+    while re.search(pattern.encode(), seen) is None:
+        assert process.poll() is None, seen.decode(errors="replace")
+        assert time.monotonic() < deadline, f"no {pattern!r} on stderr: {seen!r}"
+        if select.select([process.stderr], [], [], 0.05)[0]:
+            seen += os.read(process.stderr.fileno(), 65536)
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_keeps_the_model_and_ends_the_process_by_it(tmp_path, signum):
+    """A real process, stopped once its progress bar counts steps: the model so far is saved
+    whole, and the process ends by the signal (the shell shows 130 or 143)."""
+    # One source, two targets, validated on the training pairs: never 100%, so training does
+    # not stop early on its own before the signal.
+    process = _train_process(tmp_path, "a b\tb a\na b\ta b\nc d\td c\n", "--steps", "100000",
+                             "--val-split", "0")
+    try:
+        seen = _read_until(process, r" [1-9][0-9]*/100000 ", timeout=60)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = (seen + err).decode()
+    assert process.returncode == -signum, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.splitlines()[-1] == {signal.SIGINT: "interrupted",
+                                    signal.SIGTERM: "terminated"}[signum]
+    steps = load_checkpoint(tmp_path / "m.safetensors").info["steps"]
+    assert 1 <= steps < 100000 and f"after {steps} steps" in out.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pairs.tsv"]
+
+
+# A real signal, sent by the process to itself at the moment torch's C start-up imports numpy:
+# that import clears any exception, so the KeyboardInterrupt was lost and training ran on.
+SIGNAL_WHILE_TORCH_IMPORTS_NUMPY = """
+import signal, sys
+class SignalWhenTorchImportsNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" and "torch" in sys.modules:
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.{name})
+        return None
+sys.meta_path.insert(0, SignalWhenTorchImportsNumpy())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_torch_loads_is_not_lost(tmp_path, signum):
+    process = _train_process(
+        tmp_path, "a b\tb a\nc d\td c\n", "--steps", "20",
+        prelude=SIGNAL_WHILE_TORCH_IMPORTS_NUMPY.format(name=signal.Signals(signum).name))
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signum, err.decode()
+    assert err.decode() == {signal.SIGINT: "interrupted\n",
+                            signal.SIGTERM: "terminated\n"}[signum]
+    assert out == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+@NO_CUDA
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_cuda_without_a_gpu_is_refused_before_anything_is_drawn(tmp_path, pairs_file, command):
+    """The progress bar used to be drawn first, then the error."""
+    out = tmp_path / "m.safetensors"
+    args = (["train", "--data", str(pairs_file), "-o", str(out), "--steps", "5", *SMALL]
+            if command == "train" else ["eval", "-m", "reverse", "--task", "reverse"])
+    result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
+                             "here; use cpu (or auto)\n")
+    assert result.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]

@@ -98,12 +98,15 @@ def _data_bytes(maps, fmt: str, extra: dict) -> bytes:
 
 
 def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
-    """As :func:`check_outputs`, for the explain view, which draws one picture: no GIF."""
+    """As :func:`check_outputs`, for the explain view, which draws one picture: no GIF, no
+    page."""
     for path in paths:
-        if output_format(path) == "gif":
+        fmt = output_format(path)
+        if fmt in ("gif", "html"):
+            of = {"gif": "the .gif animation is of decoding",
+                  "html": "the .html page is of encode, decode and show"}[fmt]
             raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
-                               ".pdf) or saves its numbers (.npz .json); the .gif animation "
-                               "is of decoding")
+                               f".pdf) or saves its numbers (.npz .json); {of}")
     check_outputs(paths, cmap)
 
 

@@ -55,6 +55,9 @@ class TrainResult:
     seconds: float
     interrupted: bool
     measured: Metrics | None = None  # by fit(), after training
+    # What stopped training (Ctrl-C, or a SIGTERM turned into Terminated): a command raises it
+    # again once the model is saved, to end as any interrupted command does.
+    interruption: KeyboardInterrupt | None = None
     measured_on: str = ""  # what fit() measured on: "held-out test set", ...
 
 
@@ -165,7 +168,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     best_key, best_state, best_metrics, best_step = None, None, None, 0
     perfect_in_a_row, step, losses = 0, 0, []
     started = time.perf_counter()
-    interrupted = False
+    interruption = None
     try:
         while step < options.steps:
             batch = make_batch(checkpoint, next(batches), device)
@@ -197,10 +200,10 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
                 losses = []
                 if perfect_in_a_row >= PATIENCE:
                     break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if step == 0:
             raise
-        interrupted = True
+        interruption = exc
     except RuntimeError as exc:
         if not too_large_for_memory(exc):
             raise
@@ -214,7 +217,8 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()):
         raise _diverged(f"the weights of step {best_step} hold NaN or infinite values", options)
     return TrainResult(checkpoint, best_metrics, best_step, step,
-                       time.perf_counter() - started, interrupted)
+                       time.perf_counter() - started, interruption is not None,
+                       interruption=interruption)
 
 
 def _diverged(what: str, options: TrainOptions) -> AttnvizError:
@@ -257,8 +261,8 @@ def fit(data: Data, sizes: dict, options: TrainOptions, info: dict,
             measured = evaluate(checkpoint, test if test is not None else data.validation,
                                 device=next(checkpoint.model.parameters()).device)
             measured_on = HELD_OUT if test is not None else data.validation_name
-        except KeyboardInterrupt:  # while measuring: the trained model is still worth keeping
-            result.interrupted = True
+        except KeyboardInterrupt as exc:  # while measuring: the trained model is worth keeping
+            result.interrupted, result.interruption = True, exc
     checkpoint.model.to("cpu")
     checkpoint.info.update({
         "metrics": {**measured.to_dict(), "measured_on": measured_on} if measured else None,
@@ -296,11 +300,12 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import choose_threads
+    from attnviz.runtime import choose_threads, resolve_device
     from attnviz.train.pairs import check_one_source, read_pairs
     from attnviz.train.tasks import get_task
 
     check_one_source(task, data)
+    resolve_device(device)  # cuda without a GPU: refused before any data or progress bar
     if steps is not None and epochs is not None:
         raise AttnvizError("give ⟨steps⟩ or ⟨epochs⟩, not both")
     if epochs is not None and data is None:

@@ -58,12 +58,7 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
         line = text_line_of(exc)
         raise AttnvizError(f"{path}:{line}: the file is not UTF-8 text; save it as UTF-8"
                            ) from None
-    refused = _REFUSED.search(text)
-    if refused:
-        character = refused.group()
-        line = text.count("\n", 0, refused.start()) + 1
-        why = _WHY.get(character, "a control character: remove it, a pairs file is plain text")
-        raise AttnvizError(f"{path}:{line}: refused character U+{ord(character):04X} ({why})")
+    check_characters(text, str(path))
     pairs = []
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
@@ -103,6 +98,17 @@ def read_pairs(path: Path, tokenizer: Tokenizer, max_target_length: int,
     if not pairs:
         raise AttnvizError(f"{path} holds no pairs; write one source<TAB>target pair a line")
     return pairs
+
+
+def check_characters(text: str, name: str) -> None:
+    """Raise AttnvizError naming ``name:line`` of the first character of ``text`` that a
+    pairs file may not hold (see ``_REFUSED``)."""
+    refused = _REFUSED.search(text)
+    if refused:
+        character = refused.group()
+        line = text.count("\n", 0, refused.start()) + 1
+        why = _WHY.get(character, "a control character: remove it, a pairs file is plain text")
+        raise AttnvizError(f"{name}:{line}: refused character U+{ord(character):04X} ({why})")
 
 
 def text_line_of(error: UnicodeDecodeError) -> int:
