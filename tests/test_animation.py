@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -159,3 +160,91 @@ def test_teacher_forced_rows_are_the_attention_of_each_greedy_step():
     maps = attnviz.trace(SOURCE)
     assert len(self_rows) == len(maps.target_tokens)
     np.testing.assert_allclose(maps.cross[:, :, -1], cross_rows[-1].numpy(), atol=1e-6)
+
+
+# --- Windows, the last step's token, the scale ---------------------------------------------
+
+OUTLINE = np.array([0xe8, 0x19, 0x3c])  # the red outline of the query's own position
+
+
+def _outlined(frame: np.ndarray) -> int:
+    return int((np.abs(frame.astype(int) - OUTLINE).sum(-1) <= 30).sum())
+
+
+@pytest.mark.parametrize("window, frames", [(["--window", "0:3"], 3),
+                                            (["--window-query", "2:4"], 2),
+                                            (["--window-key", "0:3"], 8)])
+def test_a_window_animates_the_steps_it_holds(tmp_path, window, frames):
+    """Was: exit 70, IndexError (the frames counted every step, the rows were cut)."""
+    path = tmp_path / "w.gif"
+    result = runner.invoke(app, ["decode", SOURCE, *window, "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    with Image.open(path) as picture:
+        assert picture.n_frames == frames
+
+
+def test_a_window_of_queries_starts_at_its_step():
+    maps = attnviz.trace(SOURCE)
+    rows = animation.decoder_heatmaps(views.plan(maps, window_query="2:4").panels)
+    assert list(animation.frame_steps(rows)) == [2, 3]
+    assert animation.step_texts(maps, 2)[0].startswith("Greedy decoding · step 3 of 8")
+
+
+def test_the_outline_marks_the_query_among_the_windowed_keys():
+    """Keys 3 to 5: the red outline is on steps 3, 4 and 5 (at columns 0, 1, 2), and on no
+    other step, whose own position is outside the window."""
+    maps = attnviz.trace(SOURCE)
+    rows = views.plan(maps, ["decoder_self"], window_key="3:6").panels
+    frames = _frames(animation.to_bytes(maps, rows, "viridis"))
+    outlined = [_outlined(frame) > 20 for frame in frames]
+    assert outlined == [step in (3, 4, 5) for step in range(8)]
+    whole = _frames(animation.to_bytes(maps, views.heatmaps(maps, ["decoder_self"]),
+                                       "viridis"))
+    assert all(_outlined(frame) > 20 for frame in whole)
+
+
+def test_rows_of_a_window_say_their_positions():
+    maps = attnviz.trace(SOURCE)
+    rows = views.plan(maps, window_key="3:6").panels
+    assert all(", keys at positions 3 to 5" in animation._row_title(row) for row in rows)
+    assert ", keys at" not in animation._row_title(views.heatmap(maps, "cross"))
+
+
+def test_the_last_step_writes_the_token_the_maps_hold():
+    """Was: always '<eos> (the end)', even when generation hit its length limit (the maps do
+    not say what comes next) or the model's end token is </s>."""
+    maps = attnviz.trace(SOURCE)
+    last = len(maps.target_tokens) - 1
+    cut = replace(maps, provenance=replace(maps.provenance, next_token=None))
+    assert animation.step_texts(cut, last)[0].endswith(
+        "reads rouge, writes: <?> (not in these maps)")
+    other = replace(maps, provenance=replace(maps.provenance, next_token="</s>"))
+    assert animation.step_texts(other, last)[0].endswith("reads rouge, writes: </s> (the end)")
+
+
+def test_steps_show_unknown_words_as_written():
+    maps = attnviz.trace(SOURCE, TARGET)
+    unknown = replace(maps, provenance=replace(maps.provenance, target_written={2: "Chien"}))
+    assert animation.step_texts(unknown, 1) == (
+        "Decoding the given target · step 2 of 8 · reads le, should write (the target's next "
+        "token): Chien?", "written so far: le")
+    assert animation.step_texts(unknown, 2) == (
+        "Decoding the given target · step 3 of 8 · reads Chien?, should write (the target's "
+        "next token): noir", "written so far: le Chien?")
+
+
+@pytest.mark.parametrize("scale, warned", [(None, False), ("unit", False), ("row", True),
+                                           ("shared", True), ("panel", True)])
+def test_a_scale_other_than_unit_is_said_to_be_left_out_of_the_animation(tmp_path, scale,
+                                                                          warned):
+    """Was: --scale was ignored without a word (every frame is coloured from 0 to 1)."""
+    path = tmp_path / "s.gif"
+    result = runner.invoke(app, ["decode", SOURCE, *(["--scale", scale] if scale else []),
+                                 "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    if warned:
+        assert said == [f"warning: the decoding animation (.gif) colours every frame on one "
+                        f"scale from 0 to 1; the {scale} scale applies to pictures and pages"]
+    else:
+        assert said == []

@@ -54,7 +54,8 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None,
     :mod:`attnviz.views`), a GIF animates their decoder maps step by step, data files hold
     all of ``maps`` (and the ``extra`` arrays by name, such as ``encoder_rollout``), a page
     holds all of ``maps`` and opens on the first heatmap, coloured by ``page_scale`` (the
-    scale the person chose; None: ``panel``). All are drawn before the first is written."""
+    scale the person chose; None: ``panel``; a GIF colours from 0 to 1 and warns about
+    another). All are drawn before the first is written."""
     from attnviz.files import write_all
 
     contents = {}
@@ -65,7 +66,7 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None,
         elif fmt == "gif":
             from attnviz.render import animation
 
-            contents[path] = animation.to_bytes(maps, _panels(heatmaps), cmap)
+            contents[path] = animation.to_bytes(maps, _panels(heatmaps), cmap, page_scale)
         elif fmt == "html":
             from attnviz.render import page
 

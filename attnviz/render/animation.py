@@ -3,27 +3,30 @@
 Frame t shows the tokens written before step t, the token step t writes, and the row t of
 the chosen masked decoder self-attention and cross-attention maps: what the decoder's
 input token t looked at, among the tokens before it and in the source, to write the next one.
+A window of the queries animates only its steps; a window of the keys shows only its columns.
 
 The maps come from one teacher-forced pass over the whole decoder input. For attnviz's own
 model that is the attention of greedy decoding step by step: the causal mask keeps row t from
 seeing the tokens after t, so row t is the same whether those tokens exist yet or not (the
 tests compare it with step-by-step decoding). The last frame is the step that writes the end
-token (with a given target: the step that should write it).
+token (with a given target: the step that should write it), or, when generation stopped
+at its length limit, a token the maps do not hold.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
 from attnviz.text import display_label, printable, shorten
-from attnviz.views import Heatmap
+from attnviz.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap
 
 DECODER_KINDS = ("decoder_self", "cross")  # the rows a frame shows, top to bottom
 FRAME_MS = 1200  # each step on screen; the last one twice as long before the loop restarts
@@ -41,21 +44,31 @@ TITLE = 0.35  # above each row of cells
 LEGEND = 0.55  # the colour bar at the bottom
 
 
-def to_bytes(maps: AttentionMaps, heatmaps: list[Heatmap], cmap: str) -> bytes:
+def to_bytes(maps: AttentionMaps, heatmaps: list[Heatmap], cmap: str,
+             scale: str | None = None) -> bytes:
     """The GIF of ``heatmaps``' decoder kinds, one frame per decoding step.
 
     Args:
         maps: where the heatmaps come from (their tokens and provenance).
         heatmaps: the chosen maps; their masked decoder self-attention and cross-attention
-            (one layer and head each) are animated, any other kind is left out.
+            (one layer and head each) are animated, any other kind is left out. Windowed
+            heatmaps give a frame per step of their queries, with their keys.
         cmap: the colour map.
+        scale: the scale the person asked for (None: none). Every frame is coloured from 0
+            to 1, so that a step compares with the next; another scale is warned about.
 
     Raises:
-        AttnvizError: when there is no decoder map among ``heatmaps``, or several of a kind.
+        AttnvizError: when there is no decoder map among ``heatmaps``, or several of a kind,
+            or their windows hold different steps.
     """
     from PIL import Image
 
     rows = decoder_heatmaps(heatmaps)
+    frame_steps(rows)  # checks that the rows agree before anything is drawn
+    if scale not in (None, "unit"):
+        warnings.warn(f"the decoding animation (.gif) colours every frame on one scale from 0 "
+                      f"to 1; the {printable(str(scale))} scale applies to pictures and pages",
+                      AttnvizWarning, stacklevel=2)
     frames = [Image.frombytes("RGBA", size, pixels).convert("RGB")
               for size, pixels in _frames(maps, rows, cmap)]
     # One palette for every frame, chosen from all of them at once, without dithering: the
@@ -94,16 +107,39 @@ def decoder_heatmaps(heatmaps: list[Heatmap]) -> list[Heatmap]:
     return chosen
 
 
+def frame_steps(rows: list[Heatmap]) -> range:
+    """The decoding steps the frames show: the positions of the rows' queries (all of them,
+    or a window's); AttnvizError when the rows' windows hold different steps."""
+    held = {(row.query_start, len(row.query_tokens)) for row in rows}
+    if len(held) > 1:
+        raise AttnvizError("the decoding animation shows the same steps in every row, and the "
+                           "maps chosen hold different query positions: give their queries one "
+                           "window")
+    start, count = held.pop()
+    return range(start, start + count)
+
+
 def step_texts(maps: AttentionMaps, step: int) -> tuple[str, str]:
     """What frame ``step`` says: the step and what it writes, and the tokens written before.
 
-    Row t of a decoder map reads the decoder's input token t and leads to token t + 1 (the
-    end token after the last one).
+    Row t of a decoder map reads the decoder's input token t and leads to token t + 1; the
+    last row leads to the end token the maps hold (``<?>`` when they hold none: generation
+    stopped at its length limit, or the maps do not say). A word the vocabulary lacked shows
+    as written, marked (``zebra?``), as in the pictures.
     """
-    tokens = [display_label(token) for token in maps.target_tokens]
+    written = maps.provenance.target_written
+    tokens = [display_label(token) if index not in written
+              else display_label(written[index]) + UNKNOWN_MARK
+              for index, token in enumerate(maps.target_tokens)]
     count = len(tokens)
     generated = maps.provenance.target_generated
-    following = tokens[step + 1] if step + 1 < count else "<eos> (the end)"
+    end = maps.provenance.next_token
+    if step + 1 < count:
+        following = tokens[step + 1]
+    elif end is None:
+        following = f"{UNKNOWN_NEXT} (not in these maps)"
+    else:
+        following = f"{display_label(end)} (the end)"
     verb = "writes" if generated else "should write (the target's next token)"
     header = (f"{'Greedy decoding' if generated else 'Decoding the given target'} · step "
               f"{step + 1} of {count} · reads {tokens[step]}, {verb}: {following}")
@@ -129,7 +165,7 @@ def _frames(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
         canvas, changing, update = _figure(maps, rows, cmap)
         canvas.draw()  # everything but the changing artists
         background = canvas.copy_from_bbox(canvas.figure.bbox)
-        for step in range(len(maps.target_tokens)):
+        for step in frame_steps(rows):
             update(step)
             canvas.restore_region(background)
             for artist in changing:
@@ -213,16 +249,20 @@ def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
                   loc="left")
 
     def update(step: int) -> None:
+        """Show decoding step ``step``: row ``step - query_start`` of each heatmap."""
         header, written = step_texts(maps, step)
         step_line.set_text(shorten(header, line_chars))
         if len(written) > line_chars:  # the latest tokens matter most: cut the beginning
             written = "…" + written[len(written) - line_chars + 1:]
         written_line.set_text(written)
         for heatmap, image, numbers, here, query in strips:
-            weights, visible = heatmap.weights[step], heatmap.visible[step]  # (K,)
+            row, column = step - heatmap.query_start, step - heatmap.key_start
+            weights, visible = heatmap.weights[row], heatmap.visible[row]  # (K,)
             image.set_data(np.ma.masked_array(weights[None, :], mask=~visible[None, :]))
-            query.set_text(shorten(heatmap.query_labels[step], LABEL_CHARS))
-            here.set_x(step - 0.5)  # the position that reads: the query's own token
+            query.set_text(shorten(heatmap.query_label(row), LABEL_CHARS))
+            # The position that reads, the query's own token, when the keys' window holds it.
+            here.set_x(column - 0.5)
+            here.set_visible(heatmap.kind == "decoder_self" and 0 <= column < len(weights))
             for col, text in enumerate(numbers):
                 shown = visible[col] and weights[col] >= 0.005
                 text.set_text(f"{weights[col]:.2f}".removeprefix("0") if shown else "")
@@ -241,7 +281,10 @@ def _row_title(heatmap: Heatmap) -> str:
     where = "the tokens so far, this one outlined; later ones masked" \
         if heatmap.kind == "decoder_self" else \
         "the source"
-    return f"{TITLES[heatmap.kind]} · layer {heatmap.layer} · {head} ({where})"
+    keys = len(heatmap.key_tokens)
+    positions = (f", keys at positions {heatmap.key_start} to {heatmap.key_start + keys - 1}"
+                 if heatmap.windowed else "")
+    return f"{TITLES[heatmap.kind]} · layer {heatmap.layer} · {head} ({where}{positions})"
 
 
 def _header_width(maps: AttentionMaps) -> float:
