@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.maps import TITLES, AttentionMaps, expect_maps
+from attnviz.maps import KINDS, TITLES, AttentionMaps, expect_maps
 from attnviz.text import printable
 from attnviz.views import Heatmap
 
@@ -78,11 +78,13 @@ class RolloutHeatmap(Heatmap):
 
     @property
     def query_axis(self) -> str:
-        return "position (after the layer)"
+        return "position (after the layer)" + self._positions(self.query_start,
+                                                              len(self.query_tokens))
 
     @property
     def key_axis(self) -> str:
-        return "input token whose identity reaches it"
+        return "input token whose identity reaches it" + self._positions(
+            self.key_start, len(self.key_tokens))
 
 
 def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | None = None,
@@ -93,16 +95,21 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
         maps: maps that hold the encoder self-attention.
         layer: the last layer of the product, counting from 0; None: every layer.
         head: must be None: rollout averages the heads.
-        kinds: the kinds asked for; None (every kind) or the encoder self-attention alone.
+        kinds: the kinds asked for: None or empty (every kind, as :func:`attnviz.views.plan`
+            takes it), or the encoder self-attention alone (named once or more).
 
     Raises:
-        AttnvizError: when the maps hold no encoder self-attention, another kind or a head
-            is asked for, or the layer is out of range.
+        AttnvizError: when the maps hold no encoder self-attention, a name is not a kind,
+            another kind or a head is asked for, or the layer is out of range.
     """
-    if kinds is not None and list(kinds) != ["encoder_self"]:
-        other = next(kind for kind in kinds if kind != "encoder_self")
-        raise AttnvizError(f"attention rollout follows the encoder self-attention, not the "
-                           f"{TITLES[other].lower()}: ask for the encoder kind (or every kind)")
+    for kind in [kinds] if isinstance(kinds, str) else kinds or ():
+        if kind not in KINDS:
+            raise AttnvizError(f"kind {printable(str(kind))!r} is not a kind: use one of "
+                               f"{', '.join(KINDS)}", setting="kind")
+        if kind != "encoder_self":
+            raise AttnvizError(f"attention rollout follows the encoder self-attention, not the "
+                               f"{TITLES[kind].lower()}: ask for the encoder kind (or every "
+                               "kind)")
     if head is not None:
         raise AttnvizError(f"head {head} cannot be rolled out alone: rollout averages the "
                            "heads of each layer; leave the head out", setting="head")

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from typer.testing import CliRunner
 
 import attnviz
+from attnviz import views
 from attnviz.attention_rollout import KEY, encoder_rollout, rollout_heatmaps
 from attnviz.cli import app
 from attnviz.maps import AttentionMaps
@@ -152,3 +153,53 @@ def test_rollout_help_says_what_it_means_and_what_it_does_not():
     for phrase in ("Abnar and Zuidema", "residual connection carries half",
                    "not an explanation of the prediction", "encoder_rollout"):
         assert phrase in help_text, phrase
+
+
+def test_a_hand_computed_rollout_multiplies_the_later_layer_on_the_left():
+    """Two layers, two heads, two tokens; A_l = 0.5 · mean over heads + 0.5 · I, each row
+    renormalised, and R_1 = A_1 · A_0, which differs from A_0 · A_1."""
+    stack = np.array([
+        [[[1, 0], [1, 0]], [[1, 0], [0, 1]]],  # layer 0: mean [[1, 0], [.5, .5]]
+        [[[0, 1], [0, 0]], [[1, 0], [0, 0]]],  # layer 1: mean [[.5, .5], [0, 0]] (row 1: no key)
+    ], dtype=np.float32)  # (L=2, H=2, S=2, S=2)
+    # A_0 = [[1, 0], [.25, .75]]; A_1 = [[.75, .25], [0, .5]] -> row 1 renormalised [0, 1].
+    rolled = encoder_rollout(stack)
+    np.testing.assert_allclose(rolled[0], [[1.0, 0.0], [0.25, 0.75]])
+    # A_1 · A_0 = [[.75 + .25 · .25, .25 · .75], [.25, .75]]
+    np.testing.assert_allclose(rolled[1], [[0.8125, 0.1875], [0.25, 0.75]])
+    # The other order, A_0 · A_1, would be [[.75, .25], [.1875, .8125]]; without the
+    # renormalisation row 1 would be [.125, .375].
+    assert not np.allclose(rolled[1], [[0.75, 0.25], [0.1875, 0.8125]])
+
+
+def test_a_windowed_rollout_says_its_positions():
+    """Was: the rollout's axis titles dropped the positions other windowed panels give."""
+    maps = attnviz.trace(SOURCE, part="encoder")
+    plan = views.arrange(rollout_heatmaps(maps), window="2:5")
+    for panel in plan.panels:
+        assert panel.query_axis == "position (after the layer), positions 2 to 4"
+        assert panel.key_axis == "input token whose identity reaches it, positions 2 to 4"
+    keys = views.arrange(rollout_heatmaps(maps), window_key="3:").panels[0]
+    assert keys.query_axis == "position (after the layer), positions 0 to 7"
+    assert keys.key_axis == "input token whose identity reaches it, positions 3 to 7"
+    whole = rollout_heatmaps(maps)[0]
+    assert (whole.query_axis, whole.key_axis) == ("position (after the layer)",
+                                                  "input token whose identity reaches it")
+
+
+def test_the_kinds_asked_for_every_kind_or_the_encoder_once_or_twice():
+    """Was: StopIteration for [] and for the encoder named twice, KeyError for a name that is
+    not a kind."""
+    maps = attnviz.trace(SOURCE, part="encoder")
+    every = [panel.weights for panel in rollout_heatmaps(maps)]
+    for kinds in ([], ["encoder_self", "encoder_self"], ("encoder_self",), "encoder_self"):
+        got = [panel.weights for panel in rollout_heatmaps(maps, kinds=kinds)]
+        assert len(got) == len(every) and all(map(np.array_equal, got, every)), kinds
+    with pytest.raises(attnviz.AttnvizError) as raised:
+        rollout_heatmaps(maps, kinds=["encoder_self", "decoder"])
+    assert str(raised.value) == ("kind 'decoder' is not a kind: use one of encoder_self, "
+                                 "decoder_self, cross")
+    assert raised.value.setting == "kind"
+    with pytest.raises(attnviz.AttnvizError, match="not the cross-attention"):
+        rollout_heatmaps(maps, kinds=["encoder_self", "cross"])
+
