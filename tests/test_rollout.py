@@ -203,3 +203,15 @@ def test_the_kinds_asked_for_every_kind_or_the_encoder_once_or_twice():
     with pytest.raises(attnviz.AttnvizError, match="not the cross-attention"):
         rollout_heatmaps(maps, kinds=["encoder_self", "cross"])
 
+
+def test_a_page_with_the_rollout_says_it_holds_the_maps(tmp_path):
+    """Was: -o x.html --rollout wrote the page of the maps without a word."""
+    page = tmp_path / "x.html"
+    result = runner.invoke(app, ["encode", SOURCE, "--rollout", "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    assert page.exists()
+    said = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert said == ["warning: the .html page holds the attention maps, not their rollout: "
+                    "draw the rollout to .png .svg .pdf, or save it in .npz .json"]
+    plain = runner.invoke(app, ["encode", SOURCE, "-o", str(tmp_path / "y.html")])
+    assert plain.exit_code == 0 and "warning" not in plain.stderr

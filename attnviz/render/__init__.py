@@ -8,9 +8,10 @@ own format (:meth:`AttentionMaps.to_bytes`). None of them loads a model.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, AttnvizWarning
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 ANIMATION_SUFFIXES = (".gif",)  # one frame per decoding step
@@ -68,9 +69,14 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None,
 
             contents[path] = animation.to_bytes(maps, _panels(heatmaps), cmap, page_scale)
         elif fmt == "html":
+            from attnviz.attention_rollout import RolloutHeatmap
             from attnviz.render import page
 
             first = _panels(heatmaps)[0]
+            if isinstance(first, RolloutHeatmap):
+                warnings.warn("the .html page holds the attention maps, not their rollout: "
+                              "draw the rollout to .png .svg .pdf, or save it in .npz .json",
+                              AttnvizWarning, stacklevel=2)
             contents[path] = page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer,
                                            head=first.head, scale=page_scale or "panel")
         else:
