@@ -42,12 +42,16 @@ def resolve(spec: str | None) -> Path | None:
         return shipped[spec]
     path = Path(spec)
     if not path.exists() and path.suffix == "" and "/" not in spec:
+        import difflib
+
         from attnviz.text import printable
 
         names = ", ".join([RANDOM, *shipped])
-        raise AttnvizError(f"unknown model {printable(spec)!r}; use one of {names}, the path "
-                           "of a model file or of saved maps (.npz, .json), or hf:NAME for a "
-                           "Hugging Face model")
+        close = difflib.get_close_matches(spec, [RANDOM, *shipped], n=1)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise AttnvizError(f"unknown model {printable(spec)!r}{meant}; use one of {names}, the "
+                           "path of a model file or of saved maps (.npz, .json), or hf:NAME for "
+                           "a Hugging Face model")
     return path
 
 

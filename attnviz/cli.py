@@ -26,7 +26,8 @@ app = typer.Typer(
     name="attnviz",
     help="See the attention inside an encoder-decoder transformer: encoder self-attention, "
          "masked decoder self-attention and cross-attention, as heatmaps in the terminal or "
-         "as PNG, SVG and PDF images, or as raw numbers (npz, json).",
+         "as PNG, SVG and PDF images, as pages to explore (html), or as raw numbers (npz, "
+         "json).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -337,7 +338,8 @@ class ExplainKind(str, Enum):
     cross = "cross"
 
 
-@app.command()
+@app.command(short_help="One head's attention step by step: Q, K, V, the scaled scores, "
+                        "the mask and the weights.")
 def explain(
     text: TextArgument,
     target: Annotated[Optional[str], typer.Option(
@@ -406,7 +408,7 @@ class ExportFormat(str, Enum):
     html = "html"
 
 
-@app.command()
+@app.command(short_help="Draw every pair of a file to its own files, with an index.html.")
 def export(
     pairs: Annotated[Path, typer.Argument(
         metavar="PAIRS.TSV", show_default=False,
@@ -686,7 +688,8 @@ def eval_(
         typer.echo(metrics_text(metrics))
 
 
-@app.command()
+@app.command(short_help="The shipped models and their measured accuracy; or one model's "
+                        "vocabulary.")
 def models(
     name: Annotated[Optional[str], typer.Argument(
         metavar="[NAME|PATH]", show_default=False,

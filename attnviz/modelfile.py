@@ -80,6 +80,8 @@ def read_metadata(data: bytes, name: str) -> dict[str, Any]:
     if len(data) < 8:
         raise invalid(name, "the file is too short")
     header_length = int.from_bytes(data[:8], "little")
+    if data[8:9] != b"{":  # a safetensors header is JSON: whatever this is, it is no model file
+        raise invalid(name, "it is not a safetensors file")
     if header_length > len(data) - 8:
         raise invalid(name, "its header is damaged")
     if header_length > MAX_HEADER_BYTES:

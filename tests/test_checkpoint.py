@@ -302,10 +302,17 @@ def test_a_header_beyond_the_limit_names_the_limit(tmp_path):
 
     path = tmp_path / "big-header.safetensors"
     with open(path, "wb") as file:
-        file.write((MAX_HEADER_BYTES + 1).to_bytes(8, "little"))
+        file.write((MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b'{"__metadata__":')
         file.truncate(MAX_HEADER_BYTES + 100)
     with pytest.raises(AttnvizError, match=f"its header is {MAX_HEADER_BYTES + 1:,} bytes, more "
                                            f"than the limit of {MAX_HEADER_BYTES:,}"):
+        load_checkpoint(path)
+
+
+def test_a_file_that_is_no_safetensors_file_is_called_so(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("the cat\tle chat\n" * 100, encoding="utf-8")
+    with pytest.raises(AttnvizError, match="is not a safetensors file"):
         load_checkpoint(path)
 
 

@@ -146,6 +146,8 @@ def test_a_model_file_is_used_and_unknown_words_are_named(model_file, tmp_path):
     (["encode", SOURCE, "--head", "4"], ["--head 4 is out of range", "heads 0 to 3"]),
     (["encode", SOURCE, "--model", "missing.safetensors"], ["does not exist"]),
     (["encode", SOURCE, "--model", "nosuchmodel"], ["unknown model 'nosuchmodel'", "random"]),
+    (["encode", SOURCE, "--model", "translat"], ["unknown model 'translat' (did you mean "
+                                                 "translate?)"]),
     (["encode", SOURCE, "--cmap", "rainbowz"], ["unknown colour map 'rainbowz'"]),
     (["encode", SOURCE, "--device", "cuda"], ["--device cuda", "use cpu"]),
 ])
@@ -294,3 +296,15 @@ def test_an_output_inside_a_file_is_named_as_such(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     result = run("encode", SOURCE, "-o", str(tmp_path / "notes.txt" / "x.png"))
     _assert_one_line_error(result, "is a file, not a folder")
+
+
+def test_every_command_has_a_one_line_summary_in_the_help():
+    # A summary broken by hard line ends reads cut mid-sentence in `attnviz --help`.
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    assert {"encode", "decode", "show", "explain", "export", "train", "eval", "models"} <= \
+        set(commands)
+    for name, command in commands.items():
+        summary = command.short_help or (command.help or "").split("\n\n")[0]
+        assert "\n" not in summary.strip(), name
