@@ -24,6 +24,7 @@ from pathlib import Path
 from attnviz.errors import AttnvizError
 from attnviz.files import check_writable, write_all, write_atomically
 from attnviz.maps import AttentionMaps
+from attnviz.render.colors import DEFAULT_CMAP
 from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.text import printable
 from attnviz.version import __version__
@@ -58,7 +59,7 @@ class Settings:
     out_dir: Path
     formats: tuple[str, ...]  # some of FORMATS
     model: str | None = None  # as --model names it; None: the default model
-    cmap: str = "viridis"
+    cmap: str = DEFAULT_CMAP
     seed: int = 0  # the random model's weights
     device: str = "cpu"
     use_cache: bool = True
