@@ -421,7 +421,8 @@ def export(
         "image, the numbers, or a page. Repeatable. Default: png.", show_default=False)
     ] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process.")] = 1,
+        "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process, on one "
+        "CPU thread.")] = 1,
     model: ModelOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,

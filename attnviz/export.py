@@ -292,10 +292,15 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
     line as it finishes.
 
-    ``jobs`` above 1 starts that many worker processes (each opens the model once and
-    runs torch on one thread). Ctrl-C or SIGTERM cancels the lines not yet started and waits
-    for those being drawn, so every file is whole; the index lists what is done, and the
-    same command finishes the rest.
+    ``jobs`` above 1 starts that many worker processes, each of which opens the model once
+    and runs torch on one thread, whatever ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say:
+    the processes are the parallelism, and more threads than cores make every process wait
+    (see :func:`attnviz.runtime.choose_threads`). With one job the lines are drawn in this
+    process, on the threads attnviz chooses for every command (one, or the variables').
+
+    Ctrl-C or SIGTERM cancels the lines not yet started and waits for those being drawn, so
+    every file is whole; the index lists what is done, and the same command finishes the
+    rest.
     """
     summary = Summary()
 
@@ -367,13 +372,9 @@ def _start_worker() -> None:
     """A worker leaves Ctrl-C to the main process, which lets it finish its line. SIGTERM
     sent to the worker itself stops its line (whose temporary files are removed) or, between
     lines, the worker."""
-    import sys
+    from attnviz.runtime import one_thread
 
-    # The processes are the parallelism: torch gets one thread. Through the environment, so
-    # that a worker whose lines all come from the render cache never imports torch at all.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    one_thread()  # the processes are the parallelism (see run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

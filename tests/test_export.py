@@ -344,15 +344,24 @@ def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_pat
     assert first.maps.target_tokens != second.maps.target_tokens
 
 
-def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process():
-    code = ("import os, signal, sys; os.environ.pop('OMP_NUM_THREADS', None); "
+@pytest.mark.parametrize("variables, torch_first", [
+    ({}, False), ({"MKL_NUM_THREADS": "2"}, False),
+    ({"MKL_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}, True)])
+def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process(
+        variables, torch_first):
+    """Whatever the thread variables say (torch reads MKL_NUM_THREADS first): the processes
+    are the parallelism, and two workers on two threads each fight for two cores."""
+    code = ("import signal, sys; " + "import torch; " * torch_first +
             "from attnviz import export; export._start_worker(); "
             "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, env={**env, **variables})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it
+    # torch only when a line needs it
+    assert result.stdout.split() == [str(torch_first), "1", "True"]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
