@@ -11,6 +11,7 @@ done, and is skipped when the export runs again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -300,7 +301,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
 
     Ctrl-C or SIGTERM cancels the lines not yet started and waits for those being drawn, so
     every file is whole; the index lists what is done, and the same command finishes the
-    rest.
+    rest. That ending is the one raised, even when the index cannot be written then.
     """
     summary = Summary()
 
@@ -321,9 +322,15 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
                 finished(render_line(settings, line))
         elif todo:
             _in_pool(settings, todo, jobs, finished)
-    finally:
-        write_index(settings, lines, {outcome.line.number: outcome.error
-                                      for outcome in summary.failed})
+    except BaseException:
+        # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
+        # worker into a message about the index.
+        with contextlib.suppress(Exception):
+            write_index(settings, lines, {outcome.line.number: outcome.error
+                                          for outcome in summary.failed})
+        raise
+    write_index(settings, lines, {outcome.line.number: outcome.error
+                                  for outcome in summary.failed})
     return summary
 
 

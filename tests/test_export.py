@@ -257,6 +257,31 @@ def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, 
     assert len(links_of(out / "index.html")) == 12
 
 
+@pytest.mark.parametrize("problem", [OSError(28, "No space left on device"),
+                                     AttnvizError("cannot write the index: disk full")])
+def test_an_index_that_cannot_be_written_does_not_hide_the_interrupt(tmp_path, monkeypatch,
+                                                                     problem):
+    write_pairs(tmp_path / "pairs.tsv", 3)
+
+    def interrupted(settings, line):
+        raise KeyboardInterrupt
+
+    def cannot_write(*args, **kwargs):
+        raise problem
+
+    monkeypatch.setattr(export, "render_line", interrupted)
+    monkeypatch.setattr(export, "write_index", cannot_write)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                 str(tmp_path / "out"), "-f", "npz"])
+    assert result.exit_code == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted"
+    # Without an interrupt, the index's problem is the run's.
+    monkeypatch.setattr(export, "render_line", lambda settings, line: export.Outcome(line))
+    with pytest.raises(type(problem)):
+        export.run(export.Settings(tmp_path / "out", ("npz",)),
+                   export.read_lines(tmp_path / "pairs.tsv"))
+
+
 def wait_for(condition, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
