@@ -154,8 +154,14 @@ def test_pictures_are_shown_in_the_index(tmp_path):
     assert b"Cross-attention" in (out / "0001.svg").read_bytes()
 
 
+def entries_of(index: Path) -> dict[int, str]:
+    """Each row of the index by line number: its HTML, from one ``<tr>`` to the next."""
+    rows = index.read_text(encoding="utf-8").split("<tr>")[2:]  # after the heading row
+    return {int(re.search(r'<td class="n">(\d+)</td>', row).group(1)): row for row in rows}
+
+
 def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
-    write_pairs(tmp_path / "pairs.tsv", 4)
+    pairs = write_pairs(tmp_path / "pairs.tsv", 4)
     out = tmp_path / "out"
     args = ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f", "html"]
     assert runner.invoke(app, args).exit_code == 0
@@ -169,9 +175,52 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
     assert sorted(p.name for p in out.glob("000*")) == [f"000{n}.{f}" for n in range(1, 5)
                                                         for f in ("html", "npz")]
     assert (out / "0001.html").stat().st_mtime_ns == before["0001.html"]  # kept, not redrawn
-    result = runner.invoke(app, args + ["--cmap", "magma"])  # other options: other files
-    assert "4 pairs drawn, 0 done before" in result.stderr
-    assert (out / "0001.html").stat().st_mtime_ns != before["0001.html"]
+    # A pair's text changed (line 2), and one that now fails (line 3, far too long): the
+    # index shows their new texts, line 2's new files and no file of line 3, whose old files,
+    # which showed another pair, are gone (all or nothing, per line).
+    lines = (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()
+    lines[1] = "the red car sees the cat\tla voiture rouge voit le chat"
+    lines[2] = " ".join(["the cat"] * 3000) + "\tle chat"
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    old_npz = (out / "0002.npz").read_bytes()
+    result = runner.invoke(app, args)  # html only: line 2's npz shows the old pair
+    assert result.exit_code == 1
+    assert "1 pairs drawn, 2 done before, 1 failed" in result.stderr
+    assert sorted(p.name for p in out.glob("000*")) == [
+        "0001.html", "0001.npz", "0002.html", "0004.html", "0004.npz"]
+    assert sorted(p.name for p in (out / export.RECORDS).iterdir()) == [
+        "0001.json", "0002.json", "0004.json"]
+    assert (out / "0002.npz").exists() is False and old_npz
+    assert links_of(out / "index.html") == ["0001.npz", "0001.html", "0002.html",
+                                            "0004.npz", "0004.html"]
+    rows = entries_of(out / "index.html")
+    assert "the red car sees the cat" in rows[2] and "la voiture rouge voit le chat" in rows[2]
+    assert pairs[1].source not in rows[2] and pairs[1].target not in rows[2]
+    assert "the text is too long" in rows[3] and "<i>not done</i>" in rows[3]
+    assert "the text is too long" not in rows[2] + rows[4]
+    assert page_data((out / "0002.html").read_bytes())["sourceTokens"][:3] == ["the", "red",
+                                                                               "car"]
+
+
+def test_another_cmap_redraws_the_pictures_and_not_the_numbers(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    out = tmp_path / "out"
+    args = ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f", "npz", "-f", "json"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {path.name: path.stat().st_mtime_ns for path in out.glob("000*")}
+    result = runner.invoke(app, args + ["--cmap", "magma"])  # the numbers have no colours
+    assert "0 pairs drawn, 3 done before" in result.stderr
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("000*")} == before
+    result = runner.invoke(app, args + ["-f", "png", "--cmap", "magma"])
+    assert "3 pairs drawn, 0 done before" in result.stderr
+    pictures = {path.name: path.stat().st_mtime_ns for path in out.glob("000*.png")}
+    result = runner.invoke(app, args + ["-f", "png", "--cmap", "cividis"])  # other options:
+    assert "3 pairs drawn, 0 done before" in result.stderr  # other pictures, the same numbers
+    now = {path.name: path.stat().st_mtime_ns for path in out.glob("000*")}
+    assert all(now[name] != pictures[name] for name in pictures)
+    assert {name: now[name] for name in before} == before
+    assert sorted(set(links_of(out / "index.html"))) == sorted(
+        f"000{n}.{fmt}" for n in (1, 2, 3) for fmt in ("png", "npz", "json"))
 
 
 def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
@@ -184,6 +233,31 @@ def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
     assert again.skipped and again.files == first.files
     record = json.loads((tmp_path / export.RECORDS / "0003.json").read_text())
     assert record["source"] == "the black cat" and record["files"] == {"npz": "0003.npz"}
+
+
+def test_a_line_that_fails_keeps_its_current_files_and_says_why(tmp_path, monkeypatch):
+    """A line whose npz is current and whose new page cannot be made: the npz stays, listed
+    beside the error; nothing of another pair is left."""
+    settings = export.Settings(tmp_path, ("npz",), model="translate", pairs_name="p.tsv")
+    export.prepare(settings)
+    line = export.Line(1, "the black cat", "le chat noir")
+    npz = export.render_line(settings, line).files["npz"]
+    file_bytes = export._file_bytes
+
+    def no_page(maps, fmt, cmap):
+        if fmt == "html":
+            raise AttnvizError("the page would be too large")
+        return file_bytes(maps, fmt, cmap)
+
+    monkeypatch.setattr(export, "_file_bytes", no_page)
+    both = export.Settings(tmp_path, ("npz", "html"), model="translate", pairs_name="p.tsv")
+    summary = export.run(both, [line])
+    assert summary.outcomes[0].error == "p.tsv:1: the page would be too large"
+    assert summary.outcomes[0].files == {"npz": npz}
+    assert sorted(p.name for p in tmp_path.glob("0001.*")) == ["0001.npz"]
+    assert links_of(tmp_path / "index.html") == ["0001.npz"]
+    assert "the page would be too large" in (tmp_path / "index.html").read_text()
+    assert "le chat noir" in (tmp_path / "index.html").read_text()
 
 
 @pytest.fixture
@@ -255,6 +329,39 @@ def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, 
     summary = export.run(settings, lines)
     assert summary.skipped == 2 and len(summary.outcomes) == 6
     assert len(links_of(out / "index.html")) == 12
+
+
+def test_after_an_interrupt_the_index_links_no_file_of_a_changed_pair(tmp_path, monkeypatch):
+    """Lines 1 and 3 change; Ctrl-C comes as line 3 starts: its old files show another pair."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    settings = export.Settings(tmp_path / "out", ("npz",), pairs_name="pairs.tsv")
+    export.prepare(settings)
+    export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+    texts = (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()
+    texts[0], texts[2] = "the black cat\tle chat noir", "the red car\tla voiture rouge"
+    (tmp_path / "pairs.tsv").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    lines = export.read_lines(tmp_path / "pairs.tsv")
+    render_line = export.render_line
+
+    def interrupted_at_line_3(settings, line):
+        if line.number == 3:
+            raise KeyboardInterrupt
+        return render_line(settings, line)
+
+    monkeypatch.setattr(export, "render_line", interrupted_at_line_3)
+    with pytest.raises(KeyboardInterrupt):
+        export.run(settings, lines)
+    out = settings.out_dir
+    assert links_of(out / "index.html") == ["0001.npz", "0002.npz"]
+    rows = entries_of(out / "index.html")
+    assert "the black cat" in rows[1] and "la voiture rouge" in rows[3]
+    assert "<i>not done</i>" in rows[3]
+    assert AttentionMaps.load(out / "0001.npz").provenance.source_text == "the black cat"
+    monkeypatch.undo()
+    summary = export.run(settings, lines)
+    assert [outcome.skipped for outcome in summary.outcomes] == [True, True, False]
+    assert links_of(out / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
+    assert AttentionMaps.load(out / "0003.npz").provenance.source_text == "the red car"
 
 
 @pytest.mark.parametrize("problem", [OSError(28, "No space left on device"),
