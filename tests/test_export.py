@@ -302,6 +302,22 @@ def test_a_line_that_fails_is_named_and_the_others_are_written(tmp_path, failing
     assert "<script" not in index and "&lt;script&gt;x&lt;/script&gt;" in index
 
 
+def test_the_report_names_lines_in_order_whatever_order_they_finished_in(tmp_path, capsys):
+    from attnviz.cli import _report_export
+
+    def outcome(number, **fields):
+        return export.Outcome(export.Line(number, "x", None), **fields)
+
+    finished = [outcome(10, warnings=("ten: a note",)), outcome(9, error="p:9: too long"),
+                outcome(2, warnings=("two", "2: again")), outcome(11, error="p:11: bad"),
+                outcome(1, skipped=True, warnings=("not told again",))]
+    with pytest.raises(AttnvizError, match="2 of 5 pairs could not be drawn"):
+        _report_export(export.Summary(finished), tmp_path / "index.html")
+    assert capsys.readouterr().err.splitlines()[:5] == [
+        "warning: line 2: two", "warning: line 2: 2: again", "warning: line 10: ten: a note",
+        "error: p:9: too long", "error: p:11: bad"]
+
+
 def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, monkeypatch):
     write_pairs(tmp_path / "pairs.tsv", 6)
     settings = export.Settings(tmp_path / "out", ("npz", "html"), pairs_name="pairs.tsv")
