@@ -423,7 +423,8 @@ def export(
         "image, the numbers, or a page. Repeatable. Default: png.", show_default=False)
     ] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process.")] = 1,
+        "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process, on one "
+        "CPU thread.")] = 1,
     model: ModelOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
@@ -464,14 +465,16 @@ EXPORT_NOTES_SHOWN = 10  # warnings named one by one; the rest are counted
 def _report_export(summary, index: Path) -> None:
     """Each failed line and the first warnings, one line each, then the index; an error
     (exit 1) when a line failed."""
-    notes = [f"{outcome.line.number}: {note}" for outcome in summary.outcomes
+    by_line = sorted(summary.outcomes, key=lambda outcome: outcome.line.number)
+    notes = [f"line {outcome.line.number}: {note}" for outcome in by_line
              if not outcome.skipped for note in outcome.warnings]
-    for note in sorted(notes, key=lambda n: int(n.split(":")[0]))[:EXPORT_NOTES_SHOWN]:
-        _say(f"warning: line {note}")
+    for note in notes[:EXPORT_NOTES_SHOWN]:
+        _say(f"warning: {note}")
     if len(notes) > EXPORT_NOTES_SHOWN:
         _say(f"warning: and {len(notes) - EXPORT_NOTES_SHOWN} more warnings, listed in {index}")
-    for outcome in sorted(summary.failed, key=lambda o: o.line.number):
-        _say(f"error: {outcome.error}")
+    for outcome in by_line:
+        if outcome.error:
+            _say(f"error: {outcome.error}")
     drawn = len(summary.outcomes) - summary.skipped - len(summary.failed)
     _say(f"wrote {index}: {drawn} pairs drawn, {summary.skipped} done before"
          + (f", {len(summary.failed)} failed" if summary.failed else ""))

@@ -4,13 +4,18 @@ Each line is one independent task, :func:`render_line`: it traces its pair (thro
 sources and the render cache, as the command line does) and writes that pair's files, whole
 or not at all, then a small record saying what made them. :func:`run` maps it over the
 lines in a pool of processes; across machines, Ray or Dask would map the same function over
-a corpus (``dask.bag.from_sequence(lines).map(partial(render_line, settings))``). A line
-whose record matches (the same model bytes, texts and options) and whose files exist is
-done, and is skipped when the export runs again.
+a corpus (``dask.bag.from_sequence(lines).map(partial(render_line, settings))``).
+
+A file of a line is current when its record's key for it matches what would make it now: the
+same model bytes, texts and options (the colour map counts for pictures and pages only). A
+line whose files asked for are all current is done, and is skipped when the export runs
+again; the index links only current files. A line drawn again, or that fails, loses its
+files that are not current (they show another pair, or were drawn with other options).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -18,12 +23,14 @@ import os
 import signal
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from attnviz.errors import AttnvizError
 from attnviz.files import check_writable, write_all, write_atomically
 from attnviz.maps import AttentionMaps
+from attnviz.render import DATA_FORMATS
+from attnviz.render.colors import DEFAULT_CMAP
 from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.text import printable
 from attnviz.version import __version__
@@ -58,7 +65,7 @@ class Settings:
     out_dir: Path
     formats: tuple[str, ...]  # some of FORMATS
     model: str | None = None  # as --model names it; None: the default model
-    cmap: str = "viridis"
+    cmap: str = DEFAULT_CMAP
     seed: int = 0  # the random model's weights
     device: str = "cpu"
     use_cache: bool = True
@@ -70,10 +77,14 @@ class Outcome:
     """What became of one line."""
 
     line: Line
-    files: dict[str, str] = field(default_factory=dict)  # format -> file name in out_dir
+    # format -> file name in out_dir: the line's current files (those asked for, and those of
+    # other formats an earlier run made the same way), in the order of FORMATS
+    files: dict[str, str] = field(default_factory=dict)
     skipped: bool = False  # done by an earlier run
     error: str | None = None  # why the line could not be rendered, one line
     warnings: tuple[str, ...] = ()
+    target: str | None = None  # the target its files show; None: no files
+    target_generated: bool = False  # written by the model
 
 
 def read_lines(path: Path) -> list[Line]:
@@ -154,16 +165,17 @@ def render_line(settings: Settings, line: Line) -> Outcome:
     writes, so any engine can map it over lines, in any order and on any machine that sees
     the output folder. A problem with the pair itself (an AttnvizError: a text too long for
     the model, say) is its outcome's ``error``; the files of one line are written whole or
-    not at all, and its record last.
+    not at all, and its record last. Its files that are not current are removed first, so
+    that neither the folder nor the index holds a file of another pair under its name.
     """
     source = _opened(settings.model)
     request = _request(settings, line)
-    key = _key(source, request, settings)
-    record = _record(settings, line, key)
-    done = record.get("files", {}) if record else {}
+    keys = _keys(source, request, settings)
+    record = _read_record(settings, line)
+    done = _current(record, keys)
     wanted = [fmt for fmt in settings.formats if fmt not in done]
     if not wanted:
-        return _skipped(settings, line, record)
+        return _skipped(line, record, done)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -174,17 +186,22 @@ def render_line(settings: Settings, line: Line) -> Outcome:
                                                                              settings.cmap)
                         for fmt in wanted}
         except AttnvizError as exc:
-            return Outcome(line, error=f"{settings.pairs_name}:{line.number}: {exc}")
+            _remove_stale(settings, line, record, done)
+            error = f"{settings.pairs_name}:{line.number}: {exc}"
+            return replace(_skipped(line, record, done), skipped=False, error=error)
     notes = tuple(dict.fromkeys([*trace.warnings, *(str(w.message) for w in caught
                                                      if _is_attnviz_warning(w))]))
+    _remove_stale(settings, line, record, done)
     write_all(contents)
-    files = {**done, **{fmt: f"{line.stem}.{fmt}" for fmt in wanted}}
+    files = _in_order({**done, **{fmt: f"{line.stem}.{fmt}" for fmt in wanted}})
     provenance = trace.maps.provenance
     write_atomically(_record_path(settings, line), json.dumps({
         "line": line.number, "source": line.source, "target": provenance.target_text,
-        "target_generated": provenance.target_generated, "key": key, "files": files,
+        "target_generated": provenance.target_generated, "files": files,
+        "keys": {fmt: keys[fmt] for fmt in files} if keys else {},
         "warnings": list(notes)}, ensure_ascii=False).encode("utf-8"))
-    return Outcome(line, {fmt: files[fmt] for fmt in settings.formats}, warnings=notes)
+    return Outcome(line, files, warnings=notes, target=provenance.target_text,
+                   target_generated=provenance.target_generated)
 
 
 def done_before(settings: Settings, line: Line) -> Outcome | None:
@@ -192,20 +209,28 @@ def done_before(settings: Settings, line: Line) -> Outcome | None:
     without a record of the line, not even the model file is read."""
     if not _record_path(settings, line).is_file():
         return None
-    key = _key(_opened(settings.model), _request(settings, line), settings)
-    record = _record(settings, line, key)
-    if record is None or any(fmt not in record["files"] for fmt in settings.formats):
+    record = _read_record(settings, line)
+    done = _current(record, _keys(_opened(settings.model), _request(settings, line), settings))
+    if any(fmt not in done for fmt in settings.formats):
         return None
-    return _skipped(settings, line, record)
+    return _skipped(line, record, done)
 
 
 def _request(settings: Settings, line: Line) -> Request:
     return Request(line.source, line.target, None, settings.seed, settings.device)
 
 
-def _skipped(settings: Settings, line: Line, record: dict) -> Outcome:
-    return Outcome(line, {fmt: record["files"][fmt] for fmt in settings.formats},
-                   skipped=True, warnings=tuple(record.get("warnings", ())))
+def _skipped(line: Line, record: dict | None, done: dict[str, str]) -> Outcome:
+    """The outcome of a line whose current files ``done`` were made by an earlier run."""
+    if not done or record is None:
+        return Outcome(line, skipped=True)
+    return Outcome(line, done, skipped=True, warnings=tuple(record.get("warnings", ())),
+                   target=record.get("target"),
+                   target_generated=bool(record.get("target_generated")))
+
+
+def _in_order(files: dict[str, str]) -> dict[str, str]:
+    return {fmt: files[fmt] for fmt in FORMATS if fmt in files}
 
 
 def _file_bytes(maps: AttentionMaps, fmt: str, cmap: str) -> bytes:
@@ -223,6 +248,15 @@ def _file_bytes(maps: AttentionMaps, fmt: str, cmap: str) -> bytes:
     return maps.to_bytes(fmt)
 
 
+def _found(settings: Settings, line: Line) -> Outcome:
+    """A line's current files, from its record (none without one), whatever is asked."""
+    if not _record_path(settings, line).is_file():
+        return Outcome(line)
+    record = _read_record(settings, line)
+    keys = _keys(_opened(settings.model), _request(settings, line), settings)
+    return _skipped(line, record, _current(record, keys))
+
+
 def _is_attnviz_warning(caught: warnings.WarningMessage) -> bool:
     from attnviz.errors import AttnvizWarning
 
@@ -235,26 +269,22 @@ def _opened(model: str | None) -> Source:
     return open_source(model)
 
 
-def _key(source: Source, request: Request, settings: Settings) -> str | None:
-    """A digest of everything that decides a line's files, or None when the source cannot
-    name its model's bytes (its lines are then never taken as done)."""
+def _keys(source: Source, request: Request, settings: Settings) -> dict[str, str] | None:
+    """By format, a digest of everything that decides a line's file: the maps, and the
+    colour map for a picture or a page (the numbers have none). None when the source cannot
+    name its model's bytes: its lines are then never taken as done."""
     fingerprint = source.fingerprint(request)
     if fingerprint is None:
         return None
-    parts = {"maps": fingerprint, "cmap": settings.cmap, "version": __version__}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+    data = {"maps": fingerprint, "version": __version__}
+    drawn = {**data, "cmap": settings.cmap}
+    return {fmt: hashlib.sha256(json.dumps(data if fmt in DATA_FORMATS else drawn,
+                                           sort_keys=True).encode("utf-8")).hexdigest()
+            for fmt in FORMATS}
 
 
 def _record_path(settings: Settings, line: Line) -> Path:
     return settings.out_dir / RECORDS / f"{line.stem}.json"
-
-
-def _record(settings: Settings, line: Line, key: str | None) -> dict | None:
-    """The record of an earlier run that made this line's files the same way, keeping only
-    the files still there; None when there is none (or no key to compare)."""
-    record = _read_record(settings, line)
-    return record if key is not None and record is not None and record.get("key") == key \
-        else None
 
 
 def _read_record(settings: Settings, line: Line) -> dict | None:
@@ -268,7 +298,37 @@ def _read_record(settings: Settings, line: Line) -> dict | None:
     record["files"] = {fmt: name for fmt, name in record["files"].items()
                        if fmt in FORMATS and name == f"{line.stem}.{fmt}"
                        and (settings.out_dir / name).is_file()}
+    if not isinstance(record.get("keys"), dict):
+        record["keys"] = {}  # an older record: none of its files is current
     return record
+
+
+def _current(record: dict | None, keys: dict[str, str] | None) -> dict[str, str]:
+    """The files of ``record`` (format -> name) that its keys say were made as ``keys``
+    would make them now, in the order of FORMATS."""
+    if record is None or keys is None:
+        return {}
+    return _in_order({fmt: name for fmt, name in record["files"].items()
+                      if record["keys"].get(fmt) == keys[fmt]})
+
+
+def _remove_stale(settings: Settings, line: Line, record: dict | None,
+                  current: dict[str, str]) -> None:
+    """Remove the line's files that its record names and that are not ``current``, then say
+    so in its record (or remove it, when nothing is left): an interrupt in between leaves a
+    record that names files no longer there, which reading it drops."""
+    if record is None:
+        return
+    stale = [name for fmt, name in record["files"].items() if fmt not in current]
+    for name in stale:
+        (settings.out_dir / name).unlink(missing_ok=True)
+    path = _record_path(settings, line)
+    if not current:
+        path.unlink(missing_ok=True)
+    elif stale:
+        write_atomically(path, json.dumps({
+            **record, "files": current, "keys": {fmt: record["keys"][fmt] for fmt in current}},
+            ensure_ascii=False).encode("utf-8"))
 
 
 @dataclass
@@ -291,10 +351,15 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
     line as it finishes.
 
-    ``jobs`` above 1 starts that many worker processes (each opens the model once and
-    runs torch on one thread). Ctrl-C or SIGTERM cancels the lines not yet started and waits
-    for those being drawn, so every file is whole; the index lists what is done, and the
-    same command finishes the rest.
+    ``jobs`` above 1 starts that many worker processes, each of which opens the model once
+    and runs torch on one thread, whatever ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say:
+    the processes are the parallelism, and more threads than cores make every process wait
+    (see :func:`attnviz.runtime.choose_threads`). With one job the lines are drawn in this
+    process, on the threads attnviz chooses for every command (one, or the variables').
+
+    Ctrl-C or SIGTERM cancels the lines not yet started and waits for those being drawn, so
+    every file is whole; the index lists what is done, and the same command finishes the
+    rest. That ending is the one raised, even when the index cannot be written then.
     """
     summary = Summary()
 
@@ -315,9 +380,13 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
                 finished(render_line(settings, line))
         elif todo:
             _in_pool(settings, todo, jobs, finished)
-    finally:
-        write_index(settings, lines, {outcome.line.number: outcome.error
-                                      for outcome in summary.failed})
+    except BaseException:
+        # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
+        # worker into a message about the index.
+        with contextlib.suppress(Exception):
+            write_index(settings, lines, summary.outcomes)
+        raise
+    write_index(settings, lines, summary.outcomes)
     return summary
 
 
@@ -366,13 +435,9 @@ def _start_worker() -> None:
     """A worker leaves Ctrl-C to the main process, which lets it finish its line. SIGTERM
     sent to the worker itself stops its line (whose temporary files are removed) or, between
     lines, the worker."""
-    import sys
+    from attnviz.runtime import one_thread
 
-    # The processes are the parallelism: torch gets one thread. Through the environment, so
-    # that a worker whose lines all come from the render cache never imports torch at all.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    one_thread()  # the processes are the parallelism (see run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -387,20 +452,27 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def write_index(settings: Settings, lines: Sequence[Line],
-                errors: dict[int, str] | None = None) -> Path:
-    """``index.html`` in the output folder: each line's texts and its files, from the records
-    of every run so far, or why it failed (``errors``, by line number)."""
+                outcomes: Sequence[Outcome] = ()) -> Path:
+    """``index.html`` in the output folder: each line's texts and its current files, and why
+    it failed. A line this run did not reach (``outcomes`` has none for it: the run was
+    interrupted) gets the current files an earlier run made, from its record.
+
+    Args:
+        settings: the export's.
+        lines: every line of the pairs file, as it is now.
+        outcomes: what became of the lines this run reached.
+    """
     from attnviz.render import index
 
+    reached = {outcome.line.number: outcome for outcome in outcomes}
     entries = []
     for line in lines:
-        record = _read_record(settings, line) or {}
-        files = record.get("files", {})
+        outcome = reached.get(line.number) or _found(settings, line)
+        shown = bool(outcome.files) and outcome.target is not None  # else the line's own
         entries.append(index.Entry(
-            line.number, line.source, record.get("target") if record else line.target,
-            bool(record.get("target_generated")),
-            {fmt: files[fmt] for fmt in FORMATS if fmt in files},
-            tuple(record.get("warnings", ())), (errors or {}).get(line.number)))
+            line.number, line.source, outcome.target if shown else line.target,
+            bool(shown and outcome.target_generated), outcome.files, outcome.warnings,
+            outcome.error))
     path = settings.out_dir / INDEX
     write_atomically(path, index.to_bytes(f"attnviz export of {settings.pairs_name}", entries))
     return path

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,25 @@ def choose_threads(requested: int | None = None,
                                f"{requested}")
         return requested
     return None if threads_set_in(environ) else 1
+
+
+def one_thread(environ: MutableMapping[str, str] | None = None) -> None:
+    """Make torch compute on one thread in this process, whatever the thread variables say:
+    for a process that is one of many working at once (an export's worker).
+
+    Every variable of ``THREAD_VARIABLES`` is set to 1, not only ``OMP_NUM_THREADS``: torch
+    takes ``MKL_NUM_THREADS`` first. Through the environment, so that a process that never
+    needs torch never imports it; a torch already imported is set directly.
+
+    Args:
+        environ: the environment to change (default: ``os.environ``, which torch reads when
+            it is imported).
+    """
+    environ = os.environ if environ is None else environ
+    for name in THREAD_VARIABLES:
+        environ[name] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 @contextmanager

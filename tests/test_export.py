@@ -154,8 +154,14 @@ def test_pictures_are_shown_in_the_index(tmp_path):
     assert b"Cross-attention" in (out / "0001.svg").read_bytes()
 
 
+def entries_of(index: Path) -> dict[int, str]:
+    """Each row of the index by line number: its HTML, from one ``<tr>`` to the next."""
+    rows = index.read_text(encoding="utf-8").split("<tr>")[2:]  # after the heading row
+    return {int(re.search(r'<td class="n">(\d+)</td>', row).group(1)): row for row in rows}
+
+
 def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
-    write_pairs(tmp_path / "pairs.tsv", 4)
+    pairs = write_pairs(tmp_path / "pairs.tsv", 4)
     out = tmp_path / "out"
     args = ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f", "html"]
     assert runner.invoke(app, args).exit_code == 0
@@ -169,9 +175,52 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
     assert sorted(p.name for p in out.glob("000*")) == [f"000{n}.{f}" for n in range(1, 5)
                                                         for f in ("html", "npz")]
     assert (out / "0001.html").stat().st_mtime_ns == before["0001.html"]  # kept, not redrawn
-    result = runner.invoke(app, args + ["--cmap", "magma"])  # other options: other files
-    assert "4 pairs drawn, 0 done before" in result.stderr
-    assert (out / "0001.html").stat().st_mtime_ns != before["0001.html"]
+    # A pair's text changed (line 2), and one that now fails (line 3, far too long): the
+    # index shows their new texts, line 2's new files and no file of line 3, whose old files,
+    # which showed another pair, are gone (all or nothing, per line).
+    lines = (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()
+    lines[1] = "the red car sees the cat\tla voiture rouge voit le chat"
+    lines[2] = " ".join(["the cat"] * 3000) + "\tle chat"
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    old_npz = (out / "0002.npz").read_bytes()
+    result = runner.invoke(app, args)  # html only: line 2's npz shows the old pair
+    assert result.exit_code == 1
+    assert "1 pairs drawn, 2 done before, 1 failed" in result.stderr
+    assert sorted(p.name for p in out.glob("000*")) == [
+        "0001.html", "0001.npz", "0002.html", "0004.html", "0004.npz"]
+    assert sorted(p.name for p in (out / export.RECORDS).iterdir()) == [
+        "0001.json", "0002.json", "0004.json"]
+    assert (out / "0002.npz").exists() is False and old_npz
+    assert links_of(out / "index.html") == ["0001.npz", "0001.html", "0002.html",
+                                            "0004.npz", "0004.html"]
+    rows = entries_of(out / "index.html")
+    assert "the red car sees the cat" in rows[2] and "la voiture rouge voit le chat" in rows[2]
+    assert pairs[1].source not in rows[2] and pairs[1].target not in rows[2]
+    assert "the text is too long" in rows[3] and "<i>not done</i>" in rows[3]
+    assert "the text is too long" not in rows[2] + rows[4]
+    assert page_data((out / "0002.html").read_bytes())["sourceTokens"][:3] == ["the", "red",
+                                                                               "car"]
+
+
+def test_another_cmap_redraws_the_pictures_and_not_the_numbers(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    out = tmp_path / "out"
+    args = ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f", "npz", "-f", "json"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {path.name: path.stat().st_mtime_ns for path in out.glob("000*")}
+    result = runner.invoke(app, args + ["--cmap", "magma"])  # the numbers have no colours
+    assert "0 pairs drawn, 3 done before" in result.stderr
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("000*")} == before
+    result = runner.invoke(app, args + ["-f", "png", "--cmap", "magma"])
+    assert "3 pairs drawn, 0 done before" in result.stderr
+    pictures = {path.name: path.stat().st_mtime_ns for path in out.glob("000*.png")}
+    result = runner.invoke(app, args + ["-f", "png", "--cmap", "cividis"])  # other options:
+    assert "3 pairs drawn, 0 done before" in result.stderr  # other pictures, the same numbers
+    now = {path.name: path.stat().st_mtime_ns for path in out.glob("000*")}
+    assert all(now[name] != pictures[name] for name in pictures)
+    assert {name: now[name] for name in before} == before
+    assert sorted(set(links_of(out / "index.html"))) == sorted(
+        f"000{n}.{fmt}" for n in (1, 2, 3) for fmt in ("png", "npz", "json"))
 
 
 def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
@@ -184,6 +233,31 @@ def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
     assert again.skipped and again.files == first.files
     record = json.loads((tmp_path / export.RECORDS / "0003.json").read_text())
     assert record["source"] == "the black cat" and record["files"] == {"npz": "0003.npz"}
+
+
+def test_a_line_that_fails_keeps_its_current_files_and_says_why(tmp_path, monkeypatch):
+    """A line whose npz is current and whose new page cannot be made: the npz stays, listed
+    beside the error; nothing of another pair is left."""
+    settings = export.Settings(tmp_path, ("npz",), model="translate", pairs_name="p.tsv")
+    export.prepare(settings)
+    line = export.Line(1, "the black cat", "le chat noir")
+    npz = export.render_line(settings, line).files["npz"]
+    file_bytes = export._file_bytes
+
+    def no_page(maps, fmt, cmap):
+        if fmt == "html":
+            raise AttnvizError("the page would be too large")
+        return file_bytes(maps, fmt, cmap)
+
+    monkeypatch.setattr(export, "_file_bytes", no_page)
+    both = export.Settings(tmp_path, ("npz", "html"), model="translate", pairs_name="p.tsv")
+    summary = export.run(both, [line])
+    assert summary.outcomes[0].error == "p.tsv:1: the page would be too large"
+    assert summary.outcomes[0].files == {"npz": npz}
+    assert sorted(p.name for p in tmp_path.glob("0001.*")) == ["0001.npz"]
+    assert links_of(tmp_path / "index.html") == ["0001.npz"]
+    assert "the page would be too large" in (tmp_path / "index.html").read_text()
+    assert "le chat noir" in (tmp_path / "index.html").read_text()
 
 
 @pytest.fixture
@@ -228,6 +302,22 @@ def test_a_line_that_fails_is_named_and_the_others_are_written(tmp_path, failing
     assert "<script" not in index and "&lt;script&gt;x&lt;/script&gt;" in index
 
 
+def test_the_report_names_lines_in_order_whatever_order_they_finished_in(tmp_path, capsys):
+    from attnviz.cli import _report_export
+
+    def outcome(number, **fields):
+        return export.Outcome(export.Line(number, "x", None), **fields)
+
+    finished = [outcome(10, warnings=("ten: a note",)), outcome(9, error="p:9: too long"),
+                outcome(2, warnings=("two", "2: again")), outcome(11, error="p:11: bad"),
+                outcome(1, skipped=True, warnings=("not told again",))]
+    with pytest.raises(AttnvizError, match="2 of 5 pairs could not be drawn"):
+        _report_export(export.Summary(finished), tmp_path / "index.html")
+    assert capsys.readouterr().err.splitlines()[:5] == [
+        "warning: line 2: two", "warning: line 2: 2: again", "warning: line 10: ten: a note",
+        "error: p:9: too long", "error: p:11: bad"]
+
+
 def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, monkeypatch):
     write_pairs(tmp_path / "pairs.tsv", 6)
     settings = export.Settings(tmp_path / "out", ("npz", "html"), pairs_name="pairs.tsv")
@@ -255,6 +345,64 @@ def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, 
     summary = export.run(settings, lines)
     assert summary.skipped == 2 and len(summary.outcomes) == 6
     assert len(links_of(out / "index.html")) == 12
+
+
+def test_after_an_interrupt_the_index_links_no_file_of_a_changed_pair(tmp_path, monkeypatch):
+    """Lines 1 and 3 change; Ctrl-C comes as line 3 starts: its old files show another pair."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    settings = export.Settings(tmp_path / "out", ("npz",), pairs_name="pairs.tsv")
+    export.prepare(settings)
+    export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+    texts = (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()
+    texts[0], texts[2] = "the black cat\tle chat noir", "the red car\tla voiture rouge"
+    (tmp_path / "pairs.tsv").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    lines = export.read_lines(tmp_path / "pairs.tsv")
+    render_line = export.render_line
+
+    def interrupted_at_line_3(settings, line):
+        if line.number == 3:
+            raise KeyboardInterrupt
+        return render_line(settings, line)
+
+    monkeypatch.setattr(export, "render_line", interrupted_at_line_3)
+    with pytest.raises(KeyboardInterrupt):
+        export.run(settings, lines)
+    out = settings.out_dir
+    assert links_of(out / "index.html") == ["0001.npz", "0002.npz"]
+    rows = entries_of(out / "index.html")
+    assert "the black cat" in rows[1] and "la voiture rouge" in rows[3]
+    assert "<i>not done</i>" in rows[3]
+    assert AttentionMaps.load(out / "0001.npz").provenance.source_text == "the black cat"
+    monkeypatch.undo()
+    summary = export.run(settings, lines)
+    assert [outcome.skipped for outcome in summary.outcomes] == [True, True, False]
+    assert links_of(out / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
+    assert AttentionMaps.load(out / "0003.npz").provenance.source_text == "the red car"
+
+
+@pytest.mark.parametrize("problem", [OSError(28, "No space left on device"),
+                                     AttnvizError("cannot write the index: disk full")])
+def test_an_index_that_cannot_be_written_does_not_hide_the_interrupt(tmp_path, monkeypatch,
+                                                                     problem):
+    write_pairs(tmp_path / "pairs.tsv", 3)
+
+    def interrupted(settings, line):
+        raise KeyboardInterrupt
+
+    def cannot_write(*args, **kwargs):
+        raise problem
+
+    monkeypatch.setattr(export, "render_line", interrupted)
+    monkeypatch.setattr(export, "write_index", cannot_write)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                 str(tmp_path / "out"), "-f", "npz"])
+    assert result.exit_code == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted"
+    # Without an interrupt, the index's problem is the run's.
+    monkeypatch.setattr(export, "render_line", lambda settings, line: export.Outcome(line))
+    with pytest.raises(type(problem)):
+        export.run(export.Settings(tmp_path / "out", ("npz",)),
+                   export.read_lines(tmp_path / "pairs.tsv"))
 
 
 def wait_for(condition, timeout: float) -> None:
@@ -344,15 +492,24 @@ def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_pat
     assert first.maps.target_tokens != second.maps.target_tokens
 
 
-def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process():
-    code = ("import os, signal, sys; os.environ.pop('OMP_NUM_THREADS', None); "
+@pytest.mark.parametrize("variables, torch_first", [
+    ({}, False), ({"MKL_NUM_THREADS": "2"}, False),
+    ({"MKL_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}, True)])
+def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process(
+        variables, torch_first):
+    """Whatever the thread variables say (torch reads MKL_NUM_THREADS first): the processes
+    are the parallelism, and two workers on two threads each fight for two cores."""
+    code = ("import signal, sys; " + "import torch; " * torch_first +
             "from attnviz import export; export._start_worker(); "
             "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, env={**env, **variables})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "1", "True"]  # torch only when a line needs it
+    # torch only when a line needs it
+    assert result.stdout.split() == [str(torch_first), "1", "True"]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")

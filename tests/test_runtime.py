@@ -92,6 +92,17 @@ def test_using_threads_sets_and_restores(threads_restored):
         assert torch.get_num_threads() == 1
 
 
+def test_one_thread_sets_every_variable_and_a_torch_already_imported(threads_restored):
+    """For a process among many (an export's worker): MKL_NUM_THREADS too, which torch reads
+    first (OMP_NUM_THREADS=1 alone left a worker two threads with MKL_NUM_THREADS=2)."""
+    torch.set_num_threads(2)
+    environ = {"MKL_NUM_THREADS": "2", "OMP_NUM_THREADS": "4,2", "HOME": "/home/x"}
+    runtime.one_thread(environ)
+    assert environ == {"MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HOME": "/home/x"}
+    assert torch.get_num_threads() == 1
+    assert choose_threads(None, environ) is None  # the sources then leave torch at one
+
+
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
                   for b in ("cat", "dog", "car", "house")) + "\n"
 
