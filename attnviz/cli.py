@@ -288,7 +288,8 @@ def decode(
 
     Encoder self-attention, masked decoder self-attention and cross-attention; without
     --target, the model writes the target greedily and prints it. Decoder rows are labelled
-    "input → the token it predicts". With -o decoding.gif, one frame per decoding step.
+    "input → next token": the token the model predicted when it wrote the target, the given
+    target's next token with --target. With -o decoding.gif, one frame per decoding step.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """

@@ -29,8 +29,13 @@ KEY_AXES = {
     "decoder_self": "key: decoder input token",
     "cross": "key: source token (encoder output)",
 }
-PREDICTS_AXIS = " → the token it predicts"  # after the query axis of "input → predicted" rows
-ARROW = " → "  # between a decoder row's input token and the token it predicts
+# After the query axis of a decoder's rows, labelled "input → next": what the next token is.
+# The model wrote the target: the next token is the one it predicted. The target was given
+# (--target, or a decoder-only model reading a text): the next token is the given text's
+# (teacher forcing), which need not be the one the model would have predicted.
+PREDICTS_AXIS = " → the token it predicts"
+GIVEN_AXIS = " → the next target token"
+ARROW = " → "  # between a decoder row's input token and the token after it
 UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
 UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
 # How weights become colours: from 0 to each panel's largest weight, to the largest of the
@@ -63,10 +68,13 @@ class Heatmap:
     # Words the vocabulary lacked, as written, by row (column): the map holds <unk> there.
     query_written: dict[int, str] = field(default_factory=dict)
     key_written: dict[int, str] = field(default_factory=dict)
-    # Decoder rows are labelled "input → the token it predicts", the next input token; the
-    # last row predicts last_next (the label of the token after it, UNKNOWN_NEXT: not known).
+    # Decoder rows are labelled "input → next", the next input token; after the last row
+    # comes last_next (the label of the token after it, UNKNOWN_NEXT: not known).
     predicts: bool = False
     last_next: str = UNKNOWN_NEXT
+    # The model wrote the target, so the next token is the one it predicted; else it is the
+    # given target's (see GIVEN_AXIS).
+    generated: bool = False
 
     @property
     def title(self) -> str:
@@ -122,7 +130,7 @@ class Heatmap:
     def query_axis(self) -> str:
         axis = QUERY_AXES[self.kind]
         if self.predicts:
-            axis += PREDICTS_AXIS
+            axis += PREDICTS_AXIS if self.generated else GIVEN_AXIS
             if self.last_next == UNKNOWN_NEXT:
                 axis += f" ({UNKNOWN_NEXT}: not in these maps)"
         return axis + self._positions(self.query_start, len(self.query_tokens))
@@ -180,7 +188,7 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
                    list(queries), list(keys), _visible(kind, stack[layer]),
                    printable(provenance.summary), query_written=dict(query_written),
                    key_written=dict(key_written), predicts=kind != "encoder_self",
-                   last_next=last_next)
+                   last_next=last_next, generated=provenance.target_generated)
 
 
 def _token_label(token: str, written: str | None) -> str:

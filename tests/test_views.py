@@ -1,5 +1,5 @@
 """Views that show more than one map: grids of layers and heads, colour scales, windows of
-long maps, top-k listings, decoder rows that read "input → predicted", unknown words. Each
+long maps, top-k listings, decoder rows that read "input → next", unknown words. Each
 is read back from what was drawn: a Figure's axes and images, the SVG's text, the terminal's
 lines, the listing's numbers."""
 
@@ -393,11 +393,32 @@ def test_decoder_rows_name_the_token_they_predict_and_the_last_predicts_the_end(
         after = [*TARGET.split(), "<eos>"]
         assert heatmap.query_labels == [f"{token} → {nxt}" for token, nxt in
                                         zip(["<bos>", *TARGET.split()], after, strict=True)]
-        assert heatmap.query_axis == "query: decoder input token → the token it predicts"
+        # The target was given: the right side is its next token, not the model's prediction.
+        assert heatmap.query_axis == "query: decoder input token → the next target token"
     assert views.heatmap(maps, "encoder_self", 1, None).query_labels == [*SOURCE.split(),
                                                                          "<eos>"]
     # The npz and json keys keep their meaning: the decoder's input tokens.
     assert maps.target_tokens == ["<bos>", *TARGET.split()]
+
+
+def test_the_query_axis_says_predicted_only_when_the_model_wrote_the_target(tmp_path):
+    given = attnviz.trace(SOURCE, TARGET, cache=False)
+    written = attnviz.trace(SOURCE, cache=False)
+    assert written.provenance.target_generated and not given.provenance.target_generated
+    axes = {"given": "query: decoder input token → the next target token",
+            "written": "query: decoder input token → the token it predicts"}
+    for name, maps in (("given", given), ("written", written)):
+        for kind in ("decoder_self", "cross"):
+            assert views.heatmap(maps, kind).query_axis == axes[name]
+        svg = image.to_bytes(views.plan(maps, ["cross"]), "svg", "viridis").decode()
+        texts = " ".join(" ".join(ET.fromstring(svg).itertext()).split())
+        assert axes[name] in texts and axes[{"given": "written", "written": "given"}[name]] \
+            not in texts
+    shown = run("decode", SOURCE, "-t", TARGET, "--kind", "cross")
+    assert "rows = query: decoder input token → the next target token" in shown.stdout
+    assert "predicts" not in shown.stdout
+    shown = run("decode", SOURCE, "--kind", "cross")
+    assert "rows = query: decoder input token → the token it predicts" in shown.stdout
 
 
 @pytest.mark.filterwarnings("ignore:the random model writes random words")
@@ -418,7 +439,7 @@ def test_maps_that_do_not_say_what_follows_show_it_as_unknown(tmp_path):
     shown = run("show", path)
     assert shown.exit_code == 0, shown.stderr
     assert "␣sat → <?>" in shown.stdout and "The → ␣cat" in shown.stdout
-    assert "the token it predicts (<?>: not in these maps)" in " ".join(shown.stdout.split())
+    assert "the next target token (<?>: not in these maps)" in " ".join(shown.stdout.split())
 
 
 def test_the_terminal_writes_input_and_predicted_token_on_each_row():
