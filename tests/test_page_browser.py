@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attnviz import views
 from attnviz.cli import app
 from attnviz.maps import AttentionMaps
 from attnviz.render import page
@@ -69,7 +70,7 @@ def hover(browser, canvas_id: str, point: dict) -> dict:
     ).perform()
     assert browser.find_element("id", "tooltip").is_displayed()
     return {field: browser.find_element("id", f"tip-{field}").text
-            for field in ("query", "key", "weight", "predicts")}
+            for field in ("query", "key", "weight")}
 
 
 def pixel(browser, canvas_id: str, point: dict) -> np.ndarray:
@@ -113,9 +114,10 @@ def test_hovering_a_cell_reads_its_tokens_and_weight(browser, decoded):
         "kind": "cross", "layer": 0, "head": 1, "scale": "panel", "view": "heatmap"}
     row, col = 2, 3
     tip = hover(browser, "heatmap-hover", cell(browser, row, col))
-    assert tip["query"] == f"{display_label(maps.target_tokens[row])} ({row})"
+    # A decoder row reads "input → next", as in the images.
+    assert tip["query"] == (f"{display_label(maps.target_tokens[row])} → "
+                            f"{display_label(maps.target_tokens[row + 1])} ({row})")
     assert tip["key"] == f"{display_label(maps.source_tokens[col])} ({col})"
-    assert tip["predicts"] == f"{display_label(maps.target_tokens[row + 1])} ({row + 1})"
     assert abs(float(tip["weight"]) - maps.cross[0, 1, row, col]) <= TOLERANCE
     # The mean over heads, at the largest weight of another row.
     choose(browser, "head", "mean")
@@ -123,6 +125,20 @@ def test_hovering_a_cell_reads_its_tokens_and_weight(browser, decoded):
     col = int(mean[1].argmax())
     tip = hover(browser, "heatmap-hover", cell(browser, 1, col))
     assert abs(float(tip["weight"]) - mean[1, col]) <= TOLERANCE
+    assert errors(browser) == []
+
+
+def test_the_last_decoder_row_reads_the_token_after_it_as_the_images_do(browser, decoded):
+    html, maps = decoded
+    assert maps.provenance.next_token == "<eos>"
+    chromium.open_page(browser, html)
+    last = len(maps.target_tokens) - 1
+    for kind in ("self", "cross"):
+        choose(browser, "kind", kind)
+        tip = hover(browser, "heatmap-hover", cell(browser, last, 0))
+        assert tip["query"] == f"{display_label(maps.target_tokens[last])} → <eos> ({last})"
+    layout = browser.execute_script("return window.attnviz.layout()")
+    assert layout["rows"][last] == [last, f"{display_label(maps.target_tokens[last])} → <eos>"]
     assert errors(browser) == []
 
 
@@ -136,7 +152,7 @@ def test_masked_cells_are_hatched_grey_and_said_to_be_masked(browser, decoded):
     colour = pixel(browser, "heatmap", point)
     assert min(np.abs(colour - grey).sum() for grey in (0xd0, 0xa0)) < 20 or \
         (np.abs(colour - colour[0]) <= 2).all() and 0x90 <= colour[0] <= 0xe0  # hatch line
-    assert tip["query"] == f"{display_label(maps.target_tokens[0])} (0)"
+    assert tip["query"] == f"<bos> → {display_label(maps.target_tokens[1])} (0)"
 
 
 def test_each_scale_colours_as_the_images_do(browser, decoded):
@@ -191,7 +207,7 @@ def test_the_head_view_follows_a_token_and_switches_back(narrow, decoded, tmp_pa
     point = browser.execute_script("return window.attnviz.tokenCenter('query', arguments[0])", row)
     tip = hover(browser, "heads-hover", point)
     strongest = int(maps.cross[1].mean(0)[row].argmax())
-    assert tip["query"] == f"{display_label(maps.target_tokens[row])} ({row})"
+    assert tip["query"] == f"{views.heatmap(maps, 'cross').query_labels[row]} ({row})"
     assert tip["key"] == f"{display_label(maps.source_tokens[strongest])} ({strongest})"
     browser.find_element("id", "show-heatmap").click()
     assert browser.find_element("id", "heatmap").is_displayed()

@@ -25,8 +25,9 @@ import numpy as np
 from attnviz.errors import AttnvizError
 from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
-from attnviz.text import display_label, printable
-from attnviz.views import KEY_AXES, QUERY_AXES, SCALES, heatmap
+from attnviz.render.image import LABEL_CHARS
+from attnviz.text import printable, shorten
+from attnviz.views import SCALES, heatmap
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "
@@ -64,8 +65,6 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
                            f"{MAX_WEIGHTS:,}: a browser would open it slowly, if at all); save "
                            "them as .npz, or draw one layer as an image")
     data = {
-        "sourceTokens": [display_label(t) for t in maps.source_tokens],
-        "targetTokens": [display_label(t) for t in maps.target_tokens],
         "kinds": [_kind(maps, k) for k in maps.kinds],
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
@@ -79,18 +78,22 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
 
 
 def _kind(maps: AttentionMaps, kind: str) -> dict:
-    """What the page knows of one kind: sizes, labels of its axes, where the mask hid keys,
-    and its weights."""
+    """What the page knows of one kind: sizes, labels of its rows, columns and axes, where
+    the mask hid keys, and its weights."""
     stack = maps.stack(kind)  # (L, H, Q, K)
     layers, heads, queries, keys = stack.shape
     levels, row_max = quantise(stack)
+    # The images' labels, the same at every layer and head: words the vocabulary lacked as
+    # written (zebra?), decoder rows as "input → next" down to the token after the last row.
+    # Whole in the tooltip; drawn cut to the images' width, each side of a row keeping its share.
+    shown = heatmap(maps, kind, 0)
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
-        "queryTokens": "source" if kind == "encoder_self" else "target",
-        "keyTokens": "target" if kind == "decoder_self" else "source",
-        "queryAxis": QUERY_AXES[kind], "keyAxis": KEY_AXES[kind],
-        "predicts": kind != "encoder_self",  # a decoder row predicts the next decoder token
+        "queryLabels": shown.query_labels, "keyLabels": shown.key_labels,
+        "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
+        "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
+        "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
         "defaultLayer": maps.default_layer(kind),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
         "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
@@ -208,8 +211,6 @@ right; a line's opacity is its weight on the chosen scale. <span id="heads-limit
 <div><span class="name">query</span> <span id="tip-query"></span></div>
 <div><span class="name">key</span> <span id="tip-key"></span></div>
 <div><span class="name">weight</span> <span id="tip-weight"></span></div>
-<div id="tip-predicts-line"><span class="name">predicts</span> <span id="tip-predicts">\
-</span></div>
 </div>
 </main>
 <footer>
