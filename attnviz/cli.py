@@ -109,8 +109,9 @@ HeadOption = Annotated[Optional[str], typer.Option(
     help="Head to show, counting from 0, 'mean' for the average over heads, or 'all' for "
          "every head and their mean (a column each). Default: mean.", show_default=False)]
 ScaleOption = Annotated[Optional[Scale], typer.Option(
-    help="Colours: panel = each panel from 0 to its largest weight; shared = one scale for "
-         "every panel; unit = 0 to 1; row = each row to its largest weight (for long maps "
+    help="Colours: panel = each panel from 0 to its largest weight; shared = one maximum for "
+         "every panel of the figure (on a page: for every layer and head of the kind shown, "
+         "means included); unit = 0 to 1; row = each row to its largest weight (for long maps "
          "whose first rows dominate). Default: shared when there are several panels.",
     show_default=False)]
 WindowOption = Annotated[Optional[str], typer.Option(

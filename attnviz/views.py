@@ -38,8 +38,10 @@ GIVEN_AXIS = " → the next target token"
 ARROW = " → "  # between a decoder row's input token and the token after it
 UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
 UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
-# How weights become colours: from 0 to each panel's largest weight, to the largest of the
-# figure, to 1, or (each row divided by its largest) from 0 to 1 in every row.
+# How weights become colours: from 0 to each panel's largest weight, to one maximum for every
+# panel of the figure (its largest weight), to 1, or (each row divided by its largest) from 0
+# to 1 in every row. A page shows one map at a time: its shared maximum is that of every layer
+# and head of the kind shown, the means over heads included.
 SCALES = ("panel", "shared", "unit", "row")
 Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
 Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
@@ -277,9 +279,10 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
             for each kind's default layer.
         head: a head, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for every
             head and then their mean (a column each).
-        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (every panel
-            to the largest of the figure), ``unit`` (0 to 1) or ``row`` (each row to its
-            largest weight); None: ``shared`` when there are several panels, else ``panel``.
+        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (one maximum
+            for every panel of the figure: its largest weight), ``unit`` (0 to 1) or ``row``
+            (each row to its largest weight); None: ``shared`` when there are several
+            panels, else ``panel``.
         window: positions ``A:B`` (A to B-1) of both the queries and the keys.
         window_query: positions of the queries alone (instead of ``window``'s).
         window_key: positions of the keys alone.

@@ -142,6 +142,23 @@ def test_the_page_labels_rows_columns_and_axes_as_the_images_do(generated):
     assert kind["queryDrawn"][1] == expected and expected.endswith("→ <?>")
 
 
+def test_the_shared_scale_is_one_maximum_for_every_layer_and_head_of_a_kind_means_included():
+    maps = make_maps(s=5, t=6, layers=2, heads=3)
+    html = page.to_bytes(maps)
+    for kind in page_data(html)["kinds"]:
+        name = kind["name"]
+        panels = [views.heatmap(maps, name, layer, head) for layer in range(2)
+                  for head in (0, 1, 2, None)]  # None: the mean over heads
+        assert kind["sharedMax"] == pytest.approx(max(p.weights[p.visible].max()
+                                                      for p in panels))
+        means = [p for p in panels if p.head is None]
+        assert all(kind["sharedMax"] >= p.weights.max() for p in means)
+    # The page says exactly what it is, and what an image's is.
+    footer = " ".join(" ".join(parse(html).text).split())
+    assert ("shared one maximum for every layer and head of the kind shown, the means over "
+            "heads included (in an image, one for every panel of its figure)") in footer
+
+
 def test_a_saved_map_with_weight_on_the_future_is_not_drawn_masked():
     maps = make_maps(t=4)
     full = np.full_like(maps.decoder_self, 0.25)  # every key seen: not masked attention

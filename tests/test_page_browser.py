@@ -183,6 +183,10 @@ def test_each_scale_colours_as_the_images_do(browser, decoded):
     choose(browser, "scale", "shared")  # the largest weight of every layer and head
     shared = maps.encoder_self.max()
     assert abs(index_at(*top) - min(255, int(weights[top] / shared * 256))) <= 1
+    choose(browser, "head", "mean")  # the mean over heads, on the same maximum
+    mean = maps.encoder_self[1].mean(0)  # (S, S)
+    for row, col in [(0, 0), [int(i) for i in np.unravel_index(mean.argmax(), mean.shape)]]:
+        assert abs(index_at(row, col) - min(255, int(mean[row, col] / shared * 256))) <= 1
 
 
 @pytest.fixture

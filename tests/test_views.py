@@ -102,7 +102,7 @@ def test_shared_scale_gives_every_panel_one_colour_limit_and_one_colour_bar():
     clims = _clims(figure)
     assert len(set(clims)) == 1 and clims[0] == (0.0, pytest.approx(_largest(maps, plan)))
     bars = [ax for ax in figure.axes if not ax.get_title()]
-    assert len(bars) == 1 and "shared scale" in bars[0].get_ylabel()
+    assert len(bars) == 1 and "(shared scale: one for the figure)" in bars[0].get_ylabel()
 
 
 def test_side_by_side_kinds_share_their_scale_by_default():
@@ -161,7 +161,7 @@ def test_the_terminal_colours_every_small_multiple_on_one_scale():
     legend = next(line for line in text.splitlines() if line.startswith("scale 0"))
     largest = float(legend.split("]")[1].split()[0])
     assert largest == pytest.approx(_largest(maps, plan), abs=0.005)
-    assert "shared scale" in legend
+    assert "(largest of every panel of the figure: shared scale)" in legend
     # The panel with the figure's largest weight has the top of the ramp; the others lower.
     peak = max(plan.panels, key=lambda p: p.weights.max())
     assert "@" in text and peak.weights.max() == pytest.approx(largest, abs=0.005)

@@ -66,7 +66,6 @@
     await Promise.all(kinds.map(async (kind) => {
       kind.levelBytes = await inflate(base64Bytes(kind.levels));
       kind.rowMaxima = new Float32Array(base64Bytes(kind.rowMax).buffer);
-      kind.sharedMax = kind.rowMaxima.reduce((a, b) => Math.max(a, b), 0);
       delete kind.levels;
     }));
     timings.decode = performance.now() - started;

@@ -95,6 +95,9 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
         "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
         "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
         "defaultLayer": maps.default_layer(kind),
+        # The shared scale's one maximum: the largest weight of every layer and head of this
+        # kind, the means over heads included (a mean never exceeds its largest head).
+        "sharedMax": float(stack.max(initial=0.0)),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
         "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
         "rowMax": base64.b64encode(row_max.astype("<f4").tobytes()).decode("ascii"),
@@ -188,8 +191,8 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <label>layer <select id="layer"></select></label>
 <label>head <select id="head"></select></label>
 <label>scale <select id="scale" title="panel: this map's largest weight is brightest; \
-shared: one maximum over every layer and head of this kind; unit: 0 to 1; row: each row to its \
-own maximum">
+shared: one maximum for every layer and head of this kind, the means over heads included; \
+unit: 0 to 1; row: each row to its own maximum">
 <option value="panel">panel</option><option value="shared">shared</option>\
 <option value="unit">unit</option><option value="row">row</option></select></label>
 <span class="views" role="group" aria-label="view">\
@@ -215,9 +218,10 @@ right; a line's opacity is its weight on the chosen scale. <span id="heads-limit
 </main>
 <footer>
 <p>{rounding}</p>
-<p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum over \
-every layer and head of the kind shown; <b>unit</b> 0 to 1; <b>row</b> each row to its own \
-maximum. Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
+<p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum for \
+every layer and head of the kind shown, the means over heads included (in an image, one for \
+every panel of its figure); <b>unit</b> 0 to 1; <b>row</b> each row to its own maximum. \
+Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
 </footer>
 <script type="application/json" id="attnviz-data">{data}</script>
 <script>

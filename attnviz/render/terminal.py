@@ -33,7 +33,7 @@ GAP = 2  # columns between two small multiples
 MULTIPLE_HEADER = 6  # lines of the column labels above small multiples (longer ones end with …)
 LEGEND_TAILS = {  # after the scale's largest value: what it is
     "panel": "(largest weight shown)",
-    "shared": "(largest weight of every panel: shared scale)",
+    "shared": "(largest of every panel of the figure: shared scale)",
     "unit": "(unit scale)",
     "row": "(each row's largest weight: row scale)",
 }
