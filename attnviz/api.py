@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attnviz.config import MAX_SEED
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.maps import KINDS, AttentionMaps
+from attnviz.kinds import KINDS, SHORT_NAMES
+from attnviz.maps import AttentionMaps
 from attnviz.maps import expect_maps as _maps
 from attnviz.text import printable, shorten, valid_utf8
 
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
     from attnviz.explanation import Explanation
 
 # The kinds as the command line names them, and the library's own names.
-KIND_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross",
-              **{kind: kind for kind in KINDS}}
+KIND_NAMES = {**SHORT_NAMES, **{kind: kind for kind in KINDS}}
 DEVICES = ("cpu", "cuda", "auto")
 PARTS = ("encoder", "decoder")
 

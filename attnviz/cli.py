@@ -18,6 +18,7 @@ import typer
 from attnviz import exits
 from attnviz.config import MAX_SEED, VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.kinds import SHORT_NAMES
 from attnviz.runtime import MAX_THREADS
 from attnviz.text import printable, valid_utf8
 from attnviz.version import __version__
@@ -34,15 +35,11 @@ app = typer.Typer(
 )
 
 
-class Kind(str, Enum):
-    encoder = "encoder"
-    self_ = "self"
-    cross = "cross"
-    all = "all"
+# --kind: the kinds' short names (encoder, self, cross), and "all" where every kind is drawn.
+Kind = Enum("Kind", {**{name: name for name in SHORT_NAMES}, "all": "all"}, type=str)
+ExplainKind = Enum("ExplainKind", {name: name for name in SHORT_NAMES}, type=str)
 
-
-# The library's names of kinds and settings, as the command line spells them.
-KINDS = {Kind.encoder: "encoder_self", Kind.self_: "decoder_self", Kind.cross: "cross"}
+# The library's names of settings, as the command line spells them.
 FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--target",
          "device": "--device", "task": "--task", "model": "--model", "seed": "--seed",
          "data": "--data", "examples": "--examples", "steps": "--steps", "epochs": "--epochs",
@@ -333,12 +330,6 @@ def show(
         _draw(AttentionMaps.load(file), _kinds(kind), view, output or [], cmap)
 
 
-class ExplainKind(str, Enum):
-    encoder = "encoder"
-    self_ = "self"
-    cross = "cross"
-
-
 @app.command()
 def explain(
     text: TextArgument,
@@ -348,7 +339,7 @@ def explain(
         show_default=False)] = None,
     kind: Annotated[ExplainKind, typer.Option(
         help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
-             "cross-attention.")] = ExplainKind.self_,
+             "cross-attention.")] = ExplainKind["self"],
     layer: Annotated[Optional[int], typer.Option(
         "--layer", "-l", metavar="N", help="The layer, counting from 0. Default: the last (or "
         "the one the model file recommends).", show_default=False)] = None,
@@ -482,7 +473,7 @@ def _report_export(summary, index: Path) -> None:
 
 def _kinds(kind: Kind) -> Optional[list[str]]:
     """The library's kinds for ``--kind``; None means every kind the maps hold."""
-    return None if kind is Kind.all else [KINDS[kind]]
+    return None if kind is Kind.all else [SHORT_NAMES[kind.value]]
 
 
 def _request(text: str, target: Optional[str], part: str, seed: int, device: Device,

@@ -291,13 +291,8 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
         AttnvizError: an absent kind, a layer or head out of range, an unknown scale, a window
             that is not ``A:B`` or that selects nothing; its ``setting`` names the option.
     """
-    if scale is not None and scale not in SCALES:
-        raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
-                           f"{', '.join(SCALES)}", setting="scale")
-    row_setting = "window_query" if window_query is not None else "window"
-    column_setting = "window_key" if window_key is not None else "window"
-    rows = _Window.of(window_query if window_query is not None else window, row_setting)
-    columns = _Window.of(window_key if window_key is not None else window, column_setting)
+    check_scale(scale)
+    rows, columns = _windows(window, window_query, window_key)
     layer, head = _layer(layer), _head(head)
     blocks = []
     for kind in kinds or maps.kinds:
@@ -309,30 +304,44 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
         panels = tuple(tuple(_windowed(heatmap(maps, kind, row, column), rows, columns)
                              for column in heads) for row in layers)
         blocks.append(Block(kind, panels))
-    shown = [panel.weights[panel.visible] for block in blocks for row in block.panels
-             for panel in row]
-    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
-    count = sum(len(row) for block in blocks for row in block.panels)
-    return Plan(tuple(blocks), scale or ("shared" if count > 1 else "panel"),
-                max(shared, 1e-6))
+    return _planned(blocks, scale)
 
 
 def arrange(heatmaps: Sequence[Heatmap], scale: str | None = None, window: Window = None,
             window_query: Window = None, window_key: Window = None) -> Plan:
     """A plan of heatmaps chosen one by one (as :func:`heatmaps` gives them, or the rollout),
     side by side, with the scale and windows of :func:`plan`."""
+    check_scale(scale)
+    rows, columns = _windows(window, window_query, window_key)
+    return _planned([Block(h.kind, ((_windowed(h, rows, columns),),)) for h in heatmaps], scale)
+
+
+def check_scale(scale: str | None) -> None:
+    """Raise AttnvizError (``setting="scale"``) unless ``scale`` is None or in :data:`SCALES`."""
     if scale is not None and scale not in SCALES:
         raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
                            f"{', '.join(SCALES)}", setting="scale")
-    rows = _Window.of(window_query if window_query is not None else window,
-                      "window_query" if window_query is not None else "window")
-    columns = _Window.of(window_key if window_key is not None else window,
-                         "window_key" if window_key is not None else "window")
-    heatmaps = [_windowed(heatmap, rows, columns) for heatmap in heatmaps]
-    shown = [h.weights[h.visible] for h in heatmaps]
+
+
+def _windows(window: Window, window_query: Window, window_key: Window
+             ) -> tuple[_Window | None, _Window | None]:
+    """The windows of the rows and of the columns: each side's own, else ``window``; each
+    remembers the setting it came from, for its errors."""
+    rows = _Window.of(window if window_query is None else window_query,
+                      "window" if window_query is None else "window_query")
+    columns = _Window.of(window if window_key is None else window_key,
+                         "window" if window_key is None else "window_key")
+    return rows, columns
+
+
+def _planned(blocks: Sequence[Block], scale: str | None) -> Plan:
+    """The plan of ``blocks`` on ``scale`` (None: shared when there are several panels, else
+    panel); the shared scale's one maximum is the largest visible weight of every panel."""
+    panels = [panel for block in blocks for row in block.panels for panel in row]
+    shown = [panel.weights[panel.visible] for panel in panels]
     shared = max((float(values.max()) for values in shown if values.size), default=0.0)
-    return Plan(tuple(Block(h.kind, ((h,),)) for h in heatmaps),
-                scale or ("shared" if len(heatmaps) > 1 else "panel"), max(shared, 1e-6))
+    return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
+                max(shared, 1e-6))
 
 
 def _layer(layer: Layer) -> int | Literal["all"] | None:

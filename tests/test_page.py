@@ -109,6 +109,7 @@ def test_the_page_holds_every_kind_layer_and_head_within_the_rounding():
     assert masked == {"encoder_self": [False, False], "decoder_self": [True, True],
                       "cross": [False, False]}
     assert data["colors"] == lookup_table("viridis").tobytes().hex()
+    assert data["scales"] == list(views.SCALES)  # the scale menu, as the images name them
     assert data["initial"] == {"kind": "encoder_self", "layer": 1, "head": "mean",
                                "scale": "panel"}
 

@@ -99,6 +99,10 @@ def test_the_decode_page_opens_from_a_file_without_a_console_error(browser, deco
     kinds = [option.get_attribute("value")
              for option in browser.find_elements("css selector", "#kind option")]
     assert kinds == ["encoder", "self", "cross"]
+    scales = [option.get_attribute("value")
+              for option in browser.find_elements("css selector", "#scale option")]
+    assert scales == list(views.SCALES)
+    assert browser.find_element("id", "scale").get_attribute("value") == "panel"
     facts = browser.find_element("css selector", ".facts").text
     assert f"source\n{SENTENCE}" in facts and "model\ntranslate" in facts
     assert "(written by the model)" in facts and "attnviz\n" in facts

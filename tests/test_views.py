@@ -23,7 +23,7 @@ from attnviz.api import KIND_NAMES
 from attnviz.catalog import shipped_models, vocabulary
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps, Provenance
+from attnviz.maps import TITLES, AttentionMaps, Provenance
 from attnviz.modelfile import read_metadata
 from attnviz.render import image, terminal
 from attnviz.render.colors import rgb
@@ -144,6 +144,45 @@ def test_row_scale_draws_each_row_as_a_share_of_its_largest_weight():
     assert "row scale" in [ax for ax in figure.axes if not ax.get_title()][0].get_ylabel()
     rows = views.scale_rows(expected, np.ones_like(expected, bool))
     assert np.allclose(rows.max(axis=1), 1.0) and rows.min() >= 0
+
+
+def test_the_kinds_short_names_are_one_table_that_the_cli_api_and_page_use():
+    from attnviz import api, cli, kinds
+    from attnviz.render import page
+
+    assert sorted(kinds.SHORT_NAMES.values()) == sorted(kinds.KINDS)
+    assert [kind.value for kind in cli.Kind] == [*kinds.SHORT_NAMES, "all"]
+    assert [kind.value for kind in cli.ExplainKind] == list(kinds.SHORT_NAMES)
+    assert api.KIND_NAMES == {**kinds.SHORT_NAMES, **{kind: kind for kind in kinds.KINDS}}
+    assert page.CLI_KINDS == {kind: short for short, kind in kinds.SHORT_NAMES.items()}
+    for short, kind in kinds.SHORT_NAMES.items():  # each name draws its kind
+        shown = run("decode", SOURCE, "-t", TARGET, "--kind", short)
+        assert shown.exit_code == 0 and shown.stdout.count(" · layer ") == 1
+        assert f"{TITLES[kind]} · layer" in shown.stdout
+
+
+@pytest.mark.parametrize("settings, setting", [
+    ({"window": "x"}, "window"), ({"window_query": "x"}, "window_query"),
+    ({"window": "0:2", "window_key": "9:"}, "window_key"), ({"scale": "loud"}, "scale")])
+def test_plan_and_arrange_check_scales_and_windows_alike(settings, setting):
+    maps = make_maps()
+    errors = []
+    for draw in (lambda: views.plan(maps, ["cross"], **settings),
+                 lambda: views.arrange(views.heatmaps(maps, ["cross"]), **settings)):
+        with pytest.raises(AttnvizError) as raised:
+            draw()
+        errors.append((str(raised.value), raised.value.setting))
+    assert errors[0] == errors[1] and errors[0][1] == setting
+
+
+def test_plan_and_arrange_share_a_scale_the_same_way():
+    maps = make_maps(s=5, t=6)
+    for scale in (None, *views.SCALES):
+        planned = views.plan(maps, scale=scale)
+        arranged = views.arrange(views.heatmaps(maps), scale=scale)
+        assert (planned.scale, planned.shared_max) == (arranged.scale, arranged.shared_max)
+    one = views.heatmaps(maps, ["cross"])
+    assert views.plan(maps, ["cross"]).scale == views.arrange(one).scale == "panel"
 
 
 def test_a_scale_that_does_not_exist_is_named():

@@ -571,7 +571,7 @@
       state.scale = initial.scale;
       fillSelect($("kind"), kinds.map((k) => k.cli),
                  kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
-      $("scale").value = state.scale;
+      fillSelect($("scale"), data.scales, data.scales, state.scale);
       fillLayerAndHead();
       listen();
       redraw();

@@ -23,6 +23,7 @@ from importlib import resources
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.kinds import SHORT_NAMES
 from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
 from attnviz.render.image import LABEL_CHARS
@@ -37,7 +38,7 @@ ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest wei
 # than a browser opens quickly. Past this, the numbers belong in an npz file.
 MAX_WEIGHTS = 2**26
 COMPRESSION = 1  # zlib's fastest level: the bytes are within 2% of level 9, four times faster
-CLI_KINDS = {"encoder_self": "encoder", "decoder_self": "self", "cross": "cross"}
+CLI_KINDS = {kind: short for short, kind in SHORT_NAMES.items()}  # as the menu names them
 
 
 def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
@@ -66,6 +67,7 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
                            "them as .npz, or draw one layer as an image")
     data = {
         "kinds": [_kind(maps, k) for k in maps.kinds],
+        "scales": list(SCALES),  # the scale menu, named as everywhere else
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
         "initial": {"kind": kind, "layer": first.layer,
@@ -192,9 +194,7 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <label>head <select id="head"></select></label>
 <label>scale <select id="scale" title="panel: this map's largest weight is brightest; \
 shared: one maximum for every layer and head of this kind, the means over heads included; \
-unit: 0 to 1; row: each row to its own maximum">
-<option value="panel">panel</option><option value="shared">shared</option>\
-<option value="unit">unit</option><option value="row">row</option></select></label>
+unit: 0 to 1; row: each row to its own maximum"></select></label>
 <span class="views" role="group" aria-label="view">\
 <button type="button" id="show-heatmap" aria-pressed="true">heatmap</button>\
 <button type="button" id="show-heads" aria-pressed="false">head view</button></span>
