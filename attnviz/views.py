@@ -80,11 +80,7 @@ class Heatmap:
 
     @property
     def title(self) -> str:
-        if self.head is not None:
-            head = f"head {self.head}"
-        else:
-            head = "the only head" if self.head_count == 1 else f"mean of {self.head_count} heads"
-        return f"{TITLES[self.kind]} · layer {self.layer} · {head}"
+        return f"{TITLES[self.kind]} · layer {self.layer} · {head_name(self.head, self.head_count)}"
 
     @property
     def short_title(self) -> str:
@@ -145,6 +141,14 @@ class Heatmap:
         return f", positions {start} to {start + count - 1}" if self.windowed else ""
 
 
+def head_name(head: int | None, count: int) -> str:
+    """A head as titles name it: ``head 2``, or (None) ``mean of 4 heads``, or ``the only
+    head`` when there is one."""
+    if head is not None:
+        return f"head {head}"
+    return "the only head" if count == 1 else f"mean of {count} heads"
+
+
 def heatmaps(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: int | None = None,
              head: int | None = None) -> list[Heatmap]:
     """The maps to draw: each kind (default: every kind the maps hold) at ``layer`` (default:
@@ -156,11 +160,12 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
             ) -> Heatmap:
     """One layer's map of one kind, for one head or (``head=None``) the mean over heads.
 
-    Raises AttnvizError naming the valid values when the kind is absent or the layer or head
-    is out of range.
+    Raises AttnvizError naming the valid values when the kind is unknown or absent or the
+    layer or head is out of range.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise AttnvizError(f"kind {printable(repr(kind))} is not a kind of attention: use one "
+                           f"of {', '.join(KINDS)}", setting="kind")
     if kind not in maps.kinds:
         held = ", ".join(TITLES[k].lower() for k in maps.kinds)
         raise AttnvizError(f"kind {kind} is not in these maps: they hold {held}",

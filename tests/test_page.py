@@ -160,6 +160,14 @@ def test_the_shared_scale_is_one_maximum_for_every_layer_and_head_of_a_kind_mean
             "heads included (in an image, one for every panel of its figure)") in footer
 
 
+@pytest.mark.parametrize("heads, name", [(1, "the only head"), (3, "mean of 3 heads")])
+def test_the_mean_over_heads_is_named_as_the_images_name_it(heads, name):
+    maps = make_maps(heads=heads)
+    for kind in page_data(page.to_bytes(maps))["kinds"]:
+        assert kind["meanName"] == name
+        assert views.heatmap(maps, kind["name"], 0).title.endswith(f" · {name}")
+
+
 def test_a_saved_map_with_weight_on_the_future_is_not_drawn_masked():
     maps = make_maps(t=4)
     full = np.full_like(maps.decoder_self, 0.25)  # every key seen: not masked attention
@@ -174,8 +182,10 @@ def test_the_page_opens_on_the_view_asked_for_and_uses_the_colour_map():
     assert data["colors"] == lookup_table("magma").tobytes().hex()
     with pytest.raises(AttnvizError, match="^head 3 is out of range"):
         page.to_bytes(maps, head=3)
-    with pytest.raises(ValueError, match="scale must be one of panel, shared, unit, row"):
+    with pytest.raises(AttnvizError, match="^scale 'global' is not a scale: use one of panel, "
+                                           "shared, unit, row$") as raised:
         page.to_bytes(maps, scale="global")
+    assert raised.value.setting == "scale"
 
 
 def test_texts_model_and_version_are_written_on_the_page():

@@ -146,6 +146,17 @@ def test_the_last_decoder_row_reads_the_token_after_it_as_the_images_do(browser,
     assert errors(browser) == []
 
 
+def test_the_title_names_a_lone_head_as_the_images_do(browser, tmp_path):
+    one = hostile_maps(["a", "b"])
+    one = AttentionMaps(one.source_tokens, [], one.encoder_self[:, :1])  # (1, 1, 2, 2)
+    path = tmp_path / "one.html"
+    path.write_bytes(page.to_bytes(one))
+    chromium.open_page(browser, path)
+    title = browser.execute_script("return window.attnviz.title()")
+    assert title == f"{views.heatmap(one, 'encoder_self').title} · scale panel"
+    assert title == "Encoder self-attention · layer 0 · the only head · scale panel"
+
+
 def test_masked_cells_are_hatched_grey_and_said_to_be_masked(browser, decoded):
     html, maps = decoded
     chromium.open_page(browser, html)

@@ -615,6 +615,29 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
     assert result.stdout.count("Encoder attention rollout") == 2  # one listing per layer
     assert len(lines) == 2 * 3 and all(re.search(r"\(([0-2])\) \d\.\d{3}$", line)
                                        for line in lines)
+    from attnviz.attention_rollout import rollout
+
+    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))[:, :3, :3]  # (L, 3, 3)
+    largest = {"panel": [f"{w.max():.2f}" for w in rolled],
+               "shared": [f"{rolled.max():.2f}"] * 2, "unit": ["1.00"] * 2, "row": ["1.00"] * 2}
+    for scale, tail in (("panel", "(largest weight shown)"),
+                        ("shared", "(largest of every panel of the figure: shared scale)"),
+                        ("unit", "(unit scale)"),
+                        ("row", "(each row's largest weight: row scale)")):
+        shown = run("encode", SOURCE, "--rollout", "--window", "0:3", "--scale", scale)
+        assert shown.exit_code == 0, shown.stderr
+        legends = [line for line in shown.stdout.splitlines() if line.startswith("scale 0")]
+        assert [line.split("]")[1].split()[0] for line in legends] == largest[scale]
+        assert all(line.endswith(tail) for line in legends), (scale, legends)
+
+
+def test_an_unknown_kind_is_an_attnviz_error_naming_the_kinds():
+    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind of attention: use one "
+                                           "of encoder_self, decoder_self, cross$") as raised:
+        views.heatmap(make_maps(), "both")
+    assert raised.value.setting == "kind"
+    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind") as raised:
+        views.plan(make_maps(), ["both"])
 
 
 def test_the_animation_refuses_a_grid_in_its_own_words(tmp_path):

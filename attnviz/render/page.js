@@ -25,7 +25,7 @@
                     headDrawsPainted: [], headHovers: [], headHoversPainted: [] };
   const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
   const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
-                layout: () => heatLayout };
+                layout: () => heatLayout, title };
   window.attnviz = api;
 
   const $ = (id) => document.getElementById(id);
@@ -146,7 +146,7 @@
 
   function title() {
     const kind = currentKind();
-    const head = state.head === "mean" ? `mean of ${kind.heads} heads` : `head ${state.head}`;
+    const head = state.head === "mean" ? kind.meanName : `head ${state.head}`;
     return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
   }
 

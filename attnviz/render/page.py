@@ -28,7 +28,7 @@ from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
 from attnviz.render.image import LABEL_CHARS
 from attnviz.text import printable, shorten
-from attnviz.views import SCALES, heatmap
+from attnviz.views import SCALES, check_scale, head_name, heatmap
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "
@@ -42,7 +42,8 @@ CLI_KINDS = {kind: short for short, kind in SHORT_NAMES.items()}  # as the menu 
 
 
 def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
-             layer: int | None = None, head: int | None = None, scale: str = "panel") -> bytes:
+             layer: int | None = None, head: int | None = None, scale: str | None = "panel"
+             ) -> bytes:
     """The page of ``maps`` as UTF-8 HTML, opening on one view (the reader can pick others).
 
     Args:
@@ -51,13 +52,15 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
         kind: the kind shown first (default: the first the maps hold).
         layer: the layer shown first (default: that kind's default layer).
         head: the head shown first; None: the mean over heads.
-        scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALES`), shown first.
+        scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALES`), shown first;
+            None: ``panel``.
 
     Raises:
-        AttnvizError: when the maps are too large for a page (more than :data:`MAX_WEIGHTS`).
+        AttnvizError: when the kind, layer, head or scale is not one of the maps', or the
+            maps are too large for a page (more than :data:`MAX_WEIGHTS`).
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    check_scale(scale)
+    scale = scale or "panel"
     kind = kind or maps.kinds[0]
     first = heatmap(maps, kind, layer, head)  # checks kind, layer and head like every view
     count = sum(maps.stack(k).size for k in maps.kinds)
@@ -92,6 +95,7 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
+        "meanName": head_name(None, heads),  # as the images title it: "the only head"...
         "queryLabels": shown.query_labels, "keyLabels": shown.key_labels,
         "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
         "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
