@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attnviz.config import MAX_SEED
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.maps import KINDS, AttentionMaps
+from attnviz.kinds import KINDS, SHORT_NAMES
+from attnviz.maps import AttentionMaps
 from attnviz.maps import expect_maps as _maps
 from attnviz.text import printable, shorten, valid_utf8
 
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
     from attnviz.explanation import Explanation
 
 # The kinds as the command line names them, and the library's own names.
-KIND_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross",
-              **{kind: kind for kind in KINDS}}
+KIND_NAMES = {**SHORT_NAMES, **{kind: kind for kind in KINDS}}
 DEVICES = ("cpu", "cuda", "auto")
 PARTS = ("encoder", "decoder")
 
@@ -88,9 +88,9 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | N
         head: a head's index, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for
             every head and their mean.
         cmap: any matplotlib colour map.
-        scale: ``"panel"`` (each panel to its largest weight), ``"shared"`` (one scale for
-            every panel), ``"unit"`` (0 to 1) or ``"row"`` (each row to its largest weight);
-            None: shared when there are several panels.
+        scale: ``"panel"`` (each panel to its largest weight), ``"shared"`` (one maximum for
+            every panel of the figure), ``"unit"`` (0 to 1) or ``"row"`` (each row to its
+            largest weight); None: shared when there are several panels.
         window: positions ``"A:B"`` or ``(A, B)``, A to B-1, of the queries and the keys.
         window_query: positions of the queries alone.
         window_key: positions of the keys alone.
@@ -120,7 +120,8 @@ def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
             own names); None: the first the maps hold.
         layer: the layer it opens on; None: the kind's recommended or last layer.
         head: the head it opens on, or ``"mean"`` (or None) for the mean over heads.
-        scale: ``"panel"``, ``"shared"``, ``"unit"`` or ``"row"``, as the page names them.
+        scale: ``"panel"``, ``"shared"`` (on a page: one maximum for every layer and head
+            of the kind shown, the means over heads included), ``"unit"`` or ``"row"``.
         cmap: any matplotlib colour map.
 
     Write it with ``pathlib.Path("view.html").write_text(html, encoding="utf-8")``.

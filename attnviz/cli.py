@@ -18,6 +18,7 @@ import typer
 from attnviz import exits
 from attnviz.config import MAX_SEED, VALIDATION_SHARE, ModelConfig, TrainOptions
 from attnviz.errors import AttnvizError
+from attnviz.kinds import SHORT_NAMES
 from attnviz.runtime import MAX_THREADS
 from attnviz.text import printable, valid_utf8
 from attnviz.version import __version__
@@ -35,15 +36,11 @@ app = typer.Typer(
 )
 
 
-class Kind(str, Enum):
-    encoder = "encoder"
-    self_ = "self"
-    cross = "cross"
-    all = "all"
+# --kind: the kinds' short names (encoder, self, cross), and "all" where every kind is drawn.
+Kind = Enum("Kind", {**{name: name for name in SHORT_NAMES}, "all": "all"}, type=str)
+ExplainKind = Enum("ExplainKind", {name: name for name in SHORT_NAMES}, type=str)
 
-
-# The library's names of kinds and settings, as the command line spells them.
-KINDS = {Kind.encoder: "encoder_self", Kind.self_: "decoder_self", Kind.cross: "cross"}
+# The library's names of settings, as the command line spells them.
 FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--target",
          "device": "--device", "task": "--task", "model": "--model", "seed": "--seed",
          "data": "--data", "examples": "--examples", "steps": "--steps", "epochs": "--epochs",
@@ -110,8 +107,9 @@ HeadOption = Annotated[Optional[str], typer.Option(
     help="Head to show, counting from 0, 'mean' for the average over heads, or 'all' for "
          "every head and their mean (a column each). Default: mean.", show_default=False)]
 ScaleOption = Annotated[Optional[Scale], typer.Option(
-    help="Colours: panel = each panel from 0 to its largest weight; shared = one scale for "
-         "every panel; unit = 0 to 1; row = each row to its largest weight (for long maps "
+    help="Colours: panel = each panel from 0 to its largest weight; shared = one maximum for "
+         "every panel of the figure (on a page: for every layer and head of the kind shown, "
+         "means included); unit = 0 to 1; row = each row to its largest weight (for long maps "
          "whose first rows dominate). Default: shared when there are several panels.",
     show_default=False)]
 WindowOption = Annotated[Optional[str], typer.Option(
@@ -289,7 +287,8 @@ def decode(
 
     Encoder self-attention, masked decoder self-attention and cross-attention; without
     --target, the model writes the target greedily and prints it. Decoder rows are labelled
-    "input → the token it predicts". With -o decoding.gif, one frame per decoding step.
+    "input → next token": the token the model predicted when it wrote the target, the given
+    target's next token with --target. With -o decoding.gif, one frame per decoding step.
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
@@ -332,12 +331,6 @@ def show(
         _draw(AttentionMaps.load(file), _kinds(kind), view, output or [], cmap)
 
 
-class ExplainKind(str, Enum):
-    encoder = "encoder"
-    self_ = "self"
-    cross = "cross"
-
-
 @app.command(short_help="One head's attention step by step: Q, K, V, the scaled scores, "
                         "the mask and the weights.")
 def explain(
@@ -348,7 +341,7 @@ def explain(
         show_default=False)] = None,
     kind: Annotated[ExplainKind, typer.Option(
         help="encoder: encoder self-attention; self: masked decoder self-attention; cross: "
-             "cross-attention.")] = ExplainKind.self_,
+             "cross-attention.")] = ExplainKind["self"],
     layer: Annotated[Optional[int], typer.Option(
         "--layer", "-l", metavar="N", help="The layer, counting from 0. Default: the last (or "
         "the one the model file recommends).", show_default=False)] = None,
@@ -485,7 +478,7 @@ def _report_export(summary, index: Path) -> None:
 
 def _kinds(kind: Kind) -> Optional[list[str]]:
     """The library's kinds for ``--kind``; None means every kind the maps hold."""
-    return None if kind is Kind.all else [KINDS[kind]]
+    return None if kind is Kind.all else [SHORT_NAMES[kind.value]]
 
 
 def _request(text: str, target: Optional[str], part: str, seed: int, device: Device,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.kinds import KINDS
 
-KINDS = ("encoder_self", "decoder_self", "cross")
 PROVENANCE = "provenance"  # the key of the provenance in saved files
 KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE)  # the keys of saved files
 FORMATS = ("npz", "json")

@@ -29,12 +29,19 @@ KEY_AXES = {
     "decoder_self": "key: decoder input token",
     "cross": "key: source token (encoder output)",
 }
-PREDICTS_AXIS = " → the token it predicts"  # after the query axis of "input → predicted" rows
-ARROW = " → "  # between a decoder row's input token and the token it predicts
+# After the query axis of a decoder's rows, labelled "input → next": what the next token is.
+# The model wrote the target: the next token is the one it predicted. The target was given
+# (--target, or a decoder-only model reading a text): the next token is the given text's
+# (teacher forcing), which need not be the one the model would have predicted.
+PREDICTS_AXIS = " → the token it predicts"
+GIVEN_AXIS = " → the next target token"
+ARROW = " → "  # between a decoder row's input token and the token after it
 UNKNOWN_NEXT = "<?>"  # the token after the last decoder input, when the maps do not say it
 UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds <unk>)
-# How weights become colours: from 0 to each panel's largest weight, to the largest of the
-# figure, to 1, or (each row divided by its largest) from 0 to 1 in every row.
+# How weights become colours: from 0 to each panel's largest weight, to one maximum for every
+# panel of the figure (its largest weight), to 1, or (each row divided by its largest) from 0
+# to 1 in every row. A page shows one map at a time: its shared maximum is that of every layer
+# and head of the kind shown, the means over heads included.
 SCALES = ("panel", "shared", "unit", "row")
 Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
 Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
@@ -63,18 +70,17 @@ class Heatmap:
     # Words the vocabulary lacked, as written, by row (column): the map holds <unk> there.
     query_written: dict[int, str] = field(default_factory=dict)
     key_written: dict[int, str] = field(default_factory=dict)
-    # Decoder rows are labelled "input → the token it predicts", the next input token; the
-    # last row predicts last_next (the label of the token after it, UNKNOWN_NEXT: not known).
+    # Decoder rows are labelled "input → next", the next input token; after the last row
+    # comes last_next (the label of the token after it, UNKNOWN_NEXT: not known).
     predicts: bool = False
     last_next: str = UNKNOWN_NEXT
+    # The model wrote the target, so the next token is the one it predicted; else it is the
+    # given target's (see GIVEN_AXIS).
+    generated: bool = False
 
     @property
     def title(self) -> str:
-        if self.head is not None:
-            head = f"head {self.head}"
-        else:
-            head = "the only head" if self.head_count == 1 else f"mean of {self.head_count} heads"
-        return f"{TITLES[self.kind]} · layer {self.layer} · {head}"
+        return f"{TITLES[self.kind]} · layer {self.layer} · {head_name(self.head, self.head_count)}"
 
     @property
     def short_title(self) -> str:
@@ -122,7 +128,7 @@ class Heatmap:
     def query_axis(self) -> str:
         axis = QUERY_AXES[self.kind]
         if self.predicts:
-            axis += PREDICTS_AXIS
+            axis += PREDICTS_AXIS if self.generated else GIVEN_AXIS
             if self.last_next == UNKNOWN_NEXT:
                 axis += f" ({UNKNOWN_NEXT}: not in these maps)"
         return axis + self._positions(self.query_start, len(self.query_tokens))
@@ -133,6 +139,14 @@ class Heatmap:
 
     def _positions(self, start: int, count: int) -> str:
         return f", positions {start} to {start + count - 1}" if self.windowed else ""
+
+
+def head_name(head: int | None, count: int) -> str:
+    """A head as titles name it: ``head 2``, or (None) ``mean of 4 heads``, or ``the only
+    head`` when there is one."""
+    if head is not None:
+        return f"head {head}"
+    return "the only head" if count == 1 else f"mean of {count} heads"
 
 
 def heatmaps(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: int | None = None,
@@ -146,11 +160,12 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
             ) -> Heatmap:
     """One layer's map of one kind, for one head or (``head=None``) the mean over heads.
 
-    Raises AttnvizError naming the valid values when the kind is absent or the layer or head
-    is out of range.
+    Raises AttnvizError naming the valid values when the kind is unknown or absent or the
+    layer or head is out of range.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise AttnvizError(f"kind {printable(repr(kind))} is not a kind of attention: use one "
+                           f"of {', '.join(KINDS)}", setting="kind")
     if kind not in maps.kinds:
         held = ", ".join(TITLES[k].lower() for k in maps.kinds)
         raise AttnvizError(f"kind {kind} is not in these maps: they hold {held}",
@@ -180,7 +195,7 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
                    list(queries), list(keys), _visible(kind, stack[layer]),
                    printable(provenance.summary), query_written=dict(query_written),
                    key_written=dict(key_written), predicts=kind != "encoder_self",
-                   last_next=last_next)
+                   last_next=last_next, generated=provenance.target_generated)
 
 
 def _token_label(token: str, written: str | None) -> str:
@@ -269,9 +284,10 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
             for each kind's default layer.
         head: a head, ``"mean"`` (or None) for the mean over heads, or ``"all"`` for every
             head and then their mean (a column each).
-        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (every panel
-            to the largest of the figure), ``unit`` (0 to 1) or ``row`` (each row to its
-            largest weight); None: ``shared`` when there are several panels, else ``panel``.
+        scale: ``panel`` (each panel from 0 to its largest weight), ``shared`` (one maximum
+            for every panel of the figure: its largest weight), ``unit`` (0 to 1) or ``row``
+            (each row to its largest weight); None: ``shared`` when there are several
+            panels, else ``panel``.
         window: positions ``A:B`` (A to B-1) of both the queries and the keys.
         window_query: positions of the queries alone (instead of ``window``'s).
         window_key: positions of the keys alone.
@@ -280,13 +296,8 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
         AttnvizError: an absent kind, a layer or head out of range, an unknown scale, a window
             that is not ``A:B`` or that selects nothing; its ``setting`` names the option.
     """
-    if scale is not None and scale not in SCALES:
-        raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
-                           f"{', '.join(SCALES)}", setting="scale")
-    row_setting = "window_query" if window_query is not None else "window"
-    column_setting = "window_key" if window_key is not None else "window"
-    rows = _Window.of(window_query if window_query is not None else window, row_setting)
-    columns = _Window.of(window_key if window_key is not None else window, column_setting)
+    check_scale(scale)
+    rows, columns = _windows(window, window_query, window_key)
     layer, head = _layer(layer), _head(head)
     blocks = []
     for kind in kinds or maps.kinds:
@@ -298,30 +309,44 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
         panels = tuple(tuple(_windowed(heatmap(maps, kind, row, column), rows, columns)
                              for column in heads) for row in layers)
         blocks.append(Block(kind, panels))
-    shown = [panel.weights[panel.visible] for block in blocks for row in block.panels
-             for panel in row]
-    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
-    count = sum(len(row) for block in blocks for row in block.panels)
-    return Plan(tuple(blocks), scale or ("shared" if count > 1 else "panel"),
-                max(shared, 1e-6))
+    return _planned(blocks, scale)
 
 
 def arrange(heatmaps: Sequence[Heatmap], scale: str | None = None, window: Window = None,
             window_query: Window = None, window_key: Window = None) -> Plan:
     """A plan of heatmaps chosen one by one (as :func:`heatmaps` gives them, or the rollout),
     side by side, with the scale and windows of :func:`plan`."""
+    check_scale(scale)
+    rows, columns = _windows(window, window_query, window_key)
+    return _planned([Block(h.kind, ((_windowed(h, rows, columns),),)) for h in heatmaps], scale)
+
+
+def check_scale(scale: str | None) -> None:
+    """Raise AttnvizError (``setting="scale"``) unless ``scale`` is None or in :data:`SCALES`."""
     if scale is not None and scale not in SCALES:
         raise AttnvizError(f"scale {printable(str(scale))!r} is not a scale: use one of "
                            f"{', '.join(SCALES)}", setting="scale")
-    rows = _Window.of(window_query if window_query is not None else window,
-                      "window_query" if window_query is not None else "window")
-    columns = _Window.of(window_key if window_key is not None else window,
-                         "window_key" if window_key is not None else "window")
-    heatmaps = [_windowed(heatmap, rows, columns) for heatmap in heatmaps]
-    shown = [h.weights[h.visible] for h in heatmaps]
+
+
+def _windows(window: Window, window_query: Window, window_key: Window
+             ) -> tuple[_Window | None, _Window | None]:
+    """The windows of the rows and of the columns: each side's own, else ``window``; each
+    remembers the setting it came from, for its errors."""
+    rows = _Window.of(window if window_query is None else window_query,
+                      "window" if window_query is None else "window_query")
+    columns = _Window.of(window if window_key is None else window_key,
+                         "window" if window_key is None else "window_key")
+    return rows, columns
+
+
+def _planned(blocks: Sequence[Block], scale: str | None) -> Plan:
+    """The plan of ``blocks`` on ``scale`` (None: shared when there are several panels, else
+    panel); the shared scale's one maximum is the largest visible weight of every panel."""
+    panels = [panel for block in blocks for row in block.panels for panel in row]
+    shown = [panel.weights[panel.visible] for panel in panels]
     shared = max((float(values.max()) for values in shown if values.size), default=0.0)
-    return Plan(tuple(Block(h.kind, ((h,),)) for h in heatmaps),
-                scale or ("shared" if len(heatmaps) > 1 else "panel"), max(shared, 1e-6))
+    return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
+                max(shared, 1e-6))
 
 
 def _layer(layer: Layer) -> int | Literal["all"] | None:

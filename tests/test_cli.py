@@ -241,7 +241,7 @@ def test_forced_colour_terminal_gets_24_bit_cells(tmp_path):
 
 
 def test_importing_the_cli_loads_neither_torch_nor_matplotlib():
-    code = ("import sys, attnviz.cli; heavy = [m for m in ('torch', 'matplotlib') "
+    code = ("import sys, attnviz.cli; heavy = [m for m in ('torch', 'matplotlib', 'numpy') "
             "if m in sys.modules]; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

@@ -198,8 +198,8 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
     assert pairs[1].source not in rows[2] and pairs[1].target not in rows[2]
     assert "the text is too long" in rows[3] and "<i>not done</i>" in rows[3]
     assert "the text is too long" not in rows[2] + rows[4]
-    assert page_data((out / "0002.html").read_bytes())["sourceTokens"][:3] == ["the", "red",
-                                                                               "car"]
+    assert page_data((out / "0002.html").read_bytes())["kinds"][0]["keyLabels"][:3] == [
+            "the", "red", "car"]
 
 
 def test_another_cmap_redraws_the_pictures_and_not_the_numbers(tmp_path):

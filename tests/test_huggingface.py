@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import attnviz
+from attnviz import views
 from attnviz.cli import app
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import AttentionMaps
@@ -313,6 +314,9 @@ def test_decoder_only_model_reads_the_text_as_the_decoders_input(gpt2, tmp_path)
     assert "".join(maps.target_tokens) == "the cat\nsees \\xc3\\xbc"
     assert maps.provenance.target_text == text and maps.provenance.source_text is None
     assert maps.provenance.next_token is None  # what follows the text is not in the maps
+    # The rows' next tokens are the text's own (teacher forcing), not the model's predictions.
+    assert views.heatmap(maps, "decoder_self").query_axis.startswith(
+        "query: decoder input token → the next target token")
 
 
 # --- Refusals -------------------------------------------------------------------------------

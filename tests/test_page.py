@@ -17,10 +17,11 @@ from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
 
 import attnviz
+from attnviz import views
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
 from attnviz.maps import AttentionMaps, Provenance
-from attnviz.render import page
+from attnviz.render import image, page
 from attnviz.render.colors import lookup_table
 from attnviz.text import display_label, printable
 from tests.conftest import SOURCE
@@ -99,14 +100,72 @@ def test_the_page_holds_every_kind_layer_and_head_within_the_rounding():
     for kind in data["kinds"]:
         exact = maps.stack(kind["name"])
         assert np.abs(weights_of(kind) - exact).max() <= 1 / 510 + 1e-6
-    assert data["sourceTokens"] == maps.source_tokens
-    assert data["targetTokens"] == maps.target_tokens
+    labels = {kind["name"]: (kind["queryLabels"], kind["keyLabels"]) for kind in data["kinds"]}
+    assert labels["encoder_self"] == (maps.source_tokens, maps.source_tokens)
+    assert labels["cross"][1] == maps.source_tokens
+    assert labels["cross"][0] == labels["decoder_self"][0] == [
+        "<bos> → t0", "t0 → t1", "t1 → t2", "t2 → t3", "t3 → t4", "t4 → <?>"]  # <?>: not said
     masked = {kind["name"]: kind["masked"] for kind in data["kinds"]}
     assert masked == {"encoder_self": [False, False], "decoder_self": [True, True],
                       "cross": [False, False]}
     assert data["colors"] == lookup_table("viridis").tobytes().hex()
+    assert data["scales"] == list(views.SCALES)  # the scale menu, as the images name them
     assert data["initial"] == {"kind": "encoder_self", "layer": 1, "head": "mean",
                                "scale": "panel"}
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_the_page_labels_rows_columns_and_axes_as_the_images_do(generated):
+    maps = make_maps(s=3, t=3)
+    long = "a" * 30
+    facts = Provenance(next_token="<eos>", target_generated=generated,
+                       source_written={1: "Zebra"}, target_written={2: "zèbre"})
+    maps = AttentionMaps(["the", "<unk>", long], ["<bos>", "le", "<unk>"], maps.encoder_self,
+                         maps.decoder_self, maps.cross, facts)
+    kinds = {kind["name"]: kind for kind in page_data(page.to_bytes(maps))["kinds"]}
+    cross = kinds["cross"]
+    # The written forms, not <unk>; the last row's next token from the provenance.
+    assert cross["queryLabels"] == ["<bos> → le", "le → zèbre?", "zèbre? → <eos>"]
+    assert cross["keyLabels"] == ["the", "Zebra?", long]
+    assert cross["queryAxis"] == ("query: decoder input token → " + (
+        "the token it predicts" if generated else "the next target token"))
+    assert cross["keyAxis"] == "key: source token (encoder output)"
+    assert cross["keyDrawn"] == ["the", "Zebra?", "a" * 23 + "…"]  # cut as the images cut
+    for name, kind in kinds.items():
+        shown = views.heatmap(maps, name)
+        assert kind["queryLabels"] == shown.query_labels
+        assert kind["keyLabels"] == shown.key_labels
+        assert kind["queryAxis"] == shown.query_axis
+    # Drawn as the images draw them: each side of a long row keeps its share.
+    wide = AttentionMaps(["s"], ["<bos>", long], cross=np.full((1, 1, 2, 1), 1.0, np.float32))
+    (kind,) = page_data(page.to_bytes(wide))["kinds"]
+    expected = views.heatmap(wide, "cross").query_label(1, image.LABEL_CHARS)
+    assert kind["queryDrawn"][1] == expected and expected.endswith("→ <?>")
+
+
+def test_the_shared_scale_is_one_maximum_for_every_layer_and_head_of_a_kind_means_included():
+    maps = make_maps(s=5, t=6, layers=2, heads=3)
+    html = page.to_bytes(maps)
+    for kind in page_data(html)["kinds"]:
+        name = kind["name"]
+        panels = [views.heatmap(maps, name, layer, head) for layer in range(2)
+                  for head in (0, 1, 2, None)]  # None: the mean over heads
+        assert kind["sharedMax"] == pytest.approx(max(p.weights[p.visible].max()
+                                                      for p in panels))
+        means = [p for p in panels if p.head is None]
+        assert all(kind["sharedMax"] >= p.weights.max() for p in means)
+    # The page says exactly what it is, and what an image's is.
+    footer = " ".join(" ".join(parse(html).text).split())
+    assert ("shared one maximum for every layer and head of the kind shown, the means over "
+            "heads included (in an image, one for every panel of its figure)") in footer
+
+
+@pytest.mark.parametrize("heads, name", [(1, "the only head"), (3, "mean of 3 heads")])
+def test_the_mean_over_heads_is_named_as_the_images_name_it(heads, name):
+    maps = make_maps(heads=heads)
+    for kind in page_data(page.to_bytes(maps))["kinds"]:
+        assert kind["meanName"] == name
+        assert views.heatmap(maps, kind["name"], 0).title.endswith(f" · {name}")
 
 
 def test_a_saved_map_with_weight_on_the_future_is_not_drawn_masked():
@@ -123,8 +182,10 @@ def test_the_page_opens_on_the_view_asked_for_and_uses_the_colour_map():
     assert data["colors"] == lookup_table("magma").tobytes().hex()
     with pytest.raises(AttnvizError, match="^head 3 is out of range"):
         page.to_bytes(maps, head=3)
-    with pytest.raises(ValueError, match="scale must be one of panel, shared, unit, row"):
+    with pytest.raises(AttnvizError, match="^scale 'global' is not a scale: use one of panel, "
+                                           "shared, unit, row$") as raised:
         page.to_bytes(maps, scale="global")
+    assert raised.value.setting == "scale"
 
 
 def test_texts_model_and_version_are_written_on_the_page():
@@ -157,7 +218,8 @@ def check_stays_text(tokens: list[str]) -> None:
     assert "<!--" not in text and "<img" not in text
     parts = parse(html)
     assert [attrs.get("id") for attrs, _ in parts.scripts] == ["attnviz-data", None]
-    assert page_data(html)["sourceTokens"] == [display_label(t) for t in tokens]
+    (kind,) = page_data(html)["kinds"]
+    assert kind["queryLabels"] == kind["keyLabels"] == [display_label(t) for t in tokens]
     shown = " ".join(tokens)
     assert printable(shown) in "".join(parts.text)  # the facts, as text, control chars escaped
     assert not any(ch in text for ch in "\x00\x1b\u2028")

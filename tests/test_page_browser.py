@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attnviz import views
 from attnviz.cli import app
 from attnviz.maps import AttentionMaps
 from attnviz.render import page
@@ -69,7 +70,7 @@ def hover(browser, canvas_id: str, point: dict) -> dict:
     ).perform()
     assert browser.find_element("id", "tooltip").is_displayed()
     return {field: browser.find_element("id", f"tip-{field}").text
-            for field in ("query", "key", "weight", "predicts")}
+            for field in ("query", "key", "weight")}
 
 
 def pixel(browser, canvas_id: str, point: dict) -> np.ndarray:
@@ -98,6 +99,10 @@ def test_the_decode_page_opens_from_a_file_without_a_console_error(browser, deco
     kinds = [option.get_attribute("value")
              for option in browser.find_elements("css selector", "#kind option")]
     assert kinds == ["encoder", "self", "cross"]
+    scales = [option.get_attribute("value")
+              for option in browser.find_elements("css selector", "#scale option")]
+    assert scales == list(views.SCALES)
+    assert browser.find_element("id", "scale").get_attribute("value") == "panel"
     facts = browser.find_element("css selector", ".facts").text
     assert f"source\n{SENTENCE}" in facts and "model\ntranslate" in facts
     assert "(written by the model)" in facts and "attnviz\n" in facts
@@ -113,9 +118,10 @@ def test_hovering_a_cell_reads_its_tokens_and_weight(browser, decoded):
         "kind": "cross", "layer": 0, "head": 1, "scale": "panel", "view": "heatmap"}
     row, col = 2, 3
     tip = hover(browser, "heatmap-hover", cell(browser, row, col))
-    assert tip["query"] == f"{display_label(maps.target_tokens[row])} ({row})"
+    # A decoder row reads "input → next", as in the images.
+    assert tip["query"] == (f"{display_label(maps.target_tokens[row])} → "
+                            f"{display_label(maps.target_tokens[row + 1])} ({row})")
     assert tip["key"] == f"{display_label(maps.source_tokens[col])} ({col})"
-    assert tip["predicts"] == f"{display_label(maps.target_tokens[row + 1])} ({row + 1})"
     assert abs(float(tip["weight"]) - maps.cross[0, 1, row, col]) <= TOLERANCE
     # The mean over heads, at the largest weight of another row.
     choose(browser, "head", "mean")
@@ -124,6 +130,31 @@ def test_hovering_a_cell_reads_its_tokens_and_weight(browser, decoded):
     tip = hover(browser, "heatmap-hover", cell(browser, 1, col))
     assert abs(float(tip["weight"]) - mean[1, col]) <= TOLERANCE
     assert errors(browser) == []
+
+
+def test_the_last_decoder_row_reads_the_token_after_it_as_the_images_do(browser, decoded):
+    html, maps = decoded
+    assert maps.provenance.next_token == "<eos>"
+    chromium.open_page(browser, html)
+    last = len(maps.target_tokens) - 1
+    for kind in ("self", "cross"):
+        choose(browser, "kind", kind)
+        tip = hover(browser, "heatmap-hover", cell(browser, last, 0))
+        assert tip["query"] == f"{display_label(maps.target_tokens[last])} → <eos> ({last})"
+    layout = browser.execute_script("return window.attnviz.layout()")
+    assert layout["rows"][last] == [last, f"{display_label(maps.target_tokens[last])} → <eos>"]
+    assert errors(browser) == []
+
+
+def test_the_title_names_a_lone_head_as_the_images_do(browser, tmp_path):
+    one = hostile_maps(["a", "b"])
+    one = AttentionMaps(one.source_tokens, [], one.encoder_self[:, :1])  # (1, 1, 2, 2)
+    path = tmp_path / "one.html"
+    path.write_bytes(page.to_bytes(one))
+    chromium.open_page(browser, path)
+    title = browser.execute_script("return window.attnviz.title()")
+    assert title == f"{views.heatmap(one, 'encoder_self').title} · scale panel"
+    assert title == "Encoder self-attention · layer 0 · the only head · scale panel"
 
 
 def test_masked_cells_are_hatched_grey_and_said_to_be_masked(browser, decoded):
@@ -136,7 +167,7 @@ def test_masked_cells_are_hatched_grey_and_said_to_be_masked(browser, decoded):
     colour = pixel(browser, "heatmap", point)
     assert min(np.abs(colour - grey).sum() for grey in (0xd0, 0xa0)) < 20 or \
         (np.abs(colour - colour[0]) <= 2).all() and 0x90 <= colour[0] <= 0xe0  # hatch line
-    assert tip["query"] == f"{display_label(maps.target_tokens[0])} (0)"
+    assert tip["query"] == f"<bos> → {display_label(maps.target_tokens[1])} (0)"
 
 
 def test_each_scale_colours_as_the_images_do(browser, decoded):
@@ -167,6 +198,10 @@ def test_each_scale_colours_as_the_images_do(browser, decoded):
     choose(browser, "scale", "shared")  # the largest weight of every layer and head
     shared = maps.encoder_self.max()
     assert abs(index_at(*top) - min(255, int(weights[top] / shared * 256))) <= 1
+    choose(browser, "head", "mean")  # the mean over heads, on the same maximum
+    mean = maps.encoder_self[1].mean(0)  # (S, S)
+    for row, col in [(0, 0), [int(i) for i in np.unravel_index(mean.argmax(), mean.shape)]]:
+        assert abs(index_at(row, col) - min(255, int(mean[row, col] / shared * 256))) <= 1
 
 
 @pytest.fixture
@@ -191,7 +226,7 @@ def test_the_head_view_follows_a_token_and_switches_back(narrow, decoded, tmp_pa
     point = browser.execute_script("return window.attnviz.tokenCenter('query', arguments[0])", row)
     tip = hover(browser, "heads-hover", point)
     strongest = int(maps.cross[1].mean(0)[row].argmax())
-    assert tip["query"] == f"{display_label(maps.target_tokens[row])} ({row})"
+    assert tip["query"] == f"{views.heatmap(maps, 'cross').query_labels[row]} ({row})"
     assert tip["key"] == f"{display_label(maps.source_tokens[strongest])} ({strongest})"
     browser.find_element("id", "show-heatmap").click()
     assert browser.find_element("id", "heatmap").is_displayed()

@@ -153,7 +153,7 @@ def test_terminal_shows_every_token_on_both_axes():
     assert lines[0] == "Cross-attention · layer 0 · mean of 3 heads"
     rows = [line for line in lines if line.strip().split(" ")[0] in heatmap.query_tokens]
     assert [row.split()[0] for row in rows] == heatmap.query_tokens
-    # Each decoder row reads "input → the token it predicts": the next input, and last <?>.
+    # Each decoder row reads "input → next": the next input, and last <?>.
     assert [row.strip() for row in rows] == [
         f"{token} → {after}" + row.strip().split(after, 1)[1]
         for token, after, row in zip(heatmap.query_tokens, [*heatmap.query_tokens[1:], "<?>"],

@@ -186,7 +186,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
 # The layers of the package, lowest first: a module may import its own layer and those below.
 LAYERS = [
     {"errors", "text", "version", "interrupt", "files", "mapfile", "config", "tokenize",
-     "attention"},
+     "attention", "kinds"},
     {"maps", "model", "modelfile", "catalog", "runtime", "explanation"},
     {"checkpoint", "views", "sources", "train", "attention_rollout"},
     {"cache", "render"},

@@ -1,5 +1,5 @@
 """Views that show more than one map: grids of layers and heads, colour scales, windows of
-long maps, top-k listings, decoder rows that read "input → predicted", unknown words. Each
+long maps, top-k listings, decoder rows that read "input → next", unknown words. Each
 is read back from what was drawn: a Figure's axes and images, the SVG's text, the terminal's
 lines, the listing's numbers."""
 
@@ -23,7 +23,7 @@ from attnviz.api import KIND_NAMES
 from attnviz.catalog import shipped_models, vocabulary
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps, Provenance
+from attnviz.maps import TITLES, AttentionMaps, Provenance
 from attnviz.modelfile import read_metadata
 from attnviz.render import image, terminal
 from attnviz.render.colors import rgb
@@ -102,7 +102,7 @@ def test_shared_scale_gives_every_panel_one_colour_limit_and_one_colour_bar():
     clims = _clims(figure)
     assert len(set(clims)) == 1 and clims[0] == (0.0, pytest.approx(_largest(maps, plan)))
     bars = [ax for ax in figure.axes if not ax.get_title()]
-    assert len(bars) == 1 and "shared scale" in bars[0].get_ylabel()
+    assert len(bars) == 1 and "(shared scale: one for the figure)" in bars[0].get_ylabel()
 
 
 def test_side_by_side_kinds_share_their_scale_by_default():
@@ -146,6 +146,45 @@ def test_row_scale_draws_each_row_as_a_share_of_its_largest_weight():
     assert np.allclose(rows.max(axis=1), 1.0) and rows.min() >= 0
 
 
+def test_the_kinds_short_names_are_one_table_that_the_cli_api_and_page_use():
+    from attnviz import api, cli, kinds
+    from attnviz.render import page
+
+    assert sorted(kinds.SHORT_NAMES.values()) == sorted(kinds.KINDS)
+    assert [kind.value for kind in cli.Kind] == [*kinds.SHORT_NAMES, "all"]
+    assert [kind.value for kind in cli.ExplainKind] == list(kinds.SHORT_NAMES)
+    assert api.KIND_NAMES == {**kinds.SHORT_NAMES, **{kind: kind for kind in kinds.KINDS}}
+    assert page.CLI_KINDS == {kind: short for short, kind in kinds.SHORT_NAMES.items()}
+    for short, kind in kinds.SHORT_NAMES.items():  # each name draws its kind
+        shown = run("decode", SOURCE, "-t", TARGET, "--kind", short)
+        assert shown.exit_code == 0 and shown.stdout.count(" · layer ") == 1
+        assert f"{TITLES[kind]} · layer" in shown.stdout
+
+
+@pytest.mark.parametrize("settings, setting", [
+    ({"window": "x"}, "window"), ({"window_query": "x"}, "window_query"),
+    ({"window": "0:2", "window_key": "9:"}, "window_key"), ({"scale": "loud"}, "scale")])
+def test_plan_and_arrange_check_scales_and_windows_alike(settings, setting):
+    maps = make_maps()
+    errors = []
+    for draw in (lambda: views.plan(maps, ["cross"], **settings),
+                 lambda: views.arrange(views.heatmaps(maps, ["cross"]), **settings)):
+        with pytest.raises(AttnvizError) as raised:
+            draw()
+        errors.append((str(raised.value), raised.value.setting))
+    assert errors[0] == errors[1] and errors[0][1] == setting
+
+
+def test_plan_and_arrange_share_a_scale_the_same_way():
+    maps = make_maps(s=5, t=6)
+    for scale in (None, *views.SCALES):
+        planned = views.plan(maps, scale=scale)
+        arranged = views.arrange(views.heatmaps(maps), scale=scale)
+        assert (planned.scale, planned.shared_max) == (arranged.scale, arranged.shared_max)
+    one = views.heatmaps(maps, ["cross"])
+    assert views.plan(maps, ["cross"]).scale == views.arrange(one).scale == "panel"
+
+
 def test_a_scale_that_does_not_exist_is_named():
     with pytest.raises(AttnvizError, match="^scale 'loud' is not a scale: use one of panel, "
                                            "shared, unit, row"):
@@ -161,7 +200,7 @@ def test_the_terminal_colours_every_small_multiple_on_one_scale():
     legend = next(line for line in text.splitlines() if line.startswith("scale 0"))
     largest = float(legend.split("]")[1].split()[0])
     assert largest == pytest.approx(_largest(maps, plan), abs=0.005)
-    assert "shared scale" in legend
+    assert "(largest of every panel of the figure: shared scale)" in legend
     # The panel with the figure's largest weight has the top of the ramp; the others lower.
     peak = max(plan.panels, key=lambda p: p.weights.max())
     assert "@" in text and peak.weights.max() == pytest.approx(largest, abs=0.005)
@@ -393,11 +432,32 @@ def test_decoder_rows_name_the_token_they_predict_and_the_last_predicts_the_end(
         after = [*TARGET.split(), "<eos>"]
         assert heatmap.query_labels == [f"{token} → {nxt}" for token, nxt in
                                         zip(["<bos>", *TARGET.split()], after, strict=True)]
-        assert heatmap.query_axis == "query: decoder input token → the token it predicts"
+        # The target was given: the right side is its next token, not the model's prediction.
+        assert heatmap.query_axis == "query: decoder input token → the next target token"
     assert views.heatmap(maps, "encoder_self", 1, None).query_labels == [*SOURCE.split(),
                                                                          "<eos>"]
     # The npz and json keys keep their meaning: the decoder's input tokens.
     assert maps.target_tokens == ["<bos>", *TARGET.split()]
+
+
+def test_the_query_axis_says_predicted_only_when_the_model_wrote_the_target(tmp_path):
+    given = attnviz.trace(SOURCE, TARGET, cache=False)
+    written = attnviz.trace(SOURCE, cache=False)
+    assert written.provenance.target_generated and not given.provenance.target_generated
+    axes = {"given": "query: decoder input token → the next target token",
+            "written": "query: decoder input token → the token it predicts"}
+    for name, maps in (("given", given), ("written", written)):
+        for kind in ("decoder_self", "cross"):
+            assert views.heatmap(maps, kind).query_axis == axes[name]
+        svg = image.to_bytes(views.plan(maps, ["cross"]), "svg", "viridis").decode()
+        texts = " ".join(" ".join(ET.fromstring(svg).itertext()).split())
+        assert axes[name] in texts and axes[{"given": "written", "written": "given"}[name]] \
+            not in texts
+    shown = run("decode", SOURCE, "-t", TARGET, "--kind", "cross")
+    assert "rows = query: decoder input token → the next target token" in shown.stdout
+    assert "predicts" not in shown.stdout
+    shown = run("decode", SOURCE, "--kind", "cross")
+    assert "rows = query: decoder input token → the token it predicts" in shown.stdout
 
 
 @pytest.mark.filterwarnings("ignore:the random model writes random words")
@@ -418,7 +478,7 @@ def test_maps_that_do_not_say_what_follows_show_it_as_unknown(tmp_path):
     shown = run("show", path)
     assert shown.exit_code == 0, shown.stderr
     assert "␣sat → <?>" in shown.stdout and "The → ␣cat" in shown.stdout
-    assert "the token it predicts (<?>: not in these maps)" in " ".join(shown.stdout.split())
+    assert "the next target token (<?>: not in these maps)" in " ".join(shown.stdout.split())
 
 
 def test_the_terminal_writes_input_and_predicted_token_on_each_row():
@@ -555,6 +615,29 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
     assert result.stdout.count("Encoder attention rollout") == 2  # one listing per layer
     assert len(lines) == 2 * 3 and all(re.search(r"\(([0-2])\) \d\.\d{3}$", line)
                                        for line in lines)
+    from attnviz.attention_rollout import rollout
+
+    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))[:, :3, :3]  # (L, 3, 3)
+    largest = {"panel": [f"{w.max():.2f}" for w in rolled],
+               "shared": [f"{rolled.max():.2f}"] * 2, "unit": ["1.00"] * 2, "row": ["1.00"] * 2}
+    for scale, tail in (("panel", "(largest weight shown)"),
+                        ("shared", "(largest of every panel of the figure: shared scale)"),
+                        ("unit", "(unit scale)"),
+                        ("row", "(each row's largest weight: row scale)")):
+        shown = run("encode", SOURCE, "--rollout", "--window", "0:3", "--scale", scale)
+        assert shown.exit_code == 0, shown.stderr
+        legends = [line for line in shown.stdout.splitlines() if line.startswith("scale 0")]
+        assert [line.split("]")[1].split()[0] for line in legends] == largest[scale]
+        assert all(line.endswith(tail) for line in legends), (scale, legends)
+
+
+def test_an_unknown_kind_is_an_attnviz_error_naming_the_kinds():
+    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind of attention: use one "
+                                           "of encoder_self, decoder_self, cross$") as raised:
+        views.heatmap(make_maps(), "both")
+    assert raised.value.setting == "kind"
+    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind") as raised:
+        views.plan(make_maps(), ["both"])
 
 
 def test_the_animation_refuses_a_grid_in_its_own_words(tmp_path):

@@ -53,7 +53,7 @@ LEGEND = 0.35  # the line under the panels: the masked cells' legend, what "word
 UNKNOWN_NOTE = f"word{UNKNOWN_MARK}: a word the model's vocabulary lacks (its map holds <unk>)"
 BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "panel": "attention weight\n(panel scale: each panel to its largest)",
-    "shared": "attention weight\n(shared scale: one for every panel)",
+    "shared": "attention weight\n(shared scale: one for the figure)",
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
 }

@@ -10,7 +10,6 @@
   const LARGEST_CELL = 36;
   const ANNOTATED_CELL = 24; // cells at least this large show their weight, as the images do
   const LABEL_ROOM = 14; // a label needs this many pixels; closer ones are thinned
-  const LABEL_CHARS = 24; // longer labels end with an ellipsis, as in the images
   const HEADS_HEIGHT = 1600; // the head view's columns never get taller than this
   // The head view draws at most this many lines: past it, each query's strongest keys only.
   // Every line is a few hundred pixels of anti-aliased stroke; 262,144 of them (512 tokens)
@@ -26,7 +25,7 @@
                     headDrawsPainted: [], headHovers: [], headHoversPainted: [] };
   const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
   const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
-                layout: () => heatLayout };
+                layout: () => heatLayout, title };
   window.attnviz = api;
 
   const $ = (id) => document.getElementById(id);
@@ -67,14 +66,12 @@
     await Promise.all(kinds.map(async (kind) => {
       kind.levelBytes = await inflate(base64Bytes(kind.levels));
       kind.rowMaxima = new Float32Array(base64Bytes(kind.rowMax).buffer);
-      kind.sharedMax = kind.rowMaxima.reduce((a, b) => Math.max(a, b), 0);
       delete kind.levels;
     }));
     timings.decode = performance.now() - started;
   }
 
   function currentKind() { return kinds.find((k) => k.cli === state.kind); }
-  function tokensOf(side) { return side === "source" ? data.sourceTokens : data.targetTokens; }
 
   // The weights of one layer and head (or the mean over heads). Shape: values [Q * K].
   function panel() {
@@ -120,18 +117,14 @@
     return Math.min(255, Math.floor(Math.min(1, Math.max(0, share)) * 256));
   }
 
-  function shortLabel(label) {
-    const chars = Array.from(label);
-    return chars.length > LABEL_CHARS ? chars.slice(0, LABEL_CHARS - 1).join("") + "…" : label;
-  }
-
-  // Which labels an axis of n items, each `room` pixels wide, shows: every one, or every
-  // step-th with its index, as the images do for long sequences.
+  // Which labels (as the images draw them, already cut) an axis of n items, each `room`
+  // pixels wide, shows: every one, or every step-th with its index, as the images do for
+  // long sequences.
   function thinned(labels, room) {
     const step = room >= LABEL_ROOM ? 1 : Math.ceil(LABEL_ROOM / room);
     const shown = [];
     for (let i = 0; i < labels.length; i += step) {
-      shown.push([i, step === 1 ? shortLabel(labels[i]) : `${shortLabel(labels[i])} (${i})`]);
+      shown.push([i, step === 1 ? labels[i] : `${labels[i]} (${i})`]);
     }
     return shown;
   }
@@ -153,7 +146,7 @@
 
   function title() {
     const kind = currentKind();
-    const head = state.head === "mean" ? `mean of ${kind.heads} heads` : `head ${state.head}`;
+    const head = state.head === "mean" ? kind.meanName : `head ${state.head}`;
     return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
   }
 
@@ -165,8 +158,8 @@
     const measure = canvas.getContext("2d");
     measure.font = FONT;
     const cell = Math.min(LARGEST_CELL, MAP_SIDE / Math.max(p.q, p.k, 1));
-    const rows = thinned(tokensOf(kind.queryTokens), cell);
-    const cols = thinned(tokensOf(kind.keyTokens), cell);
+    const rows = thinned(kind.queryDrawn, cell);
+    const cols = thinned(kind.keyDrawn, cell);
     const left = 22 + 8 + widest(measure, rows);
     const top = 34;
     const below = 8 + widest(measure, cols) * Math.SQRT1_2 + 10 + 22;
@@ -346,19 +339,14 @@
     measured("hovers", started);
   }
 
+  // The cell's labels, whole, as the images label its row and column (a decoder row reads
+  // "input → next", as the axis title says), with their positions.
   function showCell(p, r, c) {
     const kind = p.kind;
-    const queries = tokensOf(kind.queryTokens), keys = tokensOf(kind.keyTokens);
-    $("tip-query").textContent = `${queries[r]} (${r})`;
-    $("tip-key").textContent = `${keys[c]} (${c})`;
+    $("tip-query").textContent = `${kind.queryLabels[r]} (${r})`;
+    $("tip-key").textContent = `${kind.keyLabels[c]} (${c})`;
     $("tip-weight").textContent = visible(p, r, c) ? p.values[r * p.k + c].toFixed(3)
       : "masked: a future position, weight 0";
-    $("tip-predicts-line").hidden = !kind.predicts;
-    if (kind.predicts) {
-      const next = data.targetTokens[r + 1];
-      $("tip-predicts").textContent = next === undefined ? "(the token after the last input)"
-        : `${next} (${r + 1})`;
-    }
   }
 
   function placeTooltip(event) {
@@ -413,8 +401,8 @@
     const measure = canvas.getContext("2d");
     measure.font = FONT;
     const rowH = Math.max(3, Math.min(18, HEADS_HEIGHT / Math.max(p.q, p.k, 1)));
-    const rows = thinned(tokensOf(kind.queryTokens), rowH);
-    const cols = thinned(tokensOf(kind.keyTokens), rowH);
+    const rows = thinned(kind.queryDrawn, rowH);
+    const cols = thinned(kind.keyDrawn, rowH);
     const queryX = 12 + widest(measure, rows);
     const fromX = queryX + 8, toX = fromX + 280;
     const keyX = toX + 8;
@@ -583,7 +571,7 @@
       state.scale = initial.scale;
       fillSelect($("kind"), kinds.map((k) => k.cli),
                  kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
-      $("scale").value = state.scale;
+      fillSelect($("scale"), data.scales, data.scales, state.scale);
       fillLayerAndHead();
       listen();
       redraw();

@@ -23,10 +23,12 @@ from importlib import resources
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.kinds import SHORT_NAMES
 from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
-from attnviz.text import display_label, printable
-from attnviz.views import KEY_AXES, QUERY_AXES, SCALES, heatmap
+from attnviz.render.image import LABEL_CHARS
+from attnviz.text import printable, shorten
+from attnviz.views import SCALES, check_scale, head_name, heatmap
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "
@@ -36,11 +38,12 @@ ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest wei
 # than a browser opens quickly. Past this, the numbers belong in an npz file.
 MAX_WEIGHTS = 2**26
 COMPRESSION = 1  # zlib's fastest level: the bytes are within 2% of level 9, four times faster
-CLI_KINDS = {"encoder_self": "encoder", "decoder_self": "self", "cross": "cross"}
+CLI_KINDS = {kind: short for short, kind in SHORT_NAMES.items()}  # as the menu names them
 
 
 def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
-             layer: int | None = None, head: int | None = None, scale: str = "panel") -> bytes:
+             layer: int | None = None, head: int | None = None, scale: str | None = "panel"
+             ) -> bytes:
     """The page of ``maps`` as UTF-8 HTML, opening on one view (the reader can pick others).
 
     Args:
@@ -49,13 +52,15 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
         kind: the kind shown first (default: the first the maps hold).
         layer: the layer shown first (default: that kind's default layer).
         head: the head shown first; None: the mean over heads.
-        scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALES`), shown first.
+        scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALES`), shown first;
+            None: ``panel``.
 
     Raises:
-        AttnvizError: when the maps are too large for a page (more than :data:`MAX_WEIGHTS`).
+        AttnvizError: when the kind, layer, head or scale is not one of the maps', or the
+            maps are too large for a page (more than :data:`MAX_WEIGHTS`).
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    check_scale(scale)
+    scale = scale or "panel"
     kind = kind or maps.kinds[0]
     first = heatmap(maps, kind, layer, head)  # checks kind, layer and head like every view
     count = sum(maps.stack(k).size for k in maps.kinds)
@@ -64,9 +69,8 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
                            f"{MAX_WEIGHTS:,}: a browser would open it slowly, if at all); save "
                            "them as .npz, or draw one layer as an image")
     data = {
-        "sourceTokens": [display_label(t) for t in maps.source_tokens],
-        "targetTokens": [display_label(t) for t in maps.target_tokens],
         "kinds": [_kind(maps, k) for k in maps.kinds],
+        "scales": list(SCALES),  # the scale menu, named as everywhere else
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
         "initial": {"kind": kind, "layer": first.layer,
@@ -79,19 +83,27 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
 
 
 def _kind(maps: AttentionMaps, kind: str) -> dict:
-    """What the page knows of one kind: sizes, labels of its axes, where the mask hid keys,
-    and its weights."""
+    """What the page knows of one kind: sizes, labels of its rows, columns and axes, where
+    the mask hid keys, and its weights."""
     stack = maps.stack(kind)  # (L, H, Q, K)
     layers, heads, queries, keys = stack.shape
     levels, row_max = quantise(stack)
+    # The images' labels, the same at every layer and head: words the vocabulary lacked as
+    # written (zebra?), decoder rows as "input → next" down to the token after the last row.
+    # Whole in the tooltip; drawn cut to the images' width, each side of a row keeping its share.
+    shown = heatmap(maps, kind, 0)
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
-        "queryTokens": "source" if kind == "encoder_self" else "target",
-        "keyTokens": "target" if kind == "decoder_self" else "source",
-        "queryAxis": QUERY_AXES[kind], "keyAxis": KEY_AXES[kind],
-        "predicts": kind != "encoder_self",  # a decoder row predicts the next decoder token
+        "meanName": head_name(None, heads),  # as the images title it: "the only head"...
+        "queryLabels": shown.query_labels, "keyLabels": shown.key_labels,
+        "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
+        "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
+        "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
         "defaultLayer": maps.default_layer(kind),
+        # The shared scale's one maximum: the largest weight of every layer and head of this
+        # kind, the means over heads included (a mean never exceeds its largest head).
+        "sharedMax": float(stack.max(initial=0.0)),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
         "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
         "rowMax": base64.b64encode(row_max.astype("<f4").tobytes()).decode("ascii"),
@@ -185,10 +197,8 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <label>layer <select id="layer"></select></label>
 <label>head <select id="head"></select></label>
 <label>scale <select id="scale" title="panel: this map's largest weight is brightest; \
-shared: one maximum over every layer and head of this kind; unit: 0 to 1; row: each row to its \
-own maximum">
-<option value="panel">panel</option><option value="shared">shared</option>\
-<option value="unit">unit</option><option value="row">row</option></select></label>
+shared: one maximum for every layer and head of this kind, the means over heads included; \
+unit: 0 to 1; row: each row to its own maximum"></select></label>
 <span class="views" role="group" aria-label="view">\
 <button type="button" id="show-heatmap" aria-pressed="true">heatmap</button>\
 <button type="button" id="show-heads" aria-pressed="false">head view</button></span>
@@ -208,15 +218,14 @@ right; a line's opacity is its weight on the chosen scale. <span id="heads-limit
 <div><span class="name">query</span> <span id="tip-query"></span></div>
 <div><span class="name">key</span> <span id="tip-key"></span></div>
 <div><span class="name">weight</span> <span id="tip-weight"></span></div>
-<div id="tip-predicts-line"><span class="name">predicts</span> <span id="tip-predicts">\
-</span></div>
 </div>
 </main>
 <footer>
 <p>{rounding}</p>
-<p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum over \
-every layer and head of the kind shown; <b>unit</b> 0 to 1; <b>row</b> each row to its own \
-maximum. Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
+<p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum for \
+every layer and head of the kind shown, the means over heads included (in an image, one for \
+every panel of its figure); <b>unit</b> 0 to 1; <b>row</b> each row to its own maximum. \
+Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
 </footer>
 <script type="application/json" id="attnviz-data">{data}</script>
 <script>

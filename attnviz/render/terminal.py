@@ -25,7 +25,7 @@ from attnviz.views import UNKNOWN_MARK, Heatmap, Plan, arrange, scale_rows
 RAMP = " .:-=+*#%@"  # plain-text levels, from 0 to the largest weight
 MASKED = "·"
 LABEL_WIDTH = 12  # longest label shown in full; longer ones end with …
-PAIR_WIDTH = 19  # a decoder row's "input → predicted" label: two labels of 8 and the arrow
+PAIR_WIDTH = 19  # a decoder row's "input → next" label: two labels of 8 and the arrow
 MIN_LABEL = 3  # on a narrow terminal labels shrink to a third of it, but not below this
 MIN_WIDTH = MIN_LABEL + 1 + 2  # a row label, a space and one cell of two columns
 MASKED_STYLE = Style(color="grey50")
@@ -33,7 +33,7 @@ GAP = 2  # columns between two small multiples
 MULTIPLE_HEADER = 6  # lines of the column labels above small multiples (longer ones end with …)
 LEGEND_TAILS = {  # after the scale's largest value: what it is
     "panel": "(largest weight shown)",
-    "shared": "(largest weight of every panel: shared scale)",
+    "shared": "(largest of every panel of the figure: shared scale)",
     "unit": "(unit scale)",
     "row": "(each row's largest weight: row scale)",
 }
@@ -109,7 +109,7 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool, plan: Plan | No
 
 def _prepare(heatmap: Heatmap, width: int) -> tuple[Layout, Grid] | None:
     """How ``heatmap`` fits ``width`` columns, and its (possibly pooled) grid."""
-    if heatmap.predicts:  # "input → predicted", each side cut to its share of the width
+    if heatmap.predicts:  # "input → next", each side cut to its share of the width
         cap = PAIR_WIDTH
         labels = [heatmap.query_label(row, cap) for row in range(len(heatmap.query_tokens))]
     else:
@@ -181,7 +181,7 @@ def fit(query_labels: list[str], k_count: int, width: int, cap: int = LABEL_WIDT
 
     Cells of three columns when the whole map fits so, else cells of two and the smallest
     pooling factor that fits. Row labels take at most ``cap`` columns (:data:`LABEL_WIDTH`,
-    or :data:`PAIR_WIDTH` for "input → predicted" rows), and at most a third of a narrow
+    or :data:`PAIR_WIDTH` for "input → next" rows), and at most a third of a narrow
     terminal. None when even that cannot fit (``width`` below :data:`MIN_WIDTH`).
     """
     cap = min(cap, max(MIN_LABEL, (width - 1) // 3))
