@@ -423,7 +423,6 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
     # spawn, not fork: a fork of a process with threads (rich's progress bar) may deadlock.
     pool = ProcessPoolExecutor(min(jobs, len(lines)), mp_context=multiprocessing.get_context(
         "spawn"), initializer=_start_worker)
-    workers: list = []
     try:
         # The workers start while lines are submitted. They inherit this thread's blocked
         # signals, so a Ctrl-C meant for the main process cannot stop one half-started (with
@@ -432,14 +431,12 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
         signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
         try:
             futures = [pool.submit(_work, settings, line) for line in lines]
-            # A spawning pool starts its workers as work is submitted: all of them are here.
-            workers = list(pool._processes.values())
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
         for future in as_completed(futures):
             finished(future.result())
     except BrokenProcessPool:
-        _stop(pool, workers)
+        workers = _stop(pool)
         if any(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM) for worker in workers):
             from attnviz.interrupt import Terminated
 
@@ -450,12 +447,12 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
         from attnviz.interrupt import held
 
         with held():  # a second Ctrl-C must not leave the workers running
-            _stop(pool, workers)
+            _stop(pool)
         raise
     pool.shutdown(wait=True)
 
 
-def _stop(pool, workers: Sequence) -> None:
+def _stop(pool) -> list:
     """Cancel the lines not started and stop the workers now: SIGTERM, which a worker drawing
     a line answers by removing its temporary files and ending (see :func:`_start_worker`);
     SIGKILL for one still running after :data:`STOP_GRACE` seconds.
@@ -463,10 +460,16 @@ def _stop(pool, workers: Sequence) -> None:
     ``ProcessPoolExecutor.shutdown(cancel_futures=True)`` alone is not enough: a worker
     ignores Ctrl-C, and the lines already queued to the workers (one more than there are
     workers) are not cancelled, so they would all be drawn first.
+
+    Returns:
+        the worker processes, ended.
     """
     import time
     from multiprocessing.connection import wait
 
+    # A private attribute, read before shutdown() drops it: the only way to the workers
+    # before Python 3.14's ProcessPoolExecutor.terminate_workers().
+    workers = list((pool._processes or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
         with contextlib.suppress(OSError, ValueError):  # ended already
@@ -480,6 +483,7 @@ def _stop(pool, workers: Sequence) -> None:
     for worker in running.values():
         with contextlib.suppress(OSError, ValueError):
             worker.kill()
+    return workers
 
 
 _BUSY = False  # in a worker: whether it is drawing a line
