@@ -442,12 +442,15 @@ def export(
         lines = exporting.read_lines(pairs)
         exporting.prepare(settings)
         _tell_warnings()
+        reached = []  # the outcomes reported, as the bar counts them
         try:
             with export_progress(Console(stderr=True), len(lines)) as report:
-                summary = exporting.run(settings, lines, jobs, report)
+                summary = exporting.run(settings, lines, jobs, lambda outcome: (
+                    reached.append(outcome), report(outcome)))
         except KeyboardInterrupt:
-            _say(f"stopped: the files finished are kept and {out_dir / exporting.INDEX} lists "
-                 "them; run the same command again to draw the rest")
+            done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
+            _say(f"stopped: {done} of {len(lines)} pairs done, listed in "
+                 f"{out_dir / exporting.INDEX}; run the same command again to finish")
             raise
         _report_export(summary, out_dir / exporting.INDEX)
 

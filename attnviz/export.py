@@ -357,9 +357,13 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     (see :func:`attnviz.runtime.choose_threads`). With one job the lines are drawn in this
     process, on the threads attnviz chooses for every command (one, or the variables').
 
-    Ctrl-C or SIGTERM cancels the lines not yet started and waits for those being drawn, so
-    every file is whole; the index lists what is done, and the same command finishes the
-    rest. That ending is the one raised, even when the index cannot be written then.
+    Ctrl-C or SIGTERM stops the work at once: the lines not yet started are cancelled and
+    the workers stopped, each removing the temporary files of the line it was drawing (a
+    line's files are whole or absent, and its record comes after them). Every line finished
+    by then is reported, even one whose worker was stopped before it could say so, and the
+    index lists the same lines; the same command finishes the rest. A second Ctrl-C is held
+    until this is done. The interrupt is the ending raised, even when the index cannot be
+    written then.
     """
     summary = Summary()
 
@@ -381,13 +385,33 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         elif todo:
             _in_pool(settings, todo, jobs, finished)
     except BaseException:
-        # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
-        # worker into a message about the index.
-        with contextlib.suppress(Exception):
-            write_index(settings, lines, summary.outcomes)
+        from attnviz.interrupt import held
+
+        with held():  # a second Ctrl-C waits for the clean-up, then ends the process
+            _report_finished(settings, lines, summary.outcomes, finished)
+            # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
+            # worker into a message about the index.
+            with contextlib.suppress(Exception):
+                write_index(settings, lines, summary.outcomes)
         raise
     write_index(settings, lines, summary.outcomes)
     return summary
+
+
+def _report_finished(settings: Settings, lines: Sequence[Line], reported: Sequence[Outcome],
+                     finished: Callable[[Outcome], None]) -> None:
+    """Report, as drawn by this run, each line not reported yet whose files are done: a worker
+    stopped after writing a line's record, before its result reached this process."""
+    told = {outcome.line.number for outcome in reported}
+    for line in lines:
+        if line.number not in told:
+            with contextlib.suppress(Exception):  # a record that cannot be read: not done
+                outcome = done_before(settings, line)
+                if outcome is not None:
+                    finished(replace(outcome, skipped=False))
+
+
+STOP_GRACE = 5.0  # seconds a stopped worker has to remove its temporary files, before SIGKILL
 
 
 def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
@@ -412,11 +436,54 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
         for future in as_completed(futures):
             finished(future.result())
     except BrokenProcessPool:
+        workers = _stop(pool)
+        if any(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM) for worker in workers):
+            from attnviz.interrupt import Terminated
+
+            raise Terminated() from None  # someone sent the workers SIGTERM: stop as told
         raise AttnvizError("a worker process died (out of memory?); the lines done so far are "
                            "kept: run the export again, with fewer ⟨jobs⟩") from None
-    finally:
-        # Lines not started are dropped; those being drawn are finished, whole.
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        from attnviz.interrupt import held
+
+        with held():  # a second Ctrl-C must not leave the workers running
+            _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool) -> list:
+    """Cancel the lines not started and stop the workers now: SIGTERM, which a worker drawing
+    a line answers by removing its temporary files and ending (see :func:`_start_worker`);
+    SIGKILL for one still running after :data:`STOP_GRACE` seconds.
+
+    ``ProcessPoolExecutor.shutdown(cancel_futures=True)`` alone is not enough: a worker
+    ignores Ctrl-C, and the lines already queued to the workers (one more than there are
+    workers) are not cancelled, so they would all be drawn first.
+
+    Returns:
+        the worker processes, ended.
+    """
+    import time
+    from multiprocessing.connection import wait
+
+    # A private attribute, read before shutdown() drops it: the only way to the workers
+    # before Python 3.14's ProcessPoolExecutor.terminate_workers().
+    workers = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(OSError, ValueError):  # ended already
+            worker.terminate()
+    # A sentinel is ready once its process has ended, whichever thread reaps it.
+    running = {worker.sentinel: worker for worker in workers}
+    deadline = time.monotonic() + STOP_GRACE
+    while running and time.monotonic() < deadline:
+        for sentinel in wait(list(running), deadline - time.monotonic()):
+            del running[sentinel]
+    for worker in running.values():
+        with contextlib.suppress(OSError, ValueError):
+            worker.kill()
+    return workers
 
 
 _BUSY = False  # in a worker: whether it is drawing a line
@@ -427,14 +494,17 @@ def _work(settings: Settings, line: Line) -> Outcome:
     _BUSY = True
     try:
         return render_line(settings, line)
+    except KeyboardInterrupt:
+        # SIGTERM: the line's temporary files are removed (by write_all, on the way here).
+        # End the worker rather than take the next line queued to it.
+        os._exit(128 + signal.SIGTERM)
     finally:
         _BUSY = False
 
 
 def _start_worker() -> None:
-    """A worker leaves Ctrl-C to the main process, which lets it finish its line. SIGTERM
-    sent to the worker itself stops its line (whose temporary files are removed) or, between
-    lines, the worker."""
+    """A worker leaves Ctrl-C to the main process, which stops it with SIGTERM. SIGTERM stops
+    its line (whose temporary files are removed) and ends the worker, at once."""
     from attnviz.runtime import one_thread
 
     one_thread()  # the processes are the parallelism (see run)

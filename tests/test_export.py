@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -412,46 +413,135 @@ def wait_for(condition, timeout: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_on_a_pool_of_two_keeps_every_finished_file(tmp_path, signum):
-    """A real process with two workers, stopped once some lines are done: as Ctrl-C does (the
-    terminal signals the whole process group) or as kill does (the main process alone)."""
-    write_pairs(tmp_path / "pairs.tsv", 40)
+def children_of(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, each with its start time (so that a number
+    used again by another process is not taken for it)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found[int(entry.name)] = fields[19]
+    return found
+
+
+def still_running(processes: dict[int, str]) -> list[int]:
+    running = []
+    for pid, started in processes.items():
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if fields[19] == started and fields[0] != "Z":
+                running.append(pid)
+    return running
+
+
+def recorded(out: Path) -> list[str]:
+    folder = out / export.RECORDS
+    return sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("jobs, signum, to_group, twice", [
+    (2, signal.SIGINT, True, False), (2, signal.SIGTERM, False, False),
+    (2, signal.SIGTERM, True, False), (2, signal.SIGINT, True, True),
+    (1, signal.SIGINT, True, False), (1, signal.SIGTERM, False, False)])
+def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_file(
+        tmp_path, jobs, signum, to_group, twice):
+    """A real process, stopped once some lines are done: as Ctrl-C does (the terminal signals
+    the whole process group), or as kill does (the main process alone); with a second Ctrl-C
+    during the clean-up. It ends in seconds, its workers with it, having drawn at most the
+    lines under way; the bar, the last line and the index count the same lines."""
+    count = 30
+    write_pairs(tmp_path / "pairs.tsv", count)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
-               str(out), "-f", "npz", "-f", "html", "--jobs", "2"]
+               str(out), "-f", "npz", "-f", "html", "--jobs", str(jobs), "--no-cache"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env, start_new_session=True)
     try:
-        wait_for(lambda: len(list((out / export.RECORDS).glob("*.json"))) >= 3
-                 if (out / export.RECORDS).is_dir() else False, 120)
-        if signum == signal.SIGINT:
-            os.killpg(process.pid, signum)
-        else:
-            process.send_signal(signum)
+        wait_for(lambda: len(recorded(out)) >= 2, 120)
+        workers = children_of(process.pid)
+        done_then = len(recorded(out))
+        signalled = time.monotonic()
+        for _ in range(1 + twice):
+            if to_group:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
+            time.sleep(0.05)
         _, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - signalled
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     stderr = stderr.decode()
     assert process.returncode == -signum, stderr
-    assert "Traceback" not in stderr
+    assert took < 10, f"{took:.1f} s from the signal to the end"  # was 7-14 s with two jobs
+    assert len(workers) >= jobs - 1
+    wait_for(lambda: not still_running(workers), 2)  # a moment for the kernel to reap them
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.splitlines()[-1] == {signal.SIGINT: "interrupted",
                                        signal.SIGTERM: "terminated"}[signum]
     assert temporaries(out) == []
-    done = sorted(path.stem for path in (out / export.RECORDS).glob("*.json"))
-    assert 3 <= len(done) < 40
+    done = recorded(out)
+    assert done_then <= len(done) <= done_then + jobs, "lines were started after the signal"
     for stem in done:  # every line recorded is whole
         assert AttentionMaps.load(out / f"{stem}.npz").kinds == ("encoder_self", "decoder_self",
                                                                  "cross")
         assert (out / f"{stem}.html").read_text().rstrip().endswith("</html>")
     assert sorted({link.split(".")[0] for link in links_of(out / "index.html")}) == done
-    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"{40 - len(done)} pairs drawn, {len(done)} done before" in rerun.stderr
-    assert len(links_of(out / "index.html")) == 80
+    assert f"{len(done)} of {count} pairs done" in (out / "index.html").read_text()
+    assert re.findall(r"(\d+)/30", stderr)[-1] == str(len(done))  # the bar's final count
+    assert f"stopped: {len(done)} of {count} pairs done, listed in " in stderr
+    if jobs == 2 and not twice and to_group:
+        rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        assert f"{count - len(done)} pairs drawn, {len(done)} done before" in rerun.stderr
+        assert len(links_of(out / "index.html")) == 2 * count
+        assert temporaries(out) == []
+
+
+def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
+    """SIGTERM, as the main process sends it to stop a worker, while the worker writes a
+    line's files: the worker ends at once, leaving neither a temporary file, nor a file of
+    the line, nor its record."""
+    write_pairs(tmp_path / "pairs.tsv", 1)
+    out = tmp_path / "out"
+    code = f"""
+import sys, time
+from pathlib import Path
+from attnviz import export, files
+settings = export.Settings(Path({str(out)!r}), ("npz", "html"), use_cache=False)
+export.prepare(settings)
+write_temporary = files._write_temporary
+def slow(path, data, temporaries):
+    write_temporary(path, data, temporaries)
+    if path == settings.out_dir / "0001.html":  # the second file; the first is written
+        print("writing", flush=True)
+        time.sleep(60)
+files._write_temporary = slow
+export._start_worker()
+export._work(settings, export.read_lines(Path({str(tmp_path / "pairs.tsv")!r}))[0])
+print("went on", flush=True)
+"""
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert process.stdout.readline() == "writing\n", process.stderr.read()
+        assert len(temporaries(out)) == 2  # the line's files, not yet in place
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stdout == "" and "Traceback" not in stderr
     assert temporaries(out) == []
+    assert sorted(path.name for path in out.iterdir()) == [export.RECORDS]
+    assert list((out / export.RECORDS).iterdir()) == []
 
 
 # --- a worker loads its model once ------------------------------------------------------------
