@@ -644,3 +644,22 @@ def test_the_animation_refuses_a_grid_in_its_own_words(tmp_path):
     result = run("decode", SOURCE, "-t", TARGET, "--head", "all", "-o", tmp_path / "x.gif")
     assert result.exit_code == 1 and "pick one layer and one head" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_each_layer_of_a_terminal_grid_starts_its_own_line(monkeypatch, width):
+    """Layers are rows: a layer's panels may wrap onto several lines on a short width, but
+    the next layer never shares a line with the one before it."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    result = run("decode", "the small black cats see a red car", "--layer", "all", "--head",
+                 "all", "--kind", "cross")
+    assert result.exit_code == 0, result.stderr
+    place = re.compile(r"\b(?:L(\d+) (H\d+|mean)|layer (\d+) · (head \d+|mean))\b")
+    lines = [[(a or c, (b or d).replace("head ", "H")) for a, b, c, d in place.findall(line)]
+             for line in result.stdout.splitlines()]
+    lines = [panels for panels in lines if panels]
+    assert all(len({layer for layer, _ in panels}) == 1 for panels in lines), lines
+    order = [panels[0][0] for panels in lines]
+    assert order == sorted(order, key=int) and set(order) == {"0", "1"}
+    found = [panel for panels in lines for panel in panels]
+    assert len(found) == len(set(found)) == 2 * (4 + 1)  # every panel, once

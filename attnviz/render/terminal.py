@@ -337,7 +337,8 @@ class _Block:
     label_width: int
     cell: int
     slot: int  # columns of each small multiple: its cells, or its title when wider
-    per_line: int  # small multiples side by side
+    per_line: int  # small multiples side by side (at most a layer's: layers are rows)
+    per_row: int  # a layer's panels: its heads (and their mean)
 
 
 def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
@@ -354,7 +355,7 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
                 f"the terminal is {width} columns wide, too narrow to draw the maps "
                 f"({MIN_WIDTH} at least): widen it, or save them with -o maps.png",
                 style="yellow"))]
-        blocks.append(_Block(block.title, panels, *laid))
+        blocks.append(_Block(block.title, panels, *laid, len(block.panels[0])))
     drawn = [block for block in blocks if isinstance(block, _Block)]
     limit = max((_largest(grid) for block in drawn for grid in block.grids), default=1.0)
     parts = []
@@ -370,10 +371,11 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
         first = block.panels[0]
         lines.append(Text(f"rows = {first.query_axis}   columns = {first.key_axis}",
                           style="dim"))
-        for start in range(0, len(block.panels), block.per_line):
-            lines += _line_of_multiples(block, range(start, min(len(block.panels),
-                                                                start + block.per_line)),
-                                        plan.scale, limit, cmap, color)
+        for layer in range(0, len(block.panels), block.per_row):  # each starts a line
+            end = min(len(block.panels), layer + block.per_row)
+            for start in range(layer, end, block.per_line):
+                lines += _line_of_multiples(block, range(start, min(end, start + block.per_line)),
+                                            plan.scale, limit, cmap, color)
         parts.append(lines)
     if plan.scale == "panel":  # each title gives its panel's largest weight
         legend = [Text("scale: each panel from 0 to its largest weight, written after its "
@@ -398,8 +400,9 @@ def _lay_out(panels: list[Heatmap], width: int, per_row: int
     """Small multiples of panels of one shape in ``width`` columns: the grids (pooled as
     little as they can be), the row labels, their width, the cell's columns, each panel's
     columns (at least its compact title's, room allowing) and how many panels go side by
-    side. Cells of two columns when a layer's ``per_row`` panels fit so on one line, else of
-    one; fewer panels a line, then pooling, when even one does not fit. None below
+    side (never more than a layer's ``per_row``: the next layer starts a new line). Cells
+    of two columns when a layer's ``per_row`` panels fit so on one line, else of one;
+    fewer panels a line, then pooling, when even one does not fit. None below
     :data:`MIN_WIDTH`."""
     first = panels[0]
     q_count, k_count = first.weights.shape
@@ -436,7 +439,7 @@ def _lay_out(panels: list[Heatmap], width: int, per_row: int
     else:
         rows = [shorten(label, fitted) for label in grids[0].row_labels]
     return (grids, rows, fitted, cell, slot(factor, cell),
-            min(len(panels), side_by_side(factor, cell)))
+            min(per_row, len(panels), side_by_side(factor, cell)))
 
 
 def _line_of_multiples(block: _Block, indices: range, scale: str, limit: float, cmap: str,
