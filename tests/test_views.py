@@ -617,13 +617,14 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
                                        for line in lines)
     from attnviz.attention_rollout import rollout
 
-    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))[:, :3, :3]  # (L, 3, 3)
+    # A window is a view onto the map: its scale reaches the whole map's largest weight.
+    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))  # (L, S, S)
     largest = {"panel": [f"{w.max():.2f}" for w in rolled],
                "shared": [f"{rolled.max():.2f}"] * 2, "unit": ["1.00"] * 2, "row": ["1.00"] * 2}
-    for scale, tail in (("panel", "(largest weight shown)"),
-                        ("shared", "(largest of every panel of the figure: shared scale)"),
+    for scale, tail in (("panel", "(largest weight of the whole map)"),
+                        ("shared", "(largest of every panel's whole map: shared scale)"),
                         ("unit", "(unit scale)"),
-                        ("row", "(each row's largest weight: row scale)")):
+                        ("row", "(each whole row's largest weight: row scale)")):
         shown = run("encode", SOURCE, "--rollout", "--window", "0:3", "--scale", scale)
         assert shown.exit_code == 0, shown.stderr
         legends = [line for line in shown.stdout.splitlines() if line.startswith("scale 0")]
@@ -663,3 +664,49 @@ def test_each_layer_of_a_terminal_grid_starts_its_own_line(monkeypatch, width):
     assert order == sorted(order, key=int) and set(order) == {"0", "1"}
     found = [panel for panels in lines for panel in panels]
     assert len(found) == len(set(found)) == 2 * (4 + 1)  # every panel, once
+
+
+@pytest.mark.parametrize("scale", ["row", "panel", "shared"])
+def test_a_window_is_coloured_on_the_whole_maps_scale(scale):
+    """A window is a view onto its map: the row scale divides each row by its whole row's
+    largest weight (a key outside the window included), the panel and shared scales reach
+    the whole map's largest; the colour bar and the terminal's legend say so."""
+    maps = make_maps(s=6, t=5, layers=1, heads=2, seed=3)
+    whole = maps.cross[0].mean(0)  # (T, S)
+    expected = {"row": whole[1:4, 2:5] / whole[1:4].max(axis=1, keepdims=True),
+                "panel": whole[1:4, 2:5] / whole.max(), "shared": whole[1:4, 2:5] / whole.max()}
+    assert (whole[1:4, 2:5].max(axis=1) < whole[1:4].max(axis=1)).any()  # the test can fail
+    figure = attnviz.plot(maps, kind="cross", window_query="1:4", window_key="2:5",
+                          scale=scale)
+    (panel,) = _panels(figure)
+    drawn = panel.images[0].get_array()[..., :3].astype(int)  # (3, 3, 3)
+    assert np.abs(drawn - rgb("viridis", expected[scale]).astype(int)).max() <= 1
+    bar = next(ax for ax in figure.axes if not ax.get_title()).get_ylabel()
+    assert bar == image.WINDOW_BAR_LABELS[scale] and ("whole" in bar)
+    plan = views.arrange(views.heatmaps(maps, ["cross"]), scale, window_query="1:4",
+                         window_key="2:5")
+    text = _terminal(plan, 80)
+    legend = next(line for line in text.splitlines() if line.startswith("scale 0"))
+    assert legend.endswith(terminal.WINDOW_TAILS[scale]) and "whole" in legend
+    top = 1.0 if scale == "row" else whole.max()
+    assert float(legend.split("]")[1].split()[0]) == pytest.approx(top, abs=0.005)
+    rows = [line[-9:] for line in text.splitlines() if re.match(r"^ *t\d+ → ", line)]
+    cells = [[row[i] for i in range(0, 9, 3)] for row in rows]  # cells of three columns
+    assert cells == [[terminal._ramp(level) for level in row] for row in expected[scale]]
+
+
+def test_a_pooled_window_is_scaled_by_its_whole_rows_pooled_alike():
+    """In a terminal too narrow for the window, the whole map is pooled in blocks lined up
+    with the window's, so that its row scale still divides by the whole row's largest."""
+    weights = np.zeros((1, 1, 4, 8), np.float32)
+    weights[0, 0, :, 0] = 0.8  # outside the window
+    weights[0, 0, :, 1:] = 0.2 / 7
+    maps = AttentionMaps(source_tokens=[f"s{i}" for i in range(8)],
+                         target_tokens=["<bos>", "a", "b", "c"], encoder_self=None,
+                         decoder_self=None, cross=weights)
+    heatmap = views.arrange(views.heatmaps(maps, ["cross"]), "row", window_key="4:8").panels[0]
+    grid = terminal.pool(heatmap, 2)  # blocks of keys 4-5 and 6-7; the whole: 0-1 holds 0.8+
+    assert grid.weights.shape == (2, 2)
+    np.testing.assert_allclose(grid.row_largest, [0.8 + 0.2 / 7] * 2, rtol=1e-6)
+    levels, _ = terminal._levels(grid, "row", None)
+    np.testing.assert_allclose(levels, 2 * 0.2 / 7 / (0.8 + 0.2 / 7), rtol=1e-5)

@@ -57,6 +57,12 @@ BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
 }
+WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over the whole map
+    **BAR_LABELS,
+    "panel": "attention weight\n(panel scale: each to its whole map's largest)",
+    "shared": "attention weight\n(shared scale: the whole maps' largest)",
+    "row": "share of the whole row's largest weight\n(row scale)",
+}
 # The labels of each panel drawn, for tick_labels(): texts rather than matplotlib's ticks.
 _TICK_LABELS: WeakKeyDictionary = WeakKeyDictionary()
 # Files carry no creation date, so the same input gives the same bytes.
@@ -378,7 +384,9 @@ def _figure(plan: Plan, cmap: str):
 
 def _colorbar(fig, image, bar, plan: Plan, font: float) -> None:
     colorbar = fig.colorbar(image, cax=bar)
-    colorbar.set_label(BAR_LABELS[plan.scale], fontsize=font)
+    windowed = any(panel.windowed for panel in plan.panels)
+    colorbar.set_label((WINDOW_BAR_LABELS if windowed else BAR_LABELS)[plan.scale],
+                       fontsize=font)
     bar.tick_params(labelsize=font)
 
 
