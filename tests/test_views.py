@@ -710,3 +710,34 @@ def test_a_pooled_window_is_scaled_by_its_whole_rows_pooled_alike():
     np.testing.assert_allclose(grid.row_largest, [0.8 + 0.2 / 7] * 2, rtol=1e-6)
     levels, _ = terminal._levels(grid, "row", None)
     np.testing.assert_allclose(levels, 2 * 0.2 / 7 / (0.8 + 0.2 / 7), rtol=1e-5)
+
+
+# --- The caption: where the maps come from, never cut --------------------------------------
+
+@pytest.mark.parametrize("dpi", [100, image.PNG_DPI])
+def test_a_narrow_figures_caption_wraps_at_its_parts_and_stays_inside(dpi):
+    """The shipped example's single panel is narrower than its caption: the caption goes on
+    over more lines, broken between its parts, each part whole, and no text leaves the
+    figure."""
+    maps = attnviz.trace("the black cat sees the red car")  # as `attnviz encode` draws it
+    figure = attnviz.plot(maps, kind="encoder")
+    parts = maps.provenance.summary.split(" · ")
+    (caption,) = [t for t in figure.texts if parts[0] in t.get_text()]
+    lines = caption.get_text().split("\n")
+    assert len(lines) >= 2 and " · ".join(lines).split(" · ") == parts  # every part, in full
+    renderer = _drawn(figure, dpi)
+    width, height = figure.bbox.width, figure.bbox.height
+    for text in figure.findobj(lambda artist: hasattr(artist, "get_text")):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, \
+            (text.get_text(), box, width)
+
+
+def test_a_caption_part_wider_than_the_figure_keeps_its_start():
+    long = "source '" + "word " * 200 + "'"
+    lines = image._caption_lines(f"model m · {long} · target 't'", 4.0)
+    assert lines[0] == "model m" and lines[2] == "target 't'"
+    assert lines[1].startswith("source 'word word") and lines[1].endswith("…")
+    assert image._text_width(lines[1], image.CAPTION_FONT, ("DejaVu Sans",)) <= 4.0
