@@ -77,6 +77,11 @@ class Heatmap:
     # The model wrote the target, so the next token is the one it predicted; else it is the
     # given target's (see GIVEN_AXIS).
     generated: bool = False
+    # A window is a view onto its map, not a new map: the panel and row scales reach their
+    # brightest at the whole map's (row's) largest weight. Shape: ``[Q_all, K_all]``; None
+    # when the heatmap is the whole map. query_start and key_start place the window in it.
+    whole_weights: np.ndarray | None = None
+    whole_visible: np.ndarray | None = None
 
     @property
     def title(self) -> str:
@@ -120,9 +125,28 @@ class Heatmap:
 
     @property
     def scale_max(self) -> float:
-        """The weight drawn brightest: the largest visible weight (at least 1e-6)."""
-        shown = self.weights[self.visible]
+        """The weight drawn brightest: the largest visible weight of the whole map, window or
+        not (at least 1e-6)."""
+        weights, visible = self.whole
+        shown = weights[visible]
         return max(float(shown.max()) if shown.size else 0.0, 1e-6)
+
+    @property
+    def whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weights and visible cells of the whole map a window shows part of (of the
+        heatmap itself when it is no window). Shape: ``[Q_all, K_all]`` each."""
+        if self.whole_weights is None or self.whole_visible is None:
+            return self.weights, self.visible
+        return self.whole_weights, self.whole_visible
+
+    @property
+    def row_largest(self) -> np.ndarray:
+        """Each row's largest visible weight over every key of the whole map, the keys outside
+        a window included (0 for a row that saw nothing). Shape: ``(Q,)``."""
+        weights, visible = self.whole
+        rows = slice(self.query_start, self.query_start + self.weights.shape[0])
+        shown = np.where(visible[rows], weights[rows], 0.0)  # (Q, K_all)
+        return shown.max(axis=-1) if shown.size else np.zeros(shown.shape[0], np.float32)
 
     @property
     def query_axis(self) -> str:
@@ -257,10 +281,10 @@ class Plan:
         """The values a panel is coloured by, and the value drawn brightest (its colour limit).
 
         Shape: ``(Q, K)``: the weights, or for the row scale each row divided by its largest
-        visible weight (then the limit is 1).
+        visible weight, over the whole row when the panel is a window (then the limit is 1).
         """
         if self.scale == "row":
-            return scale_rows(heatmap.weights, heatmap.visible), 1.0
+            return scale_rows(heatmap.weights, heatmap.visible, heatmap.row_largest), 1.0
         return heatmap.weights, self.limit(heatmap)
 
     def limit(self, heatmap: Heatmap) -> float:
@@ -341,9 +365,10 @@ def _windows(window: Window, window_query: Window, window_key: Window
 
 def _planned(blocks: Sequence[Block], scale: str | None) -> Plan:
     """The plan of ``blocks`` on ``scale`` (None: shared when there are several panels, else
-    panel); the shared scale's one maximum is the largest visible weight of every panel."""
+    panel); the shared scale's one maximum is the largest visible weight of every panel's
+    whole map (a window is a view onto its map)."""
     panels = [panel for block in blocks for row in block.panels for panel in row]
-    shown = [panel.weights[panel.visible] for panel in panels]
+    shown = [weights[visible] for weights, visible in (panel.whole for panel in panels)]
     shared = max((float(values.max()) for values in shown if values.size), default=0.0)
     return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
                 max(shared, 1e-6))
@@ -366,13 +391,18 @@ def _head(head: Head) -> int | Literal["all"] | None:
                        "...), 'mean' or 'all'", setting="head")
 
 
-def scale_rows(weights: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Each row divided by its largest visible weight (a row that saw nothing stays 0).
+def scale_rows(weights: np.ndarray, visible: np.ndarray, largest: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Each row divided by its largest visible weight (a row that saw nothing stays 0), or by
+    ``largest`` (its whole row's, for a window: see :attr:`Heatmap.row_largest`).
 
-    Shape: ``(Q, K) -> (Q, K)``, values 0 to 1.
+    Shape: ``(Q, K), (Q, K), (Q,) -> (Q, K)``, values 0 to 1.
     """
     shown = np.where(visible, weights, 0.0)
-    largest = shown.max(axis=-1, keepdims=True) if shown.size else shown  # (Q, 1)
+    if largest is not None:
+        largest = np.asarray(largest, dtype=np.float64)[:, None]  # (Q, 1)
+    else:
+        largest = shown.max(axis=-1, keepdims=True) if shown.size else shown  # (Q, 1)
     return np.divide(shown, largest, out=np.zeros(shown.shape, dtype=np.float32),
                      where=largest > 0)
 
@@ -450,8 +480,10 @@ def _windowed(heatmap: Heatmap, rows: _Window | None, columns: _Window | None) -
                                  heatmap.query_written.get(bottom))
     else:
         last_next = heatmap.last_next
+    whole_weights, whole_visible = heatmap.whole
     return replace(
-        heatmap, weights=heatmap.weights[top:bottom, left:right],
+        heatmap, whole_weights=whole_weights, whole_visible=whole_visible,
+        weights=heatmap.weights[top:bottom, left:right],
         visible=heatmap.visible[top:bottom, left:right],
         query_tokens=heatmap.query_tokens[top:bottom], key_tokens=heatmap.key_tokens[left:right],
         query_start=top, key_start=left, windowed=True, last_next=last_next,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import warnings
 from contextlib import contextmanager
 
 import pytest
@@ -728,3 +729,29 @@ def test_cuda_without_a_gpu_is_refused_before_anything_is_drawn(tmp_path, pairs_
     assert result.stderr == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
                              "here; use cpu (or auto)\n")
     assert result.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+def test_validation_on_few_pairs_is_said_once_with_the_count_and_the_way_out(tmp_path):
+    from attnviz.errors import AttnvizWarning
+
+    pairs = [training.Example(f"s{i % 9} x", f"t{i % 9}") for i in range(300)]  # 9 distinct
+    with pytest.warns(AttnvizWarning) as caught:
+        data = training.pairs_data(pairs, Tokenizer("word"), 0.1, 7, 8)
+    (warning,) = [w for w in caught if issubclass(w.category, AttnvizWarning)]
+    message = str(warning.message)
+    assert len(data.validation) == 1 and "\n" not in message
+    assert message == ("validation's figures rest on 1 pair of the validation split (9 "
+                       "distinct pairs among 300 lines), and they choose the best model; add "
+                       "distinct pairs or raise the validation share")
+    with pytest.warns(AttnvizWarning, match="rest on 9 training pairs \\(no validation split"):
+        training.pairs_data(pairs, Tokenizer("word"), 0.0, 7, 8)
+    many = [training.Example(f"s{i} x", f"t{i}") for i in range(200)]  # 20 validation pairs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AttnvizWarning)
+        assert len(training.pairs_data(many, Tokenizer("word"), 0.1, 7, 8).validation) == 20
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"{p.source}\t{p.target}\n" for p in pairs), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "--data", str(path), "-o",
+                                      str(tmp_path / "m.safetensors"), *SMALL, "--steps", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("warning: validation's figures rest on 1 pair of") == 1

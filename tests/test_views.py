@@ -617,13 +617,14 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
                                        for line in lines)
     from attnviz.attention_rollout import rollout
 
-    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))[:, :3, :3]  # (L, 3, 3)
+    # A window is a view onto the map: its scale reaches the whole map's largest weight.
+    rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))  # (L, S, S)
     largest = {"panel": [f"{w.max():.2f}" for w in rolled],
                "shared": [f"{rolled.max():.2f}"] * 2, "unit": ["1.00"] * 2, "row": ["1.00"] * 2}
-    for scale, tail in (("panel", "(largest weight shown)"),
-                        ("shared", "(largest of every panel of the figure: shared scale)"),
+    for scale, tail in (("panel", "(largest weight of the whole map)"),
+                        ("shared", "(largest of every panel's whole map: shared scale)"),
                         ("unit", "(unit scale)"),
-                        ("row", "(each row's largest weight: row scale)")):
+                        ("row", "(each whole row's largest weight: row scale)")):
         shown = run("encode", SOURCE, "--rollout", "--window", "0:3", "--scale", scale)
         assert shown.exit_code == 0, shown.stderr
         legends = [line for line in shown.stdout.splitlines() if line.startswith("scale 0")]
@@ -644,3 +645,99 @@ def test_the_animation_refuses_a_grid_in_its_own_words(tmp_path):
     result = run("decode", SOURCE, "-t", TARGET, "--head", "all", "-o", tmp_path / "x.gif")
     assert result.exit_code == 1 and "pick one layer and one head" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_each_layer_of_a_terminal_grid_starts_its_own_line(monkeypatch, width):
+    """Layers are rows: a layer's panels may wrap onto several lines on a short width, but
+    the next layer never shares a line with the one before it."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    result = run("decode", "the small black cats see a red car", "--layer", "all", "--head",
+                 "all", "--kind", "cross")
+    assert result.exit_code == 0, result.stderr
+    place = re.compile(r"\b(?:L(\d+) (H\d+|mean)|layer (\d+) · (head \d+|mean))\b")
+    lines = [[(a or c, (b or d).replace("head ", "H")) for a, b, c, d in place.findall(line)]
+             for line in result.stdout.splitlines()]
+    lines = [panels for panels in lines if panels]
+    assert all(len({layer for layer, _ in panels}) == 1 for panels in lines), lines
+    order = [panels[0][0] for panels in lines]
+    assert order == sorted(order, key=int) and set(order) == {"0", "1"}
+    found = [panel for panels in lines for panel in panels]
+    assert len(found) == len(set(found)) == 2 * (4 + 1)  # every panel, once
+
+
+@pytest.mark.parametrize("scale", ["row", "panel", "shared"])
+def test_a_window_is_coloured_on_the_whole_maps_scale(scale):
+    """A window is a view onto its map: the row scale divides each row by its whole row's
+    largest weight (a key outside the window included), the panel and shared scales reach
+    the whole map's largest; the colour bar and the terminal's legend say so."""
+    maps = make_maps(s=6, t=5, layers=1, heads=2, seed=3)
+    whole = maps.cross[0].mean(0)  # (T, S)
+    expected = {"row": whole[1:4, 2:5] / whole[1:4].max(axis=1, keepdims=True),
+                "panel": whole[1:4, 2:5] / whole.max(), "shared": whole[1:4, 2:5] / whole.max()}
+    assert (whole[1:4, 2:5].max(axis=1) < whole[1:4].max(axis=1)).any()  # the test can fail
+    figure = attnviz.plot(maps, kind="cross", window_query="1:4", window_key="2:5",
+                          scale=scale)
+    (panel,) = _panels(figure)
+    drawn = panel.images[0].get_array()[..., :3].astype(int)  # (3, 3, 3)
+    assert np.abs(drawn - rgb("viridis", expected[scale]).astype(int)).max() <= 1
+    bar = next(ax for ax in figure.axes if not ax.get_title()).get_ylabel()
+    assert bar == image.WINDOW_BAR_LABELS[scale] and ("whole" in bar)
+    plan = views.arrange(views.heatmaps(maps, ["cross"]), scale, window_query="1:4",
+                         window_key="2:5")
+    text = _terminal(plan, 80)
+    legend = next(line for line in text.splitlines() if line.startswith("scale 0"))
+    assert legend.endswith(terminal.WINDOW_TAILS[scale]) and "whole" in legend
+    top = 1.0 if scale == "row" else whole.max()
+    assert float(legend.split("]")[1].split()[0]) == pytest.approx(top, abs=0.005)
+    rows = [line[-9:] for line in text.splitlines() if re.match(r"^ *t\d+ → ", line)]
+    cells = [[row[i] for i in range(0, 9, 3)] for row in rows]  # cells of three columns
+    assert cells == [[terminal._ramp(level) for level in row] for row in expected[scale]]
+
+
+def test_a_pooled_window_is_scaled_by_its_whole_rows_pooled_alike():
+    """In a terminal too narrow for the window, the whole map is pooled in blocks lined up
+    with the window's, so that its row scale still divides by the whole row's largest."""
+    weights = np.zeros((1, 1, 4, 8), np.float32)
+    weights[0, 0, :, 0] = 0.8  # outside the window
+    weights[0, 0, :, 1:] = 0.2 / 7
+    maps = AttentionMaps(source_tokens=[f"s{i}" for i in range(8)],
+                         target_tokens=["<bos>", "a", "b", "c"], encoder_self=None,
+                         decoder_self=None, cross=weights)
+    heatmap = views.arrange(views.heatmaps(maps, ["cross"]), "row", window_key="4:8").panels[0]
+    grid = terminal.pool(heatmap, 2)  # blocks of keys 4-5 and 6-7; the whole: 0-1 holds 0.8+
+    assert grid.weights.shape == (2, 2)
+    np.testing.assert_allclose(grid.row_largest, [0.8 + 0.2 / 7] * 2, rtol=1e-6)
+    levels, _ = terminal._levels(grid, "row", None)
+    np.testing.assert_allclose(levels, 2 * 0.2 / 7 / (0.8 + 0.2 / 7), rtol=1e-5)
+
+
+# --- The caption: where the maps come from, never cut --------------------------------------
+
+@pytest.mark.parametrize("dpi", [100, image.PNG_DPI])
+def test_a_narrow_figures_caption_wraps_at_its_parts_and_stays_inside(dpi):
+    """The shipped example's single panel is narrower than its caption: the caption goes on
+    over more lines, broken between its parts, each part whole, and no text leaves the
+    figure."""
+    maps = attnviz.trace("the black cat sees the red car")  # as `attnviz encode` draws it
+    figure = attnviz.plot(maps, kind="encoder")
+    parts = maps.provenance.summary.split(" · ")
+    (caption,) = [t for t in figure.texts if parts[0] in t.get_text()]
+    lines = caption.get_text().split("\n")
+    assert len(lines) >= 2 and " · ".join(lines).split(" · ") == parts  # every part, in full
+    renderer = _drawn(figure, dpi)
+    width, height = figure.bbox.width, figure.bbox.height
+    for text in figure.findobj(lambda artist: hasattr(artist, "get_text")):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, \
+            (text.get_text(), box, width)
+
+
+def test_a_caption_part_wider_than_the_figure_keeps_its_start():
+    long = "source '" + "word " * 200 + "'"
+    lines = image._caption_lines(f"model m · {long} · target 't'", 4.0)
+    assert lines[0] == "model m" and lines[2] == "target 't'"
+    assert lines[1].startswith("source 'word word") and lines[1].endswith("…")
+    assert image._text_width(lines[1], image.CAPTION_FONT, ("DejaVu Sans",)) <= 4.0

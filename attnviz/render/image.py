@@ -9,6 +9,7 @@ from functools import lru_cache
 from weakref import WeakKeyDictionary
 
 import numpy as np
+from rich.cells import cell_len
 
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
@@ -38,6 +39,8 @@ TITLE = 0.45  # the panel's title above the map
 TITLE_FONT = 11  # points
 CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
+CAPTION_LINE = 0.15  # each further line of a caption too long for one
+CAPTION_PARTS = " · "  # a caption wraps between its parts (model · version · source · ...)
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
 SPAN = 18.0  # panels side by side share this width: three maps of 512 tokens, 6 inches each
@@ -56,6 +59,12 @@ BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "shared": "attention weight\n(shared scale: one for the figure)",
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
+}
+WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over the whole map
+    **BAR_LABELS,
+    "panel": "attention weight\n(panel scale: each to its whole map's largest)",
+    "shared": "attention weight\n(shared scale: the whole maps' largest)",
+    "row": "share of the whole row's largest weight\n(row scale)",
 }
 # The labels of each panel drawn, for tick_labels(): texts rather than matplotlib's ticks.
 _TICK_LABELS: WeakKeyDictionary = WeakKeyDictionary()
@@ -334,11 +343,10 @@ def _figure(plan: Plan, cmap: str):
     top = layout.height - GAP  # inches from the bottom, going down
     caption = plan.caption
     if caption:  # where the maps come from, above the panels
-        room = int((layout.width - 2 * GAP) / (CHAR * CAPTION_FONT / TICK_FONT))
         fig.text(_fraction(GAP, layout.width), _fraction(top, layout.height),
-                 shorten(caption, room), fontsize=CAPTION_FONT, color="#555555", va="top",
-                 parse_math=False)
-        top -= CAPTION
+                 "\n".join(layout.caption_lines), fontsize=CAPTION_FONT, color="#555555",
+                 va="top", parse_math=False)
+        top -= layout.caption_height
     image = None
     annotate = len(plan.panels) <= ANNOTATE_PANELS
     for band in layout.bands:
@@ -366,7 +374,7 @@ def _figure(plan: Plan, cmap: str):
                 _colorbar(fig, drawn, bar, plan, layout.font)
         top -= band.height
     if plan.scale != "panel" and image is not None:  # one colour bar for every panel
-        panels_top = layout.height - GAP - (CAPTION if caption else 0.0)
+        panels_top = layout.height - GAP - layout.caption_height
         span = min(layout.panels_height, max(3.0, layout.panels_height / 2))
         bar = fig.add_axes((_fraction(layout.width - GAP - layout.bar_room + 0.12, layout.width),
                             _fraction(panels_top - TITLE - span, layout.height),
@@ -378,7 +386,9 @@ def _figure(plan: Plan, cmap: str):
 
 def _colorbar(fig, image, bar, plan: Plan, font: float) -> None:
     colorbar = fig.colorbar(image, cax=bar)
-    colorbar.set_label(BAR_LABELS[plan.scale], fontsize=font)
+    windowed = any(panel.windowed for panel in plan.panels)
+    colorbar.set_label((WINDOW_BAR_LABELS if windowed else BAR_LABELS)[plan.scale],
+                       fontsize=font)
     bar.tick_params(labelsize=font)
 
 
@@ -498,8 +508,37 @@ class _Layout:
                                  for band in self.bands)
         legend = any(not p.visible.all() or p.unknown_words for p in plan.panels)
         self.width = 2 * GAP + sum(widths) + self.bar_room
-        self.height = (2 * GAP + self.panels_height + (CAPTION if plan.caption else 0.0)
+        self.caption_lines = _caption_lines(plan.caption, self.width - 2 * GAP)
+        self.caption_height = (CAPTION + CAPTION_LINE * (len(self.caption_lines) - 1)
+                               if self.caption_lines else 0.0)
+        self.height = (2 * GAP + self.panels_height + self.caption_height
                        + (LEGEND if legend else 0.0))
+
+
+def _caption_lines(caption: str, inches: float) -> list[str]:
+    """``caption`` in lines at most ``inches`` wide, broken between its parts (``a · b``),
+    as the fonts in use measure them; only a part too wide for a line of its own is cut,
+    keeping its start. Nothing for no caption."""
+    from matplotlib import rcParams
+
+    families = tuple(rcParams["font.family"])
+
+    def fits(text: str) -> bool:
+        return _text_width(text, CAPTION_FONT, families) <= inches
+
+    lines: list[str] = []
+    for part in caption.split(CAPTION_PARTS) if caption else []:
+        if lines and fits(lines[-1] + CAPTION_PARTS + part):
+            lines[-1] += CAPTION_PARTS + part
+            continue
+        if not fits(part):  # wider than the figure: the longest start that fits, and …
+            low, high = 1, cell_len(part)  # shorten(part, low) is kept if nothing fits
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(shorten(part, middle)) else (low, middle - 1)
+            part = shorten(part, low)
+        lines.append(part)
+    return lines
 
 
 def _fraction(inches: float, total: float) -> float:

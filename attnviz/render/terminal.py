@@ -37,6 +37,12 @@ LEGEND_TAILS = {  # after the scale's largest value: what it is
     "unit": "(unit scale)",
     "row": "(each row's largest weight: row scale)",
 }
+WINDOW_TAILS = {  # ... when the map is a window: the scales reach over the whole map
+    **LEGEND_TAILS,
+    "panel": "(largest weight of the whole map)",
+    "shared": "(largest of every panel's whole map: shared scale)",
+    "row": "(each whole row's largest weight: row scale)",
+}
 MASKED_NOTE = f"{MASKED} masked: a future position, weight exactly 0"
 UNKNOWN_NOTE = f"word{UNKNOWN_MARK}: a word the model's vocabulary lacks (its map holds <unk>)"
 
@@ -50,6 +56,10 @@ class Grid:
     row_labels: list[str]
     column_labels: list[str]
     factor: int  # 1, or how many queries (rows) and keys (columns) each cell pools
+    # The brightest values of the row and panel scales, from the whole map a window shows
+    # (pooled alike): a window is a view onto its map. Shape: row_largest ``(R,)``.
+    row_largest: np.ndarray | None = None
+    largest: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool, plan: Plan | No
         line = _grid_line(" " * (label_width - cell_len(fitted)) + fitted + " ")
         _cells(line, grid, row, levels, colors, cell)
         lines.append(line)
-    lines.append(_legend(cmap, scale_max, color, width, scale))
+    lines.append(_legend(cmap, scale_max, color, width, scale, heatmap.windowed))
     lines += _notes([heatmap], [grid], width)
     return Group(*lines)
 
@@ -125,7 +135,7 @@ def _levels(grid: Grid, scale: str, limit: float | None) -> tuple[np.ndarray, fl
     the weight of several keys, so it is the pooled grid's largest, not the map's.
     """
     if scale == "row":
-        return scale_rows(grid.weights, grid.visible), 1.0
+        return scale_rows(grid.weights, grid.visible, grid.row_largest), 1.0
     if scale == "unit":
         top = 1.0
     elif scale == "shared" and limit is not None:
@@ -136,6 +146,9 @@ def _levels(grid: Grid, scale: str, limit: float | None) -> tuple[np.ndarray, fl
 
 
 def _largest(grid: Grid) -> float:
+    """The largest cell of the grid's whole map, pooled as the grid is (at least 1e-6)."""
+    if grid.largest is not None:
+        return max(grid.largest, 1e-6)
     shown = grid.weights[grid.visible]
     return max(float(shown.max()) if shown.size else 0.0, 1e-6)
 
@@ -222,21 +235,24 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
 
     A cell holds the weight its queries give to its keys: summed over the keys, averaged over
     the queries, so each row still sums to 1. A cell is masked only if all its keys were.
-    A factor of 1 keeps the map as it is.
+    A factor of 1 keeps the map as it is. For a window, the whole map is pooled in blocks
+    lined up with the window's, for the brightest values of the row and panel scales.
     """
+    q_count, k_count = heatmap.weights.shape
+    row_largest = largest = None
+    if heatmap.windowed:
+        whole, seen = heatmap.whole  # (Q_all, K_all)
+        rows = slice(heatmap.query_start, heatmap.query_start + q_count)
+        row_cells, row_seen = _pooled(whole[rows], seen[rows], factor, 0, heatmap.key_start)
+        row_largest = np.where(row_seen, row_cells, 0.0).max(axis=-1)  # (R,)
+        cells, cells_seen = _pooled(whole, seen, factor, heatmap.query_start,
+                                    heatmap.key_start)
+        largest = float(cells[cells_seen].max()) if cells_seen.any() else 0.0
     if factor <= 1:
         return Grid(heatmap.weights, heatmap.visible, heatmap.query_labels,
-                    heatmap.key_labels, 1)
-    q_count, k_count = heatmap.weights.shape
-    rows, cols = -(-q_count // factor), -(-k_count // factor)
-    padded = np.zeros((rows * factor, cols * factor), dtype=np.float64)
-    padded[:q_count, :k_count] = heatmap.weights
-    visible = np.zeros(padded.shape, dtype=bool)
-    visible[:q_count, :k_count] = heatmap.visible
-    blocks = padded.reshape(rows, factor, cols, factor)  # (R, f, C, f)
-    queries_per_row = np.minimum(factor, q_count - np.arange(rows) * factor)  # (R,)
-    weights = blocks.sum(axis=(1, 3)) / queries_per_row[:, None]  # (R, C)
-    pooled_visible = visible.reshape(rows, factor, cols, factor).any(axis=(1, 3))  # (R, C)
+                    heatmap.key_labels, 1, row_largest, largest)
+    weights, pooled_visible = _pooled(heatmap.weights, heatmap.visible, factor)
+    rows, cols = weights.shape
 
     def spans(count: int, total: int, labels: list[str] | None = None) -> list[str]:
         """Token positions of each block, and (for rows) the block's first token."""
@@ -247,7 +263,31 @@ def pool(heatmap: Heatmap, factor: int) -> Grid:
         return names
 
     return Grid(weights, pooled_visible, spans(rows, q_count, heatmap.query_labels),
-                spans(cols, k_count), factor)
+                spans(cols, k_count), factor, row_largest, largest)
+
+
+def _pooled(weights: np.ndarray, visible: np.ndarray, factor: int, row_start: int = 0,
+            column_start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``weights`` pooled as :func:`pool` pools them, in blocks whose edges fall on positions
+    ``row_start`` and ``column_start`` (a window's first row and column in its whole map).
+
+    Shape: ``(Q, K) -> (R, C)`` for the weights and the visible cells.
+    """
+    if factor <= 1:
+        return weights, visible
+    q_count, k_count = weights.shape
+    top, left = -row_start % factor, -column_start % factor  # empty places before the first
+    rows, cols = -(-(q_count + top) // factor), -(-(k_count + left) // factor)
+    padded = np.zeros((rows * factor, cols * factor), dtype=np.float64)
+    padded[top:top + q_count, left:left + k_count] = weights
+    seen = np.zeros(padded.shape, dtype=bool)
+    seen[top:top + q_count, left:left + k_count] = visible
+    real = np.zeros(rows * factor, dtype=bool)
+    real[top:top + q_count] = True
+    queries_per_row = real.reshape(rows, factor).sum(axis=1)  # (R,)
+    pooled = padded.reshape(rows, factor, cols, factor).sum(axis=(1, 3))  # (R, C)
+    return (pooled / np.maximum(queries_per_row, 1)[:, None],
+            seen.reshape(rows, factor, cols, factor).any(axis=(1, 3)))
 
 
 def _header(labels: list[str], indent: int, cell: int, tallest: int = LABEL_WIDTH
@@ -282,11 +322,12 @@ def _grid_line(text: str, style: str = "") -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ignore")
 
 
-def _legend(cmap: str, scale_max: float, color: bool, width: int, scale: str = "panel"
-            ) -> Text:
+def _legend(cmap: str, scale_max: float, color: bool, width: int, scale: str = "panel",
+            windowed: bool = False) -> Text:
     """The scale: 0, the colours (or the ramp) and the largest weight, in ``width`` columns
-    when it can; rich wraps it on a terminal narrower than that."""
-    tail = f" {scale_max:.2f} {LEGEND_TAILS[scale]}"
+    when it can; rich wraps it on a terminal narrower than that. ``windowed``: the maps are
+    windows, whose scales reach over their whole maps."""
+    tail = f" {scale_max:.2f} {(WINDOW_TAILS if windowed else LEGEND_TAILS)[scale]}"
     line = Text("scale 0 ")
     if color:
         swatches = max(2, min(12, (width - len(line) - len(tail)) // 2))
@@ -337,7 +378,8 @@ class _Block:
     label_width: int
     cell: int
     slot: int  # columns of each small multiple: its cells, or its title when wider
-    per_line: int  # small multiples side by side
+    per_line: int  # small multiples side by side (at most a layer's: layers are rows)
+    per_row: int  # a layer's panels: its heads (and their mean)
 
 
 def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
@@ -354,7 +396,7 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
                 f"the terminal is {width} columns wide, too narrow to draw the maps "
                 f"({MIN_WIDTH} at least): widen it, or save them with -o maps.png",
                 style="yellow"))]
-        blocks.append(_Block(block.title, panels, *laid))
+        blocks.append(_Block(block.title, panels, *laid, len(block.panels[0])))
     drawn = [block for block in blocks if isinstance(block, _Block)]
     limit = max((_largest(grid) for block in drawn for grid in block.grids), default=1.0)
     parts = []
@@ -370,17 +412,20 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
         first = block.panels[0]
         lines.append(Text(f"rows = {first.query_axis}   columns = {first.key_axis}",
                           style="dim"))
-        for start in range(0, len(block.panels), block.per_line):
-            lines += _line_of_multiples(block, range(start, min(len(block.panels),
-                                                                start + block.per_line)),
-                                        plan.scale, limit, cmap, color)
+        for layer in range(0, len(block.panels), block.per_row):  # each starts a line
+            end = min(len(block.panels), layer + block.per_row)
+            for start in range(layer, end, block.per_line):
+                lines += _line_of_multiples(block, range(start, min(end, start + block.per_line)),
+                                            plan.scale, limit, cmap, color)
         parts.append(lines)
+    windowed = any(panel.windowed for panel in plan.panels)
     if plan.scale == "panel":  # each title gives its panel's largest weight
-        legend = [Text("scale: each panel from 0 to its largest weight, written after its "
-                       "title (panel scale)")]
+        legend = [Text("scale: each panel from 0 to its largest weight"
+                       + (" (of its whole map, not only the window)" if windowed else "")
+                       + ", written after its title (panel scale)")]
     else:
         legend = [_legend(cmap, 1.0 if plan.scale in ("unit", "row") else limit, color, width,
-                          plan.scale)]
+                          plan.scale, windowed)]
     if drawn:
         legend += _notes([p for b in drawn for p in b.panels], [g for b in drawn for g in b.grids],
                          width)
@@ -398,8 +443,9 @@ def _lay_out(panels: list[Heatmap], width: int, per_row: int
     """Small multiples of panels of one shape in ``width`` columns: the grids (pooled as
     little as they can be), the row labels, their width, the cell's columns, each panel's
     columns (at least its compact title's, room allowing) and how many panels go side by
-    side. Cells of two columns when a layer's ``per_row`` panels fit so on one line, else of
-    one; fewer panels a line, then pooling, when even one does not fit. None below
+    side (never more than a layer's ``per_row``: the next layer starts a new line). Cells
+    of two columns when a layer's ``per_row`` panels fit so on one line, else of one;
+    fewer panels a line, then pooling, when even one does not fit. None below
     :data:`MIN_WIDTH`."""
     first = panels[0]
     q_count, k_count = first.weights.shape
@@ -436,7 +482,7 @@ def _lay_out(panels: list[Heatmap], width: int, per_row: int
     else:
         rows = [shorten(label, fitted) for label in grids[0].row_labels]
     return (grids, rows, fitted, cell, slot(factor, cell),
-            min(len(panels), side_by_side(factor, cell)))
+            min(per_row, len(panels), side_by_side(factor, cell)))
 
 
 def _line_of_multiples(block: _Block, indices: range, scale: str, limit: float, cmap: str,

@@ -36,6 +36,9 @@ from attnviz.train.evaluate import Metrics, evaluate
 from attnviz.train.tasks import Example, Task, examples, held_out_examples
 
 PATIENCE = 3  # validations in a row at 100% exact match before training stops early
+# Below this many validation pairs, a warning says that validation's figures rest on few
+# pairs: with 9, one pair moves exact match by 11 points, and the best model is chosen by it.
+FEW_VALIDATION_PAIRS = 20
 HELD_OUT = "held-out test set"
 
 
@@ -96,7 +99,8 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
 
     ``validation_share`` is in [0, 1); with 0, validation uses training pairs. Validation
     measures at most ``MAX_VALIDATION_PAIRS`` of its pairs (the first of the shuffled split,
-    so the same ones for the same seed), and says so in ``validation_name``. Raises
+    so the same ones for the same seed), and says so in ``validation_name``. Warns
+    (AttnvizWarning) when it measures fewer than ``FEW_VALIDATION_PAIRS``. Raises
     AttnvizError when the split leaves no pair to train on.
     """
     unique = list(dict.fromkeys(pairs))
@@ -128,8 +132,28 @@ def pairs_data(pairs: list[Example], tokenizer: Tokenizer, validation_share: flo
         notes.append("no validation split")
     name = ("validation pairs" if validation else "training pairs") + (
         f" ({'; '.join(notes)})" if notes else "")
+    if len(kept) < FEW_VALIDATION_PAIRS:
+        _warn_few(len(kept), bool(validation), len(unique), len(pairs), validation_share)
     return Data(tokenizer, source_vocab, target_vocab, batches, kept, max_target_length,
                 len(training), name)
+
+
+def _warn_few(measured: int, split: bool, distinct: int, lines: int, share: float) -> None:
+    """Say, in one line, that validation's figures rest on ``measured`` pairs, and how to get
+    more."""
+    import warnings
+
+    from attnviz.errors import AttnvizWarning
+
+    plural = "s" if measured != 1 else ""
+    what = (f"pair{plural} of the validation split" if split
+            else f"training pair{plural} (no validation split)")
+    held = f"{distinct:,} distinct pairs" + (f" among {lines:,} lines" if lines != distinct
+                                             else "")
+    more = "add distinct pairs" + (" or raise the validation share" if split and share < 0.5
+                                   else "")
+    warnings.warn(f"validation's figures rest on {measured} {what} ({held}), and they choose "
+                  f"the best model; {more}", AttnvizWarning, stacklevel=3)
 
 
 def new_checkpoint(data: Data, config_sizes: dict, seed: int, info: dict) -> Checkpoint:
