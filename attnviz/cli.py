@@ -632,7 +632,6 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
-        _import_torch()
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
         from attnviz.render.report import interruption_text, training_progress, training_summary
@@ -677,7 +676,6 @@ def eval_(
     Example:  attnviz eval --model translate --task translate
     """
     with reporting():
-        _import_torch()
         from attnviz.render.report import metrics_text
         from attnviz.train.evaluate import measure
 
@@ -734,19 +732,6 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """See the attention inside an encoder-decoder transformer."""
-
-
-def _import_torch() -> None:
-    """Import torch with Ctrl-C and SIGTERM held until it is in (about a second).
-
-    torch's C start-up imports numpy and clears any exception raised meanwhile: a Ctrl-C
-    there was lost (training ran on) and left numpy half-imported. Held, it is raised as
-    soon as the import is done.
-    """
-    from attnviz import interrupt
-
-    with interrupt.held():
-        import torch  # noqa: F401
 
 
 def _say(message: str) -> None:

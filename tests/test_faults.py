@@ -498,3 +498,61 @@ def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
         assert process.returncode in (-signum, 128 + signum), (process.returncode, stderr)
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+# --- signals while a command starts -----------------------------------------------------------
+
+# A real signal, sent by the process to itself while torch's C start-up imports numpy (a
+# command run by exits.run that imports torch before numpy, as train does). torch clears the
+# exception raised there, or mishandles it: the command ran on ("ran on"), or failed with an
+# unrelated ImportError (exit 70).
+SIGNAL_WHILE_TORCH_LOADS = """
+import signal, sys
+from attnviz import exits
+class SignalWhileTorchLoads:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and "torch" in sys.modules:
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.{signal})
+        return None
+sys.meta_path.insert(0, SignalWhileTorchLoads())
+def command():
+    import torch
+    print("ran on", flush=True)
+exits.run(command)
+"""
+
+
+@pytest.mark.parametrize("module, signum", [
+    ("numpy", signal.SIGINT),  # the first import torch asks for: the interrupt was lost
+    ("numpy", signal.SIGTERM),
+    ("numpy.exceptions", signal.SIGINT),  # deeper: "cannot load module more than once"
+], ids=["lost-sigint", "lost-sigterm", "importerror"])
+def test_a_signal_while_torch_loads_ends_the_command_once_torch_is_in(module, signum):
+    code = SIGNAL_WHILE_TORCH_LOADS.format(module=module, signal=signal.Signals(signum).name)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=_env())
+    assert done.returncode == -signum, done.stderr
+    assert done.stderr == {signal.SIGINT: "interrupted\n", signal.SIGTERM: "terminated\n"}[signum]
+    assert done.stdout == ""
+
+
+def test_importing_attnviz_changes_no_handler_and_no_import():
+    """Only the CLI's run holds torch's import and sets signal handlers; a library caller
+    keeps its own."""
+    code = ("import signal, sys\n"
+            "def state(): return (list(sys.meta_path), signal.getsignal(signal.SIGINT),"
+            " signal.getsignal(signal.SIGTERM), sys.unraisablehook)\n"
+            "before = state()\n"
+            "import attnviz, attnviz.api, attnviz.cli, attnviz.exits\n"
+            "print(state() == before)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
+def test_the_held_import_of_torch_ends_with_its_block():
+    finders = list(sys.meta_path)
+    with interrupt.held_while_importing("torch"):
+        assert len(sys.meta_path) == len(finders) + 1
+    assert sys.meta_path == finders
