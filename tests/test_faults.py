@@ -544,7 +544,8 @@ def test_importing_attnviz_changes_no_handler_and_no_import():
             "def state(): return (list(sys.meta_path), signal.getsignal(signal.SIGINT),"
             " signal.getsignal(signal.SIGTERM), sys.unraisablehook)\n"
             "before = state()\n"
-            "import attnviz, attnviz.api, attnviz.cli, attnviz.exits\n"
+            "import attnviz, attnviz.api, attnviz.cli, attnviz.entry, attnviz.exits\n"
+            "import attnviz.__main__\n"
             "print(state() == before)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=_env())
@@ -556,3 +557,42 @@ def test_the_held_import_of_torch_ends_with_its_block():
     with interrupt.held_while_importing("torch"):
         assert len(sys.meta_path) == len(finders) + 1
     assert sys.meta_path == finders
+
+
+def _imported(line: str) -> str:
+    """The module of a line of ``-X importtime`` (``import time: 12 | 34 | click``)."""
+    return line.rpartition("|")[2].strip() if line.startswith("import time:") else ""
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_ctrl_c_while_the_cli_is_imported_ends_quietly(tmp_path, how):
+    """Ctrl-C before exits.run has set its handlers, while attnviz.cli imports typer (the
+    first tenth of a second), printed a KeyboardInterrupt traceback. The process is paused
+    (SIGSTOP) as soon as typer's first module is in, so the signal lands inside that
+    import."""
+    script = Path(sys.executable).parent / "attnviz"
+    if how == "script" and not script.exists():
+        pytest.skip("no attnviz console script next to this Python")
+    command = [str(script)] if how == "script" else [sys.executable, "-m", "attnviz"]
+    process = subprocess.Popen([*command, "--version"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**_env(), "PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if _imported(line).startswith("typer."):  # attnviz.cli is half-imported
+                process.send_signal(signal.SIGSTOP)
+                break
+        assert _imported(seen[-1]).startswith("typer."), "".join(seen)
+        assert not any(_imported(line) == "attnviz.cli" for line in seen)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGCONT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = "".join(seen) + err
+    words = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert process.returncode == -signal.SIGINT, err
+    assert words == [] and out == ""
