@@ -128,8 +128,29 @@ TopKOption = Annotated[Optional[int], typer.Option(
     help="Print, for each query, its N strongest keys with their weights, as plain text on "
          "stdout (instead of the terminal heatmap; files given with -o are written too).",
     show_default=False)]
+
+
+def _distinct_files(paths: Optional[list[Path]]) -> Optional[list[Path]]:
+    """The output files, each once: `-o view.png -o ./view.png` names one file, to be written
+    and reported once (as the person first spelled it)."""
+    import os
+
+    if not paths:
+        return paths
+    seen, distinct = set(), []
+    for path in paths:
+        try:
+            key = os.path.realpath(path)
+        except (OSError, ValueError):  # a name the system refuses: checked, and said, later
+            key = str(path)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(path)
+    return distinct
+
+
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
-    "--output", "-o", metavar="FILE",
+    "--output", "-o", metavar="FILE", callback=_distinct_files,
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers), "
          ".html (a page to explore every map, offline). Repeatable.", show_default=False)]
@@ -357,7 +378,7 @@ def explain(
         help="A shipped model (translate, dates, reverse), 'random', or a model file from "
              "attnviz train. Default: translate.")] = None,
     output: Annotated[Optional[list[Path]], typer.Option(
-        "--output", "-o", metavar="FILE",
+        "--output", "-o", metavar="FILE", callback=_distinct_files,
         help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
              ".json (queries, keys, values, scores, mask, weights and the tokens). "
              "Repeatable.", show_default=False)] = None,
