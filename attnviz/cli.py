@@ -653,6 +653,7 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
+        from attnviz import interrupt
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
         from attnviz.render.report import interruption_text, training_progress, training_summary
@@ -668,7 +669,8 @@ def train(
 
         with training_progress(Console(stderr=True), plan.options.steps) as report:
             result = training.run(plan, report)
-        save_checkpoint(result.checkpoint, output)
+        with interrupt.held():  # a second Ctrl-C must not lose the model the first one kept
+            save_checkpoint(result.checkpoint, output)
         if result.interrupted:
             _say(interruption_text(result))
         typer.echo(training_summary(result, output))
