@@ -2,6 +2,7 @@
 
     python benchmarks/interrupts.py                 # 200 runs, SIGINT from 0.05 to 1.5 s
     python benchmarks/interrupts.py --runs 50 --last 3.0 -- decode "the cat" --no-cache
+    python benchmarks/interrupts.py --program OTHER/attnviz   # another install, to compare
 
 Each run starts the installed ``attnviz`` console script (the one next to this Python) with
 the given command (by default ``encode "the cat sees a car" --no-cache``, which imports torch
@@ -47,14 +48,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--first", type=float, default=0.05, help="earliest delay, seconds")
     parser.add_argument("--last", type=float, default=1.5, help="latest delay, seconds")
+    parser.add_argument("--program", default=str(ATTNVIZ), help="the attnviz script to run")
     parser.add_argument("command", nargs="*", default=DEFAULT)
     options = parser.parse_args()
-    counts: collections.Counter[str] = collections.Counter()
+    delays: dict[str, list[float]] = collections.defaultdict(list)
     examples: dict[str, str] = {}
     step = (options.last - options.first) / max(options.runs - 1, 1)
     for index in range(options.runs):
         delay = options.first + index * step
-        process = subprocess.Popen([str(ATTNVIZ), *options.command], stdout=subprocess.DEVNULL,
+        process = subprocess.Popen([options.program, *options.command], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and process.poll() is None:
@@ -66,13 +68,13 @@ def main() -> None:
         else:
             stderr = process.communicate()[1]
             kind = "finished first"
-        counts[kind] += 1
+        delays[kind].append(delay)
         if kind not in ("ok", "finished first") and kind not in examples:
             examples[kind] = f"(SIGINT at {delay:.2f} s)\n{stderr}"
     print(f"attnviz {' '.join(options.command)}: {options.runs} runs, SIGINT at "
           f"{options.first}-{options.last} s")
-    for kind, count in counts.most_common():
-        print(f"  {count:4d}  {kind}")
+    for kind, sent in sorted(delays.items(), key=lambda item: -len(item[1])):
+        print(f"  {len(sent):4d}  {kind:20s} (SIGINT at {min(sent):.3f}-{max(sent):.3f} s)")
     for kind, text in examples.items():
         print(f"\n--- first {kind} {text}")
 
