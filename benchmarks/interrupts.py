@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--program", default=str(ATTNVIZ), help="the attnviz script to run")
     parser.add_argument("command", nargs="*", default=DEFAULT)
     options = parser.parse_args()
+    # Started in the background by a shell without job control, this script ignores SIGINT,
+    # and so would each attnviz it starts: give them Python's usual Ctrl-C instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     delays: dict[str, list[float]] = collections.defaultdict(list)
     examples: dict[str, str] = {}
     step = (options.last - options.first) / max(options.runs - 1, 1)
