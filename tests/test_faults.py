@@ -537,6 +537,47 @@ def test_a_signal_while_torch_loads_ends_the_command_once_torch_is_in(module, si
     assert done.stdout == ""
 
 
+# A real signal, raised while torch's C++ start-up (torch._C._autograd_init) imports modules
+# through Python: at the start of its first, second... import. At the fourth, the process
+# crashed (SIGSEGV here; benchmarks/interrupts.py saw SIGABRT, "terminate called after
+# throwing an instance of 'pybind11::error_already_set'", in encode).
+SIGNAL_INSIDE_TORCH_C = """
+import signal, sys
+from attnviz import exits
+state = {{"inside": False, "imports": 0}}
+def watch(frame, event, arg):
+    if event == "c_call" and getattr(arg, "__name__", "") == "_autograd_init":
+        state["inside"] = True
+    elif state["inside"] and event == "call" and frame.f_code.co_name == "_lock_unlock_module":
+        state["imports"] += 1
+        if state["imports"] == {k}:
+            sys.setprofile(None)
+            print("signal sent", flush=True)
+            signal.raise_signal(signal.SIGINT)
+sys.setprofile(watch)
+def command():
+    import torch
+    print("ran on", flush=True)
+exits.run(command)
+"""
+
+
+def test_a_signal_inside_torchs_c_start_up_never_crashes_it():
+    runs = [subprocess.Popen([sys.executable, "-c", SIGNAL_INSIDE_TORCH_C.format(k=k)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_env())
+            for k in (1, 2, 3, 4)]  # at once: a second each, mostly torch's import
+    try:
+        ended = [(run.communicate(timeout=120), run.returncode) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    for k, ((out, err), code) in enumerate(ended, start=1):
+        assert out == "signal sent\n", (k, out)  # sent, and the command did not run on
+        assert (code, err) == (-signal.SIGINT, "interrupted\n"), (k, code, err)
+
+
 def test_importing_attnviz_changes_no_handler_and_no_import():
     """Only the CLI's run holds torch's import and sets signal handlers; a library caller
     keeps its own."""
