@@ -127,8 +127,29 @@ TopKOption = Annotated[Optional[int], typer.Option(
     help="Print, for each query, its N strongest keys with their weights, as plain text on "
          "stdout (instead of the terminal heatmap; files given with -o are written too).",
     show_default=False)]
+
+
+def _distinct_files(paths: Optional[list[Path]]) -> Optional[list[Path]]:
+    """The output files, each once: `-o view.png -o ./view.png` names one file, to be written
+    and reported once (as the person first spelled it)."""
+    import os
+
+    if not paths:
+        return paths
+    seen, distinct = set(), []
+    for path in paths:
+        try:
+            key = os.path.realpath(path)
+        except (OSError, ValueError):  # a name the system refuses: checked, and said, later
+            key = str(path)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(path)
+    return distinct
+
+
 OutputOption = Annotated[Optional[list[Path]], typer.Option(
-    "--output", "-o", metavar="FILE",
+    "--output", "-o", metavar="FILE", callback=_distinct_files,
     help="Write to this file instead of the terminal; the suffix picks the format: .png .svg "
          ".pdf (heatmap), .gif (decoding, one frame per step), .npz .json (all the numbers), "
          ".html (a page to explore every map, offline). Repeatable.", show_default=False)]
@@ -352,7 +373,7 @@ def explain(
         help="A shipped model (translate, dates, reverse), 'random', or a model file from "
              "attnviz train. Default: translate.")] = None,
     output: Annotated[Optional[list[Path]], typer.Option(
-        "--output", "-o", metavar="FILE",
+        "--output", "-o", metavar="FILE", callback=_distinct_files,
         help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
              ".json (queries, keys, values, scores, mask, weights and the tokens). "
              "Repeatable.", show_default=False)] = None,
@@ -633,7 +654,7 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
-        _import_torch()
+        from attnviz import interrupt
         from attnviz.checkpoint import save_checkpoint
         from attnviz.modelfile import check_model_path
         from attnviz.render.report import interruption_text, training_progress, training_summary
@@ -649,7 +670,8 @@ def train(
 
         with training_progress(Console(stderr=True), plan.options.steps) as report:
             result = training.run(plan, report)
-        save_checkpoint(result.checkpoint, output)
+        with interrupt.held():  # a second Ctrl-C must not lose the model the first one kept
+            save_checkpoint(result.checkpoint, output)
         if result.interrupted:
             _say(interruption_text(result))
         typer.echo(training_summary(result, output))
@@ -678,7 +700,6 @@ def eval_(
     Example:  attnviz eval --model translate --task translate
     """
     with reporting():
-        _import_torch()
         from attnviz.render.report import metrics_text
         from attnviz.train.evaluate import measure
 
@@ -736,19 +757,6 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """See the attention inside an encoder-decoder transformer."""
-
-
-def _import_torch() -> None:
-    """Import torch with Ctrl-C and SIGTERM held until it is in (about a second).
-
-    torch's C start-up imports numpy and clears any exception raised meanwhile: a Ctrl-C
-    there was lost (training ran on) and left numpy half-imported. Held, it is raised as
-    soon as the import is done.
-    """
-    from attnviz import interrupt
-
-    with interrupt.held():
-        import torch  # noqa: F401
 
 
 def _say(message: str) -> None:

@@ -88,15 +88,19 @@ def output_closed(exc: BaseException) -> bool:
 def run(command: Callable[[], object]) -> NoReturn:
     """Run ``command`` (the whole CLI) as this process and end it with one exit code.
 
-    SIGTERM stops it as Ctrl-C does; standard output is watched, so that a full disk or a
-    closed pipe behind it ends the process with one line, or quietly, instead of a traceback
-    or an "Exception ignored" at exit.
+    SIGTERM stops it as Ctrl-C does, both wait while torch is imported (see
+    :func:`attnviz.interrupt.held_while_importing`), and standard output is watched, so that a
+    full disk or a closed pipe behind it ends the process with one line, or quietly, instead
+    of a traceback or an "Exception ignored" at exit.
     """
     interrupt.raise_on_signals()
     _readable_streams()
     watched = _watch_stdout()
     try:
-        command()
+        # torch is imported lazily, wherever the command first needs it: a signal during
+        # its C start-up would be lost or abort the process, so it waits for the import.
+        with interrupt.held_while_importing("torch"):
+            command()
         code = OK
     except SystemExit as exc:
         code = OK if output_closed(exc) else _code_of(exc)

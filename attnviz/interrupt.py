@@ -84,6 +84,64 @@ def held() -> Iterator[None]:
             signal.raise_signal(noted[0])  # the first one is enough to stop
 
 
+@contextmanager
+def held_while_importing(name: str) -> Iterator[None]:
+    """For the block's duration, the first import of top-level module ``name``, wherever it
+    happens, runs with Ctrl-C and SIGTERM :func:`held`; a signal that came meanwhile is raised
+    as soon as the module is in.
+
+    For torch: its C start-up imports numpy and other modules, and clears or mishandles any
+    Python exception raised meanwhile. A Ctrl-C there was lost (training ran on, numpy left
+    half-imported), turned into an unrelated ``ImportError``, or aborted the process
+    (``terminate called after throwing an instance of 'pybind11::error_already_set'``).
+    torch is imported lazily, in many modules, and not at all when the maps come from the
+    cache: holding its import where it happens, whichever module asks, is what fits.
+
+    Only for a program's own run (the CLI's): it changes ``sys.meta_path`` for everyone.
+    """
+    finder = _HoldingFinder(name)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+class _HoldingFinder:
+    """Finds ``name`` through the other finders of ``sys.meta_path``, and holds signals while
+    its loader executes it (the module object and its loader stay the usual ones)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname != self.name:
+            return None  # submodules: the top-level module's import holds them already
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or find_spec is None:
+                continue
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        execute = getattr(loader, "exec_module", None)
+        if execute is not None:
+
+            def exec_module(module) -> None:
+                with held():
+                    execute(module)
+
+            try:  # this spec's own loader (a new one per spec): no other import is touched
+                loader.exec_module = exec_module
+            except (AttributeError, TypeError):  # a loader that takes no attributes
+                pass
+        return spec
+
+
 def note_from_now_on() -> list[int]:
     """From now on, Ctrl-C and SIGTERM are only noted in the returned list (for the last
     moments of a process, when there is nothing left to stop)."""

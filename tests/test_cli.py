@@ -171,6 +171,21 @@ def test_bad_output_paths_give_one_line_and_write_nothing(tmp_path, name, fragme
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["encode", SOURCE], ["decode", SOURCE, "-t", TARGET],
+                                     ["explain", SOURCE]])
+def test_the_same_file_named_twice_is_written_and_said_once(tmp_path, monkeypatch, command):
+    """`-o view.png -o view.png` said "wrote view.png" twice; ./, an absolute path and a
+    folder that leads back name the same file too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    names = ["view.png", "view.png", "./view.png", str(tmp_path / "view.png"),
+             "sub/../view.png", "maps.npz", "./maps.npz"]
+    result = run(*command, *[arg for name in names for arg in ("-o", name)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == ["wrote view.png", "wrote maps.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.npz", "sub", "view.png"]
+
+
 def test_an_unwritable_folder_gives_one_line_and_no_file(tmp_path):
     if os.geteuid() == 0:  # root may write anywhere on disk; /proc refuses everyone
         folder = Path("/proc")

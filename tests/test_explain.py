@@ -266,6 +266,15 @@ def test_explain_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragme
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["x", "x.bmp"])
+def test_explain_names_only_the_formats_it_writes(tmp_path, name):
+    """Its error listed .gif and .html too, which explain refuses."""
+    result = runner.invoke(app, ["explain", SOURCE, "-o", str(tmp_path / name)])
+    assert result.exit_code == 1
+    assert result.stderr.endswith("; use one of .png, .svg, .pdf, .npz, .json\n"), result.stderr
+    assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_explain_takes_one_head_not_the_mean():
     result = runner.invoke(app, ["explain", SOURCE, "--head", "mean"])
     assert result.exit_code == 2

@@ -498,3 +498,142 @@ def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
         assert process.returncode in (-signum, 128 + signum), (process.returncode, stderr)
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+# --- signals while a command starts -----------------------------------------------------------
+
+# A real signal, sent by the process to itself while torch's C start-up imports numpy (a
+# command run by exits.run that imports torch before numpy, as train does). torch clears the
+# exception raised there, or mishandles it: the command ran on ("ran on"), or failed with an
+# unrelated ImportError (exit 70).
+SIGNAL_WHILE_TORCH_LOADS = """
+import signal, sys
+from attnviz import exits
+class SignalWhileTorchLoads:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and "torch" in sys.modules:
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.{signal})
+        return None
+sys.meta_path.insert(0, SignalWhileTorchLoads())
+def command():
+    import torch
+    print("ran on", flush=True)
+exits.run(command)
+"""
+
+
+@pytest.mark.parametrize("module, signum", [
+    ("numpy", signal.SIGINT),  # the first import torch asks for: the interrupt was lost
+    ("numpy", signal.SIGTERM),
+    ("numpy.exceptions", signal.SIGINT),  # deeper: "cannot load module more than once"
+], ids=["lost-sigint", "lost-sigterm", "importerror"])
+def test_a_signal_while_torch_loads_ends_the_command_once_torch_is_in(module, signum):
+    code = SIGNAL_WHILE_TORCH_LOADS.format(module=module, signal=signal.Signals(signum).name)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=_env())
+    assert done.returncode == -signum, done.stderr
+    assert done.stderr == {signal.SIGINT: "interrupted\n", signal.SIGTERM: "terminated\n"}[signum]
+    assert done.stdout == ""
+
+
+# A real signal, raised while torch's C++ start-up (torch._C._autograd_init) imports modules
+# through Python: at the start of its first, second... import. At the fourth, the process
+# crashed (SIGSEGV here; benchmarks/interrupts.py saw SIGABRT, "terminate called after
+# throwing an instance of 'pybind11::error_already_set'", in encode).
+SIGNAL_INSIDE_TORCH_C = """
+import signal, sys
+from attnviz import exits
+state = {{"inside": False, "imports": 0}}
+def watch(frame, event, arg):
+    if event == "c_call" and getattr(arg, "__name__", "") == "_autograd_init":
+        state["inside"] = True
+    elif state["inside"] and event == "call" and frame.f_code.co_name == "_lock_unlock_module":
+        state["imports"] += 1
+        if state["imports"] == {k}:
+            sys.setprofile(None)
+            print("signal sent", flush=True)
+            signal.raise_signal(signal.SIGINT)
+sys.setprofile(watch)
+def command():
+    import torch
+    print("ran on", flush=True)
+exits.run(command)
+"""
+
+
+def test_a_signal_inside_torchs_c_start_up_never_crashes_it():
+    runs = [subprocess.Popen([sys.executable, "-c", SIGNAL_INSIDE_TORCH_C.format(k=k)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_env())
+            for k in (1, 2, 3, 4)]  # at once: a second each, mostly torch's import
+    try:
+        ended = [(run.communicate(timeout=120), run.returncode) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    for k, ((out, err), code) in enumerate(ended, start=1):
+        assert out == "signal sent\n", (k, out)  # sent, and the command did not run on
+        assert (code, err) == (-signal.SIGINT, "interrupted\n"), (k, code, err)
+
+
+def test_importing_attnviz_changes_no_handler_and_no_import():
+    """Only the CLI's run holds torch's import and sets signal handlers; a library caller
+    keeps its own."""
+    code = ("import signal, sys\n"
+            "def state(): return (list(sys.meta_path), signal.getsignal(signal.SIGINT),"
+            " signal.getsignal(signal.SIGTERM), sys.unraisablehook)\n"
+            "before = state()\n"
+            "import attnviz, attnviz.api, attnviz.cli, attnviz.entry, attnviz.exits\n"
+            "import attnviz.__main__\n"
+            "print(state() == before)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
+def test_the_held_import_of_torch_ends_with_its_block():
+    finders = list(sys.meta_path)
+    with interrupt.held_while_importing("torch"):
+        assert len(sys.meta_path) == len(finders) + 1
+    assert sys.meta_path == finders
+
+
+def _imported(line: str) -> str:
+    """The module of a line of ``-X importtime`` (``import time: 12 | 34 | click``)."""
+    return line.rpartition("|")[2].strip() if line.startswith("import time:") else ""
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_ctrl_c_while_the_cli_is_imported_ends_quietly(tmp_path, how):
+    """Ctrl-C before exits.run has set its handlers, while attnviz.cli imports typer (the
+    first tenth of a second), printed a KeyboardInterrupt traceback. The process is paused
+    (SIGSTOP) as soon as typer's first module is in, so the signal lands inside that
+    import."""
+    script = Path(sys.executable).parent / "attnviz"
+    if how == "script" and not script.exists():
+        pytest.skip("no attnviz console script next to this Python")
+    command = [str(script)] if how == "script" else [sys.executable, "-m", "attnviz"]
+    process = subprocess.Popen([*command, "--version"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**_env(), "PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if _imported(line).startswith("typer."):  # attnviz.cli is half-imported
+                process.send_signal(signal.SIGSTOP)
+                break
+        assert _imported(seen[-1]).startswith("typer."), "".join(seen)
+        assert not any(_imported(line) == "attnviz.cli" for line in seen)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGCONT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = "".join(seen) + err
+    words = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert process.returncode == -signal.SIGINT, err
+    assert words == [] and out == ""

@@ -191,7 +191,7 @@ LAYERS = [
     {"checkpoint", "views", "sources", "train", "attention_rollout"},
     {"cache", "render"},
     {"api", "export"},
-    {"exits", "cli", "__main__", "__init__"},
+    {"exits", "cli", "entry", "__main__", "__init__"},
 ]
 
 

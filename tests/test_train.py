@@ -684,6 +684,36 @@ def test_a_signal_during_training_keeps_the_model_and_ends_the_process_by_it(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pairs.tsv"]
 
 
+# The second Ctrl-C, a real signal sent by the process to itself as the model is saved.
+SIGNAL_WHILE_SAVING = """
+import signal, safetensors.torch
+serialize = safetensors.torch.save
+def save(*args, **kwargs):
+    signal.raise_signal(signal.SIGINT)
+    return serialize(*args, **kwargs)
+safetensors.torch.save = save
+"""
+
+
+def test_a_second_ctrl_c_while_the_model_is_saved_keeps_it(tmp_path):
+    """Ctrl-C stops training and the model so far is saved; a second one during that save
+    aborted it, and the model was lost."""
+    process = _train_process(tmp_path, "a b\tb a\na b\ta b\nc d\td c\n", "--steps", "100000",
+                             "--val-split", "0", prelude=SIGNAL_WHILE_SAVING)
+    try:
+        seen = _read_until(process, r" [1-9][0-9]*/100000 ", timeout=60)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = (seen + err).decode()
+    assert process.returncode == -signal.SIGINT, err
+    assert "Traceback" not in err and err.endswith("interrupted\n")
+    assert 1 <= load_checkpoint(tmp_path / "m.safetensors").info["steps"] < 100000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pairs.tsv"]
+
+
 # A real signal, sent by the process to itself at the moment torch's C start-up imports numpy:
 # that import clears any exception, so the KeyboardInterrupt was lost and training ran on.
 SIGNAL_WHILE_TORCH_IMPORTS_NUMPY = """

@@ -19,17 +19,23 @@ DATA_SUFFIXES = (".npz", ".json")
 DATA_FORMATS = ("npz", "json")
 PAGE_SUFFIXES = (".html",)  # a page to explore every kind, layer and head
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ANIMATION_SUFFIXES + DATA_SUFFIXES + PAGE_SUFFIXES
+EXPLANATION_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES  # explain draws one picture: no GIF, page
 
 
-def output_format(path: Path) -> str:
-    """The format of an output file from its suffix: png, svg, pdf, gif, npz, json or html."""
+def output_format(path: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES) -> str:
+    """The format of an output file from its suffix: png, svg, pdf, gif, npz, json or html.
+
+    Args:
+        path: the output file.
+        suffixes: the suffixes the caller can write, named in the error otherwise.
+    """
     suffix = path.suffix.lower()
     if not suffix:
         raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
-                           f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    if suffix not in SUPPORTED_SUFFIXES:
+                           f"use one of {', '.join(suffixes)}")
+    if suffix not in suffixes:
         raise AttnvizError(f"cannot write {path}: '{path.suffix}' is not a supported output; "
-                           f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
+                           f"use one of {', '.join(suffixes)}")
     return suffix[1:]
 
 
@@ -108,12 +114,13 @@ def check_explanation_outputs(paths: list[Path], cmap: str) -> None:
     """As :func:`check_outputs`, for the explain view, which draws one picture: no GIF, no
     page."""
     for path in paths:
-        fmt = output_format(path)
+        fmt = path.suffix.lower()[1:]
         if fmt in ("gif", "html"):
             of = {"gif": "the .gif animation is of decoding",
                   "html": "the .html page is of encode, decode and show"}[fmt]
             raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
                                f".pdf) or saves its numbers (.npz .json); {of}")
+        output_format(path, EXPLANATION_SUFFIXES)
     check_outputs(paths, cmap)
 
 
