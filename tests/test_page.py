@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
@@ -82,6 +82,7 @@ def weights_of(kind: dict) -> np.ndarray:
 @settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=4, max_dims=4, max_side=6),
                   elements=st.floats(0, 1, width=32)))
+@example(np.array([[[[1.0, 0.9]]]], dtype=np.float32))  # 0.9 * 255 is 229.5 in float32
 def test_quantised_weights_come_back_within_the_stated_rounding(weights):
     levels, row_max = page.quantise(weights)
     assert levels.dtype == np.uint8 and row_max.shape == weights.shape[:3]

@@ -121,7 +121,9 @@ def quantise(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Shape: ``[L, H, Q, K]`` -> levels ``[L, H, Q, K]`` uint8, row_max ``[L, H, Q]`` float32.
     """
     row_max = stack.max(axis=-1, initial=0.0).astype(np.float32)  # (L, H, Q)
-    safe = np.where(row_max > 0, row_max, 1.0)[..., None]  # (L, H, Q, 1)
+    safe = np.where(row_max > 0, row_max, 1.0).astype(np.float64)[..., None]  # (L, H, Q, 1)
+    # In float64: float32's share * 255 can land on a half (229.5 for 0.9) that the weight
+    # itself is just below, and round away, past the stated row_max / 510.
     levels = np.rint(np.clip(stack / safe, 0.0, 1.0) * STEPS).astype(np.uint8)
     return levels, row_max
 
