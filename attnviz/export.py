@@ -421,8 +421,9 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: a fork of a process with threads (rich's progress bar) may deadlock.
-    pool = ProcessPoolExecutor(min(jobs, len(lines)), mp_context=multiprocessing.get_context(
-        "spawn"), initializer=_start_worker)
+    with _quiet_resource_tracker():
+        pool = ProcessPoolExecutor(min(jobs, len(lines)), mp_context=multiprocessing.get_context(
+            "spawn"), initializer=_start_worker)
     try:
         # The workers start while lines are submitted. They inherit this thread's blocked
         # signals, so a Ctrl-C meant for the main process cannot stop one half-started (with
@@ -450,6 +451,25 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
             _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _quiet_resource_tracker():
+    """The pool's queues hold semaphores, which multiprocessing's resource tracker (a process
+    started with the first of them) unlinks when this process ends without doing so itself,
+    as an interrupted export does (it ends at once, see :mod:`attnviz.exits`). The tracker
+    then warns of "leaked semaphore objects" on stderr, after attnviz's last line: started
+    here, it is told to clean up without the warning."""
+    before = os.environ.get("PYTHONWARNINGS")
+    quiet = "ignore:resource_tracker:UserWarning"
+    os.environ["PYTHONWARNINGS"] = quiet if not before else f"{before},{quiet}"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 def _stop(pool) -> list:

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def training_progress(console, steps: int) -> Iterator[Callable]:
-    """A rich progress bar with loss and validation accuracy; yields the report callback."""
+def _progress(console, name: str, total: int) -> Iterator[tuple]:
+    """A rich progress bar named ``name``, counting to ``total``, with a status text at its
+    end (``task.fields["status"]``); yields the bar and its one task."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -24,10 +25,16 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("train", total=steps, status="")
+        yield bar, bar.add_task(name, total=total, status="")
+
+
+@contextmanager
+def training_progress(console, steps: int) -> Iterator[Callable]:
+    """A rich progress bar with loss and validation accuracy; yields the report callback."""
+    with _progress(console, "training", steps) as (bar, task):
         validation = ""
 
         def report(progress) -> None:
@@ -46,19 +53,7 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
 def export_progress(console, lines: int) -> Iterator[Callable]:
     """A rich progress bar of an export's lines, with the lines skipped (done before) and
     failed; yields the report callback, called with each line's outcome."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("export", total=lines, status="")
+    with _progress(console, "export", lines) as (bar, task):
         skipped = failed = 0
 
         def report(outcome) -> None:
