@@ -456,3 +456,23 @@ def test_an_empty_map_is_said_not_drawn():
                          np.zeros((1, 1, 0, 0), np.float32), np.zeros((1, 1, 0, 2), np.float32))
     text = _print(terminal.render(views.heatmap(maps, "cross", 0, 0), "viridis", 80, False), 80)
     assert "the map is empty: 0 queries, 2 keys" in text
+
+
+def test_a_drawn_figure_is_freed_once_dropped():
+    # Labels kept for tick_labels() in a weak dictionary keyed by the Axes kept every Figure
+    # alive (11 MB a picture): a long export or notebook grew without end.
+    import gc
+    import weakref
+
+    from attnviz import api, views
+    from attnviz.render import image
+
+    maps = api.trace("the cat sees the dog", model="random", cache=False)
+    refs = []
+    for _ in range(3):
+        figure = image.figure(views.heatmaps(maps), "viridis")
+        assert image.tick_labels(figure.axes[0])[0]  # the labels are kept while it lives
+        refs.append(weakref.ref(figure))
+        del figure
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]

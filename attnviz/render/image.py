@@ -6,7 +6,6 @@ import io
 import warnings
 from contextlib import nullcontext
 from functools import lru_cache
-from weakref import WeakKeyDictionary
 
 import numpy as np
 from rich.cells import cell_len
@@ -66,8 +65,10 @@ WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over 
     "shared": "attention weight\n(shared scale: the whole maps' largest)",
     "row": "share of the whole row's largest weight\n(row scale)",
 }
-# The labels of each panel drawn, for tick_labels(): texts rather than matplotlib's ticks.
-_TICK_LABELS: WeakKeyDictionary = WeakKeyDictionary()
+# The attribute of a panel's Axes that keeps its labels, for tick_labels(): texts rather than
+# matplotlib's ticks. On the Axes itself, so they go with its Figure (a weak dictionary keyed
+# by the Axes kept every Figure alive: its values, the texts, refer back to it).
+_TICK_LABELS = "_attnviz_tick_labels"
 # Files carry no creation date, so the same input gives the same bytes.
 _NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
@@ -144,7 +145,7 @@ def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
         room = _label_room(queries, heatmap.query_start, _step(q_count, height, font, True),
                            font)
         ax.yaxis.set_label_coords(-(PAD / 72 + room + 0.06) / width, 0.5)
-    _TICK_LABELS[ax] = shown
+    setattr(ax, _TICK_LABELS, shown)
     if max(q_count, k_count) <= LABEL_UP_TO:
         # Cell borders as two line collections: minor-tick grid lines would cost a Tick
         # object per line, a tenth of a second for a pair of small maps.
@@ -294,7 +295,7 @@ def _label_depth(length: float, font: float, upright: bool) -> float:
 
 def tick_labels(ax) -> tuple[list, list]:
     """The texts that label a panel's keys (under it) and queries (left of it), as drawn."""
-    return _TICK_LABELS.get(ax, ([], []))
+    return getattr(ax, _TICK_LABELS, ([], []))
 
 
 def _annotate(ax, heatmap: Heatmap, palette, levels: np.ndarray) -> None:
