@@ -467,7 +467,7 @@ def test_a_drawn_figure_is_freed_once_dropped():
     from attnviz import api, views
     from attnviz.render import image
 
-    maps = api.trace("the cat sees the dog", model="random", cache=False)
+    maps = api.trace("the cat sees the dog", "le chat voit le chien", model="random", cache=False)
     refs = []
     for _ in range(3):
         figure = image.figure(views.heatmaps(maps), "viridis")
