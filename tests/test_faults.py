@@ -488,13 +488,14 @@ def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
             env={**os.environ, "ATTNVIZ_CACHE_DIR": str(tmp_path / "cache")})
         lines = []
-        for line in process.stderr:
-            lines.append(line)
-            if "wrote" in line and "b.png" in line:
-                time.sleep(0.01 * attempt)
-                process.send_signal(signum)
-        process.wait(timeout=60)
-        stderr = "".join(lines) + process.stderr.read()
+        with process.stderr:
+            for line in process.stderr:
+                lines.append(line)
+                if "wrote" in line and "b.png" in line:
+                    time.sleep(0.01 * attempt)
+                    process.send_signal(signum)
+            process.wait(timeout=60)
+            stderr = "".join(lines) + process.stderr.read()
         assert process.returncode in (-signum, 128 + signum), (process.returncode, stderr)
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
