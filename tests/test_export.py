@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from html.parser import HTMLParser
@@ -234,6 +235,64 @@ def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
     assert again.skipped and again.files == first.files
     record = json.loads((tmp_path / export.RECORDS / "0003.json").read_text())
     assert record["source"] == "the black cat" and record["files"] == {"npz": "0003.npz"}
+
+
+# --- the workers ---------------------------------------------------------------------------
+
+def test_the_command_forks_its_workers_before_its_progress_bar_runs(tmp_path, monkeypatch):
+    """Forked, a worker starts in milliseconds with torch and the model loaded; spawned, it
+    imports torch again (1-2 s: longer than a hundred pages take to draw). Forked while the
+    bar's thread runs, a worker could inherit a lock held for ever."""
+    started = []
+    start_pool = export._start_pool
+
+    def noted(jobs):
+        threads = threading.active_count()
+        pool = start_pool(jobs)
+        started.append((pool._mp_context.get_start_method(), threads, len(pool._processes)))
+        return pool
+
+    monkeypatch.setattr(export, "_start_pool", noted)
+    write_pairs(tmp_path / "pairs.tsv", 4)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out),
+                                 "-f", "npz", "--jobs", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert started == [("fork", 1, 3)]  # every worker at once, while one thread ran
+    assert sorted(path.name for path in out.glob("*.npz")) == [f"000{n}.npz" for n in
+                                                              range(1, 5)]
+
+
+def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_path):
+    pairs = write_pairs(tmp_path / "pairs.tsv", 3)
+    settings = export.Settings(tmp_path / "out", ("npz",), use_cache=False)
+    export.prepare(settings)
+    lines = export.read_lines(tmp_path / "pairs.tsv")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with export.Workers(2) as workers:
+            assert workers.pool._mp_context.get_start_method() == "spawn"
+            summary = export.run(settings, lines, workers)
+    finally:
+        stop.set()
+        other.join()
+    assert workers.pool is None  # ended with the block
+    assert sorted(outcome.line.number for outcome in summary.outcomes) == [1, 2, 3]
+    maps = AttentionMaps.load(tmp_path / "out" / "0002.npz")
+    expected = attnviz.trace(pairs[1].source, pairs[1].target, cache=False)
+    assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
+
+
+def test_one_job_starts_no_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
+    write_pairs(tmp_path / "pairs.tsv", 2)
+    settings = export.Settings(tmp_path / "out", ("npz",))
+    export.prepare(settings)
+    with export.Workers(1) as workers:
+        summary = export.run(settings, export.read_lines(tmp_path / "pairs.tsv"), workers)
+    assert len(summary.outcomes) == 2 and not summary.failed
 
 
 def test_a_line_that_fails_keeps_its_current_files_and_says_why(tmp_path, monkeypatch):
