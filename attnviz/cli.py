@@ -465,10 +465,8 @@ def export(
         _tell_warnings()
         reached = []  # the outcomes reported, as the bar counts them
         try:
-            # The workers first: they fork fast while no progress bar thread runs yet.
-            with exporting.Workers(min(jobs, len(lines))) as workers, \
-                    export_progress(Console(stderr=True), len(lines)) as report:
-                summary = exporting.run(settings, lines, workers, lambda outcome: (
+            with export_progress(Console(stderr=True), len(lines)) as report:
+                summary = exporting.run(settings, lines, jobs, lambda outcome: (
                     reached.append(outcome), report(outcome)))
         except KeyboardInterrupt:
             done = sum(bool(outcome.files) for outcome in reached)  # as the index counts

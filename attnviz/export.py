@@ -346,18 +346,24 @@ class Summary:
         return sum(outcome.skipped for outcome in self.outcomes)
 
 
-def run(settings: Settings, lines: Sequence[Line], jobs: int | Workers = 1,
+def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         report: Callable[[Outcome], None] = lambda outcome: None) -> Summary:
     """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
     line as it finishes.
 
-    ``jobs`` above 1 starts that many worker processes (:class:`Workers`), each of which
-    runs torch on one thread, whatever ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the
-    processes are the parallelism, and more threads than cores make every process wait (see
-    :func:`attnviz.runtime.choose_threads`). ``jobs`` may also be workers started before,
-    as a caller that runs threads of its own (a progress bar) starts them. With one job the
-    lines are drawn in this process, on the threads attnviz chooses for every command (one,
-    or the variables').
+    ``jobs`` above 1: the first line is drawn here, which loads torch, the model and the
+    renderer; then ``jobs`` worker processes draw the rest. They are forked from this
+    process, so each starts in milliseconds with all that loaded, where a fresh interpreter
+    takes one to two seconds to import torch: longer than a hundred pages take to draw. A
+    fork copies only the thread that makes it, and a lock that another thread held then
+    would stay held in the copy for ever; so while this process runs threads of its own
+    (the command's progress bar runs none) the workers are spawned instead: fresh
+    interpreters, safe and slower. Each worker runs torch on one thread, whatever
+    ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes are the parallelism, more
+    threads than cores make every process wait (see :func:`attnviz.runtime.choose_threads`),
+    and in a fork of a process that has used OpenMP's threads, more than one hangs. With one
+    job every line is drawn here, on the threads attnviz chooses for every command (one, or
+    the variables').
 
     Ctrl-C or SIGTERM stops the work at once: the lines not yet started are cancelled and
     the workers stopped, each removing the temporary files of the line it was drawing (a
@@ -381,11 +387,9 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int | Workers = 1,
                 todo.append(line)
             else:
                 finished(before)
-        if isinstance(jobs, Workers) and jobs.pool is not None:
-            _on_workers(jobs.pool, settings, todo, finished)
-        elif isinstance(jobs, int) and jobs > 1 and len(todo) > 1:
-            with Workers(min(jobs, len(todo))) as workers:
-                _on_workers(workers.pool, settings, todo, finished)
+        if jobs > 1 and len(todo) > 2:
+            finished(render_line(settings, todo[0]))  # loads what the workers then inherit
+            _in_pool(settings, todo[1:], jobs, finished)
         else:
             for line in todo:
                 finished(render_line(settings, line))
@@ -419,42 +423,10 @@ def _report_finished(settings: Settings, lines: Sequence[Line], reported: Sequen
 STOP_GRACE = 5.0  # seconds a stopped worker has to remove its temporary files, before SIGKILL
 
 
-class Workers:
-    """``jobs`` processes that draw lines for :func:`run`, started when the block is entered
-    and ended when it is left (none for one job: :func:`run` then draws in this process).
-
-    They are forked from this process, so each starts in milliseconds with what it has
-    loaded (torch, the model), where a fresh interpreter takes one to two seconds to import
-    torch: longer than a hundred pages take to draw. A fork copies only the thread that
-    makes it; a lock another thread held at that moment (rich's progress bar writing to the
-    terminal) would stay held in the copy for ever. So the workers are started while this
-    process runs no thread of its own but the main one, before any progress bar; when a
-    thread runs already they are spawned instead (fresh interpreters: safe, and slower).
-    """
-
-    def __init__(self, jobs: int) -> None:
-        self.jobs = jobs
-        self.pool = None  # a ProcessPoolExecutor while the block runs, with two jobs or more
-
-    def __enter__(self) -> Workers:
-        if self.jobs > 1:
-            self.pool = _start_pool(self.jobs)
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if self.pool is None:
-            return
-        if error is None:
-            self.pool.shutdown(wait=True)
-        else:
-            from attnviz.interrupt import held
-
-            with held():  # a second Ctrl-C must not leave the workers running
-                _stop(self.pool)
-        self.pool = None
-
-
 def _start_pool(jobs: int):
+    """``jobs`` worker processes: forked while this process runs one thread (see :func:`run`),
+    else spawned. Forked ones all start at the first line submitted, before the pool starts
+    threads of its own; spawned ones one by one as lines are submitted."""
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
@@ -462,15 +434,8 @@ def _start_pool(jobs: int):
     method = "fork" if threading.active_count() == 1 and \
         "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with _quiet_resource_tracker():
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
+        return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
                                    initializer=_start_worker)
-    with _signals_blocked():
-        pool.submit(_ready)  # forked: every worker now, before the pool's own threads
-    return pool
-
-
-def _ready() -> None:
-    """Nothing: the first task, which makes the pool start its workers."""
 
 
 @contextlib.contextmanager
@@ -486,13 +451,14 @@ def _signals_blocked():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
 
 
-def _on_workers(pool, settings: Settings, lines: Sequence[Line],
-                finished: Callable[[Outcome], None]) -> None:
+def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
+             finished: Callable[[Outcome], None]) -> None:
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    pool = _start_pool(min(jobs, len(lines)))
     try:
-        with _signals_blocked():  # spawned workers start as lines are submitted
+        with _signals_blocked():  # the workers start as lines are submitted
             futures = [pool.submit(_work, settings, line) for line in lines]
         for future in as_completed(futures):
             finished(future.result())
@@ -510,6 +476,7 @@ def _on_workers(pool, settings: Settings, lines: Sequence[Line],
         with held():  # a second Ctrl-C must not leave the workers running
             _stop(pool)
         raise
+    pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager

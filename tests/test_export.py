@@ -239,60 +239,97 @@ def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
 
 # --- the workers ---------------------------------------------------------------------------
 
-def test_the_command_forks_its_workers_before_its_progress_bar_runs(tmp_path, monkeypatch):
-    """Forked, a worker starts in milliseconds with torch and the model loaded; spawned, it
-    imports torch again (1-2 s: longer than a hundred pages take to draw). Forked while the
-    bar's thread runs, a worker could inherit a lock held for ever."""
-    started = []
-    start_pool = export._start_pool
+def test_the_command_forks_its_workers_after_drawing_the_first_line_here(tmp_path,
+                                                                          monkeypatch):
+    """Forked, a worker starts in milliseconds with torch, the model and the renderer that
+    the first line loaded; spawned, it imports torch again (1-2 s: longer than a hundred
+    pages take to draw). Forked while another thread runs (a progress bar's), it could
+    inherit a lock held for ever: the command's bar runs none."""
+    started, drawn_here = [], []
+    start_pool, render_line = export._start_pool, export.render_line
 
     def noted(jobs):
-        threads = threading.active_count()
         pool = start_pool(jobs)
-        started.append((pool._mp_context.get_start_method(), threads, len(pool._processes)))
+        started.append((pool._mp_context.get_start_method(), threading.active_count(), jobs,
+                        list(drawn_here)))
         return pool
 
+    def line_here(settings, line):
+        drawn_here.append(line.number)
+        return render_line(settings, line)
+
     monkeypatch.setattr(export, "_start_pool", noted)
-    write_pairs(tmp_path / "pairs.tsv", 4)
+    monkeypatch.setattr(export, "render_line", line_here)  # the workers' copies too: forked
+    write_pairs(tmp_path / "pairs.tsv", 5)
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out),
-                                 "-f", "npz", "--jobs", "3"])
+                                 "-f", "npz", "-f", "html", "--jobs", "3"])
     assert result.exit_code == 0, result.stderr
-    assert started == [("fork", 1, 3)]  # every worker at once, while one thread ran
+    assert "5/5" in result.stderr and "5 pairs drawn, 0 done before" in result.stderr
+    assert started == [("fork", 1, 3, [1])]  # while one thread ran, after line 1, here
+    assert drawn_here == [1]
     assert sorted(path.name for path in out.glob("*.npz")) == [f"000{n}.npz" for n in
-                                                              range(1, 5)]
+                                                              range(1, 6)]
 
 
-def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_path):
-    pairs = write_pairs(tmp_path / "pairs.tsv", 3)
+def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_path,
+                                                                             monkeypatch):
+    pairs = write_pairs(tmp_path / "pairs.tsv", 4)
     settings = export.Settings(tmp_path / "out", ("npz",), use_cache=False)
     export.prepare(settings)
     lines = export.read_lines(tmp_path / "pairs.tsv")
+    methods = []
+    start_pool = export._start_pool
+
+    def noted(jobs):
+        pool = start_pool(jobs)
+        methods.append(pool._mp_context.get_start_method())
+        return pool
+
+    monkeypatch.setattr(export, "_start_pool", noted)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        with export.Workers(2) as workers:
-            assert workers.pool._mp_context.get_start_method() == "spawn"
-            summary = export.run(settings, lines, workers)
+        summary = export.run(settings, lines, 2)
     finally:
         stop.set()
         other.join()
-    assert workers.pool is None  # ended with the block
-    assert sorted(outcome.line.number for outcome in summary.outcomes) == [1, 2, 3]
-    maps = AttentionMaps.load(tmp_path / "out" / "0002.npz")
-    expected = attnviz.trace(pairs[1].source, pairs[1].target, cache=False)
+    assert methods == ["spawn"]
+    assert sorted(outcome.line.number for outcome in summary.outcomes) == [1, 2, 3, 4]
+    maps = AttentionMaps.load(tmp_path / "out" / "0003.npz")
+    expected = attnviz.trace(pairs[2].source, pairs[2].target, cache=False)
     assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
 
 
-def test_one_job_starts_no_process(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lines, jobs", [(5, 1), (2, 2), (1, 4)])
+def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
-    write_pairs(tmp_path / "pairs.tsv", 2)
+    write_pairs(tmp_path / "pairs.tsv", lines)
     settings = export.Settings(tmp_path / "out", ("npz",))
     export.prepare(settings)
-    with export.Workers(1) as workers:
-        summary = export.run(settings, export.read_lines(tmp_path / "pairs.tsv"), workers)
-    assert len(summary.outcomes) == 2 and not summary.failed
+    summary = export.run(settings, export.read_lines(tmp_path / "pairs.tsv"), jobs)
+    assert len(summary.outcomes) == lines and not summary.failed
+
+
+def test_forked_workers_do_not_hang_after_this_process_used_two_threads(tmp_path):
+    """The first line runs here on the two threads the variable asks for; GNU OpenMP hangs
+    in a fork that then computes on two threads, so the workers compute on one."""
+    words = " ".join(f"w{n}" for n in range(300))  # long enough for torch to split the work
+    (tmp_path / "pairs.tsv").write_text("".join(f"{words} {n}\t{words}\n" for n in range(4)))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+         str(out), "-f", "npz", "-m", "random", "--jobs", "2", "--no-cache"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # and the hung workers with it
+    assert process.returncode == 0, stderr
+    assert len(list(out.glob("*.npz"))) == 4
 
 
 def test_a_line_that_fails_keeps_its_current_files_and_says_why(tmp_path, monkeypatch):

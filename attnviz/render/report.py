@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _progress(console, name: str, total: int) -> Iterator[tuple]:
+def _progress(console, name: str, total: int, ticking: bool = True) -> Iterator[tuple]:
     """A rich progress bar named ``name``, counting to ``total``, with a status text at its
-    end (``task.fields["status"]``); yields the bar and its one task."""
+    end (``task.fields["status"]``); yields the bar and its one task. ``ticking``: a thread
+    redraws it ten times a second; else it is redrawn by each update only."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -27,7 +28,7 @@ def _progress(console, name: str, total: int) -> Iterator[tuple]:
 
     columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console, transient=False, auto_refresh=ticking) as bar:
         yield bar, bar.add_task(name, total=total, status="")
 
 
@@ -52,8 +53,12 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
 @contextmanager
 def export_progress(console, lines: int) -> Iterator[Callable]:
     """A rich progress bar of an export's lines, with the lines skipped (done before) and
-    failed; yields the report callback, called with each line's outcome."""
-    with _progress(console, "export", lines) as (bar, task):
+    failed; yields the report callback, called with each line's outcome.
+
+    It runs no thread of its own (it is redrawn as each line is reported), so that the
+    export may fork its workers: a fork copies only the thread that makes it, and a lock the
+    bar's thread held then (writing to the terminal) would stay held in the copy for ever."""
+    with _progress(console, "export", lines, ticking=False) as (bar, task):
         skipped = failed = 0
 
         def report(outcome) -> None:
@@ -62,7 +67,7 @@ def export_progress(console, lines: int) -> Iterator[Callable]:
             failed += outcome.error is not None
             status = ", ".join(part for part in (f"{skipped} done before" if skipped else "",
                                                  f"{failed} failed" if failed else "") if part)
-            bar.update(task, advance=1, status=status)
+            bar.update(task, advance=1, status=status, refresh=True)
 
         yield report
 
