@@ -463,11 +463,14 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
         for future in as_completed(futures):
             finished(future.result())
     except BrokenProcessPool:
+        # The pool, then _stop, end the other workers with SIGTERM: only when every worker
+        # ended by SIGTERM did someone send it (to one of them, or to all): stop as told.
         workers = _stop(pool)
-        if any(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM) for worker in workers):
+        if workers and all(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+                           for worker in workers):
             from attnviz.interrupt import Terminated
 
-            raise Terminated() from None  # someone sent the workers SIGTERM: stop as told
+            raise Terminated() from None
         raise AttnvizError("a worker process died (out of memory?); the lines done so far are "
                            "kept: run the export again, with fewer ⟨jobs⟩") from None
     except BaseException:

@@ -599,6 +599,42 @@ def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_fil
         assert temporaries(out) == []
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_worker_killed_ends_the_export_with_a_message_and_keeps_every_finished_file(
+        tmp_path):
+    """The kernel's out-of-memory killer sends SIGKILL to one worker: the export says so in
+    one line (not "terminated": the pool stops the other worker with SIGTERM), ends 1, stops
+    the other worker, and keeps the lines done, whole and listed."""
+    write_pairs(tmp_path / "pairs.tsv", 30)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+         str(out), "-f", "npz", "-f", "png", "--jobs", "2", "--no-cache"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"})
+    try:
+        wait_for(lambda: len(recorded(out)) >= 3 and len(children_of(process.pid)) == 2, 120)
+        workers = children_of(process.pid)
+        os.kill(min(workers), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    stderr = stderr.decode()
+    assert process.returncode == 1, stderr
+    assert stderr.splitlines()[-1] == (
+        "error: a worker process died (out of memory?); the lines done so far are kept: run "
+        "the export again, with fewer --jobs")
+    assert "Traceback" not in stderr
+    wait_for(lambda: not still_running(workers), 2)
+    assert temporaries(out) == []
+    done = recorded(out)
+    for stem in done:
+        assert AttentionMaps.load(out / f"{stem}.npz").kinds == ("encoder_self", "decoder_self",
+                                                                 "cross")
+    assert sorted({link.split(".")[0] for link in links_of(out / "index.html")}) == done
+
+
 def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
     """SIGTERM, as the main process sends it to stop a worker, while the worker writes a
     line's files: the worker ends at once, leaving neither a temporary file, nor a file of

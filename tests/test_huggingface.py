@@ -319,6 +319,32 @@ def test_decoder_only_model_reads_the_text_as_the_decoders_input(gpt2, tmp_path)
         "query: decoder input token → the next target token")
 
 
+@pytest.mark.parametrize("fixture", ["marian", "bert", "gpt2"])
+def test_an_export_in_two_processes_matches_the_model_and_says_nothing_else(
+        fixture, request, tmp_path):
+    """Its workers are forked after the first line loaded transformers and the tokenizer: no
+    warning of the tokenizers library about the fork, no log line; every line's maps are the
+    ones one process gives."""
+    folder = request.getfixturevalue(fixture)
+    texts = [SOURCE, "the red car", "a dog runs", "the cat runs to the dog"]
+    (tmp_path / "pairs.tsv").write_text("".join(f"{text}\n" for text in texts))
+    done = subprocess.run(
+        [sys.executable, "-m", "attnviz", "export", "pairs.tsv", "-d", "out", "-f", "npz",
+         "-m", f"hf:{folder}", "--jobs", "2", "--no-cache"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "100"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and "4/4" in lines[0], done.stderr
+    assert lines[1] == "wrote out/index.html: 4 pairs drawn, 0 done before"
+    for number, text in enumerate(texts, start=1):
+        maps = AttentionMaps.load(tmp_path / "out" / f"{number:04d}.npz")
+        alone = attnviz.trace(text, model=f"hf:{folder}", cache=False)
+        assert maps.kinds == alone.kinds
+        for name in maps.kinds:
+            np.testing.assert_array_equal(maps.stack(name), alone.stack(name))
+
+
 # --- Refusals -------------------------------------------------------------------------------
 
 def test_decode_on_an_encoder_only_model_is_refused(bert):
