@@ -1,7 +1,7 @@
 """attnviz export of 100 held-out pairs of the translate task, to PNG and to HTML: time and peak
 memory, --jobs 1 against --jobs 2.
 
-    python benchmarks/export.py            # about 15 minutes on 2 cores
+    python benchmarks/export.py            # about 4 minutes on 2 cores
     python benchmarks/export.py --quick    # one run of each
 
 The runs alternate (jobs 1, jobs 2, jobs 1, ...) so that a machine that gets busier or quieter
