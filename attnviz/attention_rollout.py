@@ -23,7 +23,7 @@ import numpy as np
 from attnviz.errors import AttnvizError
 from attnviz.maps import KINDS, TITLES, AttentionMaps, expect_maps
 from attnviz.text import printable
-from attnviz.views import Heatmap
+from attnviz.views import Heatmap, head_name
 
 RESIDUAL = 0.5  # the share of each token's own vector that the residual connection carries
 KEY = "encoder_rollout"  # its key in saved files
@@ -74,7 +74,7 @@ class RolloutHeatmap(Heatmap):
     @property
     def title(self) -> str:
         through = "layer 0" if self.layer == 0 else f"layers 0 to {self.layer}"
-        return f"Encoder attention rollout · {through} · mean of {self.head_count} heads"
+        return f"Encoder attention rollout · {through} · {head_name(None, self.head_count)}"
 
     @property
     def query_axis(self) -> str:

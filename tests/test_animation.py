@@ -123,6 +123,15 @@ def test_show_of_saved_maps_animates_them(tmp_path):
         assert picture.n_frames == 8
 
 
+def test_the_row_title_names_a_lone_head_as_the_maps_name_it():
+    maps = attnviz.trace(SOURCE)
+    one = replace(maps, decoder_self=maps.decoder_self[:, :1], cross=maps.cross[:, :1],
+                  encoder_self=maps.encoder_self[:, :1])
+    title = animation._row_title(views.heatmap(one, "cross"))
+    assert "the only head" in title and "mean of" not in title
+    assert "mean of 4 heads" in animation._row_title(views.heatmap(maps, "cross"))
+
+
 def test_one_layer_and_head_per_kind():
     maps = attnviz.trace(SOURCE)
     two = [views.heatmap(maps, "cross", 0), views.heatmap(maps, "cross", 1)]

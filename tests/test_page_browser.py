@@ -155,6 +155,10 @@ def test_the_title_names_a_lone_head_as_the_images_do(browser, tmp_path):
     title = browser.execute_script("return window.attnviz.title()")
     assert title == f"{views.heatmap(one, 'encoder_self').title} · scale panel"
     assert title == "Encoder self-attention · layer 0 · the only head · scale panel"
+    from selenium.webdriver.support.ui import Select
+
+    menu = Select(browser.find_element("id", "head"))
+    assert [option.text for option in menu.options] == ["the only head", "0"]
 
 
 def test_masked_cells_are_hatched_grey_and_said_to_be_masked(browser, decoded):

@@ -97,6 +97,13 @@ def test_rollout_draws_every_layer_or_one():
     assert len(one) == 1 and np.array_equal(one[0].weights, attnviz.rollout(maps)[1])
 
 
+def test_a_model_of_one_head_is_named_as_the_maps_name_it():
+    maps = attnviz.trace(SOURCE, part="encoder")
+    one = AttentionMaps(maps.source_tokens, [], maps.encoder_self[:, :1])  # (L, 1, S, S)
+    assert [heatmap.title for heatmap in rollout_heatmaps(one)][0] == \
+        "Encoder attention rollout · layer 0 · the only head"
+
+
 def test_encode_rollout_npz_holds_the_rollout_beside_the_maps(tmp_path):
     path = tmp_path / "r.npz"
     result = runner.invoke(app, ["encode", SOURCE, "--rollout", "-o", str(path)])

@@ -26,7 +26,7 @@ from attnviz.maps import TITLES, AttentionMaps
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
 from attnviz.text import display_label, printable, shorten
-from attnviz.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap
+from attnviz.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap, head_name
 
 DECODER_KINDS = ("decoder_self", "cross")  # the rows a frame shows, top to bottom
 FRAME_MS = 1200  # each step on screen; the last one twice as long before the loop restarts
@@ -276,8 +276,7 @@ def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
 
 
 def _row_title(heatmap: Heatmap) -> str:
-    head = (f"mean of {heatmap.head_count} heads" if heatmap.head is None
-            else f"head {heatmap.head}")
+    head = head_name(heatmap.head, heatmap.head_count)
     where = "the tokens so far, this one outlined; later ones masked" \
         if heatmap.kind == "decoder_self" else \
         "the source"

@@ -516,7 +516,7 @@
     const layers = [...Array(kind.layers).keys()];
     fillSelect($("layer"), layers, layers.map(String), state.layer);
     const heads = ["mean", ...Array(kind.heads).keys()];
-    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? `mean of ${kind.heads}` : String(h))),
+    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? kind.meanName : String(h))),
                state.head);
   }
 
