@@ -374,6 +374,21 @@ def test_window_options_on_the_command_line(tmp_path):
     assert bad.stderr.strip().startswith("error: --window-query starts at position 40")
 
 
+def test_a_page_with_a_window_says_it_holds_the_whole_maps(tmp_path):
+    """Was: -o x.html --window 2:5 wrote the page of the whole maps without a word."""
+    saved = tmp_path / "m.npz"
+    make_maps(s=20, t=12).save(saved)
+    result = run("show", saved, "--window", "2:5", "-o", tmp_path / "x.html",
+                 "-o", tmp_path / "x.png")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert said == ["warning: the .html page holds the whole maps, not a window of them: draw "
+                    "the window to .png .svg .pdf .gif or to the terminal"]
+    assert (tmp_path / "x.html").is_file() and (tmp_path / "x.png").is_file()
+    plain = run("show", saved, "-o", tmp_path / "y.html")
+    assert plain.exit_code == 0 and "warning" not in plain.stderr
+
+
 # --- Top-k listings -------------------------------------------------------------------------
 
 def test_top_k_lists_numpys_argsort_of_the_maps():

@@ -83,6 +83,10 @@ def write_outputs(paths: list[Path], maps, heatmaps, cmap: str, extra=None,
                 warnings.warn("the .html page holds the attention maps, not their rollout: "
                               "draw the rollout to .png .svg .pdf, or save it in .npz .json",
                               AttnvizWarning, stacklevel=2)
+            elif any(panel.windowed for panel in _panels(heatmaps)):
+                warnings.warn("the .html page holds the whole maps, not a window of them: "
+                              "draw the window to .png .svg .pdf .gif or to the terminal",
+                              AttnvizWarning, stacklevel=2)
             contents[path] = page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer,
                                            head=first.head, scale=page_scale or "panel")
         else:
