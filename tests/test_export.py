@@ -302,6 +302,18 @@ def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_
     assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
 
 
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_workers_are_forked_on_linux_only(monkeypatch, platform):
+    """macOS has fork, but its system libraries (which torch uses) may crash in a fork: Python
+    spawns there by default, and so does the export."""
+    monkeypatch.setattr(sys, "platform", platform)
+    pool = export._start_pool(1)
+    try:
+        assert pool._mp_context.get_start_method() == "spawn"
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.parametrize("lines, jobs", [(5, 1), (2, 2), (1, 4)])
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
