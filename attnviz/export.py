@@ -352,13 +352,14 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     line as it finishes.
 
     ``jobs`` above 1: the first line is drawn here, which loads torch, the model and the
-    renderer; then ``jobs`` worker processes draw the rest. They are forked from this
-    process, so each starts in milliseconds with all that loaded, where a fresh interpreter
-    takes one to two seconds to import torch: longer than a hundred pages take to draw. A
-    fork copies only the thread that makes it, and a lock that another thread held then
-    would stay held in the copy for ever; so while this process runs threads of its own
-    (the command's progress bar runs none) the workers are spawned instead: fresh
-    interpreters, safe and slower. Each worker runs torch on one thread, whatever
+    renderer; then ``jobs`` worker processes draw the rest (when more than two lines are
+    to draw; else all are drawn here). On Linux they are forked from this process, so each
+    starts with all that loaded, where a fresh interpreter takes one to two seconds to
+    import torch: longer than a hundred pages take to draw. A fork copies only the thread
+    that makes it, and a lock that another thread held then would stay held in the copy for
+    ever; so while this process runs Python threads of its own (the command's progress bar
+    runs none), and on other systems, the workers are spawned instead: fresh interpreters,
+    safe and slower. Each worker runs torch on one thread, whatever
     ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes are the parallelism, more
     threads than cores make every process wait (see :func:`attnviz.runtime.choose_threads`),
     and in a fork of a process that has used OpenMP's threads, more than one hangs. With one
@@ -424,15 +425,22 @@ STOP_GRACE = 5.0  # seconds a stopped worker has to remove its temporary files, 
 
 
 def _start_pool(jobs: int):
-    """``jobs`` worker processes: forked while this process runs one thread (see :func:`run`),
-    else spawned. Forked ones all start at the first line submitted, before the pool starts
-    threads of its own; spawned ones one by one as lines are submitted."""
+    """``jobs`` worker processes: forked on Linux while this process runs one Python thread
+    (see :func:`run`), else spawned. Forked ones all start at the first line submitted,
+    before the pool starts threads of its own; spawned ones one by one as lines are
+    submitted.
+
+    Linux only: macOS has fork, but its system libraries may crash in a forked child (Python
+    spawns there by default). The threads counted are Python's: torch's and the tokenizers'
+    native pools, idle between calls, are there too (Python 3.12 warns of them with a
+    DeprecationWarning, hidden by default); the workers compute on one thread, and the
+    tokenizers library turns its parallelism off in a fork."""
     import multiprocessing
+    import sys
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "fork" if threading.active_count() == 1 and \
-        "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
     with _quiet_resource_tracker():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
                                    initializer=_start_worker)

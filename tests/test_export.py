@@ -302,6 +302,37 @@ def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_
     assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
 
 
+def test_the_bar_on_a_terminal_is_redrawn_a_few_times_a_second_not_for_every_line():
+    """Lines done before are reported in a burst (thousands in a second); a redraw of the
+    bar costs about a millisecond on a terminal, so one redraw a line would cost seconds."""
+    import io
+
+    from rich.console import Console
+
+    from attnviz.render.report import export_progress
+
+    out = io.StringIO()
+    lines = 5000
+    with export_progress(Console(file=out, force_terminal=True, width=100), lines) as report:
+        for _ in range(lines):
+            report(types.SimpleNamespace(skipped=True, error=None))
+    frames = out.getvalue().count("export ")
+    assert 1 <= frames <= 20, frames  # a burst of a fraction of a second: a few redraws
+    assert f"{lines}/{lines}" in out.getvalue() and f"{lines} done before" in out.getvalue()
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_workers_are_forked_on_linux_only(monkeypatch, platform):
+    """macOS has fork, but its system libraries (which torch uses) may crash in a fork: Python
+    spawns there by default, and so does the export."""
+    monkeypatch.setattr(sys, "platform", platform)
+    pool = export._start_pool(1)
+    try:
+        assert pool._mp_context.get_start_method() == "spawn"
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.parametrize("lines, jobs", [(5, 1), (2, 2), (1, 4)])
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
