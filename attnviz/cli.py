@@ -465,7 +465,8 @@ def export(
         _tell_warnings()
         reached = []  # the outcomes reported, as the bar counts them
         try:
-            with export_progress(Console(stderr=True), len(lines)) as report:
+            # One job forks no worker: the bar may tick on its own thread as lines take long.
+            with export_progress(Console(stderr=True), len(lines), ticking=jobs == 1) as report:
                 summary = exporting.run(settings, lines, jobs, lambda outcome: (
                     reached.append(outcome), report(outcome)))
         except KeyboardInterrupt:

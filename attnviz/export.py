@@ -115,18 +115,29 @@ def read_lines(path: Path) -> list[Line]:
             continue
         source, _, target = raw.partition("\t")
         if "\t" in target:
-            problems.append(f"{name}:{number}: more than one tab; {WAY_OUT}")
+            problems.append((number, f"{name}:{number}: more than one tab; {WAY_OUT}"))
         elif not source.strip():
-            problems.append(f"{name}:{number}: the source is empty; {WAY_OUT}")
+            problems.append((number, f"{name}:{number}: the source is empty; {WAY_OUT}"))
         else:
             lines.append(Line(number, source, target if target.strip() else None))
     if problems:
-        more = len(problems) - 1
-        raise AttnvizError(problems[0] + (f" ({more} more bad line{'s' * (more > 1)})"
-                                          if more else ""))
+        raise AttnvizError(problems[0][1] + _more_lines([number for number, _ in problems[1:]]))
     if not lines:
         raise AttnvizError(f"pairs file {name} holds no pairs; {WAY_OUT}")
     return lines
+
+
+MORE_LINES_NAMED = 10  # bad lines named by number after the first, so all can be fixed at once
+
+
+def _more_lines(numbers: list[int]) -> str:
+    """`` (also bad: lines 4, 9 and 3 more)``, or nothing for no line."""
+    if not numbers:
+        return ""
+    named = ", ".join(map(str, numbers[:MORE_LINES_NAMED]))
+    rest = len(numbers) - MORE_LINES_NAMED
+    return (f" (also bad: line{'s' * (len(numbers) > 1)} {named}"
+            + (f" and {rest} more" if rest > 0 else "") + ")")
 
 
 def prepare(settings: Settings) -> None:
@@ -440,7 +451,9 @@ def _start_pool(jobs: int):
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+    # Before 3.10.5 the pool forked its workers one by one, after its own thread started.
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 and \
+        sys.version_info >= (3, 10, 5) else "spawn"
     with _quiet_resource_tracker():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
                                    initializer=_start_worker)
@@ -473,6 +486,7 @@ def _in_pool(settings: Settings, lines: Sequence[Line], jobs: int,
     except BrokenProcessPool:
         # The pool, then _stop, end the other workers with SIGTERM: only when every worker
         # ended by SIGTERM did someone send it (to one of them, or to all): stop as told.
+        # (A worker _stop had to kill after the grace says nothing either way.)
         workers = _stop(pool)
         if workers and all(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
                            for worker in workers):
@@ -519,7 +533,7 @@ def _stop(pool) -> list:
     workers) are not cancelled, so they would all be drawn first.
 
     Returns:
-        the worker processes, ended.
+        the worker processes that ended by themselves or by SIGTERM (not those killed).
     """
     import time
     from multiprocessing.connection import wait
@@ -540,7 +554,7 @@ def _stop(pool) -> list:
     for worker in running.values():
         with contextlib.suppress(OSError, ValueError):
             worker.kill()
-    return workers
+    return [worker for worker in workers if worker.sentinel not in running]
 
 
 _BUSY = False  # in a worker: whether it is drawing a line
@@ -562,9 +576,14 @@ def _work(settings: Settings, line: Line) -> Outcome:
 def _start_worker() -> None:
     """A worker leaves Ctrl-C to the main process, which stops it with SIGTERM. SIGTERM stops
     its line (whose temporary files are removed) and ends the worker, at once."""
+    import sys
+
     from attnviz.runtime import one_thread
 
     one_thread()  # the processes are the parallelism (see run)
+    # A fork inherits the stand-ins for sys.stdout and sys.stderr that the progress bar sets
+    # on a terminal: through them, a worker's print or log line would redraw a copy of it.
+    sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

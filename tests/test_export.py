@@ -80,7 +80,9 @@ def test_lines_take_an_optional_target_and_keep_their_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"a\tb\nc\td\te\nf\tg\th\n", r"^pairs.tsv:2: more than one tab; .* \(1 more bad line\)$"),
+    (b"a\tb\nc\td\te\nf\tg\th\n", r"^pairs.tsv:2: more than one tab; .* \(also bad: line 3\)$"),
+    (b"a\tb\n" + b"\tx\n" * 13, r"^pairs.tsv:2: the source is empty; .* \(also bad: lines "
+                                  r"3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more\)$"),
     (b"a\tb\n \tb\n", r"^pairs.tsv:2: the source is empty; write one pair a line"),
     (b"a\tb\nc\xff\n", r"^pairs.tsv:2: the file is not UTF-8 text; save it as UTF-8$"),
     (b"\n \n", r"^pairs file pairs.tsv holds no pairs; write one pair a line"),
@@ -666,6 +668,51 @@ def test_a_worker_killed_ends_the_export_with_a_message_and_keeps_every_finished
     assert sorted({link.split(".")[0] for link in links_of(out / "index.html")}) == done
 
 
+def _deaf_to_sigterm(ready: str) -> None:
+    """A worker stuck where SIGTERM cannot stop it (in C code, say)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(ready).touch()
+    time.sleep(60)
+
+
+def test_a_worker_killed_after_the_grace_is_not_counted_as_ended_by_sigterm(tmp_path,
+                                                                            monkeypatch):
+    """Else an export whose worker died would say "terminated" when the other one had to be
+    killed: only the workers that ended by SIGTERM tell that someone sent it."""
+    monkeypatch.setattr(export, "STOP_GRACE", 0.5)
+    pool = export._start_pool(2)
+    ready = tmp_path / "ready"
+    pool.submit(_deaf_to_sigterm, str(ready))
+    wait_for(ready.exists, 60)
+    workers = list(pool._processes.values())
+    ended = export._stop(pool)
+    assert len(workers) == 2 and len(ended) == 1
+    assert ended[0].exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+    deaf = next(worker for worker in workers if worker not in ended)
+    wait_for(lambda: deaf.exitcode is not None, 5)  # the pool's thread may reap it
+    assert deaf.exitcode == -signal.SIGKILL
+
+
+def test_export_ticks_its_bar_on_a_thread_only_when_it_forks_no_worker(tmp_path, monkeypatch):
+    """One job: the bar's thread redraws it while a long line is drawn. More: no thread, so
+    that the workers may be forked."""
+    threads = {}
+    render_line = export.render_line
+
+    def counted(settings, line):
+        threads.setdefault(settings.out_dir.name, threading.active_count())
+        return render_line(settings, line)
+
+    monkeypatch.setattr(export, "render_line", counted)
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    for jobs in (1, 2):
+        result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                     str(tmp_path / f"jobs{jobs}"), "-f", "npz", "--jobs",
+                                     str(jobs)])
+        assert result.exit_code == 0, result.stderr
+    assert threads == {"jobs1": 2, "jobs2": 1}
+
+
 def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
     """SIGTERM, as the main process sends it to stop a worker, while the worker writes a
     line's files: the worker ends at once, leaving neither a temporary file, nor a file of
@@ -752,17 +799,19 @@ def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process
         variables, torch_first):
     """Whatever the thread variables say (torch reads MKL_NUM_THREADS first): the processes
     are the parallelism, and two workers on two threads each fight for two cores."""
-    code = ("import signal, sys; " + "import torch; " * torch_first +
+    code = ("import io, signal, sys; " + "import torch; " * torch_first +
+            "sys.stderr = io.StringIO(); "  # as a progress bar's stand-in, which a fork copies
             "from attnviz import export; export._start_worker(); "
             "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
-            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN); "
+            "print(sys.stderr is sys.__stderr__)")
     env = {name: value for name, value in os.environ.items()
            if name not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, env={**env, **variables})
     assert result.returncode == 0, result.stderr
     # torch only when a line needs it
-    assert result.stdout.split() == [str(torch_first), "1", "True"]
+    assert result.stdout.split() == [str(torch_first), "1", "True", "True"]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")

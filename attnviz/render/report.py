@@ -54,19 +54,20 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
 
 
 @contextmanager
-def export_progress(console, lines: int) -> Iterator[Callable]:
+def export_progress(console, lines: int, ticking: bool = False) -> Iterator[Callable]:
     """A rich progress bar of an export's lines, with the lines skipped (done before) and
     failed; yields the report callback, called with each line's outcome.
 
-    It runs no thread of its own (it is redrawn as lines are reported), so that the export
-    may fork its workers: a fork copies only the thread that makes it, and a lock the bar's
-    thread held then (writing to the terminal) would stay held in the copy for ever. It is
-    redrawn at most ten times a second, as rich's thread would: a redraw costs about a
-    millisecond on a terminal, and lines done before are reported thousands a second; the
-    last state is drawn when the bar closes."""
+    Unless ``ticking`` (for an export in one process), it runs no thread of its own (it is
+    redrawn as lines are reported), so that the export may fork its workers: a fork copies
+    only the thread that makes it, and a lock the bar's thread held then (writing to the
+    terminal) would stay held in the copy for ever. It is redrawn at most ten times a
+    second, as rich's thread would: a redraw costs about a millisecond on a terminal, and
+    lines done before are reported thousands a second; the last state is drawn when the bar
+    closes."""
     import time
 
-    with _progress(console, "export", lines, ticking=False) as (bar, task):
+    with _progress(console, "export", lines, ticking=ticking) as (bar, task):
         skipped = failed = 0
         drawn = time.monotonic()
 
@@ -77,7 +78,7 @@ def export_progress(console, lines: int) -> Iterator[Callable]:
             status = ", ".join(part for part in (f"{skipped} done before" if skipped else "",
                                                  f"{failed} failed" if failed else "") if part)
             bar.update(task, advance=1, status=status)
-            if time.monotonic() - drawn >= REDRAW_EVERY:
+            if not ticking and time.monotonic() - drawn >= REDRAW_EVERY:
                 bar.refresh()
                 drawn = time.monotonic()
 
