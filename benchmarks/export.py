@@ -34,10 +34,10 @@ PAIRS = 100
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def write_pairs(path: Path) -> None:
+def write_pairs(path: Path, count: int = PAIRS) -> None:
     from attnviz.train.tasks import get_task, held_out_examples
 
-    pairs = held_out_examples(get_task("translate"), PAIRS)
+    pairs = held_out_examples(get_task("translate"), count)
     path.write_text("".join(f"{p.source}\t{p.target}\n" for p in pairs), encoding="utf-8")
 
 
@@ -101,31 +101,36 @@ class Links(HTMLParser):
         self.links += [value for name, value in attrs if name in ("href", "src")]
 
 
-def check(folder: Path, fmt: str) -> None:
+def check(folder: Path, fmt: str, pairs: int = PAIRS) -> None:
     """Every pair has its file, and every link of the index resolves."""
-    assert len(list(folder.glob(f"*.{fmt}"))) == PAIRS + (fmt == "html"), fmt
+    assert len(list(folder.glob(f"*.{fmt}"))) == pairs + (fmt == "html"), fmt
     parser = Links()
     parser.feed((folder / "index.html").read_text(encoding="utf-8"))
-    assert len(parser.links) == PAIRS * (2 if fmt == "png" else 1)  # a picture: link and img
+    assert len(parser.links) == pairs * (2 if fmt == "png" else 1)  # a picture: link and img
     assert all((folder / link).is_file() for link in parser.links)
 
 
 RUNS = iter(range(10**6))  # every run gets its own output folder and render cache
 
 
-def export(fmt: str, repeats: int, scratch: Path, pairs: Path) -> None:
+def export(fmt: str, repeats: int, scratch: Path, pairs: Path, one: Path) -> None:
     print(f"export of {PAIRS} translate pairs to {fmt} (medians of {repeats}, alternating):",
           flush=True)
     counter = RUNS
     figures: dict[int, list[tuple[float, int, int]]] = {1: [], 2: []}
+    alone: list[float] = []  # --jobs 1 of the first pair alone: the cost of starting
     for _ in range(repeats):
-        for jobs in (1, 2):
+        for jobs, file, count in ((1, pairs, PAIRS), (2, pairs, PAIRS), (1, one, 1)):
             run_id = next(counter)
             out = scratch / f"{fmt}-{jobs}-{run_id}"
             env = {"ATTNVIZ_CACHE_DIR": str(scratch / f"cache-{run_id}"), "COLUMNS": "100"}
-            figures[jobs].append(run([ATTNVIZ, "export", str(pairs), "--out-dir", str(out),
-                                      "--format", fmt, "--jobs", str(jobs)], env))
-            check(out, fmt)
+            figure = run([ATTNVIZ, "export", str(file), "--out-dir", str(out), "--format", fmt,
+                          "--jobs", str(jobs)], env)
+            check(out, fmt, count)
+            if count == 1:
+                alone.append(figure[0])
+            else:
+                figures[jobs].append(figure)
     medians = {}
     for jobs, runs in figures.items():
         seconds = statistics.median(r[0] for r in runs)
@@ -138,6 +143,13 @@ def export(fmt: str, repeats: int, scratch: Path, pairs: Path) -> None:
         report(f"{fmt}, --jobs {jobs}: time (median)", seconds, None, "s")
         report(f"{fmt}, --jobs {jobs}: peak memory, all its processes", tree, None, "MB")
     report(f"{fmt}: --jobs 2 time / --jobs 1 time", medians[2] / medians[1], 1.0)
+    started = statistics.median(alone)
+    each = (medians[1] - started) / (PAIRS - 1) * 1000
+    print(f"  one pair alone, --jobs 1: {started:.2f} s; so a pair once loaded takes {each:.0f} "
+          f"ms", flush=True)
+    report(f"{fmt}: one pair alone (--jobs 1)", started, None, "s")
+    report(f"{fmt}: a pair once loaded ((--jobs 1 time - one pair's) / {PAIRS - 1})", each, None,
+           "ms")
 
 
 def main() -> None:
@@ -148,10 +160,11 @@ def main() -> None:
     repeats = 1 if args.quick else 3
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        pairs = Path(scratch) / "pairs.tsv"
+        pairs, one = Path(scratch) / "pairs.tsv", Path(scratch) / "one.tsv"
         write_pairs(pairs)
+        write_pairs(one, 1)
         for fmt in args.formats.split(","):
-            export(fmt, repeats, Path(scratch), pairs)
+            export(fmt, repeats, Path(scratch), pairs, one)
     print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
           f"{platform.python_version()}; load average at the end "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; "
