@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -435,7 +436,7 @@ def _start_pool(jobs: int):
         "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with _quiet_resource_tracker():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
-                                   initializer=_start_worker)
+                                   initializer=_start_worker, initargs=(os.getpid(),))
 
 
 @contextlib.contextmanager
@@ -551,15 +552,36 @@ def _work(settings: Settings, line: Line) -> Outcome:
         _BUSY = False
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int | None = None) -> None:
     """A worker leaves Ctrl-C to the main process, which stops it with SIGTERM. SIGTERM stops
-    its line (whose temporary files are removed) and ends the worker, at once."""
+    its line (whose temporary files are removed) and ends the worker, at once. On Linux, the
+    death of ``parent`` (the main process's id) sends it SIGTERM too."""
     from attnviz.runtime import one_thread
 
     one_thread()  # the processes are the parallelism (see run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if parent is not None:
+        _end_with(parent)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the main process ``parent`` ends, on
+    Linux: killed (SIGKILL: it cannot stop its workers), it left them waiting for lines for
+    ever, each holding a model, after they drew the lines queued to them. A parent gone
+    already (before this call) is seen as this process's new parent."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # no C library to ask: as elsewhere
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        signal.raise_signal(signal.SIGTERM)  # delivered once unblocked, in _start_worker
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -635,6 +635,31 @@ def test_a_worker_killed_ends_the_export_with_a_message_and_keeps_every_finished
     assert sorted({link.split(".")[0] for link in links_of(out / "index.html")}) == done
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
+    """SIGKILL to the main process (the out-of-memory killer's choice, or kill -9): its
+    workers used to draw the lines queued to them, then wait for more for ever, each
+    holding a model, as orphans. They end within seconds, leaving no temporary file."""
+    write_pairs(tmp_path / "pairs.tsv", 30)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+         str(out), "-f", "npz", "-f", "png", "--jobs", "2", "--no-cache"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers = {}
+    try:
+        wait_for(lambda: len(recorded(out)) >= 2 and len(children_of(process.pid)) == 2, 120)
+        workers = children_of(process.pid)
+        process.kill()
+        process.wait(timeout=10)
+        wait_for(lambda: not still_running(workers), 10 + export.STOP_GRACE)
+    finally:
+        for pid in still_running(workers):
+            os.kill(pid, signal.SIGKILL)
+    assert temporaries(out) == []
+
+
 def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
     """SIGTERM, as the main process sends it to stop a worker, while the worker writes a
     line's files: the worker ends at once, leaving neither a temporary file, nor a file of
