@@ -394,6 +394,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         else:
             for line in todo:
                 finished(render_line(settings, line))
+        write_index(settings, lines, summary.outcomes)  # interrupted, it is written below
     except BaseException:
         from attnviz.interrupt import held
 
@@ -404,7 +405,6 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
             with contextlib.suppress(Exception):
                 write_index(settings, lines, summary.outcomes)
         raise
-    write_index(settings, lines, summary.outcomes)
     return summary
 
 

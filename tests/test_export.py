@@ -477,6 +477,28 @@ def test_after_an_interrupt_the_index_links_no_file_of_a_changed_pair(tmp_path, 
     assert AttentionMaps.load(out / "0003.npz").provenance.source_text == "the red car"
 
 
+def test_ctrl_c_while_the_index_is_written_still_leaves_an_index_of_every_line_done(
+        tmp_path, monkeypatch):
+    """Every line drawn, Ctrl-C comes while the index is written (it is the last step, and
+    a long one for thousands of lines): the command says "N of M pairs done, listed in
+    index.html"; there was no index at all (or the last run's)."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    settings = export.Settings(tmp_path / "out", ("npz",), pairs_name="pairs.tsv")
+    export.prepare(settings)
+    write_index, calls = export.write_index, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # before the index is renamed into place
+        return write_index(*args, **kwargs)
+
+    monkeypatch.setattr(export, "write_index", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+    assert links_of(settings.out_dir / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
+
+
 @pytest.mark.parametrize("problem", [OSError(28, "No space left on device"),
                                      AttnvizError("cannot write the index: disk full")])
 def test_an_index_that_cannot_be_written_does_not_hide_the_interrupt(tmp_path, monkeypatch,
