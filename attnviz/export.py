@@ -358,8 +358,9 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     takes one to two seconds to import torch: longer than a hundred pages take to draw. A
     fork copies only the thread that makes it, and a lock that another thread held then
     would stay held in the copy for ever; so while this process runs threads of its own
-    (the command's progress bar runs none) the workers are spawned instead: fresh
-    interpreters, safe and slower. Each worker runs torch on one thread, whatever
+    (the command's progress bar runs none), has used CUDA, or runs on another system than
+    Linux, the workers are spawned instead (see :func:`_fork_is_safe`): fresh interpreters,
+    safe and slower. Each worker runs torch on one thread, whatever
     ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes are the parallelism, more
     threads than cores make every process wait (see :func:`attnviz.runtime.choose_threads`),
     and in a fork of a process that has used OpenMP's threads, more than one hangs. With one
@@ -425,18 +426,29 @@ STOP_GRACE = 5.0  # seconds a stopped worker has to remove its temporary files, 
 
 
 def _start_pool(jobs: int):
-    """``jobs`` worker processes: forked while this process runs one thread (see :func:`run`),
-    else spawned. Forked ones all start at the first line submitted, before the pool starts
-    threads of its own; spawned ones one by one as lines are submitted."""
+    """``jobs`` worker processes: forked where :func:`_fork_is_safe`, else spawned. Forked
+    ones all start at the first line submitted, before the pool starts threads of its own;
+    spawned ones one by one as lines are submitted."""
     import multiprocessing
-    import threading
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "fork" if threading.active_count() == 1 and \
-        "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    method = "fork" if _fork_is_safe() else "spawn"
     with _quiet_resource_tracker():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
                                    initializer=_start_worker, initargs=(os.getpid(),))
+
+
+def _fork_is_safe() -> bool:
+    """Whether a fork of this process may draw lines: on Linux, while this process runs one
+    thread (see :func:`run`) and has not used CUDA, which a fork cannot use again ("Cannot
+    re-initialize CUDA in forked subprocess"). Not on macOS, whose system libraries start
+    threads of their own: Python spawns there by default, as a fork may crash."""
+    import threading
+
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
 
 
 @contextlib.contextmanager

@@ -302,6 +302,28 @@ def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_
     assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+@pytest.mark.parametrize("platform, cuda, method", [
+    ("linux", False, "fork"),
+    # macOS's system libraries start threads of their own: Python spawns there by default,
+    # since 3.8, as a fork may crash.
+    ("darwin", False, "spawn"),
+    # CUDA cannot be used in a fork of a process that used it ("Cannot re-initialize CUDA in
+    # forked subprocess"): with --device cuda every line the workers drew would fail.
+    ("linux", True, "spawn")])
+def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform, cuda,
+                                                           method):
+    import torch
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda)
+    pool = export._start_pool(2)
+    try:
+        assert pool._mp_context.get_start_method() == method
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.parametrize("lines, jobs", [(5, 1), (2, 2), (1, 4)])
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
