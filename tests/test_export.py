@@ -704,6 +704,17 @@ def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
     assert temporaries(out) == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_a_worker_whose_main_process_ended_before_it_started_ends_at_once():
+    """The main process killed while a worker starts, before it asks for the parent-death
+    signal: the worker sees it has another parent, and ends."""
+    code = ("import os; from attnviz import export; export._start_worker(os.getppid() + 1); "
+            "print('went on')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (143, "", "")
+
+
 def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
     """SIGTERM, as the main process sends it to stop a worker, while the worker writes a
     line's files: the worker ends at once, leaving neither a temporary file, nor a file of
