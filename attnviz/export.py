@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -369,7 +370,8 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     import torch: longer than a hundred pages take to draw. A fork copies only the thread
     that makes it, and a lock that another thread held then would stay held in the copy for
     ever; so while this process runs Python threads of its own (the command's progress bar
-    runs none), and on other systems, the workers are spawned instead: fresh interpreters,
+    runs none), once it has used CUDA, and on other systems, the workers are spawned instead
+    (see :func:`_fork_is_safe`): fresh interpreters,
     safe and slower. Each worker runs torch on one thread, whatever
     ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes are the parallelism, more
     threads than cores make every process wait (see :func:`attnviz.runtime.choose_threads`),
@@ -405,6 +407,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         else:
             for line in todo:
                 finished(render_line(settings, line))
+        write_index(settings, lines, summary.outcomes)  # interrupted, it is written below
     except BaseException:
         from attnviz.interrupt import held
 
@@ -415,7 +418,6 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
             with contextlib.suppress(Exception):
                 write_index(settings, lines, summary.outcomes)
         raise
-    write_index(settings, lines, summary.outcomes)
     return summary
 
 
@@ -436,27 +438,36 @@ STOP_GRACE = 5.0  # seconds a stopped worker has to remove its temporary files, 
 
 
 def _start_pool(jobs: int):
-    """``jobs`` worker processes: forked on Linux while this process runs one Python thread
-    (see :func:`run`), else spawned. Forked ones all start at the first line submitted,
-    before the pool starts threads of its own; spawned ones one by one as lines are
-    submitted.
-
-    Linux only: macOS has fork, but its system libraries may crash in a forked child (Python
-    spawns there by default). The threads counted are Python's: torch's and the tokenizers'
-    native pools, idle between calls, are there too (Python 3.12 warns of them with a
-    DeprecationWarning, hidden by default); the workers compute on one thread, and the
-    tokenizers library turns its parallelism off in a fork."""
+    """``jobs`` worker processes: forked where :func:`_fork_is_safe`, else spawned. Forked
+    ones all start at the first line submitted, before the pool starts threads of its own;
+    spawned ones one by one as lines are submitted."""
     import multiprocessing
-    import sys
-    import threading
     from concurrent.futures import ProcessPoolExecutor
 
-    # Before 3.10.5 the pool forked its workers one by one, after its own thread started.
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 and \
-        sys.version_info >= (3, 10, 5) else "spawn"
+    method = "fork" if _fork_is_safe() else "spawn"
     with _quiet_resource_tracker():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
-                                   initializer=_start_worker)
+                                   initializer=_start_worker, initargs=(os.getpid(),))
+
+
+def _fork_is_safe() -> bool:
+    """Whether a fork of this process may draw lines: on Linux, while this process runs one
+    thread (see :func:`run`) and has not used CUDA, which a fork cannot use again ("Cannot
+    re-initialize CUDA in forked subprocess"). Not on macOS, whose system libraries start
+    threads of their own: Python spawns there by default, as a fork may crash. Not before
+    Python 3.10.5, whose pool forked its workers one by one after its own thread started.
+
+    The threads counted are Python's: torch's and the tokenizers' native pools, idle between
+    calls, are there too (Python 3.12 warns of them with a DeprecationWarning, hidden by
+    default); the workers compute on one thread, and the tokenizers library turns its
+    parallelism off in a fork."""
+    import threading
+
+    if not sys.platform.startswith("linux") or threading.active_count() > 1 \
+            or sys.version_info < (3, 10, 5):
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
 
 
 @contextlib.contextmanager
@@ -573,11 +584,10 @@ def _work(settings: Settings, line: Line) -> Outcome:
         _BUSY = False
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int | None = None) -> None:
     """A worker leaves Ctrl-C to the main process, which stops it with SIGTERM. SIGTERM stops
-    its line (whose temporary files are removed) and ends the worker, at once."""
-    import sys
-
+    its line (whose temporary files are removed) and ends the worker, at once. On Linux, the
+    death of ``parent`` (the main process's id) sends it SIGTERM too."""
     from attnviz.runtime import one_thread
 
     one_thread()  # the processes are the parallelism (see run)
@@ -586,7 +596,27 @@ def _start_worker() -> None:
     sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if parent is not None:
+        _end_with(parent)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the main process ``parent`` ends, on
+    Linux: killed (SIGKILL: it cannot stop its workers), it left them waiting for lines for
+    ever, each holding a model, after they drew the lines queued to them. A parent gone
+    already (before this call) is seen as this process's new parent."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # no C library to ask: as elsewhere
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        signal.raise_signal(signal.SIGTERM)  # delivered once unblocked, in _start_worker
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -323,14 +323,27 @@ def test_the_bar_on_a_terminal_is_redrawn_a_few_times_a_second_not_for_every_lin
     assert f"{lines}/{lines}" in out.getvalue() and f"{lines} done before" in out.getvalue()
 
 
-@pytest.mark.parametrize("platform", ["darwin", "win32"])
-def test_workers_are_forked_on_linux_only(monkeypatch, platform):
-    """macOS has fork, but its system libraries (which torch uses) may crash in a fork: Python
-    spawns there by default, and so does the export."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+@pytest.mark.parametrize("platform, cuda, version, method", [
+    ("linux", False, (3, 10, 5), "fork"),
+    # Before 3.10.5 the pool forked its workers one by one, after its own thread started.
+    ("linux", False, (3, 10, 4), "spawn"),
+    # macOS's system libraries start threads of their own: Python spawns there by default,
+    # since 3.8, as a fork may crash.
+    ("darwin", False, (3, 11, 0), "spawn"),
+    # CUDA cannot be used in a fork of a process that used it ("Cannot re-initialize CUDA in
+    # forked subprocess"): with --device cuda every line the workers drew would fail.
+    ("linux", True, (3, 11, 0), "spawn")])
+def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform, cuda,
+                                                           version, method):
+    import torch
+
     monkeypatch.setattr(sys, "platform", platform)
-    pool = export._start_pool(1)
+    monkeypatch.setattr(sys, "version_info", version)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda)
+    pool = export._start_pool(2)
     try:
-        assert pool._mp_context.get_start_method() == "spawn"
+        assert pool._mp_context.get_start_method() == method
     finally:
         pool.shutdown()
 
@@ -508,6 +521,28 @@ def test_after_an_interrupt_the_index_links_no_file_of_a_changed_pair(tmp_path, 
     assert [outcome.skipped for outcome in summary.outcomes] == [True, True, False]
     assert links_of(out / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
     assert AttentionMaps.load(out / "0003.npz").provenance.source_text == "the red car"
+
+
+def test_ctrl_c_while_the_index_is_written_still_leaves_an_index_of_every_line_done(
+        tmp_path, monkeypatch):
+    """Every line drawn, Ctrl-C comes while the index is written (it is the last step, and
+    a long one for thousands of lines): the command says "N of M pairs done, listed in
+    index.html"; there was no index at all (or the last run's)."""
+    write_pairs(tmp_path / "pairs.tsv", 3)
+    settings = export.Settings(tmp_path / "out", ("npz",), pairs_name="pairs.tsv")
+    export.prepare(settings)
+    write_index, calls = export.write_index, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # before the index is renamed into place
+        return write_index(*args, **kwargs)
+
+    monkeypatch.setattr(export, "write_index", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+    assert links_of(settings.out_dir / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
 
 
 @pytest.mark.parametrize("problem", [OSError(28, "No space left on device"),
@@ -711,6 +746,42 @@ def test_export_ticks_its_bar_on_a_thread_only_when_it_forks_no_worker(tmp_path,
                                      str(jobs)])
         assert result.exit_code == 0, result.stderr
     assert threads == {"jobs1": 2, "jobs2": 1}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
+    """SIGKILL to the main process (the out-of-memory killer's choice, or kill -9): its
+    workers used to draw the lines queued to them, then wait for more for ever, each
+    holding a model, as orphans. They end within seconds, leaving no temporary file."""
+    write_pairs(tmp_path / "pairs.tsv", 30)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+         str(out), "-f", "npz", "-f", "png", "--jobs", "2", "--no-cache"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers = {}
+    try:
+        wait_for(lambda: len(recorded(out)) >= 2 and len(children_of(process.pid)) == 2, 120)
+        workers = children_of(process.pid)
+        process.kill()
+        process.wait(timeout=10)
+        wait_for(lambda: not still_running(workers), 10 + export.STOP_GRACE)
+    finally:
+        for pid in still_running(workers):
+            os.kill(pid, signal.SIGKILL)
+    assert temporaries(out) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_a_worker_whose_main_process_ended_before_it_started_ends_at_once():
+    """The main process killed while a worker starts, before it asks for the parent-death
+    signal: the worker sees it has another parent, and ends."""
+    code = ("import os; from attnviz import export; export._start_worker(os.getppid() + 1); "
+            "print('went on')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (143, "", "")
 
 
 def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
