@@ -435,7 +435,7 @@ def test_a_line_that_fails_is_named_and_the_others_are_written(tmp_path, failing
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert "error: pairs.tsv:2: the text is too long for this model; cut it" in lines
-    assert "warning: line 1: a note from the model" in lines
+    assert "warning: lines 1, 3: a note from the model" in lines
     assert lines[-1] == "error: 1 of 3 pairs could not be drawn (listed above); the others " \
                         "are written"
     assert sorted(p.name for p in Path("out").glob("*.npz")) == ["0001.npz", "0003.npz"]
@@ -459,6 +459,29 @@ def test_the_report_names_lines_in_order_whatever_order_they_finished_in(tmp_pat
     assert capsys.readouterr().err.splitlines()[:5] == [
         "warning: line 2: two", "warning: line 2: 2: again", "warning: line 10: ten: a note",
         "error: p:9: too long", "error: p:11: bad"]
+
+
+def test_a_warning_of_many_lines_is_said_once_with_its_lines(tmp_path, capsys):
+    """A render cache that cannot be written warns on every line: said once, not 30 times."""
+    from attnviz.cli import _report_export
+
+    cache = "cannot write the render cache; the maps are computed each time"
+    finished = [export.Outcome(export.Line(number, "x", None), {"npz": f"{number:04d}.npz"},
+                               warnings=(cache,) + (("odd",) if number == 4 else ()))
+                for number in range(30, 0, -1)]
+    _report_export(export.Summary(finished), tmp_path / "index.html")
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: lines 1, 2, 3, 4, 5 and 25 more: {cache}", "warning: line 4: odd",
+        f"wrote {tmp_path / 'index.html'}: 30 pairs drawn, 0 done before"]
+
+
+def test_when_every_line_fails_none_is_said_to_be_written(tmp_path):
+    from attnviz.cli import _report_export
+
+    failed = [export.Outcome(export.Line(n, "x", None), error=f"p:{n}: too long")
+              for n in (1, 2)]
+    with pytest.raises(AttnvizError, match=r"^2 of 2 pairs could not be drawn \(listed above\)$"):
+        _report_export(export.Summary(failed), tmp_path / "index.html")
 
 
 def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, monkeypatch):
