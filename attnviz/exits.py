@@ -4,6 +4,7 @@
     1    an error the person can fix (``AttnvizError``, a file the system refuses): one line
     2    a usage error (an unknown option, a bad value): typer's own message
     70   a bug in attnviz (an unexpected exception): one line; ATTNVIZ_DEBUG=1 adds the traceback
+    129  stopped by SIGHUP (the terminal closed)
     130  interrupted by Ctrl-C (SIGINT)
     143  stopped by SIGTERM
 
@@ -61,9 +62,9 @@ def exit_code(exc: BaseException) -> int:
         say(f"error: {exc}")
         return ERROR
     if isinstance(exc, KeyboardInterrupt):
-        terminated = isinstance(exc, interrupt.Terminated)
-        say("terminated" if terminated else "interrupted")
-        return TERMINATED if terminated else INTERRUPTED
+        signum = exc.signum if isinstance(exc, interrupt.Terminated) else signal.SIGINT
+        say(interrupt.ending_word(signum))
+        return 128 + signum
     if output_closed(exc):
         _silence(sys.stdout)
         return OK
@@ -111,10 +112,10 @@ def run(command: Callable[[], object]) -> NoReturn:
     late = interrupt.note_from_now_on()
     code = _finish_stdout(code, watched)
     stopped = interrupt.RECEIVED + late  # one may have been swallowed on its way
-    if code not in (INTERRUPTED, TERMINATED) and stopped:
+    if code - 128 not in interrupt.STOPPING and stopped:
         code = 128 + stopped[0]
-        say("terminated" if stopped[0] == signal.SIGTERM else "interrupted")
-    if code in (INTERRUPTED, TERMINATED):
+        say(interrupt.ending_word(stopped[0]))
+    if code - 128 in interrupt.STOPPING:
         interrupt.exit_by_signal(code - 128)
     for stream in (sys.stdout, sys.stderr):
         try:

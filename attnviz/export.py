@@ -379,13 +379,13 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     job every line is drawn here, on the threads attnviz chooses for every command (one, or
     the variables').
 
-    Ctrl-C or SIGTERM stops the work at once: the lines not yet started are cancelled and
-    the workers stopped, each removing the temporary files of the line it was drawing (a
-    line's files are whole or absent, and its record comes after them). Every line finished
-    by then is reported, even one whose worker was stopped before it could say so, and the
-    index lists the same lines; the same command finishes the rest. A second Ctrl-C is held
-    until this is done. The interrupt is the ending raised, even when the index cannot be
-    written then.
+    Ctrl-C, SIGTERM or SIGHUP stops the work at once: the lines not yet started are
+    cancelled and the workers stopped, each removing the temporary files of the line it was
+    drawing (a line's files are whole or absent, and its record comes after them). Every
+    line finished by then is reported, even one whose worker was stopped before it could say
+    so, and the index lists the same lines; the same command finishes the rest. A second
+    Ctrl-C is held until this is done. The interrupt is the ending raised, even when the
+    index cannot be written then.
     """
     summary = Summary()
 
@@ -472,10 +472,12 @@ def _fork_is_safe() -> bool:
 
 @contextlib.contextmanager
 def _signals_blocked():
-    """Workers start with Ctrl-C and SIGTERM blocked, as this thread has them here, so that a
-    Ctrl-C meant for this process cannot stop one half-started (with a traceback); it reaches
-    this process once they run, and :func:`_start_worker` unblocks them in each."""
-    stopping = {signal.SIGINT, signal.SIGTERM}
+    """Workers start with Ctrl-C, SIGTERM and SIGHUP blocked, as this thread has them here,
+    so that a Ctrl-C meant for this process cannot stop one half-started (with a traceback);
+    it reaches this process once they run, and :func:`_start_worker` unblocks them in each."""
+    from attnviz.interrupt import STOPPING
+
+    stopping = set(STOPPING)
     signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     try:
         yield
@@ -585,7 +587,8 @@ def _work(settings: Settings, line: Line) -> Outcome:
 
 
 def _start_worker(parent: int | None = None) -> None:
-    """A worker leaves Ctrl-C to the main process, which stops it with SIGTERM. SIGTERM stops
+    """A worker leaves Ctrl-C and SIGHUP (a closed terminal sends both to every process of
+    the command) to the main process, which stops it with SIGTERM. SIGTERM stops
     its line (whose temporary files are removed) and ends the worker, at once. On Linux, the
     death of ``parent`` (the main process's id) sends it SIGTERM too."""
     from attnviz.runtime import one_thread
@@ -594,11 +597,13 @@ def _start_worker(parent: int | None = None) -> None:
     # A fork inherits the stand-ins for sys.stdout and sys.stderr that the progress bar sets
     # on a terminal: through them, a worker's print or log line would redraw a copy of it.
     sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    from attnviz.interrupt import STOPPING
+
+    for signum in STOPPING:
+        signal.signal(signum, _on_sigterm if signum == signal.SIGTERM else signal.SIG_IGN)
     if parent is not None:
         _end_with(parent)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOPPING))
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends

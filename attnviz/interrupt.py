@@ -1,10 +1,11 @@
-"""Ctrl-C and SIGTERM: one exception for both, held back while files are renamed.
+"""Ctrl-C, SIGTERM and SIGHUP: one exception for all, held back while files are renamed.
 
 Python turns Ctrl-C (SIGINT) into ``KeyboardInterrupt`` wherever the program is, so every
 ``finally`` and ``except BaseException`` cleans up after it. SIGTERM (``kill``, ``timeout``,
-a closing IDE) kills the process on the spot by default, leaving temporary files behind;
-:func:`raise_on_signals` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``, so the
-same clean-up runs for both.
+a closing IDE) and SIGHUP (the terminal closed, an ssh connection lost) kill the process on
+the spot by default, leaving temporary files behind and a model in training unsaved;
+:func:`raise_on_signals` makes them raise :class:`Terminated`, a ``KeyboardInterrupt``, so
+the same clean-up runs for all.
 """
 
 from __future__ import annotations
@@ -17,23 +18,37 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import NoReturn
 
-_STOPPING = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP is POSIX's: Windows has none.
+STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                  if hasattr(signal, name))
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: stop and clean up, as for Ctrl-C."""
+    """SIGTERM (or SIGHUP, ``signum``) arrived: stop and clean up, as for Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
-RECEIVED: list[int] = []  # every Ctrl-C and SIGTERM the process got, in order
+def ending_word(signum: int) -> str:
+    """The one line that says why a command stopped: ``interrupted`` (Ctrl-C),
+    ``terminated`` (SIGTERM), ``hung up`` (SIGHUP)."""
+    if signum == signal.SIGINT:
+        return "interrupted"
+    return "hung up" if signum == getattr(signal, "SIGHUP", None) else "terminated"
+
+
+RECEIVED: list[int] = []  # every Ctrl-C, SIGTERM and SIGHUP the process got, in order
 
 
 def raise_on_signals() -> None:
-    """Make SIGTERM raise :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` in the main
-    thread, and note each in :data:`RECEIVED`: an interrupt raised where Python swallows
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` in
+    the main thread, and note each in :data:`RECEIVED`: an interrupt raised where Python swallows
     exceptions (a weakref callback, a ``__del__``) is not lost. Call once, from the main
     thread, when the program starts (the CLI does; a library caller keeps its own handlers).
     """
-    for signum in _STOPPING:
+    for signum in STOPPING:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # keep nohup-style ignoring
             signal.signal(signum, _raise_stop)
     before = sys.unraisablehook
@@ -49,7 +64,7 @@ def raise_on_signals() -> None:
 
 def _raise_stop(signum: int, frame: object) -> None:
     RECEIVED.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 @contextmanager
@@ -72,7 +87,7 @@ def held() -> Iterator[None]:
     try:
         # Each old handler is put back even when a signal arrives while another one is.
         with ExitStack() as restore:
-            for signum in _STOPPING:
+            for signum in STOPPING:
                 handler = signal.getsignal(signum)
                 if handler is None or handler is signal.SIG_IGN:  # None: set outside Python
                     continue
@@ -147,7 +162,7 @@ def note_from_now_on() -> list[int]:
     moments of a process, when there is nothing left to stop)."""
     noted: list[int] = []
     if threading.current_thread() is threading.main_thread():
-        for signum in _STOPPING:
+        for signum in STOPPING:
             if signal.getsignal(signum) not in (None, signal.SIG_IGN):
                 signal.signal(signum, lambda number, frame: noted.append(number))
     return noted

@@ -632,7 +632,8 @@ def recorded(out: Path) -> list[str]:
 @pytest.mark.parametrize("jobs, signum, to_group, twice", [
     (2, signal.SIGINT, True, False), (2, signal.SIGTERM, False, False),
     (2, signal.SIGTERM, True, False), (2, signal.SIGINT, True, True),
-    (1, signal.SIGINT, True, False), (1, signal.SIGTERM, False, False)])
+    (1, signal.SIGINT, True, False), (1, signal.SIGTERM, False, False),
+    (2, signal.SIGHUP, True, False)])  # the terminal closed: to every process of the command
 def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_file(
         tmp_path, jobs, signum, to_group, twice):
     """A real process, stopped once some lines are done: as Ctrl-C does (the terminal signals
@@ -670,7 +671,8 @@ def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_fil
     wait_for(lambda: not still_running(workers), 2)  # a moment for the kernel to reap them
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.splitlines()[-1] == {signal.SIGINT: "interrupted",
-                                       signal.SIGTERM: "terminated"}[signum]
+                                       signal.SIGTERM: "terminated",
+                                       signal.SIGHUP: "hung up"}[signum]
     assert temporaries(out) == []
     done = recorded(out)
     assert done_then <= len(done) <= done_then + jobs, "lines were started after the signal"

@@ -477,7 +477,7 @@ def test_a_rewritten_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path,
     assert stat.S_IMODE((tmp_path / "fresh.npz").stat().st_mode) == 0o666 & ~mask
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
     """Right after the last file is written, torch and matplotlib are still loaded: a signal
     then must end the process by that signal, with no "Exception ignored" traceback."""

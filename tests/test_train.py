@@ -659,10 +659,11 @@ def _read_until(process, pattern: str, timeout: float) -> bytes:
     return seen
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_training_keeps_the_model_and_ends_the_process_by_it(tmp_path, signum):
     """A real process, stopped once its progress bar counts steps: the model so far is saved
-    whole, and the process ends by the signal (the shell shows 130 or 143)."""
+    whole, and the process ends by the signal (the shell shows 130, 143 or 129). SIGHUP, a
+    closed terminal or a lost ssh connection, killed it on the spot: the model was lost."""
     # One source, two targets, validated on the training pairs: never 100%, so training does
     # not stop early on its own before the signal.
     process = _train_process(tmp_path, "a b\tb a\na b\ta b\nc d\td c\n", "--steps", "100000",
@@ -677,8 +678,8 @@ def test_a_signal_during_training_keeps_the_model_and_ends_the_process_by_it(tmp
     err = (seen + err).decode()
     assert process.returncode == -signum, err
     assert "Traceback" not in err and "Exception ignored" not in err
-    assert err.splitlines()[-1] == {signal.SIGINT: "interrupted",
-                                    signal.SIGTERM: "terminated"}[signum]
+    assert err.splitlines()[-1] == {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated",
+                                    signal.SIGHUP: "hung up"}[signum]
     steps = load_checkpoint(tmp_path / "m.safetensors").info["steps"]
     assert 1 <= steps < 100000 and f"after {steps} steps" in out.decode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pairs.tsv"]
@@ -728,7 +729,7 @@ sys.meta_path.insert(0, SignalWhenTorchImportsNumpy())
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_while_torch_loads_is_not_lost(tmp_path, signum):
     process = _train_process(
         tmp_path, "a b\tb a\nc d\td c\n", "--steps", "20",
@@ -739,8 +740,8 @@ def test_a_signal_while_torch_loads_is_not_lost(tmp_path, signum):
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signum, err.decode()
-    assert err.decode() == {signal.SIGINT: "interrupted\n",
-                            signal.SIGTERM: "terminated\n"}[signum]
+    assert err.decode() == {signal.SIGINT: "interrupted\n", signal.SIGTERM: "terminated\n",
+                            signal.SIGHUP: "hung up\n"}[signum]
     assert out == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
 
 
