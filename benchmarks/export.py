@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import ATTNVIZ, ROWS, report  # noqa: E402
+from benchmarks.run import ATTNVIZ, report, summary  # noqa: E402
 
 PAIRS = 100
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -165,14 +163,8 @@ def main() -> None:
         write_pairs(one, 1)
         for fmt in args.formats.split(","):
             export(fmt, repeats, Path(scratch), pairs, one)
-    print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}; load average at the end "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; "
-          f"{time.perf_counter() - started:.0f} s in all\n")
-    print("| measure | measured | target | |")
-    print("| --- | --- | --- | --- |")
-    for row in ROWS:
-        print("| " + " | ".join(row) + " |")
+    summary(started, "load average at the end "
+            + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

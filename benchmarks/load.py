@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import signal
 import statistics
@@ -34,12 +33,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-ATTNVIZ = str(BIN / "attnviz")
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.run import ATTNVIZ, PY, summary  # noqa: E402
+
 BUSY = [PY, "-c", "while True: pass"]
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 60.0  # seconds: a run stopped here counts as this long
@@ -391,12 +390,7 @@ def main() -> None:
         suite()
     if args.sizes:
         sizes(2.0 if args.quick else 6.0)
-    print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}; {time.perf_counter() - started:.0f} s in all\n")
-    print("| measure | measured | target | |")
-    print("| --- | --- | --- | --- |")
-    for row in ROWS:
-        print("| " + " | ".join(row) + " |")
+    summary(started, rows=ROWS)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,17 @@ is 244 MB and takes 5.3 s to build; attnview's of one layer of cross-attention, 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/chromium.py
 
-from benchmarks.run import ATTNVIZ, ROWS, alternate, report  # noqa: E402
+from benchmarks.run import ATTNVIZ, alternate, report, summary  # noqa: E402
 
 WORDS = " ".join(f"w{i}" for i in range(511))  # + <eos>: 512 source tokens
 TARGET = " ".join(f"v{i}" for i in range(511))  # after <bos>: 512 decoder tokens
@@ -197,13 +194,7 @@ def main() -> None:
         browser(path, repeats)
     chromium_version = subprocess.run(["chromium", "--version"], capture_output=True,
                                       text=True).stdout.strip() or "no Chromium"
-    print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}, {chromium_version}; "
-          f"{time.perf_counter() - started:.0f} s in all\n")
-    print("| measure | measured | target | |")
-    print("| --- | --- | --- | --- |")
-    for row in ROWS:
-        print("| " + " | ".join(row) + " |")
+    summary(started, chromium_version)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,18 @@ def report(what: str, value: float, target: float | None, unit: str = "x") -> No
           flush=True)
 
 
+def summary(started: float, *notes: str, rows: list | None = None) -> None:
+    """The machine, the ``notes`` on it, the time since ``started`` (perf_counter), then the
+    table of every row reported (``ROWS`` unless ``rows``), ready for the README."""
+    said = "".join(f"; {note}" for note in notes)
+    print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
+          f"{platform.python_version()}{said}; {time.perf_counter() - started:.0f} s in all\n")
+    print("| measure | measured | target | |")
+    print("| --- | --- | --- | --- |")
+    for row in ROWS if rows is None else rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms"
 
@@ -249,12 +261,7 @@ def main() -> None:
     startup(repeats)
     long_text(repeats)
     attention(repeats)
-    print(f"\n{date.today()}, {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}; {time.perf_counter() - started:.0f} s in all\n")
-    print("| measure | measured | target | |")
-    print("| --- | --- | --- | --- |")
-    for row in ROWS:
-        print("| " + " | ".join(row) + " |")
+    summary(started)
 
 
 if __name__ == "__main__":
