@@ -364,20 +364,19 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     line as it finishes.
 
     ``jobs`` above 1: the first line is drawn here, which loads torch, the model and the
-    renderer; then ``jobs`` worker processes draw the rest (when more than two lines are
-    to draw; else all are drawn here). On Linux they are forked from this process, so each
+    renderer; then ``jobs`` worker processes draw the rest (when more than two lines are to
+    draw; else all are drawn here). On Linux they are forked from this process, so each
     starts with all that loaded, where a fresh interpreter takes one to two seconds to
     import torch: longer than a hundred pages take to draw. A fork copies only the thread
     that makes it, and a lock that another thread held then would stay held in the copy for
     ever; so while this process runs Python threads of its own (the command's progress bar
     runs none), once it has used CUDA, and on other systems, the workers are spawned instead
-    (see :func:`_fork_is_safe`): fresh interpreters,
-    safe and slower. Each worker runs torch on one thread, whatever
-    ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes are the parallelism, more
-    threads than cores make every process wait (see :func:`attnviz.runtime.choose_threads`),
-    and in a fork of a process that has used OpenMP's threads, more than one hangs. With one
-    job every line is drawn here, on the threads attnviz chooses for every command (one, or
-    the variables').
+    (see :func:`_fork_is_safe`): fresh interpreters, safe and slower. Each worker runs torch
+    on one thread, whatever ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes
+    are the parallelism, more threads than cores make every process wait (see
+    :func:`attnviz.runtime.choose_threads`), and in a fork of a process that has used
+    OpenMP's threads, more than one hangs. With one job every line is drawn here, on the
+    threads attnviz chooses for every command (one, or the variables').
 
     Ctrl-C, SIGTERM or SIGHUP stops the work at once: the lines not yet started are
     cancelled and the workers stopped, each removing the temporary files of the line it was
@@ -588,17 +587,16 @@ def _work(settings: Settings, line: Line) -> Outcome:
 
 def _start_worker(parent: int | None = None) -> None:
     """A worker leaves Ctrl-C and SIGHUP (a closed terminal sends both to every process of
-    the command) to the main process, which stops it with SIGTERM. SIGTERM stops
-    its line (whose temporary files are removed) and ends the worker, at once. On Linux, the
-    death of ``parent`` (the main process's id) sends it SIGTERM too."""
+    the command) to the main process, which stops it with SIGTERM. SIGTERM stops its line
+    (whose temporary files are removed) and ends the worker, at once. On Linux, the death of
+    ``parent`` (the main process's id) sends it SIGTERM too."""
+    from attnviz.interrupt import STOPPING
     from attnviz.runtime import one_thread
 
     one_thread()  # the processes are the parallelism (see run)
     # A fork inherits the stand-ins for sys.stdout and sys.stderr that the progress bar sets
     # on a terminal: through them, a worker's print or log line would redraw a copy of it.
     sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr
-    from attnviz.interrupt import STOPPING
-
     for signum in STOPPING:
         signal.signal(signum, _on_sigterm if signum == signal.SIGTERM else signal.SIG_IGN)
     if parent is not None:
