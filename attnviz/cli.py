@@ -483,13 +483,15 @@ EXPORT_NOTES_SHOWN = 10  # warnings named one by one; the rest are counted
 def _report_export(summary, index: Path) -> None:
     """Each failed line and the first warnings, one line each, then the index; an error
     (exit 1) when a line failed."""
+    from attnviz.export import line_numbers
+
     by_line = sorted(summary.outcomes, key=lambda outcome: outcome.line.number)
     said: dict[str, list[int]] = {}  # each warning once, with the lines that gave it
     for outcome in by_line:
         if not outcome.skipped:
             for note in outcome.warnings:
                 said.setdefault(note, []).append(outcome.line.number)
-    notes = [f"{_line_numbers(numbers)}: {note}" for note, numbers in said.items()]
+    notes = [f"{line_numbers(numbers)}: {note}" for note, numbers in said.items()]
     for note in notes[:EXPORT_NOTES_SHOWN]:
         _say(f"warning: {note}")
     if len(notes) > EXPORT_NOTES_SHOWN:
@@ -504,15 +506,6 @@ def _report_export(summary, index: Path) -> None:
         failed, total = len(summary.failed), len(summary.outcomes)
         raise AttnvizError(f"{failed} of {total} pairs could not be drawn (listed above)"
                            + ("; the others are written" if failed < total else ""))
-
-
-def _line_numbers(numbers: list[int], named: int = 5) -> str:
-    """``line 3``, ``lines 3, 4, 9``, or ``lines 1, 2, 3, 4, 5 and 25 more``."""
-    if len(numbers) == 1:
-        return f"line {numbers[0]}"
-    rest = len(numbers) - named
-    return f"lines {', '.join(map(str, numbers[:named]))}" + (f" and {rest} more" if rest > 0
-                                                             else "")
 
 
 def _kinds(kind: Kind) -> Optional[list[str]]:

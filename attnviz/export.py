@@ -122,23 +122,21 @@ def read_lines(path: Path) -> list[Line]:
         else:
             lines.append(Line(number, source, target if target.strip() else None))
     if problems:
-        raise AttnvizError(problems[0][1] + _more_lines([number for number, _ in problems[1:]]))
+        more = [number for number, _ in problems[1:]]
+        raise AttnvizError(problems[0][1] + (f" (also bad: {line_numbers(more, 10)})"
+                                             if more else ""))
     if not lines:
         raise AttnvizError(f"pairs file {name} holds no pairs; {WAY_OUT}")
     return lines
 
 
-MORE_LINES_NAMED = 10  # bad lines named by number after the first, so all can be fixed at once
-
-
-def _more_lines(numbers: list[int]) -> str:
-    """`` (also bad: lines 4, 9 and 3 more)``, or nothing for no line."""
-    if not numbers:
-        return ""
-    named = ", ".join(map(str, numbers[:MORE_LINES_NAMED]))
-    rest = len(numbers) - MORE_LINES_NAMED
-    return (f" (also bad: line{'s' * (len(numbers) > 1)} {named}"
-            + (f" and {rest} more" if rest > 0 else "") + ")")
+def line_numbers(numbers: Sequence[int], named: int = 5) -> str:
+    """``line 3``, ``lines 3, 4, 9``, or ``lines 1, 2, 3, 4, 5 and 25 more``."""
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    rest = len(numbers) - named
+    return f"lines {', '.join(map(str, numbers[:named]))}" + (f" and {rest} more" if rest > 0
+                                                             else "")
 
 
 def prepare(settings: Settings) -> None:
