@@ -69,7 +69,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 @contextmanager
 def held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them.
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then deliver them.
 
     For a handful of quick steps that must all happen or all be undone (renaming files into
     place): an interrupt in their middle would leave some files new and some old. Only the
@@ -102,7 +102,7 @@ def held() -> Iterator[None]:
 @contextmanager
 def held_while_importing(name: str) -> Iterator[None]:
     """For the block's duration, the first import of top-level module ``name``, wherever it
-    happens, runs with Ctrl-C and SIGTERM :func:`held`; a signal that came meanwhile is raised
+    happens, runs with the stopping signals :func:`held`; a signal that came meanwhile is raised
     as soon as the module is in.
 
     For torch: its C start-up imports numpy and other modules, and clears or mishandles any
@@ -158,7 +158,7 @@ class _HoldingFinder:
 
 
 def note_from_now_on() -> list[int]:
-    """From now on, Ctrl-C and SIGTERM are only noted in the returned list (for the last
+    """From now on, Ctrl-C, SIGTERM and SIGHUP are only noted in the returned list (for the last
     moments of a process, when there is nothing left to stop)."""
     noted: list[int] = []
     if threading.current_thread() is threading.main_thread():
