@@ -628,6 +628,24 @@ def recorded(out: Path) -> list[str]:
     return sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
 
 
+def export_command(tmp_path: Path, *formats: str, jobs: int = 2, count: int = 30) -> list[str]:
+    """``attnviz export`` of ``count`` translate pairs into ``tmp_path / "out"``."""
+    write_pairs(tmp_path / "pairs.tsv", count)
+    return [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
+            str(tmp_path / "out"), *(part for fmt in formats for part in ("-f", fmt)),
+            "--jobs", str(jobs), "--no-cache"]
+
+
+def export_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+
+
+def started(command: list[str], output: int = subprocess.PIPE) -> subprocess.Popen:
+    """``command`` in a process group of its own, which its workers join."""
+    return subprocess.Popen(command, stdout=output, stderr=output, env=export_env(),
+                            start_new_session=True)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("jobs, signum, to_group, twice", [
     (2, signal.SIGINT, True, False), (2, signal.SIGTERM, False, False),
@@ -641,13 +659,9 @@ def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_fil
     during the clean-up. It ends in seconds, its workers with it, having drawn at most the
     lines under way; the bar, the last line and the index count the same lines."""
     count = 30
-    write_pairs(tmp_path / "pairs.tsv", count)
+    command = export_command(tmp_path, "npz", "html", jobs=jobs, count=count)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
-               str(out), "-f", "npz", "-f", "html", "--jobs", str(jobs), "--no-cache"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env, start_new_session=True)
+    process = started(command)
     try:
         wait_for(lambda: len(recorded(out)) >= 2, 120)
         workers = children_of(process.pid)
@@ -685,7 +699,8 @@ def test_ctrl_c_or_sigterm_stops_the_export_at_once_and_keeps_every_finished_fil
     assert re.findall(r"(\d+)/30", stderr)[-1] == str(len(done))  # the bar's final count
     assert f"stopped: {len(done)} of {count} pairs done, listed in " in stderr
     if jobs == 2 and not twice and to_group:
-        rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        rerun = subprocess.run(command, capture_output=True, text=True, env=export_env(),
+                               timeout=300)
         assert rerun.returncode == 0, rerun.stderr
         assert f"{count - len(done)} pairs drawn, {len(done)} done before" in rerun.stderr
         assert len(links_of(out / "index.html")) == 2 * count
@@ -698,13 +713,8 @@ def test_a_worker_killed_ends_the_export_with_a_message_and_keeps_every_finished
     """The kernel's out-of-memory killer sends SIGKILL to one worker: the export says so in
     one line (not "terminated": the pool stops the other worker with SIGTERM), ends 1, stops
     the other worker, and keeps the lines done, whole and listed."""
-    write_pairs(tmp_path / "pairs.tsv", 30)
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
-         str(out), "-f", "npz", "-f", "png", "--jobs", "2", "--no-cache"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"})
+    process = started(export_command(tmp_path, "npz", "png"))
     try:
         wait_for(lambda: len(recorded(out)) >= 3 and len(children_of(process.pid)) == 2, 120)
         workers = children_of(process.pid)
@@ -778,13 +788,8 @@ def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
     """SIGKILL to the main process (the out-of-memory killer's choice, or kill -9): its
     workers used to draw the lines queued to them, then wait for more for ever, each
     holding a model, as orphans. They end within seconds, leaving no temporary file."""
-    write_pairs(tmp_path / "pairs.tsv", 30)
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "attnviz", "export", str(tmp_path / "pairs.tsv"), "-d",
-         str(out), "-f", "npz", "-f", "png", "--jobs", "2", "--no-cache"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = started(export_command(tmp_path, "npz", "png"), subprocess.DEVNULL)
     workers = {}
     try:
         wait_for(lambda: len(recorded(out)) >= 2 and len(children_of(process.pid)) == 2, 120)
