@@ -304,6 +304,36 @@ def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_
     assert np.array_equal(maps.stack("cross"), expected.stack("cross"))
 
 
+@pytest.mark.parametrize("ticking", [False, True])
+def test_a_ctrl_c_as_the_bar_closes_still_draws_its_last_count(monkeypatch, ticking):
+    """A second Ctrl-C as the bar closes (the first one's clean-up closes it) ended rich's
+    stop before its last redraw: the count the "stopped: N of M" line speaks of was not on
+    the bar. The Ctrl-C is delivered once the bar is closed."""
+    import io
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from attnviz.render.report import export_progress
+
+    refresh = Live.refresh
+
+    def interrupted_when_stopping(live):
+        if not live.is_started:  # the last redraw, from stop()
+            signal.raise_signal(signal.SIGINT)
+        refresh(live)
+
+    monkeypatch.setattr(Live, "refresh", interrupted_when_stopping)
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        with export_progress(Console(file=out, force_terminal=True, width=100), 3,
+                             ticking=ticking) as report:
+            report(types.SimpleNamespace(skipped=False, error=None))
+    shown = out.getvalue()
+    assert "1/3" in shown
+    assert shown.rindex("\x1b[?25h") > shown.rindex("\x1b[?25l")  # the cursor shown again
+
+
 def test_the_bar_on_a_terminal_is_redrawn_a_few_times_a_second_not_for_every_line():
     """Lines done before are reported in a burst (thousands in a second); a redraw of the
     bar costs about a millisecond on a terminal, so one redraw a line would cost seconds."""

@@ -31,8 +31,17 @@ def _progress(console, name: str, total: int, ticking: bool = True) -> Iterator[
 
     columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=False, auto_refresh=ticking) as bar:
+    bar = Progress(*columns, console=console, transient=False, auto_refresh=ticking)
+    bar.start()
+    try:
         yield bar, bar.add_task(name, total=total, status="")
+    finally:
+        from attnviz.interrupt import held
+
+        # A second Ctrl-C as the bar closes stopped rich before its last redraw: the bar
+        # did not show the count that the command's last line speaks of.
+        with held():
+            bar.stop()
 
 
 @contextmanager
