@@ -131,7 +131,7 @@ def read_json(path: Path, what: str = "file", way_out: str = "check the path") -
         if len(data) > MAX_JSON_BYTES:
             raise AttnvizError(f"{name} is larger than {MAX_JSON_BYTES // 1024**2} MB; save "
                                "large maps as .npz")
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8-sig"))  # a byte order mark may lead (RFC 8259)
     except AttnvizError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError, OverflowError, OSError) as exc:

@@ -242,10 +242,14 @@ class AttentionMaps:
                 raise ValueError(f"{kind} must be a 4-dimensional array of numbers [layers, "
                                  f"heads, queries, keys], not of {given.dtype}")
             try:
-                array = np.asarray(given, dtype=np.float32)
+                with np.errstate(over="ignore"):  # said below, in one line, not as a warning
+                    array = np.asarray(given, dtype=np.float32)
             except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{kind} must be a 4-dimensional array of numbers "
                                  "[layers, heads, queries, keys]") from None
+            if given.dtype.kind == "f" and np.isinf(array).any() and np.isfinite(given).all():
+                raise ValueError(f"{kind} holds numbers too large for float32 (above 3.4e38): "
+                                 "not attention weights, which lie between 0 and 1")
             if array.size == 0 and 2 <= array.ndim < 4:  # nested lists lose empty axes' sizes
                 array = array.reshape(array.shape[:2] + tails[kind])
             arrays[kind] = array
@@ -253,7 +257,7 @@ class AttentionMaps:
         if isinstance(raw, np.ndarray):
             try:
                 raw = json.loads(str(raw))
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON: dropped, as another tool's facts
                 raw = None
         return cls(tokens["source_tokens"], tokens["target_tokens"],
                    provenance=Provenance.from_dict(raw), **arrays)
@@ -302,10 +306,10 @@ class AttentionMaps:
         name = printable(str(path))
         if not isinstance(data, dict):
             raise AttnvizError(f"{name} holds no attention maps: expected an object with the keys "
-                               f"{', '.join(KEYS)}")
+                               f"{', '.join(KEYS)}; {way_out}")
         if not any(kind in data for kind in KINDS):
             raise AttnvizError(f"{name} holds no attention maps: none of the keys "
-                               f"{', '.join(KINDS)} is there")
+                               f"{', '.join(KINDS)} is there; {way_out}")
         try:
             maps = cls.from_fields(data)
             maps.check_weights()

@@ -249,3 +249,45 @@ def test_show_options_are_checked_before_reading(tmp_path):
     _one_line_error(run("show", saved, "--head", "2"), "--head 2 is out of range")
     _one_line_error(run("show", saved, "-o", tmp_path / "x.bmp"), "not a supported output")
     _one_line_error(run("show", saved, "--cmap", "nope"), "unknown colour map")
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # as a raw stderr line would be: a fault
+def test_a_weight_beyond_float32_is_one_line_without_numpy_warning(tmp_path):
+    # 1e39 is a finite JSON number that float32 cannot hold: numpy's RuntimeWarning of the
+    # cast reached stderr as a raw line with a source path, beside the error.
+    path = tmp_path / "big.json"
+    path.write_text('{"source_tokens": ["a", "b"], "encoder_self": [[[[1e39, 0], [0.5, 0.5]]]]}')
+    _one_line_error(run("show", path), "big.json", "encoder_self", "too large")
+    wide = _npz(tmp_path / "wide.npz", source_tokens=np.array(["a"]),
+                encoder_self=np.full((1, 1, 1, 1), 1e300))
+    _one_line_error(run("show", wide), "wide.npz", "too large")
+
+
+def test_a_deeply_nested_provenance_in_an_npz_is_dropped_as_other_bad_provenance(tmp_path):
+    # A provenance string that is not JSON is ignored; one nested past the recursion limit
+    # made the whole file fail with "maximum recursion depth exceeded".
+    path = _npz(tmp_path / "deep.npz", source_tokens=np.array(["a"]),
+                encoder_self=np.ones((1, 1, 1, 1), np.float32),
+                provenance=np.array("[" * 100_000 + "]" * 100_000))
+    shown = run("show", path)
+    assert shown.exit_code == 0, shown.stderr
+    assert "recursion" not in shown.stderr
+
+
+def test_a_file_without_maps_says_the_way_out(tmp_path):
+    saved = tmp_path / "explained.npz"
+    assert run("explain", SOURCE, "-o", saved).exit_code == 0
+    _one_line_error(run("show", saved), "holds no attention maps", "-o maps.npz")
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    _one_line_error(run("show", path), "holds no attention maps", "-o maps.npz")
+
+
+def test_a_json_file_that_starts_with_a_byte_order_mark_is_read(tmp_path):
+    # Windows tools (PowerShell 5's Set-Content -Encoding UTF8) write one; RFC 8259 lets a
+    # reader ignore it.
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"source_tokens": ["a"], "encoder_self": [[[[1.0]]]]}).encode())
+    shown = run("show", path)
+    assert shown.exit_code == 0, shown.stderr
