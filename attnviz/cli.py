@@ -742,9 +742,11 @@ def models(
                 raise AttnvizError("--vocab lists the vocabulary of one model: name it, for "
                                    "example `attnviz models translate --vocab`")
             if not vocab:
+                import shlex  # the command to run next, as a shell takes it: 'my model.st'
+
                 raise AttnvizError("the list of models takes no name; to list a model's "
-                                   f"vocabulary, add --vocab: attnviz models {printable(name)} "
-                                   "--vocab")
+                                   "vocabulary, add --vocab: attnviz models "
+                                   f"{printable(shlex.quote(name))} --vocab")
             typer.echo(vocabulary_text(vocabulary(name), Console().width), nl=False)
             return
         from attnviz.catalog import describe

@@ -323,3 +323,13 @@ def test_every_command_has_a_one_line_summary_in_the_help():
     for name, command in commands.items():
         summary = command.short_help or (command.help or "").split("\n\n")[0]
         assert "\n" not in summary.strip(), name
+
+
+def test_the_vocab_command_of_a_model_whose_path_has_a_space_is_quoted(checkpoint, tmp_path):
+    from attnviz.checkpoint import save_checkpoint
+
+    model_file = tmp_path / "my model.safetensors"
+    save_checkpoint(checkpoint, model_file)
+    result = run("encode", "the Zebra sees the red car", "--model", str(model_file))
+    assert result.exit_code == 0, result.stderr
+    assert f"attnviz models '{model_file}' --vocab" in result.stderr

@@ -756,3 +756,11 @@ def test_a_caption_part_wider_than_the_figure_keeps_its_start():
     assert lines[0] == "model m" and lines[2] == "target 't'"
     assert lines[1].startswith("source 'word word") and lines[1].endswith("…")
     assert image._text_width(lines[1], image.CAPTION_FONT, ("DejaVu Sans",)) <= 4.0
+
+
+def test_the_command_models_suggests_runs_as_given_in_a_shell():
+    # An unquoted "attnviz models my model.st --vocab" names two models; "" named none.
+    for name, shown in [("my model.safetensors", "attnviz models 'my model.safetensors' --vocab"),
+                        ("", "attnviz models '' --vocab")]:
+        result = run("models", name)
+        assert result.exit_code == 1 and shown in result.stderr, result.stderr

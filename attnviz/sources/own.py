@@ -7,6 +7,7 @@ imported when maps are computed.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -358,7 +359,7 @@ def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str, model: str) -
     more = len(unknown) - UNKNOWN_SHOWN
     return [f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are read "
             f"as <unk> (labelled word?): {shown}" + (f" and {more} more" if more > 0 else "")
-            + f"; see the words it knows with `attnviz models {model} --vocab`"]
+            + f"; see the words it knows with `attnviz models {shlex.quote(model)} --vocab`"]
 
 
 def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:
