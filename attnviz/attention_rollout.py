@@ -44,9 +44,9 @@ def rollout(maps: AttentionMaps) -> np.ndarray:
         AttnvizError: when the maps hold no encoder self-attention.
     """
     if expect_maps(maps).encoder_self is None:
-        raise AttnvizError("kind encoder_self is not in these maps: attention rollout needs "
-                           "the encoder self-attention (the maps of encode, or of decode with "
-                           "an encoder-decoder model)", setting="kind")
+        raise AttnvizError("Encoder self-attention is not in these maps, and attention "
+                           "rollout follows it: give the maps of encode, or of decode with an "
+                           "encoder-decoder model")
     return encoder_rollout(maps.encoder_self)
 
 

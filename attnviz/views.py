@@ -192,8 +192,9 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
                            f"of {', '.join(KINDS)}", setting="kind")
     if kind not in maps.kinds:
         held = ", ".join(TITLES[k].lower() for k in maps.kinds)
-        raise AttnvizError(f"kind {kind} is not in these maps: they hold {held}",
-                           setting="kind")
+        # Named by its title, not its key: the CLI calls encoder_self "--kind encoder".
+        raise AttnvizError(f"{TITLES[kind]} is not in these maps: they hold {held}; choose "
+                           "another \u27e8kind\u27e9", setting="kind")
     stack = maps.stack(kind)  # (L, H, Q, K)
     layers, heads = stack.shape[:2]
     layer = maps.default_layer(kind) if layer is None else layer

@@ -81,7 +81,7 @@ def test_a_query_that_saw_no_key_keeps_its_own_identity():
 
 def test_rollout_needs_the_encoder():
     decoder_only = AttentionMaps([], ["a", "b"], decoder_self=np.ones((1, 1, 2, 2)) / 2)
-    with pytest.raises(attnviz.AttnvizError, match="^kind encoder_self is not in these maps"):
+    with pytest.raises(attnviz.AttnvizError, match="^Encoder self-attention is not in these maps"):
         attnviz.rollout(decoder_only)
 
 

@@ -70,7 +70,8 @@ def test_an_encoder_only_file_written_by_hand(tmp_path):
     assert "Encoder self-attention · layer 0 · mean of 2 heads" in shown.stdout
     assert "[CLS]" in shown.stdout
     cross = run("show", path, "--kind", "cross")
-    _one_line_error(cross, "--kind cross is not in these maps", "encoder self-attention")
+    _one_line_error(cross, "Cross-attention is not in these maps", "encoder self-attention",
+                    "choose another --kind")
 
 
 def test_a_decoder_only_file_written_by_hand_in_json(tmp_path):
@@ -291,3 +292,16 @@ def test_a_json_file_that_starts_with_a_byte_order_mark_is_read(tmp_path):
         {"source_tokens": ["a"], "encoder_self": [[[[1.0]]]]}).encode())
     shown = run("show", path)
     assert shown.exit_code == 0, shown.stderr
+
+
+def test_an_absent_kind_is_worded_as_the_command_line_names_it(tmp_path):
+    # "--kind encoder_self is not in these maps" named a value --kind refuses, and --rollout
+    # (not --kind) was what asked for the encoder.
+    path = tmp_path / "cross.json"
+    path.write_text(json.dumps({"source_tokens": ["a", "b"], "target_tokens": ["x"],
+                                "cross": [[[[0.5, 0.5]]]]}))
+    for args in (["--kind", "encoder"], ["--kind", "self"], ["--rollout"]):
+        result = run("show", path, *args)
+        _one_line_error(result, "is not in these maps")
+        assert "encoder_self" not in result.stderr and "decoder_self" not in result.stderr
+    assert "--kind" not in run("show", path, "--rollout").stderr
