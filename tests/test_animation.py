@@ -104,6 +104,15 @@ def test_the_masked_cells_grow_one_fewer_a_step():
     assert grey[-1] < grey[0] and all(a > b for a, b in zip(grey, grey[1:], strict=False))
 
 
+def test_a_gif_of_every_encoder_layer_names_the_kind_once(tmp_path):
+    # --layer all drew a panel a layer, and the refusal named the kind once a panel: one
+    # line of 72 kB for 3,000 layers.
+    result = runner.invoke(app, ["encode", SOURCE, "--layer", "all", "--head", "all",
+                                 "-o", str(tmp_path / "x.gif")])
+    assert result.exit_code == 1
+    assert result.stderr.count("encoder self-attention") == 1, result.stderr
+    assert not (tmp_path / "x.gif").exists()
+
 def test_encode_to_a_gif_says_the_animation_needs_a_decoder(tmp_path):
     result = runner.invoke(app, ["encode", SOURCE, "-o", str(tmp_path / "x.gif")])
     assert result.exit_code == 1

@@ -100,7 +100,8 @@ def decoder_heatmaps(heatmaps: list[Heatmap]) -> list[Heatmap]:
                                "layer and one head")
         chosen += found
     if not chosen:
-        held = ", ".join(TITLES[heatmap.kind].lower() for heatmap in heatmaps) or "nothing"
+        held = ", ".join(dict.fromkeys(TITLES[heatmap.kind].lower() for heatmap in heatmaps)
+                         ) or "nothing"  # each kind once: --layer all drew a panel a layer
         raise AttnvizError("the decoding animation (.gif) needs a decoder: masked decoder "
                            f"self-attention or cross-attention, and the maps drawn hold {held}; "
                            "draw it with ⟨decode⟩ and ⟨kind⟩ self, cross or all")
