@@ -10,6 +10,7 @@ from functools import lru_cache
 import numpy as np
 from rich.cells import cell_len
 
+from attnviz.errors import AttnvizError
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
 from attnviz.text import shorten
@@ -24,6 +25,10 @@ LABEL_CHARS = 24  # longer labels end with …
 LINE = 1.3  # a label's line, in font sizes: labels closer than this would touch
 PAD = 4  # points between a map and its labels
 PNG_DPI = 150  # dots per inch of PNG files
+# The largest picture drawn, in pixels at PNG_DPI (400 MB of RGBA while drawing): a 12 x 12
+# grid of every kind at 128 tokens is 48 million; 3,000 one-token layers, 690 million, took
+# 3.4 GB and 82 s (and no screen shows them).
+MAX_PIXELS = 100_000_000
 MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
 THIN_LINE = 3.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
@@ -340,6 +345,7 @@ def _figure(plan: Plan, cmap: str):
     from matplotlib.figure import Figure
 
     layout = _Layout(plan)
+    _check_size(layout, len(plan.panels))
     fig = Figure(figsize=(layout.width, layout.height))
     top = layout.height - GAP  # inches from the bottom, going down
     caption = plan.caption
@@ -540,6 +546,16 @@ def _caption_lines(caption: str, inches: float) -> list[str]:
             part = shorten(part, low)
         lines.append(part)
     return lines
+
+
+def _check_size(layout: _Layout, panels: int) -> None:
+    """Refuse, before anything is drawn, a picture of more than :data:`MAX_PIXELS`."""
+    width, height = round(layout.width * PNG_DPI), round(layout.height * PNG_DPI)
+    if width * height > MAX_PIXELS:
+        raise AttnvizError(
+            f"this picture of {panels:,} panels would be {width:,} x {height:,} pixels, more "
+            f"than {MAX_PIXELS // 10**6:,} million: draw fewer layers or heads, or a window "
+            "of the maps, or save them as a page (.html) or as numbers (.npz)")
 
 
 def _fraction(inches: float, total: float) -> float:
