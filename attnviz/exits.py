@@ -35,8 +35,6 @@ OK = 0
 ERROR = 1
 USAGE = 2
 BUG = 70  # EX_SOFTWARE in sysexits.h: an internal software error
-INTERRUPTED = 128 + signal.SIGINT  # 130
-TERMINATED = 128 + signal.SIGTERM  # 143
 DEBUG_VARIABLE = "ATTNVIZ_DEBUG"
 
 
