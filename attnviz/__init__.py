@@ -24,15 +24,15 @@ if TYPE_CHECKING:
     from typing import Any
 
     from attnviz.api import explain, page, plot, trace
-    from attnviz.attention_rollout import rollout
     from attnviz.errors import AttnvizError, AttnvizWarning
-    from attnviz.explanation import Explanation
-    from attnviz.maps import AttentionMaps, Provenance
+    from attnviz.maps.data import AttentionMaps, Provenance
+    from attnviz.maps.explanation import Explanation
+    from attnviz.maps.rollout import rollout
 
 _LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "explain": "attnviz.api",
-         "page": "attnviz.api", "rollout": "attnviz.attention_rollout",
-         "AttentionMaps": "attnviz.maps", "Provenance": "attnviz.maps",
-         "Explanation": "attnviz.explanation",
+         "page": "attnviz.api", "rollout": "attnviz.maps.rollout",
+         "AttentionMaps": "attnviz.maps.data", "Provenance": "attnviz.maps.data",
+         "Explanation": "attnviz.maps.explanation",
          "AttnvizError": "attnviz.errors", "AttnvizWarning": "attnviz.errors"}
 
 
@@ -46,7 +46,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names, and the package's own (``__version__``...), not its helpers."""
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
 
 
 def _show_in_notebooks() -> None:
@@ -61,7 +62,7 @@ def _show_in_notebooks() -> None:
     if shell is None:
         return
     formatter = shell.display_formatter.formatters["image/png"]
-    formatter.for_type_by_name("attnviz.maps", "AttentionMaps", _png)
+    formatter.for_type_by_name("attnviz.maps.data", "AttentionMaps", _png)
 
 
 def _png(maps: Any) -> bytes:

@@ -6,32 +6,32 @@
     html = attnviz.page(maps)                                # a page to explore every map
     maps.save("maps.npz")
 
-The same sources, views and files as the command line; errors are AttnvizError, and what
-the command line prints as a warning is an AttnvizWarning.
+The same way as the command line's (:mod:`attnviz.flow.pipeline`): the same sources, cache,
+views and files. Errors are AttnvizError; what the command line prints as a warning is an
+AttnvizWarning, warned with :func:`warnings.warn`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
-from attnviz.config import MAX_SEED
-from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.kinds import KINDS, SHORT_NAMES
-from attnviz.maps import AttentionMaps
-from attnviz.maps import expect_maps as _maps
-from attnviz.text import printable, shorten, valid_utf8
+from attnviz.errors import AttnvizError
+from attnviz.io.text import valid_utf8
+from attnviz.maps.choice import index, kind_named, shown
+from attnviz.maps.data import AttentionMaps
+from attnviz.maps.data import expect_maps as _maps
+from attnviz.maps.kinds import KIND_NAMES
+from attnviz.model.config import MAX_SEED
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from attnviz.explanation import Explanation
+    from attnviz.maps.explanation import Explanation
+    from attnviz.sources.base import Request
 
-# The kinds as the command line names them, and the library's own names.
-KIND_NAMES = {**SHORT_NAMES, **{kind: kind for kind in KINDS}}
+__all__ = ["KIND_NAMES", "explain", "page", "plot", "png", "trace"]
 DEVICES = ("cpu", "cuda", "auto")
-PARTS = ("encoder", "decoder")
 
 
 def trace(source: str, target: str | None = None, model: str | os.PathLike | None = "translate",
@@ -56,18 +56,10 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
         AttnvizError: for a problem a person can fix (an empty text, an unknown model, an
             argument of the wrong type...).
     """
-    from attnviz import cache as render_cache
-    from attnviz.sources import Request, open_source
+    from attnviz.flow import pipeline
 
-    if part is not None and part not in PARTS:
-        raise AttnvizError(f"part {_shown(part)} is not a part: use 'encoder', 'decoder' or "
-                           "None", setting="part")
-    request = Request(_text(source, "the source text"), _text(target, "⟨target⟩"), part,
-                      _seed(seed), _device(device))
-    traced = render_cache.traced(open_source(_model(model)), request, use_cache=cache)
-    for note in traced.warnings:
-        warnings.warn(note, AttnvizWarning, stacklevel=2)
-    return traced.maps
+    return pipeline.trace(_model(model), _request(source, target, part, seed, device),
+                          cache=cache)
 
 
 def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | None = None,
@@ -97,15 +89,15 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | N
 
     Each panel is one of ``figure.axes`` that has a title; colour bars are the others.
     """
-    from attnviz import views
+    from attnviz.flow import pipeline
     from attnviz.render import image
 
     maps = _maps(maps)
-    kinds = None if kind == "all" else [_kind(kind, ", or all")]
-    # The layer, head, scale and windows are checked by views.plan, in the same words.
+    kinds = None if kind == "all" else (_kind(kind, ", or all"),)
+    # The layer, head, scale and windows are checked by the plan, in the same words.
     _check_cmap(cmap)
-    chosen = views.plan(maps, kinds, layer, head, scale, window, window_query, window_key)
-    return image.figure(chosen, cmap)
+    view = pipeline.View(kinds, layer, head, scale, window, window_query, window_key)
+    return image.figure(pipeline.plan(maps, view), cmap)
 
 
 def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
@@ -126,27 +118,30 @@ def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
 
     Write it with ``pathlib.Path("view.html").write_text(html, encoding="utf-8")``.
     """
-    from attnviz.render import page as html_page
+    from attnviz.flow import pipeline
+    from attnviz.maps.views import SCALES
 
     maps = _maps(maps)
-    kind = None if kind is None else _kind(kind, ", or None")
-    layer = _index(layer, "layer", "", "a page opens on one layer (the reader picks others)")
-    head = _index(head, "head", ", 'mean'", "a page opens on one head (the reader picks "
-                  "others)", mean=True)
-    if not isinstance(scale, str) or scale not in html_page.SCALES:
-        raise AttnvizError(f"scale {_shown(str(scale))} is not a scale: use one of "
-                           f"{', '.join(html_page.SCALES)}", setting="scale")
+    kind = maps.kinds[0] if kind is None else _kind(kind, ", or None")
+    layer = index(layer, "layer", "(0, 1, ...)", "a page opens on one layer (the reader picks "
+                  "others)")
+    head = index(head, "head", "(0, 1, ...), 'mean'", "a page opens on one head (the reader "
+                 "picks others)", also=("mean",))
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise AttnvizError(f"scale {shown(str(scale))} is not a scale: use one of "
+                           f"{', '.join(SCALES)}", setting="scale")
     _check_cmap(cmap)
-    return html_page.to_bytes(maps, cmap, kind=kind, layer=layer, head=head,
-                              scale=scale).decode("utf-8")
+    opening = pipeline.plan(maps, pipeline.View((kind,), layer, head, scale))
+    return pipeline.to_bytes(maps, opening, "html", cmap).decode("utf-8")
 
 
 def png(maps: AttentionMaps) -> bytes:
     """The picture :func:`plot` draws of ``maps``, as PNG bytes (how a notebook shows maps)."""
-    from attnviz import views
+    from attnviz.flow import pipeline
     from attnviz.render import image
 
-    return image.to_bytes(views.heatmaps(_maps(maps)), "png", "viridis", dpi=100)
+    return image.to_bytes(pipeline.plan(_maps(maps), pipeline.View()), "png", "viridis",
+                          dpi=100)
 
 
 def explain(source: str, target: str | None = None,
@@ -174,34 +169,23 @@ def explain(source: str, target: str | None = None,
         AttnvizError: for a problem a person can fix (another kind of model, a layer or head
             out of range, an empty text...).
     """
-    from attnviz.errors import AttnvizError
-    from attnviz.sources import Request, open_source, source_module
+    from attnviz.flow import pipeline
 
     kind = _kind(kind, "")
-    layer = _index(layer, "layer", "", "explain shows one layer")
-    head = _index(head, "head", "", "explain shows one head", none=False)
-    request = Request(_text(source, "the source text"), _text(target, "⟨target⟩"), None,
-                      _seed(seed), _device(device))
-    model = _model(model)
-    module = source_module(model)
-    if module != "own":
-        what = ("a file of saved maps holds their weights, not the queries and keys that made "
-                "them" if module == "saved" else
-                "a Hugging Face model computes its attention inside its own code")
-        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
-                           f"reverse, random, or a model file from attnviz train): {what}")
-    explanation, notes = open_source(model).explain(request, kind, layer, head)
-    for note in notes:
-        warnings.warn(note, AttnvizWarning, stacklevel=2)
-    return explanation
+    layer = index(layer, "layer", "(0, 1, ...)", "explain shows one layer")
+    head = index(head, "head", "(0, 1, ...)", "explain shows one head", none=False)
+    return pipeline.explain(_model(model), _request(source, target, None, seed, device), kind,
+                            layer, head)
 
 
 # The arguments a person passes, checked at the edge: a wrong type is one AttnvizError line
 # naming the argument, never an AttributeError from deep inside.
 
-def _shown(value: Any) -> str:
-    """``value`` as a message quotes it: its repr, printable and at most 40 columns."""
-    return printable(shorten(repr(value), 40))
+def _request(source: Any, target: Any, part: Any, seed: Any, device: Any) -> Request:
+    from attnviz.sources.base import Request
+
+    return Request(_text(source, "the source text"), _text(target, "⟨target⟩"), part,
+                   _seed(seed), _device(device))
 
 
 def _text(value: Any, what: str) -> str | None:
@@ -235,28 +219,14 @@ def _seed(value: Any) -> int:
 
 def _device(value: Any) -> str:
     if not isinstance(value, str) or value not in DEVICES:
-        raise AttnvizError(f"device {_shown(value)} is unknown; use cpu, cuda or auto",
+        raise AttnvizError(f"device {shown(value)} is unknown; use cpu, cuda or auto",
                            setting="device")
     return value
 
 
 def _kind(value: Any, more: str) -> str:
     """The maps' name of a kind given as the command line or the maps name it."""
-    if not isinstance(value, str) or value not in KIND_NAMES:
-        raise AttnvizError(f"kind {_shown(value)} is not a kind of attention; use one of "
-                           f"{', '.join(KIND_NAMES)}{more}", setting="kind")
-    return KIND_NAMES[value]
-
-
-def _index(value: Any, setting: str, words: str, one: str, *, none: bool = True,
-           mean: bool = False) -> int | None:
-    """A layer or head given as one index (or None, or 'mean' for the mean of the heads)."""
-    if mean and value == "mean":
-        return None
-    if (value is None and none) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise AttnvizError(f"{setting} {_shown(str(value))} is not a {setting}: give an index "
-                       f"(0, 1, ...){words}; {one}", setting=setting)
+    return kind_named(value, more)
 
 
 def _check_cmap(name: Any) -> None:

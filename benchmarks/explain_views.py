@@ -45,7 +45,7 @@ def in_process(repeats: int) -> None:
     from rich.console import Console
 
     import attnviz
-    from attnviz import views
+    from attnviz.maps import views
     from attnviz.render import animation, explain_image, explain_terminal, image
 
     print(f"in one process, translate model, {SENTENCE!r} (medians):", flush=True)

@@ -36,8 +36,8 @@ print(first, again, choice.families, repr(choice.missing))
 def main() -> None:
     import numpy as np
 
+    from attnviz.maps.views import Heatmap
     from attnviz.render import fonts, image
-    from attnviz.views import Heatmap
 
     tokens = ["<bos>", "the", "small", "black", "cats", "see", "a", "red", "car", "<eos>"]
     n = len(tokens)

@@ -331,8 +331,8 @@ def _one_against_many(step: Callable[[], None], cores: int, seconds: float,
 def _model(width: int):
     import torch
 
-    from attnviz.config import ModelConfig
-    from attnviz.model import Transformer
+    from attnviz.model.config import ModelConfig
+    from attnviz.model.transformer import Transformer
 
     torch.manual_seed(0)
     return Transformer(ModelConfig(source_vocab_size=64, target_vocab_size=64, d_model=width,

@@ -34,7 +34,7 @@ TARGET = " ".join(f"v{i}" for i in range(511))  # after <bos>: 512 decoder token
 def written(repeats: int, scratch: Path) -> Path:
     """Size and time of the page, beyond the forward pass; returns the page's path."""
     import attnviz
-    from attnviz.files import write_atomically
+    from attnviz.io.atomic import write_atomically
     from attnviz.render import page
 
     print("the page of 3 kinds x 2 layers x 4 heads at 512 tokens:", flush=True)

@@ -166,8 +166,8 @@ def attention(repeats: int) -> None:
     import torch
     import torch.nn.functional as F
 
-    from attnviz import attention as shared
-    from attnviz.model import MultiHeadAttention
+    from attnviz.model import attention as shared
+    from attnviz.model.transformer import MultiHeadAttention
 
     print("attention, 8 heads, d = 512, self-attention, batch 1 (medians):", flush=True)
     torch.manual_seed(0)
@@ -218,8 +218,8 @@ def attention(repeats: int) -> None:
 def long_text(repeats: int) -> None:
     from rich.console import Console
 
-    from attnviz import views
-    from attnviz.maps import AttentionMaps
+    from attnviz.maps import views
+    from attnviz.maps.data import AttentionMaps
     from attnviz.render import terminal
 
     print("a 2,048-character text with the dates model:", flush=True)

@@ -16,8 +16,8 @@ import sys
 
 STEP = """
 import resource, sys, torch, torch.nn.functional as F
-from attnviz.config import ModelConfig
-from attnviz.model import Transformer
+from attnviz.model.config import ModelConfig
+from attnviz.model.transformer import Transformer
 torch.set_num_threads(1)
 batch, source, target = int(sys.argv[1]), int(sys.argv[2]), 65
 model = Transformer(ModelConfig(source_vocab_size=1000, target_vocab_size=1000))

@@ -62,10 +62,10 @@ def make_model(path: Path) -> None:
     """A random word-level model of 6 layers and 8 heads that knows WORDS."""
     import torch
 
-    from attnviz.checkpoint import Checkpoint, save_checkpoint
-    from attnviz.config import ModelConfig
-    from attnviz.model import Transformer
-    from attnviz.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.checkpoint import Checkpoint, save_checkpoint
+    from attnviz.model.config import ModelConfig
+    from attnviz.model.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.transformer import Transformer
 
     vocab = Vocabulary.build([WORDS])
     config = ModelConfig(source_vocab_size=len(vocab), target_vocab_size=len(vocab),
@@ -110,8 +110,8 @@ def child(spec: dict, output: str) -> None:
         forward, forward_cpu = time.perf_counter(), time.process_time()
         import matplotlib.figure  # noqa: F401 - the CLI imports it to draw, so it counts
 
-        from attnviz import views
-        from attnviz.files import write_atomically
+        from attnviz.io.atomic import write_atomically
+        from attnviz.maps import views
         from attnviz.render import image
 
         imported, imported_cpu = time.perf_counter(), time.process_time()

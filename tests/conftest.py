@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-from attnviz.checkpoint import Checkpoint, save_checkpoint
-from attnviz.config import ModelConfig
-from attnviz.model import Transformer
-from attnviz.runtime import threads_set_in
-from attnviz.tokenize import Tokenizer, Vocabulary
+from attnviz.model.checkpoint import Checkpoint, save_checkpoint
+from attnviz.model.config import ModelConfig
+from attnviz.model.runtime import threads_set_in
+from attnviz.model.tokenize import Tokenizer, Vocabulary
+from attnviz.model.transformer import Transformer
 
 SOURCE = "the black cat sees the red car"
 

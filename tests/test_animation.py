@@ -12,14 +12,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import views
-from attnviz.catalog import shipped_models
-from attnviz.checkpoint import load_checkpoint
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
-from attnviz.model import rule_out_specials
+from attnviz.maps import views
+from attnviz.model.catalog import shipped_models
+from attnviz.model.checkpoint import load_checkpoint
+from attnviz.model.tokenize import BOS_ID, EOS_ID
+from attnviz.model.transformer import rule_out_specials
 from attnviz.render import animation
-from attnviz.tokenize import BOS_ID, EOS_ID
 from tests.conftest import SOURCE, TARGET
 
 runner = CliRunner()
@@ -158,21 +158,23 @@ def test_teacher_forced_rows_are_the_attention_of_each_greedy_step():
         memory = model.encode(source).memory
         written, self_rows, cross_rows = [BOS_ID], [], []
         while True:  # greedy decoding, step by step, as model.generate does
-            logits, self_weights, cross_weights = model.decode(torch.tensor([written]),
-                                                               memory, source)
+            step = model.decode(torch.tensor([written]), memory, source)
+            self_weights = step.attention.weights("decoder_self")  # (1, L, H, t + 1, t + 1)
+            cross_weights = step.attention.weights("cross")  # (1, L, H, t + 1, S)
             self_rows.append(self_weights[0, :, :, -1])  # (L, H, t + 1): this step's row
             cross_rows.append(cross_weights[0, :, :, -1])  # (L, H, S)
-            following = int(rule_out_specials(logits[0, -1]).argmax())
+            following = int(rule_out_specials(step.logits[0, -1]).argmax())
             if following == EOS_ID:
                 break
             written.append(following)
         assert written == model.generate(source)[0].tolist()
-        whole = model(source, torch.tensor([written]))
+        whole = model(source, torch.tensor([written])).attention
+    decoder_self, cross = whole.weights("decoder_self"), whole.weights("cross")
     for step, (self_row, cross_row) in enumerate(zip(self_rows, cross_rows, strict=True)):
-        torch.testing.assert_close(whole.decoder_self[0, :, :, step, :step + 1], self_row,
+        torch.testing.assert_close(decoder_self[0, :, :, step, :step + 1], self_row,
                                    atol=1e-6, rtol=1e-5)
-        assert (whole.decoder_self[0, :, :, step, step + 1:] == 0).all()
-        torch.testing.assert_close(whole.cross[0, :, :, step], cross_row, atol=1e-6,
+        assert (decoder_self[0, :, :, step, step + 1:] == 0).all()
+        torch.testing.assert_close(cross[0, :, :, step], cross_row, atol=1e-6,
                                    rtol=1e-5)
     # And those are the maps the animation draws, one frame per step.
     maps = attnviz.trace(SOURCE)

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 import attnviz
 from attnviz.api import png
-from attnviz.checkpoint import save_checkpoint
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
+from attnviz.maps.data import AttentionMaps
+from attnviz.model.checkpoint import save_checkpoint
 
 SENTENCE = "the cat sees a car"
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 
-from attnviz.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from attnviz.model.attention import causal_mask, padding_mask, scaled_dot_product_attention
 
 SHAPES = [  # (batch dims, T, S, d_k, d_v)
     ((), 1, 1, 1, 1),
@@ -161,8 +161,8 @@ def test_no_other_module_computes_softmax():
                                 for arg in ast.walk(node))
                 if called in ("masked_fill", "masked_fill_") and minus_inf:
                     inf_users.add(name)
-    assert softmax_users == {"attention.py"}
-    assert inf_users == {"attention.py"}
+    assert softmax_users == {"model/attention.py"}
+    assert inf_users == {"model/attention.py"}
 
 
 def test_gradients_match_torch_when_training():

@@ -19,10 +19,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attnviz.checkpoint import Checkpoint, save_checkpoint
-from attnviz.cli import app
-from attnviz.model import Transformer
-from attnviz.tokenize import SPECIALS, Tokenizer, Vocabulary
+from attnviz.cli.app import app
+from attnviz.model.checkpoint import Checkpoint, save_checkpoint
+from attnviz.model.tokenize import SPECIALS, Tokenizer, Vocabulary
+from attnviz.model.transformer import Transformer
 from tests.conftest import SOURCE, tiny_config
 
 ESC = "\x1b"

@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from attnviz.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnviz.errors import AttnvizError
-from attnviz.files import read_regular_file
-from attnviz.tokenize import SPECIALS, Tokenizer, Vocabulary
+from attnviz.io.reading import read_regular_file
+from attnviz.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from attnviz.model.tokenize import SPECIALS, Tokenizer, Vocabulary
 from tests.conftest import tiny_config
 
 
@@ -36,8 +36,9 @@ def test_a_saved_model_loads_back_to_identical_outputs(checkpoint, model_file):
     assert loaded.source_tokenizer == checkpoint.source_tokenizer
     assert loaded.info == {"task": "test"}
     expected, actual = _outputs(checkpoint), _outputs(loaded)
-    for field in ("logits", "encoder_self", "decoder_self", "cross"):
-        assert torch.equal(getattr(expected, field), getattr(actual, field))
+    assert torch.equal(expected.logits, actual.logits)
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        assert torch.equal(expected.attention.weights(kind), actual.attention.weights(kind))
 
 
 def test_saving_leaves_no_temporary_file(tmp_path, checkpoint):
@@ -198,7 +199,7 @@ def test_a_config_asking_for_endless_decoding_is_refused(tmp_path, checkpoint):
 
 
 def test_the_same_model_gives_the_same_bytes_even_with_accented_tokens(tmp_path, checkpoint):
-    from attnviz.tokenize import Vocabulary
+    from attnviz.model.tokenize import Vocabulary
 
     accented = Vocabulary([*checkpoint.target_vocab.tokens[:-2], "à", "bientôt"])
     checkpoint.target_vocab = accented
@@ -271,7 +272,7 @@ def _sparse(path, size):
 
 
 def test_model_files_are_read_only_when_regular_and_not_too_large(tmp_path):
-    from attnviz.config import MAX_MODEL_FILE_BYTES
+    from attnviz.model.config import MAX_MODEL_FILE_BYTES
 
     sock, cases = _special_files(tmp_path)
     cases[_sparse(tmp_path / "huge.safetensors", MAX_MODEL_FILE_BYTES + 1)] = \
@@ -298,7 +299,7 @@ def test_a_fifo_as_model_does_not_hang_a_real_process(tmp_path):
 
 
 def test_a_header_beyond_the_limit_names_the_limit(tmp_path):
-    from attnviz.config import MAX_HEADER_BYTES
+    from attnviz.model.config import MAX_HEADER_BYTES
 
     path = tmp_path / "big-header.safetensors"
     with open(path, "wb") as file:
@@ -358,8 +359,13 @@ def test_the_header_limit_holds_any_model_within_the_other_limits(tmp_path):
     """MAX_HEADER_BYTES is derived: 4 * MAX_TOKEN_CHARS + 6 bytes at most per token, and
     1 MiB for the rest. Both parts are measured here on their worst cases: tokens of the
     characters the header spells longest, the deepest model, a long training command."""
-    from attnviz.config import MAX_HEADER_BYTES, MAX_LAYERS, MAX_TOKEN_CHARS, MAX_VOCABULARY_SIZE
-    from attnviz.model import Transformer
+    from attnviz.model.config import (
+        MAX_HEADER_BYTES,
+        MAX_LAYERS,
+        MAX_TOKEN_CHARS,
+        MAX_VOCABULARY_SIZE,
+    )
+    from attnviz.model.transformer import Transformer
 
     worst = '"\\\U0001F600'  # a quote and a backslash (escaped twice), a 4-byte character
     def tokens(count, side):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.sources import Request, open_source
 from tests.conftest import SOURCE, TARGET
 
@@ -67,7 +67,7 @@ def test_decode_kind_layer_and_head_pick_the_map():
 def test_decode_without_a_target_writes_one_and_prints_it():
     result = run("decode", SOURCE, "--kind", "cross")
     assert result.exit_code == 0, result.stderr
-    expected = open_source().trace(Request(SOURCE)).maps.provenance.target_text
+    expected = open_source().maps(Request(SOURCE)).provenance.target_text
     assert expected and result.stdout.splitlines()[0] == expected
 
 
@@ -99,7 +99,7 @@ def test_npz_and_json_hold_exactly_what_the_model_returned(tmp_path):
     result = run("decode", SOURCE, "-t", TARGET, "-o", str(tmp_path / "m.npz"),
                  "-o", str(tmp_path / "m.json"))
     assert result.exit_code == 0, result.stderr
-    maps = open_source().trace(Request(SOURCE, TARGET)).maps
+    maps = open_source().maps(Request(SOURCE, TARGET))
     with np.load(tmp_path / "m.npz") as archive:
         npz = {key: archive[key] for key in archive.files}
     parsed = json.loads((tmp_path / "m.json").read_text())
@@ -326,7 +326,7 @@ def test_every_command_has_a_one_line_summary_in_the_help():
 
 
 def test_the_vocab_command_of_a_model_whose_path_has_a_space_is_quoted(checkpoint, tmp_path):
-    from attnviz.checkpoint import save_checkpoint
+    from attnviz.model.checkpoint import save_checkpoint
 
     model_file = tmp_path / "my model.safetensors"
     save_checkpoint(checkpoint, model_file)

@@ -13,11 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import attention
-from attnviz.cli import app
-from attnviz.explanation import ARRAYS
-from attnviz.model import Transformer
-from attnviz.tokenize import BOS_ID, PAD_ID
+from attnviz.cli.app import app
+from attnviz.maps.explanation import ARRAYS
+from attnviz.model import attention
+from attnviz.model.tokenize import BOS_ID, PAD_ID
+from attnviz.model.transformer import Transformer
 from tests.conftest import SOURCE, TARGET, tiny_config, tiny_model
 
 runner = CliRunner()
@@ -34,65 +34,68 @@ def _batch(config, s=6, t=5, seed=0):
 
 
 @pytest.mark.parametrize("padded", [False, True])
-def test_model_steps_are_the_maps_of_the_whole_forward_pass(padded):
+def test_a_layers_recorded_inputs_give_its_weights_through_the_one_function(padded):
+    """The intermediates are what the attention function took: given them again, it gives
+    the very weights of the forward pass."""
     model = tiny_model()
     source, target = _batch(model.config)
     if padded:  # a batch where one sentence is shorter: padding is masked as a key
         source[1, -2:] = PAD_ID
         target[1, -1:] = PAD_ID
     with torch.inference_mode():
-        whole = model(source, target)
+        recorded = model(source, target).attention
         for kind in KINDS:
-            maps = getattr(whole, kind)  # (B, L, H, Q, K)
-            for layer in range(maps.shape[1]):
-                steps = model.attention_steps(source, target, kind, layer)
-                # The same function on the same inputs: the very same numbers.
-                assert torch.equal(steps.weights, maps[:, layer]), (kind, layer)
+            for layer in recorded.layers(kind):
+                _, weights = attention.scaled_dot_product_attention(
+                    layer.queries, layer.keys, layer.values, layer.mask)
+                assert torch.equal(weights, layer.weights), kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_model_steps_scores_under_softmax_give_the_weights(kind):
+def test_the_scores_of_the_recorded_queries_and_keys_under_softmax_give_the_weights(kind):
     model = tiny_model(seed=3)
     source, target = _batch(model.config, s=7, t=4)
     with torch.inference_mode():
-        steps = model.attention_steps(source, target, kind, 1)
-    masked = steps.scores.masked_fill(~steps.mask, float("-inf"))
-    torch.testing.assert_close(torch.softmax(masked, dim=-1), steps.weights, atol=1e-6, rtol=0)
+        layer = model(source, target).attention.layers(kind)[1]
+        scores = attention.attention_scores(layer.queries, layer.keys)  # (B, H, Q, K)
+    masked = scores.masked_fill(~layer.visible(), float("-inf"))
+    torch.testing.assert_close(torch.softmax(masked, dim=-1), layer.weights, atol=1e-6, rtol=0)
     # And by hand, without torch's softmax.
     exp = np.exp(masked.double().numpy() - masked.double().numpy().max(-1, keepdims=True))
-    np.testing.assert_allclose(exp / exp.sum(-1, keepdims=True), steps.weights.numpy(),
+    np.testing.assert_allclose(exp / exp.sum(-1, keepdims=True), layer.weights.numpy(),
                                atol=1e-6)
 
 
-def test_model_steps_mask_is_the_causal_triangle_for_self_attention_only():
+def test_the_recorded_mask_is_the_causal_triangle_for_self_attention_only():
     model = tiny_model()
     source, target = _batch(model.config, s=6, t=5)
     with torch.inference_mode():
-        masks = {kind: model.attention_steps(source, target, kind, 0).mask for kind in KINDS}
+        recorded = model(source, target).attention
+    masks = {kind: recorded.layers(kind)[0].visible() for kind in KINDS}
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     assert torch.equal(masks["decoder_self"], causal.expand(2, 2, 5, 5))
     assert bool(masks["encoder_self"].all()) and masks["encoder_self"].shape == (2, 2, 6, 6)
     assert bool(masks["cross"].all()) and masks["cross"].shape == (2, 2, 5, 6)
 
 
-def test_model_steps_shapes_follow_d_model_over_heads():
+def test_the_recorded_shapes_follow_d_model_over_heads():
     model = Transformer(tiny_config(d_model=24, n_heads=3)).eval()
     source, target = _batch(model.config, s=6, t=5)
     with torch.inference_mode():
-        cross = model.attention_steps(source, target, "cross", 2)
+        cross = model(source, target).attention.cross[2]
     d_k = 24 // 3
     assert cross.queries.shape == (2, 3, 5, d_k)
     assert cross.keys.shape == cross.values.shape == (2, 3, 6, d_k)
-    assert cross.scores.shape == cross.weights.shape == cross.mask.shape == (2, 3, 5, 6)
+    assert cross.weights.shape == cross.visible().shape == (2, 3, 5, 6)
 
 
-def test_model_steps_refuse_a_kind_or_layer_that_is_not_there():
+def test_the_intermediates_refuse_a_kind_that_is_not_one():
     model = tiny_model()
-    source, target = _batch(model.config)
+    with torch.inference_mode():
+        recorded = model(*_batch(model.config)).attention
     with pytest.raises(ValueError, match="kind"):
-        model.attention_steps(source, target, "decoder", 0)
-    with pytest.raises(ValueError, match="layer"):
-        model.attention_steps(source, target, "encoder_self", 2)
+        recorded.layers("decoder")
+    assert len(recorded.layers("encoder_self")) == model.config.n_encoder_layers
 
 
 # The explain view, from the library and the command line.
@@ -126,7 +129,7 @@ def test_explained_weights_follow_a_given_target_and_the_random_model():
     assert np.array_equal(explained.weights, maps.cross[1, 0])
 
 
-def test_the_weights_come_from_the_one_attention_function(monkeypatch):
+def test_the_weights_come_from_the_one_attention_function_in_one_forward_pass(monkeypatch):
     returned = []
     original = attention.scaled_dot_product_attention
 
@@ -137,8 +140,11 @@ def test_the_weights_come_from_the_one_attention_function(monkeypatch):
 
     monkeypatch.setattr(attention, "scaled_dot_product_attention", watching)
     explained = attnviz.explain(SOURCE, TARGET, kind="self", layer=1, head=3)
-    # The last call is the explained layer's own: its weights are what explain shows.
-    assert np.array_equal(explained.weights, returned[-1][0, 3].numpy())
+    # One forward pass and no twin of it: a call for each attention layer (2 encoder layers,
+    # then self and cross for each of 2 decoder layers), once.
+    assert len(returned) == 2 + 2 * 2
+    # The call of decoder layer 1's self-attention gave the weights explain shows.
+    assert np.array_equal(explained.weights, returned[2 + 2 * 1][0, 3].numpy())
 
 
 @pytest.mark.parametrize("kind", API_KINDS)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -20,11 +21,15 @@ import pytest
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import export, files, sources
-from attnviz.cli import app
-from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
-from attnviz.sources import Trace
+from attnviz import sources
+from attnviz.batch import export
+from attnviz.batch import pool as worker_pool
+from attnviz.cli.app import app
+from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.flow import pipeline
+from attnviz.io import atomic as files
+from attnviz.io.pairs import Line, read_pairs
+from attnviz.maps.data import AttentionMaps
 from attnviz.train.tasks import get_task, held_out_examples
 from tests.test_page import page_data
 
@@ -72,10 +77,10 @@ def temporaries(folder: Path) -> list[Path]:
 def test_lines_take_an_optional_target_and_keep_their_numbers(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("\ufeffthe cat\tle chat\r\n\n  \nthe dog\na car\t \n", encoding="utf-8")
-    assert export.read_lines(path) == [export.Line(1, "the cat", "le chat"),
-                                       export.Line(4, "the dog", None),
-                                       export.Line(5, "a car", None)]
-    assert export.Line(7, "x", None).stem == "0007" and export.Line(12345, "x", None).stem \
+    assert read_pairs(path) == [Line(1, "the cat", "le chat"),
+                                       Line(4, "the dog", None),
+                                       Line(5, "a car", None)]
+    assert Line(7, "x", None).stem == "0007" and Line(12345, "x", None).stem \
         == "12345"
 
 
@@ -91,7 +96,7 @@ def test_bad_lines_are_named_by_file_and_line(tmp_path, monkeypatch, content, me
     monkeypatch.chdir(tmp_path)
     Path("pairs.tsv").write_bytes(content)
     with pytest.raises(AttnvizError, match=message):
-        export.read_lines(Path("pairs.tsv"))
+        read_pairs(Path("pairs.tsv"))
     result = runner.invoke(app, ["export", "pairs.tsv", "-d", "out"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -103,11 +108,11 @@ def test_a_fifo_a_folder_and_a_missing_file_are_refused_without_waiting(tmp_path
     fifo = tmp_path / "pipe.tsv"
     os.mkfifo(fifo)
     with pytest.raises(AttnvizError, match="is not a regular file"):
-        export.read_lines(fifo)  # would wait for a writer forever if opened plainly
+        read_pairs(fifo)  # would wait for a writer forever if opened plainly
     with pytest.raises(AttnvizError, match="is a directory"):
-        export.read_lines(tmp_path)
+        read_pairs(tmp_path)
     with pytest.raises(AttnvizError, match="does not exist"):
-        export.read_lines(tmp_path / "nope.tsv")
+        read_pairs(tmp_path / "nope.tsv")
 
 
 def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
@@ -230,7 +235,7 @@ def test_another_cmap_redraws_the_pictures_and_not_the_numbers(tmp_path):
 def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
     settings = export.Settings(tmp_path, ("npz",), model="translate", pairs_name="p.tsv")
     export.prepare(settings)
-    line = export.Line(3, "the black cat", "le chat noir")
+    line = Line(3, "the black cat", "le chat noir")
     first = export.render_line(settings, line)
     assert first.files == {"npz": "0003.npz"} and not first.skipped and first.error is None
     again = export.render_line(settings, line)
@@ -241,27 +246,41 @@ def test_the_line_function_is_a_task_an_engine_can_map(tmp_path):
 
 # --- the workers ---------------------------------------------------------------------------
 
+# What a test's stand-in for export.render_line saw, in the process that ran it. The stand-ins
+# are module-level functions: a pool's worker finds them by name.
+DRAWN_HERE: list[int] = []
+THREADS: dict[str, int] = {}
+_RENDER_LINE = export.render_line
+
+
+def _line_here(settings, line):
+    DRAWN_HERE.append(line.number)
+    return _RENDER_LINE(settings, line)
+
+
+def _threads_counted(settings, line):
+    THREADS.setdefault(settings.out_dir.name, threading.active_count())
+    return _RENDER_LINE(settings, line)
+
+
 def test_the_command_forks_its_workers_after_drawing_the_first_line_here(tmp_path,
                                                                           monkeypatch):
     """Forked, a worker starts in milliseconds with torch, the model and the renderer that
     the first line loaded; spawned, it imports torch again (1-2 s: longer than a hundred
     pages take to draw). Forked while another thread runs (a progress bar's), it could
     inherit a lock held for ever: the command's bar runs none."""
-    started, drawn_here = [], []
-    start_pool, render_line = export._start_pool, export.render_line
+    started = []
+    start_pool = worker_pool._start_pool
+    DRAWN_HERE.clear()
 
     def noted(jobs):
         pool = start_pool(jobs)
         started.append((pool._mp_context.get_start_method(), threading.active_count(), jobs,
-                        list(drawn_here)))
+                        list(DRAWN_HERE)))
         return pool
 
-    def line_here(settings, line):
-        drawn_here.append(line.number)
-        return render_line(settings, line)
-
-    monkeypatch.setattr(export, "_start_pool", noted)
-    monkeypatch.setattr(export, "render_line", line_here)  # the workers' copies too: forked
+    monkeypatch.setattr(worker_pool, "_start_pool", noted)
+    monkeypatch.setattr(export, "render_line", _line_here)  # the workers' copies too: forked
     write_pairs(tmp_path / "pairs.tsv", 5)
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out),
@@ -269,7 +288,7 @@ def test_the_command_forks_its_workers_after_drawing_the_first_line_here(tmp_pat
     assert result.exit_code == 0, result.stderr
     assert "5/5" in result.stderr and "5 pairs drawn, 0 done before" in result.stderr
     assert started == [("fork", 1, 3, [1])]  # while one thread ran, after line 1, here
-    assert drawn_here == [1]
+    assert DRAWN_HERE == [1]
     assert sorted(path.name for path in out.glob("*.npz")) == [f"000{n}.npz" for n in
                                                               range(1, 6)]
 
@@ -279,16 +298,16 @@ def test_with_another_thread_running_the_workers_are_spawned_and_draw_alike(tmp_
     pairs = write_pairs(tmp_path / "pairs.tsv", 4)
     settings = export.Settings(tmp_path / "out", ("npz",), use_cache=False)
     export.prepare(settings)
-    lines = export.read_lines(tmp_path / "pairs.tsv")
+    lines = read_pairs(tmp_path / "pairs.tsv")
     methods = []
-    start_pool = export._start_pool
+    start_pool = worker_pool._start_pool
 
     def noted(jobs):
         pool = start_pool(jobs)
         methods.append(pool._mp_context.get_start_method())
         return pool
 
-    monkeypatch.setattr(export, "_start_pool", noted)
+    monkeypatch.setattr(worker_pool, "_start_pool", noted)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -314,7 +333,7 @@ def test_a_ctrl_c_as_the_bar_closes_still_draws_its_last_count(monkeypatch, tick
     from rich.console import Console
     from rich.live import Live
 
-    from attnviz.render.report import export_progress
+    from attnviz.cli.text import export_progress
 
     refresh = Live.refresh
 
@@ -341,7 +360,7 @@ def test_the_bar_on_a_terminal_is_redrawn_a_few_times_a_second_not_for_every_lin
 
     from rich.console import Console
 
-    from attnviz.render.report import export_progress
+    from attnviz.cli.text import export_progress
 
     out = io.StringIO()
     lines = 5000
@@ -371,7 +390,7 @@ def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform,
     monkeypatch.setattr(sys, "platform", platform)
     monkeypatch.setattr(sys, "version_info", version)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda)
-    pool = export._start_pool(2)
+    pool = worker_pool._start_pool(2)
     try:
         assert pool._mp_context.get_start_method() == method
     finally:
@@ -380,11 +399,12 @@ def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform,
 
 @pytest.mark.parametrize("lines, jobs", [(5, 1), (2, 2), (1, 4)])
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
-    monkeypatch.setattr(export, "_start_pool", lambda jobs: pytest.fail("a pool was started"))
+    monkeypatch.setattr(worker_pool, "_start_pool",
+                        lambda jobs: pytest.fail("a pool was started"))
     write_pairs(tmp_path / "pairs.tsv", lines)
     settings = export.Settings(tmp_path / "out", ("npz",))
     export.prepare(settings)
-    summary = export.run(settings, export.read_lines(tmp_path / "pairs.tsv"), jobs)
+    summary = export.run(settings, read_pairs(tmp_path / "pairs.tsv"), jobs)
     assert len(summary.outcomes) == lines and not summary.failed
 
 
@@ -413,16 +433,16 @@ def test_a_line_that_fails_keeps_its_current_files_and_says_why(tmp_path, monkey
     beside the error; nothing of another pair is left."""
     settings = export.Settings(tmp_path, ("npz",), model="translate", pairs_name="p.tsv")
     export.prepare(settings)
-    line = export.Line(1, "the black cat", "le chat noir")
+    line = Line(1, "the black cat", "le chat noir")
     npz = export.render_line(settings, line).files["npz"]
-    file_bytes = export._file_bytes
+    file_bytes = pipeline.to_bytes
 
-    def no_page(maps, fmt, cmap):
+    def no_page(maps, plan, fmt, cmap):
         if fmt == "html":
             raise AttnvizError("the page would be too large")
-        return file_bytes(maps, fmt, cmap)
+        return file_bytes(maps, plan, fmt, cmap)
 
-    monkeypatch.setattr(export, "_file_bytes", no_page)
+    monkeypatch.setattr(pipeline, "to_bytes", no_page)
     both = export.Settings(tmp_path, ("npz", "html"), model="translate", pairs_name="p.tsv")
     summary = export.run(both, [line])
     assert summary.outcomes[0].error == "p.tsv:1: the page would be too large"
@@ -444,11 +464,12 @@ def failing_source(monkeypatch):
         def fingerprint(self, request):
             return None
 
-        def trace(self, request):
+        def maps(self, request):
             if "bad" in request.text:
                 raise AttnvizError("the text is too long for this model; cut it")
             maps = attnviz.trace(request.text, request.target, model="random", cache=False)
-            return Trace(maps, ("a note from the model",))
+            warnings.warn("a note from the model", AttnvizWarning, stacklevel=2)
+            return maps
 
     module.open = lambda name: Failing()
     monkeypatch.setitem(sys.modules, "attnviz.sources.failing", module)
@@ -476,10 +497,10 @@ def test_a_line_that_fails_is_named_and_the_others_are_written(tmp_path, failing
 
 
 def test_the_report_names_lines_in_order_whatever_order_they_finished_in(tmp_path, capsys):
-    from attnviz.cli import _report_export
+    from attnviz.cli.export import report_export as _report_export
 
     def outcome(number, **fields):
-        return export.Outcome(export.Line(number, "x", None), **fields)
+        return export.Outcome(Line(number, "x", None), **fields)
 
     finished = [outcome(10, warnings=("ten: a note",)), outcome(9, error="p:9: too long"),
                 outcome(2, warnings=("two", "2: again")), outcome(11, error="p:11: bad"),
@@ -493,10 +514,10 @@ def test_the_report_names_lines_in_order_whatever_order_they_finished_in(tmp_pat
 
 def test_a_warning_of_many_lines_is_said_once_with_its_lines(tmp_path, capsys):
     """A render cache that cannot be written warns on every line: said once, not 30 times."""
-    from attnviz.cli import _report_export
+    from attnviz.cli.export import report_export as _report_export
 
     cache = "cannot write the render cache; the maps are computed each time"
-    finished = [export.Outcome(export.Line(number, "x", None), {"npz": f"{number:04d}.npz"},
+    finished = [export.Outcome(Line(number, "x", None), {"npz": f"{number:04d}.npz"},
                                warnings=(cache,) + (("odd",) if number == 4 else ()))
                 for number in range(30, 0, -1)]
     _report_export(export.Summary(finished), tmp_path / "index.html")
@@ -506,9 +527,9 @@ def test_a_warning_of_many_lines_is_said_once_with_its_lines(tmp_path, capsys):
 
 
 def test_when_every_line_fails_none_is_said_to_be_written(tmp_path):
-    from attnviz.cli import _report_export
+    from attnviz.cli.export import report_export as _report_export
 
-    failed = [export.Outcome(export.Line(n, "x", None), error=f"p:{n}: too long")
+    failed = [export.Outcome(Line(n, "x", None), error=f"p:{n}: too long")
               for n in (1, 2)]
     with pytest.raises(AttnvizError, match=r"^2 of 2 pairs could not be drawn \(listed above\)$"):
         _report_export(export.Summary(failed), tmp_path / "index.html")
@@ -518,7 +539,7 @@ def test_an_interrupt_keeps_finished_lines_whole_and_a_rerun_finishes(tmp_path, 
     write_pairs(tmp_path / "pairs.tsv", 6)
     settings = export.Settings(tmp_path / "out", ("npz", "html"), pairs_name="pairs.tsv")
     export.prepare(settings)
-    lines = export.read_lines(tmp_path / "pairs.tsv")
+    lines = read_pairs(tmp_path / "pairs.tsv")
     write_temporary = files._write_temporary
     calls = []
 
@@ -548,11 +569,11 @@ def test_after_an_interrupt_the_index_links_no_file_of_a_changed_pair(tmp_path, 
     write_pairs(tmp_path / "pairs.tsv", 3)
     settings = export.Settings(tmp_path / "out", ("npz",), pairs_name="pairs.tsv")
     export.prepare(settings)
-    export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+    export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
     texts = (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()
     texts[0], texts[2] = "the black cat\tle chat noir", "the red car\tla voiture rouge"
     (tmp_path / "pairs.tsv").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    lines = export.read_lines(tmp_path / "pairs.tsv")
+    lines = read_pairs(tmp_path / "pairs.tsv")
     render_line = export.render_line
 
     def interrupted_at_line_3(settings, line):
@@ -594,7 +615,7 @@ def test_ctrl_c_while_the_index_is_written_still_leaves_an_index_of_every_line_d
 
     monkeypatch.setattr(export, "write_index", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
-        export.run(settings, export.read_lines(tmp_path / "pairs.tsv"))
+        export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
     assert links_of(settings.out_dir / "index.html") == ["0001.npz", "0002.npz", "0003.npz"]
 
 
@@ -620,7 +641,7 @@ def test_an_index_that_cannot_be_written_does_not_hide_the_interrupt(tmp_path, m
     monkeypatch.setattr(export, "render_line", lambda settings, line: export.Outcome(line))
     with pytest.raises(type(problem)):
         export.run(export.Settings(tmp_path / "out", ("npz",)),
-                   export.read_lines(tmp_path / "pairs.tsv"))
+                   read_pairs(tmp_path / "pairs.tsv"))
 
 
 def wait_for(condition, timeout: float) -> None:
@@ -779,13 +800,13 @@ def test_a_worker_killed_after_the_grace_is_not_counted_as_ended_by_sigterm(tmp_
                                                                             monkeypatch):
     """Else an export whose worker died would say "terminated" when the other one had to be
     killed: only the workers that ended by SIGTERM tell that someone sent it."""
-    monkeypatch.setattr(export, "STOP_GRACE", 0.5)
-    pool = export._start_pool(2)
+    monkeypatch.setattr(worker_pool, "STOP_GRACE", 0.5)
+    pool = worker_pool._start_pool(2)
     ready = tmp_path / "ready"
     pool.submit(_deaf_to_sigterm, str(ready))
     wait_for(ready.exists, 60)
     workers = list(pool._processes.values())
-    ended = export._stop(pool)
+    ended = worker_pool._stop(pool)
     assert len(workers) == 2 and len(ended) == 1
     assert ended[0].exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
     deaf = next(worker for worker in workers if worker not in ended)
@@ -796,21 +817,15 @@ def test_a_worker_killed_after_the_grace_is_not_counted_as_ended_by_sigterm(tmp_
 def test_export_ticks_its_bar_on_a_thread_only_when_it_forks_no_worker(tmp_path, monkeypatch):
     """One job: the bar's thread redraws it while a long line is drawn. More: no thread, so
     that the workers may be forked."""
-    threads = {}
-    render_line = export.render_line
-
-    def counted(settings, line):
-        threads.setdefault(settings.out_dir.name, threading.active_count())
-        return render_line(settings, line)
-
-    monkeypatch.setattr(export, "render_line", counted)
+    THREADS.clear()
+    monkeypatch.setattr(export, "render_line", _threads_counted)
     write_pairs(tmp_path / "pairs.tsv", 3)
     for jobs in (1, 2):
         result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
                                      str(tmp_path / f"jobs{jobs}"), "-f", "npz", "--jobs",
                                      str(jobs)])
         assert result.exit_code == 0, result.stderr
-    assert threads == {"jobs1": 2, "jobs2": 1}
+    assert THREADS == {"jobs1": 2, "jobs2": 1}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
@@ -826,7 +841,7 @@ def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
         workers = children_of(process.pid)
         process.kill()
         process.wait(timeout=10)
-        wait_for(lambda: not still_running(workers), 10 + export.STOP_GRACE)
+        wait_for(lambda: not still_running(workers), 10 + worker_pool.STOP_GRACE)
     finally:
         for pid in still_running(workers):
             os.kill(pid, signal.SIGKILL)
@@ -837,7 +852,7 @@ def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
 def test_a_worker_whose_main_process_ended_before_it_started_ends_at_once():
     """The main process killed while a worker starts, before it asks for the parent-death
     signal: the worker sees it has another parent, and ends."""
-    code = ("import os; from attnviz import export; export._start_worker(os.getppid() + 1); "
+    code = ("import os; from attnviz.batch import pool; pool._start_worker(os.getppid() + 1); "
             "print('went on')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
@@ -853,7 +868,10 @@ def test_a_worker_stopped_amid_a_line_leaves_no_file_of_it(tmp_path):
     code = f"""
 import sys, time
 from pathlib import Path
-from attnviz import export, files
+import functools
+from attnviz.batch import export, pool
+from attnviz.io import atomic as files
+from attnviz.io.pairs import read_pairs
 settings = export.Settings(Path({str(out)!r}), ("npz", "html"), use_cache=False)
 export.prepare(settings)
 write_temporary = files._write_temporary
@@ -863,8 +881,9 @@ def slow(path, data, temporaries):
         print("writing", flush=True)
         time.sleep(60)
 files._write_temporary = slow
-export._start_worker()
-export._work(settings, export.read_lines(Path({str(tmp_path / "pairs.tsv")!r}))[0])
+pool._start_worker()
+pool._work(functools.partial(export.render_line, settings),
+           read_pairs(Path({str(tmp_path / "pairs.tsv")!r}))[0])
 print("went on", flush=True)
 """
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -888,25 +907,25 @@ print("went on", flush=True)
 # --- a worker loads its model once ------------------------------------------------------------
 
 def test_an_own_model_file_is_read_once_for_many_texts(model_file, monkeypatch):
-    import attnviz.checkpoint
+    import attnviz.model.checkpoint
 
     loads = []
-    load = attnviz.checkpoint.checkpoint_from_bytes
-    monkeypatch.setattr(attnviz.checkpoint, "checkpoint_from_bytes",
+    load = attnviz.model.checkpoint.checkpoint_from_bytes
+    monkeypatch.setattr(attnviz.model.checkpoint, "checkpoint_from_bytes",
                         lambda *args: loads.append(args) or load(*args))
     source = sources.open_source(str(model_file))
-    first = source.trace(sources.Request("the black cat", "le chat", "decoder"))
-    second = source.trace(sources.Request("the red car", "la voiture", "decoder"))
+    first = source.maps(sources.Request("the black cat", "le chat", "decoder"))
+    second = source.maps(sources.Request("the red car", "la voiture", "decoder"))
     assert len(loads) == 1
-    assert first.maps.source_tokens != second.maps.source_tokens
-    again = sources.open_source(str(model_file)).trace(
+    assert first.source_tokens != second.source_tokens
+    again = sources.open_source(str(model_file)).maps(
         sources.Request("the red car", "la voiture", "decoder"))
-    assert np.array_equal(again.maps.cross, second.maps.cross)  # kept, not changed by use
+    assert np.array_equal(again.cross, second.cross)  # kept, not changed by use
 
 
 def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_path_factory):
     pytest.importorskip("transformers", reason='needs the hf extra: pip install -e ".[hf]"')
-    from attnviz.sources import huggingface as hf
+    from attnviz.sources.huggingface import source as hf
     from tests.test_huggingface import gpt2
 
     folder = gpt2.__wrapped__(tmp_path_factory)
@@ -917,10 +936,10 @@ def test_a_hugging_face_model_is_loaded_once_for_many_texts(monkeypatch, tmp_pat
                             lambda self, *args, real=real, name=method:
                             loads.append(name) or real(self, *args))
     source = sources.open_source(f"hf:{folder}")
-    first = source.trace(sources.Request("the black cat"))
-    second = source.trace(sources.Request("the red car sees"))
+    first = source.maps(sources.Request("the black cat"))
+    second = source.maps(sources.Request("the red car sees"))
     assert sorted(loads) == ["_config", "_load_model", "_tokenizer"]
-    assert first.maps.target_tokens != second.maps.target_tokens
+    assert first.target_tokens != second.target_tokens
 
 
 @pytest.mark.parametrize("variables, torch_first", [
@@ -932,7 +951,7 @@ def test_a_worker_runs_torch_on_one_thread_and_leaves_ctrl_c_to_the_main_process
     are the parallelism, and two workers on two threads each fight for two cores."""
     code = ("import io, signal, sys; " + "import torch; " * torch_first +
             "sys.stderr = io.StringIO(); "  # as a progress bar's stand-in, which a fork copies
-            "from attnviz import export; export._start_worker(); "
+            "from attnviz.batch import pool; pool._start_worker(); "
             "print('torch' in sys.modules); import torch; print(torch.get_num_threads()); "
             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN); "
             "print(sys.stderr is sys.__stderr__)")

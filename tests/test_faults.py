@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import exits, files, interrupt
-from attnviz.cli import app
+from attnviz.cli import exits, interrupt
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
+from attnviz.io import atomic as files
 from tests.conftest import SOURCE, TARGET
 
 runner = CliRunner()
@@ -167,7 +168,7 @@ def test_someone_elses_file_in_a_sticky_folder_changes_nothing():
         (folder / "theirs.npz").write_bytes(b"root's")
         (folder / "mine.npz").write_bytes(b"old")
         os.chown(folder / "mine.npz", 65534, 65534)
-        code = ("import os, sys; from pathlib import Path; from attnviz import files\n"
+        code = ("import os, sys; from pathlib import Path; from attnviz.io import atomic as files\n"
                 "from attnviz.errors import AttnvizError\n"
                 "os.setgid(65534); os.setuid(65534); folder = Path(sys.argv[1])\n"
                 "try:\n"
@@ -262,11 +263,11 @@ def test_a_target_that_became_a_folder_through_the_cli(tmp_path, monkeypatch):
 # --- exit codes for what is nobody's fault but attnviz's -------------------------------------
 
 def test_a_bug_is_one_line_with_exit_70_and_the_way_to_the_traceback(monkeypatch):
-    from attnviz import render
+    from attnviz.flow import pipeline
 
     def broken(*args):
         raise ZeroDivisionError("division by zero")
-    monkeypatch.setattr(render, "check_outputs", broken)
+    monkeypatch.setattr(pipeline, "check_outputs", broken)
     monkeypatch.delenv(exits.DEBUG_VARIABLE, raising=False)
     result = runner.invoke(app, ["encode", SOURCE])
     assert result.exit_code == exits.BUG == 70
@@ -286,20 +287,21 @@ def test_a_bug_is_one_line_with_exit_70_and_the_way_to_the_traceback(monkeypatch
     (BrokenPipeError, 0, None),
 ])
 def test_interrupts_and_a_closed_pipe_inside_a_command(monkeypatch, raised, code, line):
-    from attnviz import render
+    from attnviz.flow import pipeline
 
     def stopped(*args):
         raise raised()
-    monkeypatch.setattr(render, "check_outputs", stopped)
+    monkeypatch.setattr(pipeline, "check_outputs", stopped)
     result = runner.invoke(app, ["encode", SOURCE])
     assert result.exit_code == code and result.stdout == ""
     assert result.stderr == (f"{line}\n" if line else "")
 
 
 def test_a_bug_in_a_real_process(tmp_path):
-    code = ("import sys; from attnviz import cli, render\n"
+    code = ("import sys; from attnviz.cli import app; from attnviz.flow import pipeline\n"
             "def broken(*args): raise RuntimeError('boom')\n"
-            "render.check_outputs = broken; sys.argv = ['attnviz', 'encode', 'a b']; cli.main()\n")
+            "pipeline.check_outputs = broken; sys.argv = ['attnviz', 'encode', 'a b']; "
+            "app.main()\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env=_env())
     assert done.returncode == 70 and done.stdout == ""
@@ -347,7 +349,7 @@ def test_a_full_standard_output_is_one_line(tmp_path, args):
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_output_still_buffered_at_the_end_is_flushed_while_it_can_be_said(tmp_path):
-    code = "import sys; from attnviz import exits; exits.run(lambda: sys.stdout.write('x'))"
+    code = "import sys; from attnviz.cli import exits; exits.run(lambda: sys.stdout.write('x'))"
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE,
                               text=True, timeout=60, env=_env(), cwd=tmp_path)
@@ -509,7 +511,7 @@ def test_a_signal_as_the_command_ends_is_not_lost(tmp_path, signum):
 # unrelated ImportError (exit 70).
 SIGNAL_WHILE_TORCH_LOADS = """
 import signal, sys
-from attnviz import exits
+from attnviz.cli import exits
 class SignalWhileTorchLoads:
     def find_spec(self, name, path=None, target=None):
         if name == {module!r} and "torch" in sys.modules:
@@ -544,7 +546,7 @@ def test_a_signal_while_torch_loads_ends_the_command_once_torch_is_in(module, si
 # throwing an instance of 'pybind11::error_already_set'", in encode).
 SIGNAL_INSIDE_TORCH_C = """
 import signal, sys
-from attnviz import exits
+from attnviz.cli import exits
 state = {{"inside": False, "imports": 0}}
 def watch(frame, event, arg):
     if event == "c_call" and getattr(arg, "__name__", "") == "_autograd_init":
@@ -586,7 +588,7 @@ def test_importing_attnviz_changes_no_handler_and_no_import():
             "def state(): return (list(sys.meta_path), signal.getsignal(signal.SIGINT),"
             " signal.getsignal(signal.SIGTERM), sys.unraisablehook)\n"
             "before = state()\n"
-            "import attnviz, attnviz.api, attnviz.cli, attnviz.entry, attnviz.exits\n"
+            "import attnviz, attnviz.api, attnviz.cli.app, attnviz.cli.entry, attnviz.cli.exits\n"
             "import attnviz.__main__\n"
             "print(state() == before)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -627,7 +629,7 @@ def test_ctrl_c_while_the_cli_is_imported_ends_quietly(tmp_path, how):
                 process.send_signal(signal.SIGSTOP)
                 break
         assert _imported(seen[-1]).startswith("typer."), "".join(seen)
-        assert not any(_imported(line) == "attnviz.cli" for line in seen)
+        assert not any(_imported(line) == "attnviz.cli.app" for line in seen)
         process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGCONT)
         out, err = process.communicate(timeout=60)

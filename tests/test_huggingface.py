@@ -22,12 +22,14 @@ import pytest
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import views
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.maps import AttentionMaps
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps
 from attnviz.sources import Request, open_source
-from attnviz.sources import huggingface as hf
+from attnviz.sources.huggingface import folder as hf_folder
+from attnviz.sources.huggingface import labels as hf_labels
+from attnviz.sources.huggingface import source as hf
 
 SOURCE = "the black cat sees the red car"
 TARGET = "le chat noir voit la voiture rouge"
@@ -228,7 +230,7 @@ def test_decode_with_a_target_is_the_models_teacher_forced_pass(marian):
         p.replace("▁", " ") for p in tokenizer.convert_ids_to_tokens(labels[:-1])]
     assert maps.provenance.target_text == TARGET and not maps.provenance.target_generated
     # The last decoder row predicts the end token the decoder's input leaves out.
-    assert maps.provenance.next_token == hf.token_labels(tokenizer, labels[-1:])[0]
+    assert maps.provenance.next_token == hf_labels.token_labels(tokenizer, labels[-1:])[0]
 
 
 def test_decode_without_a_target_shows_each_step_of_greedy_generation(marian, tmp_path):
@@ -251,9 +253,9 @@ def test_decode_without_a_target_shows_each_step_of_greedy_generation(marian, tm
     ended = bool(out.sequences[0, -1] == model.config.eos_token_id)
     # The decoder's input: the start token and every token written but a final end token.
     assert len(maps.target_tokens) == steps + (0 if ended else 1) and steps > 3
-    assert maps.target_tokens == hf.token_labels(tokenizer, out.sequences[0, :len(
+    assert maps.target_tokens == hf_labels.token_labels(tokenizer, out.sequences[0, :len(
         maps.target_tokens)].tolist())
-    assert maps.provenance.next_token == (hf.token_labels(tokenizer, [
+    assert maps.provenance.next_token == (hf_labels.token_labels(tokenizer, [
         model.config.eos_token_id])[0] if ended else None)
     for step in range(steps):  # generate() ran one query per step, with the cache
         for layer in range(maps.decoder_self.shape[0]):
@@ -269,7 +271,7 @@ def test_the_maps_name_the_model_and_its_files(marian):
     maps = attnviz.trace(SOURCE, part="encoder", model=f"hf:{marian}", cache=False)
     provenance = maps.provenance
     assert provenance.model == f"hf:{marian}"
-    assert provenance.model_sha256 == hf.files_digest(marian)
+    assert provenance.model_sha256 == hf_folder.files_digest(marian)
     assert provenance.attnviz_version == attnviz.__version__
     assert provenance.source_text == SOURCE
 
@@ -367,10 +369,11 @@ def test_a_text_longer_than_the_models_positions_is_refused(bert):
 
 
 def test_maps_too_big_for_memory_are_refused_before_the_model_runs(bert, monkeypatch):
-    monkeypatch.setattr("attnviz.maps.MAX_MAP_BYTES", 500)  # 2 layers x 2 heads x 7^2 x 4 B = 784 B
+    # 2 layers x 2 heads x 7^2 x 4 B = 784 B
+    monkeypatch.setattr("attnviz.maps.budget.MAX_MAP_BYTES", 500)
     monkeypatch.setattr(hf, "_forward", lambda *a, **k: pytest.fail("the model ran"))
     with pytest.raises(AttnvizError, match=r"too long: .* cut it to at most 5 tokens"):
-        open_source(f"hf:{bert}").trace(Request("the black cats sees", part="encoder"))
+        open_source(f"hf:{bert}").maps(Request("the black cats sees", part="encoder"))
 
 
 def test_a_missing_folder_is_refused(tmp_path):
@@ -487,23 +490,24 @@ def test_attnviz_and_its_help_do_not_import_transformers():
 
 def test_byte_level_tokens_are_decoded_and_specials_kept():
     tokens = ["<|endoftext|>", "the", "Ġcat", "Ċ", "ĠÃ¼", "Ã", "¼", "ĠĠ"]
-    assert hf.readable(tokens, byte_level=True, special={"<|endoftext|>"}) == [
+    assert hf_labels.readable(tokens, byte_level=True, special={"<|endoftext|>"}) == [
         "<|endoftext|>", "the", " cat", "\n", " ü", "\\xc3", "\\xbc", "  "]
 
 
 def test_sentencepiece_marks_become_spaces_and_wordpiece_stays():
-    assert hf.readable(["▁le", "▁▁", "chat", "</s>", "<pad>"], byte_level=False,
-                       special={"</s>", "<pad>"}) == [" le", "  ", "chat", "</s>", "<pad>"]
-    assert hf.readable(["[CLS]", "cat", "##s", "[SEP]"], byte_level=False,
-                       special={"[CLS]", "[SEP]"}) == ["[CLS]", "cat", "##s", "[SEP]"]
+    assert hf_labels.readable(["▁le", "▁▁", "chat", "</s>", "<pad>"], byte_level=False,
+                              special={"</s>", "<pad>"}) == [" le", "  ", "chat", "</s>", "<pad>"]
+    assert hf_labels.readable(["[CLS]", "cat", "##s", "[SEP]"], byte_level=False,
+                              special={"[CLS]", "[SEP]"}) == ["[CLS]", "cat", "##s", "[SEP]"]
 
 
 def test_token_labels_follow_the_tokenizers_own_kind(bert, gpt2, marian):
     gpt2_tokenizer, bert_tokenizer = tokenizer_of(gpt2), tokenizer_of(bert)
-    assert hf._is_byte_level(gpt2_tokenizer)
-    assert not hf._is_byte_level(bert_tokenizer) and not hf._is_byte_level(tokenizer_of(marian))
+    assert hf_labels._is_byte_level(gpt2_tokenizer)
+    assert not hf_labels._is_byte_level(bert_tokenizer)
+    assert not hf_labels._is_byte_level(tokenizer_of(marian))
     ids = gpt2_tokenizer("the cat<|endoftext|>").input_ids
-    assert hf.token_labels(gpt2_tokenizer, ids) == ["the", " cat", "<|endoftext|>"]
+    assert hf_labels.token_labels(gpt2_tokenizer, ids) == ["the", " cat", "<|endoftext|>"]
 
 
 def test_a_hub_name_loads_from_the_hubs_cache_and_names_its_snapshot(bert, tmp_path):
@@ -523,7 +527,7 @@ def test_a_hub_name_loads_from_the_hubs_cache_and_names_its_snapshot(bert, tmp_p
     assert done.returncode == 0, done.stderr
     tokens, digest = json.loads(done.stdout.splitlines()[-1])
     assert tokens == ["[CLS]", "the", "black", "cat", "##s", "sees", "[SEP]"]
-    assert digest == hf.files_digest(bert)
+    assert digest == hf_folder.files_digest(bert)
     assert not (tmp_path / "attnviz").exists()  # a hub name's maps are never cached
 
 

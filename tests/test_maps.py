@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from attnviz import views
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
-from attnviz.text import display_label
+from attnviz.io.text import display_label
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps
 
 
 def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnviz import attention
-from attnviz.config import ModelConfig
-from attnviz.model import DecoderBlock, EncoderBlock, MultiHeadAttention, Transformer
-from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.model import attention
+from attnviz.model.config import ModelConfig
+from attnviz.model.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.model.transformer import DecoderBlock, EncoderBlock, MultiHeadAttention, Transformer
 from tests.conftest import tiny_config, tiny_model
 
 
@@ -27,22 +27,23 @@ def test_forward_returns_every_map_with_its_shape(model):
     config = model.config
     h = config.n_heads
     assert out.logits.shape == (2, 5, config.target_vocab_size)
-    assert out.encoder_self.shape == (2, config.n_encoder_layers, h, 6, 6)
-    assert out.decoder_self.shape == (2, config.n_decoder_layers, h, 5, 5)
-    assert out.cross.shape == (2, config.n_decoder_layers, h, 5, 6)
+    assert out.attention.weights("encoder_self").shape == (2, config.n_encoder_layers, h, 6, 6)
+    assert out.attention.weights("decoder_self").shape == (2, config.n_decoder_layers, h, 5, 5)
+    assert out.attention.weights("cross").shape == (2, config.n_decoder_layers, h, 5, 6)
 
 
 def test_decoder_self_attention_never_sees_the_future(model):
     source, target = _batch(s=4, t=7)
-    out = model(source, target)
+    weights = model(source, target).attention.weights("decoder_self")
     upper = torch.ones(7, 7, dtype=torch.bool).triu(diagonal=1)
-    assert (out.decoder_self[..., upper] == 0.0).all()  # every batch item, layer and head
-    assert (out.decoder_self[..., ~upper] > 0.0).all()
+    assert (weights[..., upper] == 0.0).all()  # every batch item, layer and head
+    assert (weights[..., ~upper] > 0.0).all()
 
 
 def test_every_row_of_every_map_sums_to_one(model):
     out = model(*_batch(s=8, t=3))
-    for weights in (out.encoder_self, out.decoder_self, out.cross):
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        weights = out.attention.weights(kind)
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
 
 
@@ -126,12 +127,15 @@ def test_padding_does_not_change_the_maps_of_real_tokens(model):
     source, target = _batch(batch=1, s=4, t=3)
     padded_source = torch.cat([source, torch.full((1, 3), PAD_ID)], dim=1)
     padded_target = torch.cat([target, torch.full((1, 2), PAD_ID)], dim=1)
-    alone = model(source, target)
-    padded = model(padded_source, padded_target)
-    torch.testing.assert_close(padded.encoder_self[..., :4, :4], alone.encoder_self)
-    torch.testing.assert_close(padded.decoder_self[..., :3, :3], alone.decoder_self)
-    torch.testing.assert_close(padded.cross[..., :3, :4], alone.cross)
-    assert (padded.cross[..., 4:] == 0).all() and (padded.encoder_self[..., :4, 4:] == 0).all()
+    alone = model(source, target).attention
+    padded = model(padded_source, padded_target).attention
+    torch.testing.assert_close(padded.weights("encoder_self")[..., :4, :4],
+                               alone.weights("encoder_self"))
+    torch.testing.assert_close(padded.weights("decoder_self")[..., :3, :3],
+                               alone.weights("decoder_self"))
+    torch.testing.assert_close(padded.weights("cross")[..., :3, :4], alone.weights("cross"))
+    assert (padded.weights("cross")[..., 4:] == 0).all()
+    assert (padded.weights("encoder_self")[..., :4, 4:] == 0).all()
 
 
 def test_generate_stops_at_end_of_sequence():
@@ -196,4 +200,4 @@ def test_config_round_trips_through_a_dict():
 def test_model_accepts_any_source_length():
     model = Transformer(tiny_config()).eval()
     out = model(*_batch(batch=1, s=300, t=2))
-    assert out.encoder_self.shape[-1] == 300
+    assert out.attention.weights("encoder_self").shape[-1] == 300

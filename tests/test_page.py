@@ -17,13 +17,13 @@ from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import views
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps, Provenance
+from attnviz.io.text import display_label, printable
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.render import image, page
 from attnviz.render.colors import lookup_table
-from attnviz.text import display_label, printable
 from tests.conftest import SOURCE
 from tests.test_maps import make_maps
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import views
-from attnviz.cli import app
-from attnviz.maps import AttentionMaps
+from attnviz.cli.app import app
+from attnviz.io.text import display_label
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps
 from attnviz.render import page
 from attnviz.render.colors import lookup_table
-from attnviz.text import display_label
 from tests import chromium
 from tests.test_page import hostile_maps
 

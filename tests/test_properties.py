@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.text import printable, valid_utf8
+from attnviz.io.text import printable, valid_utf8
 
 runner = CliRunner()
 # Any Unicode, surrogates (what argv makes of bytes that are not UTF-8) and controls included;
@@ -89,7 +89,7 @@ def test_the_length_a_refusal_suggests_fits_and_one_more_does_not(heads, encoder
                                                                    source, target, text):
     import re
 
-    from attnviz import maps
+    from attnviz.maps import budget as maps
 
     if (encoder if text == "source" else decoder) == 0:
         return  # that side has no attention of its own to cut

@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from attnviz import views
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
-from attnviz.render import check_outputs, image, output_format, terminal
+from attnviz.flow.pipeline import check_outputs, output_format
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps
+from attnviz.render import image, terminal
 from attnviz.render.colors import rgb
 from tests.test_maps import make_maps
 
@@ -233,7 +234,7 @@ def test_pooled_cells_are_coloured_on_the_pooled_scale():
 
 
 def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
-    from attnviz.text import shorten
+    from attnviz.io.text import shorten
 
     assert shorten("abcdefghij", 5) == "abcd…" and shorten("abc", 5) == "abc"
 
@@ -380,7 +381,7 @@ def test_any_token_draws_in_the_terminal_within_the_width(token, width):
 
 
 def test_labels_show_what_the_token_was():
-    from attnviz.text import display_label
+    from attnviz.io.text import display_label
 
     assert display_label("\x1b[2J") == "\\x1b[2J" and display_label("\u202e") == "\\u202e"
     assert display_label("") == "''"
@@ -450,7 +451,7 @@ def test_a_terminal_too_narrow_for_any_map_says_so():
 
 
 def test_an_empty_map_is_said_not_drawn():
-    from attnviz.maps import AttentionMaps
+    from attnviz.maps.data import AttentionMaps
 
     maps = AttentionMaps(["a", "b"], [], np.full((1, 1, 2, 2), 0.5, np.float32),
                          np.zeros((1, 1, 0, 0), np.float32), np.zeros((1, 1, 0, 2), np.float32))
@@ -464,7 +465,8 @@ def test_a_drawn_figure_is_freed_once_dropped():
     import gc
     import weakref
 
-    from attnviz import api, views
+    from attnviz import api
+    from attnviz.maps import views
     from attnviz.render import image
 
     maps = api.trace("the cat sees the dog", "le chat voit le chien", model="random", cache=False)

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from rich.cells import cell_len
 from rich.console import Console
 
+from attnviz.io.text import display_label
+from attnviz.maps.views import Heatmap
 from attnviz.render import terminal
-from attnviz.text import display_label
-from attnviz.views import Heatmap
 from tests.test_render import _assert_laid_out_within
 
 # Letters of one and two terminal columns, marks of none, and what display_label escapes.
@@ -95,8 +95,8 @@ def test_the_layout_pools_no_more_than_it_must(width, k_count, tokens):
 def _plan(layers: int, heads: int, q_count: int, k_count: int, labels: list[str], seed: int,
           scale: str, predicts: bool):
     """A grid of every layer and head of one cross-attention map of the given size."""
-    from attnviz import views
-    from attnviz.maps import AttentionMaps
+    from attnviz.maps import views
+    from attnviz.maps.data import AttentionMaps
 
     rng = np.random.default_rng(seed)
     weights = rng.random((layers, heads, q_count, k_count)).astype(np.float32)

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import views
-from attnviz.attention_rollout import KEY, encoder_rollout, rollout_heatmaps
-from attnviz.cli import app
-from attnviz.maps import AttentionMaps
+from attnviz.cli.app import app
+from attnviz.maps import views
+from attnviz.maps.data import AttentionMaps
+from attnviz.maps.rollout import KEY, encoder_rollout, rollout_heatmaps
 from attnviz.render import image
 from tests.conftest import SOURCE
 
@@ -204,8 +204,8 @@ def test_the_kinds_asked_for_every_kind_or_the_encoder_once_or_twice():
         assert len(got) == len(every) and all(map(np.array_equal, got, every)), kinds
     with pytest.raises(attnviz.AttnvizError) as raised:
         rollout_heatmaps(maps, kinds=["encoder_self", "decoder"])
-    assert str(raised.value) == ("kind 'decoder' is not a kind: use one of encoder_self, "
-                                 "decoder_self, cross")
+    assert str(raised.value) == ("kind 'decoder' is not a kind of attention; use one of "
+                                 "encoder, self, cross, encoder_self, decoder_self")
     assert raised.value.setting == "kind"
     with pytest.raises(attnviz.AttnvizError, match="not the cross-attention"):
         rollout_heatmaps(maps, kinds=["encoder_self", "cross"])

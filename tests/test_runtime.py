@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attnviz import runtime
-from attnviz.checkpoint import save_checkpoint
-from attnviz.cli import app
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
-from attnviz.runtime import choose_threads, threads_set_in, using_threads
+from attnviz.model import runtime
+from attnviz.model.checkpoint import save_checkpoint
+from attnviz.model.runtime import choose_threads, threads_set_in, using_threads
 from attnviz.train import evaluate
 from attnviz.train import loop as training
 
@@ -175,8 +175,8 @@ def test_the_threads_option_is_checked(command, value):
 
 
 def test_the_thread_choice_loads_no_torch():
-    code = ("import sys\nfrom attnviz.runtime import choose_threads\n"
-            "from attnviz.cli import app\n"
+    code = ("import sys\nfrom attnviz.model.runtime import choose_threads\n"
+            "from attnviz.cli.app import app\n"
             "choose_threads()\n"
             "try:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import catalog
-from attnviz.checkpoint import load_checkpoint
-from attnviz.cli import app
+from attnviz.cli.app import app
+from attnviz.model import catalog
+from attnviz.model.checkpoint import load_checkpoint
 from attnviz.sources import Request, open_source
 from attnviz.train.evaluate import evaluate
 from attnviz.train.tasks import get_task, held_out_examples
@@ -45,7 +45,7 @@ def test_translate_cross_attention_aligns_on_held_out_sentences_at_the_default_l
     best = metrics.best_alignment_layer
     assert metrics.alignment[best] >= 0.95
     # decode shows that layer unless told otherwise
-    maps = open_source().trace(Request("the small black cats see a red car")).maps
+    maps = open_source().maps(Request("the small black cats see a red car"))
     assert maps.default_layer("cross") == best
 
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from attnviz.cli import app
-from attnviz.maps import AttentionMaps
+from attnviz.cli.app import app
+from attnviz.maps.data import AttentionMaps
 from tests.conftest import SOURCE, TARGET
 from tests.test_maps import make_maps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.tokenize import BOS_ID, SPECIALS, UNK_ID, Tokenizer, Vocabulary
+from attnviz.model.tokenize import BOS_ID, SPECIALS, UNK_ID, Tokenizer, Vocabulary
 
 
 def test_word_tokenizer_splits_punctuation_and_lower_cases():

@@ -10,14 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attnviz.checkpoint import load_checkpoint, save_checkpoint
-from attnviz.cli import app
-from attnviz.config import TrainOptions
+from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
-from attnviz.interrupt import Terminated
-from attnviz.tokenize import Tokenizer
+from attnviz.io.signals import Terminated
+from attnviz.model.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.model.tokenize import Tokenizer
 from attnviz.train import loop as training
-from attnviz.train.pairs import read_pairs
+from attnviz.train.options import TrainOptions
+from attnviz.train.pairs import read_examples as read_pairs
 
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
                   for b in ("cat", "dog", "car", "house")) + "\n"
@@ -54,7 +54,8 @@ def test_the_loss_falls_and_the_model_file_round_trips(tmp_path, pairs_file):
     with torch.no_grad():
         before = result.checkpoint.model(source, target)
         after = loaded.model(source, target)
-    assert torch.equal(before.logits, after.logits) and torch.equal(before.cross, after.cross)
+    assert torch.equal(before.logits, after.logits) and torch.equal(
+        before.attention.weights("cross"), after.attention.weights("cross"))
 
 
 def test_the_same_seed_gives_the_same_model(pairs_file):
@@ -92,7 +93,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model_so_far(pairs_file):
     (b"", "holds no pairs"),
     (b"\n\n", "holds no pairs"),
     (b"a cat\tun chat\nno tab here\n", ":2: no tab between source and target"),
-    (b"a cat\tun chat\n\t\n", ":2: the source or the target is empty"),
+    (b"a cat\tun chat\n\t\n", ":2: the source is empty"),
     (b"a cat\tun chat\n\xff\xfe\tbad\n", ":2: the file is not UTF-8"),
     (b"a cat\tun chat\tthird\n", ":1: more than one tab"),
     (b"a\t" + b"w " * 9 + b"\n", ":1: the target has 9 tokens, more than the model's maximum "
@@ -178,7 +179,7 @@ def test_training_on_a_task_records_its_best_aligned_layer(tmp_path):
     save_checkpoint(result.checkpoint, path)
     from attnviz.sources import Request, open_source
 
-    assert open_source(str(path)).trace(Request("the cat sees")).maps.default_layer("cross") == \
+    assert open_source(str(path)).maps(Request("the cat sees")).default_layer("cross") == \
         info["default_layers"]["cross"]
 
 
@@ -385,7 +386,7 @@ def test_tiny_data_trains_to_a_file_that_loads(tmp_path, content, extra, example
 
 
 def test_validation_measures_a_bounded_reproducible_draw_and_says_so(tmp_path):
-    from attnviz.config import MAX_VALIDATION_PAIRS
+    from attnviz.train.options import MAX_VALIDATION_PAIRS
 
     pairs = [training.Example(f"s{i} x", f"t{i}") for i in range(3000)]
     first = training.pairs_data(pairs, Tokenizer("word"), 0.5, 7, 8)
@@ -424,7 +425,7 @@ def test_ctrl_c_before_the_first_validation_says_one_thing(tmp_path, pairs_file,
     assert result.interrupted and result.best is None and result.measured is None
     path = tmp_path / "m.safetensors"
     save_checkpoint(result.checkpoint, path)
-    from attnviz.render.report import interruption_text, training_summary
+    from attnviz.cli.text import interruption_text, training_summary
 
     summary = training_summary(result, path)
     assert "best validation" not in summary
@@ -472,8 +473,8 @@ def test_a_vocabulary_at_the_limit_is_planned(tmp_path):
 
 
 def test_weight_count_is_that_of_the_model():
-    from attnviz.config import ModelConfig
-    from attnviz.model import Transformer
+    from attnviz.model.config import ModelConfig
+    from attnviz.model.transformer import Transformer
 
     for sizes in (dict(), dict(d_model=24, n_heads=3, n_encoder_layers=3, n_decoder_layers=1,
                                d_ff=50)):
@@ -500,8 +501,8 @@ def test_decoding_stops_past_the_longest_target_with_the_same_figures(pairs_file
     """evaluate() cuts greedy decoding one token past the batch's longest target: an output
     longer than that is wrong whatever follows, so the figures are those of decoding to the
     model's maximum length, which an untrained model, never writing <eos>, always reaches."""
-    from attnviz import catalog
-    from attnviz.model import Transformer
+    from attnviz.model import catalog
+    from attnviz.model.transformer import Transformer
     from attnviz.train.evaluate import evaluate
     from attnviz.train.tasks import get_task, held_out_examples
 
@@ -596,7 +597,7 @@ def test_an_interrupted_train_command_saves_then_ends_as_interrupted(
         tmp_path, pairs_file, monkeypatch, raised, code, line):
     """Ctrl-C or SIGTERM in the middle of training: the best model so far is saved, and the
     command ends with 130 or 143 as every other command does (it ended with 0)."""
-    from attnviz.render import report
+    from attnviz.cli import text as report
 
     real = report.training_progress
 
@@ -634,7 +635,7 @@ def _train_process(tmp_path, pairs_text: str, *extra: str, prelude: str = ""):
 
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text(pairs_text)
-    code = prelude + "import sys; from attnviz.cli import main; sys.argv[0] = 'attnviz'; main()"
+    code = prelude + "import sys; from attnviz.cli.app import main; sys.argv[0] = 'attnviz'; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, "train", "--data", str(pairs), "-o",
          str(tmp_path / "m.safetensors"), *SMALL, *extra],

@@ -18,17 +18,19 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import attnviz
-from attnviz import views
 from attnviz.api import KIND_NAMES
-from attnviz.catalog import shipped_models, vocabulary
-from attnviz.cli import app
+from attnviz.cli.app import app
+from attnviz.cli.text import top_k_text
 from attnviz.errors import AttnvizError
-from attnviz.maps import TITLES, AttentionMaps, Provenance
-from attnviz.modelfile import read_metadata
+from attnviz.io.text import display_label
+from attnviz.maps import views
+from attnviz.maps.caption import caption
+from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.kinds import TITLES
+from attnviz.model.catalog import shipped_models, vocabulary
+from attnviz.model.modelfile import read_metadata
 from attnviz.render import image, terminal
 from attnviz.render.colors import rgb
-from attnviz.render.listing import top_k_text
-from attnviz.text import display_label
 from tests.conftest import SOURCE, TARGET
 from tests.test_maps import make_maps
 
@@ -147,12 +149,14 @@ def test_row_scale_draws_each_row_as_a_share_of_its_largest_weight():
 
 
 def test_the_kinds_short_names_are_one_table_that_the_cli_api_and_page_use():
-    from attnviz import api, cli, kinds
+    from attnviz import api
+    from attnviz.cli import options
+    from attnviz.maps import kinds
     from attnviz.render import page
 
     assert sorted(kinds.SHORT_NAMES.values()) == sorted(kinds.KINDS)
-    assert [kind.value for kind in cli.Kind] == [*kinds.SHORT_NAMES, "all"]
-    assert [kind.value for kind in cli.ExplainKind] == list(kinds.SHORT_NAMES)
+    assert [kind.value for kind in options.Kind] == [*kinds.SHORT_NAMES, "all"]
+    assert [kind.value for kind in options.ExplainKind] == list(kinds.SHORT_NAMES)
     assert api.KIND_NAMES == {**kinds.SHORT_NAMES, **{kind: kind for kind in kinds.KINDS}}
     assert page.CLI_KINDS == {kind: short for short, kind in kinds.SHORT_NAMES.items()}
     for short, kind in kinds.SHORT_NAMES.items():  # each name draws its kind
@@ -630,7 +634,7 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
     assert result.stdout.count("Encoder attention rollout") == 2  # one listing per layer
     assert len(lines) == 2 * 3 and all(re.search(r"\(([0-2])\) \d\.\d{3}$", line)
                                        for line in lines)
-    from attnviz.attention_rollout import rollout
+    from attnviz.maps.rollout import rollout
 
     # A window is a view onto the map: its scale reaches the whole map's largest weight.
     rolled = rollout(attnviz.trace(SOURCE, part="encoder", cache=False))  # (L, S, S)
@@ -648,8 +652,9 @@ def test_rollout_takes_the_same_scale_windows_and_listing():
 
 
 def test_an_unknown_kind_is_an_attnviz_error_naming_the_kinds():
-    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind of attention: use one "
-                                           "of encoder_self, decoder_self, cross$") as raised:
+    with pytest.raises(AttnvizError, match="^kind 'both' is not a kind of attention; use one "
+                                           "of encoder, self, cross, encoder_self, "
+                                           "decoder_self$") as raised:
         views.heatmap(make_maps(), "both")
     assert raised.value.setting == "kind"
     with pytest.raises(AttnvizError, match="^kind 'both' is not a kind") as raised:
@@ -736,9 +741,9 @@ def test_a_narrow_figures_caption_wraps_at_its_parts_and_stays_inside(dpi):
     figure."""
     maps = attnviz.trace("the black cat sees the red car")  # as `attnviz encode` draws it
     figure = attnviz.plot(maps, kind="encoder")
-    parts = maps.provenance.summary.split(" · ")
-    (caption,) = [t for t in figure.texts if parts[0] in t.get_text()]
-    lines = caption.get_text().split("\n")
+    parts = caption(maps.provenance).split(" · ")
+    (drawn,) = [t for t in figure.texts if parts[0] in t.get_text()]
+    lines = drawn.get_text().split("\n")
     assert len(lines) >= 2 and " · ".join(lines).split(" · ") == parts  # every part, in full
     renderer = _drawn(figure, dpi)
     width, height = figure.bbox.width, figure.bbox.height

@@ -22,11 +22,13 @@ from contextlib import nullcontext
 import numpy as np
 
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.maps import TITLES, AttentionMaps
+from attnviz.io.text import display_label, printable, shorten
+from attnviz.maps.caption import caption
+from attnviz.maps.data import AttentionMaps
+from attnviz.maps.kinds import TITLES
+from attnviz.maps.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap, head_name
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
-from attnviz.text import display_label, printable, shorten
-from attnviz.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap, head_name
 
 DECODER_KINDS = ("decoder_self", "cross")  # the rows a frame shows, top to bottom
 FRAME_MS = 1200  # each step on screen; the last one twice as long before the loop restarts
@@ -198,9 +200,9 @@ def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
     canvas = FigureCanvasAgg(fig)
     fig.patch.set_facecolor("white")
 
-    caption = printable(maps.provenance.summary)
-    if caption:
-        fig.text(GAP / width, 1 - GAP / height, caption, fontsize=8, color="#555555", va="top",
+    heading = caption(maps.provenance)
+    if heading:
+        fig.text(GAP / width, 1 - GAP / height, heading, fontsize=8, color="#555555", va="top",
                  parse_math=False)
     step_line = fig.text(GAP / width, 1 - (GAP + 0.3) / height, "", fontsize=11,
                          weight="bold", va="top", parse_math=False)

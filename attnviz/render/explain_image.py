@@ -7,10 +7,11 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from attnviz.explanation import Explanation
+from attnviz.io.text import display_label, shorten
+from attnviz.maps.caption import caption
+from attnviz.maps.explanation import Explanation
+from attnviz.maps.views import KEY_AXES, QUERY_AXES, Heatmap
 from attnviz.render import fonts, image
-from attnviz.text import display_label, printable, shorten
-from attnviz.views import KEY_AXES, QUERY_AXES, Heatmap
 
 DIVERGING = "RdBu_r"  # queries, keys, values and scores have a sign: blue below 0, red above
 LABEL_CHARS = 16
@@ -141,9 +142,9 @@ def _figure(explanation: Explanation, cmap: str):
 def _header(e: Explanation) -> str:
     lines = [f"{e.title}: weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V",
              f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"]
-    caption = printable(e.provenance.summary)
-    if caption:
-        lines.append(caption)
+    heading = caption(e.provenance)
+    if heading:
+        lines.append(heading)
     return "\n".join(lines)
 
 

@@ -11,10 +11,11 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.explanation import Explanation
+from attnviz.io.text import display_label, shorten
+from attnviz.maps.caption import caption
+from attnviz.maps.explanation import Explanation
+from attnviz.maps.views import KEY_AXES, QUERY_AXES
 from attnviz.render.colors import rgb
-from attnviz.text import display_label, printable, shorten
-from attnviz.views import KEY_AXES, QUERY_AXES
 
 CELL = 6  # terminal columns per number: "-12.3" and a space
 LABEL_WIDTH = 12  # longest row label shown in full
@@ -33,9 +34,9 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     """
     e = explanation
     lines = [Text(e.title, style="bold")]
-    caption = printable(e.provenance.summary)
-    if caption:
-        lines.append(Text(caption, style="dim"))
+    heading = caption(e.provenance)
+    if heading:
+        lines.append(Text(heading, style="dim"))
     lines.append(Text(f"weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V;  "
                       f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"))
     for name, letter in (("queries", "Q"), ("keys", "K"), ("values", "V")):

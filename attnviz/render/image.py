@@ -11,10 +11,10 @@ import numpy as np
 from rich.cells import cell_len
 
 from attnviz.errors import AttnvizError
+from attnviz.io.text import shorten
+from attnviz.maps.views import UNKNOWN_MARK, Heatmap, Plan, arrange
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
-from attnviz.text import shorten
-from attnviz.views import UNKNOWN_MARK, Heatmap, Plan, arrange
 
 MASKED_COLOR = "#d0d0d0"  # hatched grey: clearly not a colour of the map
 MASKED_LABEL = "masked: a future position, weight exactly 0"

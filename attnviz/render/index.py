@@ -7,7 +7,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from attnviz.text import printable, shorten
+from attnviz.io.text import printable, shorten
 
 SHOWN = ("png", "svg")  # formats a browser shows as a picture
 TEXT_CHARS = 400  # longer texts are cut, with an ellipsis

@@ -23,12 +23,12 @@ from importlib import resources
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.kinds import SHORT_NAMES
-from attnviz.maps import TITLES, AttentionMaps
+from attnviz.io.text import printable, shorten
+from attnviz.maps.data import AttentionMaps
+from attnviz.maps.kinds import SHORT_NAMES, TITLES
+from attnviz.maps.views import SCALES, check_scale, head_name, heatmap
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
 from attnviz.render.image import LABEL_CHARS
-from attnviz.text import printable, shorten
-from attnviz.views import SCALES, check_scale, head_name, heatmap
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "

@@ -17,10 +17,10 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.maps import TITLES
+from attnviz.io.text import clusters, shorten
+from attnviz.maps.kinds import TITLES
+from attnviz.maps.views import UNKNOWN_MARK, Heatmap, Plan, arrange, scale_rows
 from attnviz.render.colors import rgb
-from attnviz.text import clusters, shorten
-from attnviz.views import UNKNOWN_MARK, Heatmap, Plan, arrange, scale_rows
 
 RAMP = " .:-=+*#%@"  # plain-text levels, from 0 to the largest weight
 MASKED = "·"

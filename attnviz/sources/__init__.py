@@ -1,5 +1,8 @@
 """Where attention maps come from: a source turns a request (texts, options) into maps.
 
+(A source here is what provides maps: a model or a file. The encoder's input is always called
+the source *text*.)
+
 A source is named the way a person names a model (``--model`` on the command line, ``model=``
 in the API), and :data:`SOURCES` says which module reads which names. Adding a source is one
 module with an ``open(name) -> Source`` function, and one line here.
@@ -13,10 +16,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from attnviz.catalog import DEFAULT_MODEL
-from attnviz.sources.base import Request, Source, Trace
+from attnviz.model.catalog import DEFAULT_MODEL
+from attnviz.sources.base import PARTS, Request, Source
 
-__all__ = ["DEFAULT_MODEL", "SOURCES", "Request", "Source", "Trace", "open_source",
+__all__ = ["DEFAULT_MODEL", "PARTS", "SOURCES", "Request", "Source", "open_source",
            "source_module"]
 
 

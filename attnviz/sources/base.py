@@ -1,4 +1,9 @@
-"""What every source takes and gives: a request, its trace, and the Source protocol."""
+"""What every source takes and gives: a :class:`Request`, and the :class:`Source` protocol.
+
+A source says what a person should know about its maps (an unknown word, a model's own code
+that is not run) as Python warnings, :class:`attnviz.errors.AttnvizWarning`; the render cache
+records them with the maps, and each caller shows them its own way.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
+from attnviz.maps.choice import shown
+from attnviz.maps.data import AttentionMaps
 
-PARTS = ("encoder", "decoder")
+PARTS = ("encoder", "decoder")  # what a request may ask for alone
 
 
 @dataclass(frozen=True)
@@ -26,18 +32,11 @@ class Request:
 
     def __post_init__(self) -> None:
         if self.part is not None and self.part not in PARTS:
-            raise ValueError(f"part must be one of {PARTS} or None, got {self.part!r}")
+            raise AttnvizError(f"part {shown(self.part)} is not a part: use 'encoder', "
+                               "'decoder' or None", setting="part")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """The maps of one request, and what the person should be told about them."""
-
-    maps: AttentionMaps
-    warnings: tuple[str, ...] = ()
 
 
 class Source(Protocol):
@@ -50,8 +49,9 @@ class Source(Protocol):
         the texts, the options that matter), or None when the source cannot name them: then
         its maps are never cached. Needs no torch."""
 
-    def trace(self, request: Request) -> Trace:
-        """The maps of ``request``; AttnvizError when the request does not fit the source."""
+    def maps(self, request: Request) -> AttentionMaps:
+        """The maps of ``request``; AttnvizError when the request does not fit the source,
+        and an AttnvizWarning for what the person should know about them."""
 
 
 def digest(request: Request, weights: str, **more: Any) -> str:

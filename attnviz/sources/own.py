@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnviz import catalog
-from attnviz.errors import AttnvizError
-from attnviz.explanation import Explanation
-from attnviz.maps import KINDS, TITLES, AttentionMaps, Provenance, check_size
-from attnviz.sources.base import Request, Trace, digest, require_text
-from attnviz.text import printable, shorten
+from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.io.text import printable, shorten
+from attnviz.maps.budget import check_size
+from attnviz.maps.choice import check_head, check_layer
+from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.explanation import Explanation
+from attnviz.maps.kinds import KINDS
+from attnviz.model import catalog
+from attnviz.sources.base import Request, digest, require_text
 from attnviz.version import __version__
 
 if TYPE_CHECKING:
     import torch
 
-    from attnviz.checkpoint import Checkpoint
-    from attnviz.config import ModelConfig
-    from attnviz.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.checkpoint import Checkpoint
+    from attnviz.model.config import ModelConfig
+    from attnviz.model.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.transformer import Intermediates
 
 UNKNOWN_SHOWN = 10  # unknown words named in a warning; the rest are counted
 UNKNOWN_CHARS = 40  # an unknown word longer than this is shortened in the warning
@@ -38,10 +43,9 @@ class _Start:
     text: str
     target: str | None
     checkpoint: Checkpoint
-    source: torch.Tensor  # (1, S) source ids
+    source_ids: torch.Tensor  # (1, S)
     source_labels: list[str]
     source_written: dict[int, str]  # unknown source words as written, by position
-    notes: list[str]
     threads: int | None  # None: torch's own count (a thread variable set it)
 
 
@@ -83,41 +87,23 @@ class OwnModel:
         except AttnvizError:
             return None  # trace() reports why the file cannot be read
 
-    def trace(self, request: Request) -> Trace:
+    def maps(self, request: Request) -> AttentionMaps:
         """Encode ``request.text`` (part ``encoder``), or run the whole model (otherwise): with
         ``request.target`` by teacher forcing, without one on the target it writes greedily."""
-        import torch
-
-        from attnviz.runtime import using_threads
-
         encode_only = request.part == "encoder"
         start = self._start(request, encode_only)
-        checkpoint, source, notes = start.checkpoint, start.source, start.notes
-        with using_threads(start.threads), torch.inference_mode():
-            if encode_only:
-                encoded = checkpoint.model.encode(source)
-                maps = {"encoder_self": _numpy(encoded.self_weights[0])}
-                decoded = _Decoded(None, [], None, {}, None)
-            else:
-                decoded = self._decoder_input(checkpoint, source, start.target, notes,
-                                              source.device)
-                output = checkpoint.model(source, decoded.ids)
-                maps = {"encoder_self": _numpy(output.encoder_self[0]),
-                        "decoder_self": _numpy(output.decoder_self[0]),
-                        "cross": _numpy(output.cross[0])}
-        provenance = self._provenance(request, start, decoded)
-        target_labels = decoded.labels
-        return Trace(AttentionMaps(start.source_labels, target_labels, provenance=provenance,
-                                   **maps), tuple(notes))
+        decoded, attention = self._run(start, encode_only)
+        maps = {kind: _numpy(attention.weights(kind)[0]) for kind in KINDS
+                if attention.layers(kind)}  # (L, H, Q, K) each
+        return AttentionMaps(start.source_labels, decoded.labels,
+                             provenance=self._provenance(request, start, decoded), **maps)
 
     def explain(self, request: Request, kind: str, layer: int | None, head: int
-                ) -> tuple[Explanation, tuple[str, ...]]:
-        """One head of one attention layer, step by step, and what the person should be
-        told (as :meth:`trace` tells it).
-
-        The decoder reads ``request.target``, or (without one) the target the model writes
-        greedily, as in :meth:`trace`; then the model runs up to the layer
-        (:meth:`~attnviz.model.Transformer.attention_steps`).
+                ) -> Explanation:
+        """One head of one attention layer, step by step, from the forward pass that
+        :meth:`maps` runs: the queries, keys, values, mask and weights that layer's call of
+        the attention function took and gave, and the scores Q Kᵀ / √d_k of those queries and
+        keys (the formula's first step, shown before the mask).
 
         Args:
             request: the texts; its ``part`` is ignored (the kind decides).
@@ -126,71 +112,77 @@ class OwnModel:
             head: counting from 0.
 
         Raises:
-            AttnvizError: for a layer or head the model does not have, and as :meth:`trace`.
+            AttnvizError: for a layer or head the model does not have, and as :meth:`maps`.
         """
         import torch
 
-        from attnviz.runtime import using_threads
+        from attnviz.model.attention import attention_scores
 
         encode_only = kind == "encoder_self"
         start = self._start(request, encode_only)
-        checkpoint, source, notes = start.checkpoint, start.source, start.notes
-        target, source_labels = start.target, start.source_labels
-        config = checkpoint.config
+        config = start.checkpoint.config
         layers = config.n_encoder_layers if encode_only else config.n_decoder_layers
-        layer = _default_layers(checkpoint).get(kind, layers - 1) if layer is None else layer
-        if not 0 <= layer < layers:
-            raise AttnvizError(f"layer {layer} is out of range: the {TITLES[kind].lower()} "
-                               f"has layers 0 to {layers - 1}", setting="layer")
-        if not 0 <= head < config.n_heads:
-            raise AttnvizError(f"head {head} is out of range: this model has heads 0 to "
-                               f"{config.n_heads - 1}; explain shows one head",
-                               setting="head")
-        with using_threads(start.threads), torch.inference_mode():
-            if encode_only:
-                decoded = _Decoded(None, [], None, {}, None)
-            else:
-                decoded = self._decoder_input(checkpoint, source, target, notes, source.device)
-            steps = checkpoint.model.attention_steps(source, decoded.ids, kind, layer)
-        target_labels = decoded.labels
+        layer = check_layer(_default_layers(start.checkpoint).get(kind, layers - 1)
+                            if layer is None else layer, layers, kind)
+        check_head(head, config.n_heads, "this model has", "; explain shows one head")
+        decoded, attention = self._run(start, encode_only)
+        step = attention.layers(kind)[layer]
+        with torch.inference_mode():
+            scores = attention_scores(step.queries, step.keys)  # (B, H, Q, K), no mask
 
         def one_head(tensor: torch.Tensor) -> torch.Tensor:
             return tensor[0, head]  # (Q, K) or (Q, Dh)
 
-        provenance = self._provenance(request, start, decoded)
-        query_tokens = source_labels if kind == "encoder_self" else target_labels
-        key_tokens = target_labels if kind == "decoder_self" else source_labels
+        query_tokens = start.source_labels if encode_only else decoded.labels
+        key_tokens = decoded.labels if kind == "decoder_self" else start.source_labels
         return Explanation(
             kind=kind, layer=layer, head=head, heads=config.n_heads, d_model=config.d_model,
-            queries=_numpy(one_head(steps.queries)), keys=_numpy(one_head(steps.keys)),
-            values=_numpy(one_head(steps.values)), scores=_numpy(one_head(steps.scores)),
-            mask=one_head(steps.mask).cpu().numpy(), weights=_numpy(one_head(steps.weights)),
+            queries=_numpy(one_head(step.queries)), keys=_numpy(one_head(step.keys)),
+            values=_numpy(one_head(step.values)), scores=_numpy(one_head(scores)),
+            mask=one_head(step.visible()).cpu().numpy(), weights=_numpy(one_head(step.weights)),
             query_tokens=list(query_tokens), key_tokens=list(key_tokens),
-            provenance=provenance), tuple(notes)
+            provenance=self._provenance(request, start, decoded))
+
+    def _run(self, start: _Start, encode_only: bool) -> tuple[_Decoded, Intermediates]:
+        """The one forward pass of every request: the encoder alone (``encode_only``), or the
+        whole model on the decoder's input; what the decoder read, and the attention layers
+        of the pass, as data."""
+        import torch
+
+        from attnviz.model.runtime import using_threads
+
+        checkpoint, source_ids = start.checkpoint, start.source_ids
+        with using_threads(start.threads), torch.inference_mode():
+            if encode_only:
+                attention = checkpoint.model.encode(source_ids).attention
+                decoded = _Decoded(None, [], None, {}, None)
+            else:
+                decoded = self._decoder_input(checkpoint, source_ids, start.target,
+                                              source_ids.device)
+                attention = checkpoint.model(source_ids, decoded.ids).attention
+        return decoded, attention
 
     def _start(self, request: Request, encode_only: bool) -> _Start:
         """What every run begins with: the texts checked, the model, the source's ids and
-        labels, the notes so far, and torch's threads. Refuses, before building anything, a
+        labels, and torch's threads. Refuses, before building anything, a
         text whose maps would not fit in memory."""
         import torch
 
-        from attnviz.runtime import choose_threads, resolve_device
+        from attnviz.model.runtime import choose_threads, resolve_device
 
         text = require_text(request.text)
         target = None if request.target is None else require_text(request.target, "target")
         device = resolve_device(request.device)
         if self.path is None:  # its vocabulary grows with the text: check before building it
-            from attnviz.config import ModelConfig
-            from attnviz.tokenize import Tokenizer
+            from attnviz.model.config import ModelConfig
+            from attnviz.model.tokenize import Tokenizer
 
             words = Tokenizer("word")
             longest = _random_target_length(len(words.split(text)))
             _check_size(ModelConfig, len(words.split(text)) + 1, None if encode_only else
                         len(words.split(target)) + 1 if target else longest + 1)
         checkpoint = self._checkpoint(text, target, request.seed, device)
-        notes: list[str] = []
-        source_ids, source_labels, source_written = _tokens(checkpoint, text, "source", notes,
-                                                            self.name)
+        source_ids, source_labels, source_written = _tokens(checkpoint, text, self.name)
         if encode_only:
             decoder_length = None
         elif target is None:  # the longest it may write, and its begin token
@@ -198,8 +190,8 @@ class OwnModel:
         else:
             decoder_length = len(checkpoint.target_tokenizer.split(target)) + 1
         _check_size(checkpoint.config, len(source_ids), decoder_length)
-        source = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
-        return _Start(text, target, checkpoint, source, source_labels, source_written, notes,
+        ids = torch.tensor([source_ids], dtype=torch.long, device=device)  # (1, S)
+        return _Start(text, target, checkpoint, ids, source_labels, source_written,
                       choose_threads(request.threads))
 
     def _provenance(self, request: Request, start: _Start, decoded: _Decoded) -> Provenance:
@@ -213,18 +205,18 @@ class OwnModel:
             default_layers=_default_layers(start.checkpoint), next_token=decoded.next_token,
             source_written=start.source_written, target_written=decoded.unknown)
 
-    def _decoder_input(self, checkpoint: Checkpoint, source: torch.Tensor, target: str | None,
-                       notes: list[str], device: torch.device) -> _Decoded:
+    def _decoder_input(self, checkpoint: Checkpoint, source_ids: torch.Tensor,
+                       target: str | None, device: torch.device) -> _Decoded:
         """What the decoder reads: ``target`` by teacher forcing, or (None) the text the model
         writes greedily."""
         import torch
 
-        from attnviz.tokenize import BOS, BOS_ID, EOS
+        from attnviz.model.tokenize import BOS, BOS_ID, EOS
 
         if target is not None:
             tokens = _split(checkpoint.target_tokenizer, target, "target")
             ids = checkpoint.target_ids(tokens)
-            notes += _unknown_note(checkpoint.target_vocab, tokens, "target", self.name)
+            _warn_unknown(checkpoint.target_vocab, tokens, "target", self.name)
             labels = [BOS, *checkpoint.target_vocab.tokens_of(ids)]
             unknown = _as_written(checkpoint.target_tokenizer, checkpoint.target_vocab, target,
                                   tokens)
@@ -232,14 +224,14 @@ class OwnModel:
                             labels, None, {position + 1: word for position, word
                                            in unknown.items()}, EOS)
         if self.path is None:
-            notes.append("the random model writes random words; give the target text yourself "
-                         "to see how the decoder reads a sentence of yours")
-        decoder_input = checkpoint.model.generate(source)  # (1, T)
+            _warn("the random model writes random words; give the target text yourself to see "
+                  "how the decoder reads a sentence of yours")
+        decoder_input = checkpoint.model.generate(source_ids)  # (1, T)
         labels = checkpoint.target_vocab.tokens_of(decoder_input[0].tolist())
         written = checkpoint.target_tokenizer.join(labels[1:])
         if not written:
-            notes.append("the model wrote nothing but the end token; the maps show the one "
-                         "step that decided so")
+            _warn("the model wrote nothing but the end token; the maps show the one step that "
+                  "decided so")
         # generate() stops after writing the end token, or after max_target_length tokens
         # without one (then T = limit + 1, and what the last position predicts is unknown).
         ended = decoder_input.shape[1] <= checkpoint.config.max_target_length
@@ -248,14 +240,14 @@ class OwnModel:
     def _checkpoint(self, text: str, target: str | None, seed: int, device: torch.device
                     ) -> Checkpoint:
         if self.path is None:
-            from attnviz.tokenize import Tokenizer
+            from attnviz.model.tokenize import Tokenizer
 
             tokenizer = Tokenizer("word")
             checkpoint = random_checkpoint(tokenizer.split(text),
                                            tokenizer.split(target) if target else [], seed)
             checkpoint.model.to(device)
             return checkpoint
-        from attnviz.checkpoint import checkpoint_from_bytes
+        from attnviz.model.checkpoint import checkpoint_from_bytes
 
         if str(device) not in self._loaded:
             self._loaded[str(device)] = checkpoint_from_bytes(self._bytes(),
@@ -269,7 +261,7 @@ class OwnModel:
 
     def _bytes(self) -> bytes:
         if self._data is None:
-            from attnviz.modelfile import read_model_file
+            from attnviz.model.modelfile import read_model_file
 
             self._data = read_model_file(self.path)
         return self._data
@@ -284,10 +276,10 @@ def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: 
     """
     import torch
 
-    from attnviz.checkpoint import Checkpoint
-    from attnviz.config import ModelConfig
-    from attnviz.model import Transformer
-    from attnviz.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.checkpoint import Checkpoint
+    from attnviz.model.config import ModelConfig
+    from attnviz.model.tokenize import Tokenizer, Vocabulary
+    from attnviz.model.transformer import Transformer
 
     source_vocab = Vocabulary.build([source_tokens])
     target_vocab = Vocabulary.build([target_tokens or source_tokens])
@@ -307,7 +299,7 @@ def random_checkpoint(source_tokens: list[str], target_tokens: list[str], seed: 
 
 def _random_target_length(source_tokens: int) -> int:
     """The most tokens the random model writes: twice the source, within the model's bounds."""
-    from attnviz.config import MAX_TARGET_LENGTH
+    from attnviz.model.config import MAX_TARGET_LENGTH
 
     return min(MAX_TARGET_LENGTH, max(8, 2 * source_tokens))
 
@@ -320,13 +312,13 @@ def _split(tokenizer: Tokenizer, text: str, side: str) -> list[str]:
     return tokens
 
 
-def _tokens(checkpoint: Checkpoint, text: str, side: str, notes: list[str], model: str
+def _tokens(checkpoint: Checkpoint, text: str, model: str
             ) -> tuple[list[int], list[str], dict[int, str]]:
     """Source ids (ending with <eos>), their labels (<unk> for unknown words), and the
     unknown words as written, by position."""
-    tokens = _split(checkpoint.source_tokenizer, text, side)
+    tokens = _split(checkpoint.source_tokenizer, text, "source")
     ids = checkpoint.source_ids(tokens)
-    notes += _unknown_note(checkpoint.source_vocab, tokens, side, model)
+    _warn_unknown(checkpoint.source_vocab, tokens, "source", model)
     return (ids, checkpoint.source_vocab.tokens_of(ids),
             _as_written(checkpoint.source_tokenizer, checkpoint.source_vocab, text, tokens))
 
@@ -351,15 +343,19 @@ def _as_written(tokenizer: Tokenizer, vocab: Vocabulary, text: str, tokens: list
             if token in unknown}
 
 
-def _unknown_note(vocab: Vocabulary, tokens: list[str], side: str, model: str) -> list[str]:
+def _warn_unknown(vocab: Vocabulary, tokens: list[str], side: str, model: str) -> None:
     unknown = vocab.unknown(tokens)
     if not unknown:
-        return []
+        return
     shown = ", ".join(repr(shorten(t, UNKNOWN_CHARS)) for t in unknown[:UNKNOWN_SHOWN])
     more = len(unknown) - UNKNOWN_SHOWN
-    return [f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are read "
-            f"as <unk> (labelled word?): {shown}" + (f" and {more} more" if more > 0 else "")
-            + f"; see the words it knows with `attnviz models {shlex.quote(model)} --vocab`"]
+    _warn(f"{len(unknown)} {side} token(s) are not in this model's vocabulary and are read as "
+          f"<unk> (labelled word?): {shown}" + (f" and {more} more" if more > 0 else "")
+          + f"; see the words it knows with `attnviz models {shlex.quote(model)} --vocab`")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, AttnvizWarning, stacklevel=2)
 
 
 def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnviz.errors import AttnvizError
-from attnviz.maps import AttentionMaps
-from attnviz.sources.base import Request, Trace
-from attnviz.text import printable, shorten
+from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.io.text import printable, shorten
+from attnviz.maps.data import AttentionMaps
+from attnviz.sources.base import Request
 
 
 def open(name: str) -> SavedMaps:  # noqa: A001 - every source module has open()
@@ -25,7 +26,7 @@ class SavedMaps:
     def fingerprint(self, request: Request) -> str | None:
         return None
 
-    def trace(self, request: Request) -> Trace:
+    def maps(self, request: Request) -> AttentionMaps:
         """The file's maps. A request's text that differs from the saved one is named in a
         warning; a part the file lacks (no encoder, no decoder) is an error."""
         maps = AttentionMaps.load(self.path)
@@ -35,9 +36,8 @@ class SavedMaps:
         if wanted and not any(kind in maps.kinds for kind in wanted):
             raise AttnvizError(f"{name} holds no {request.part} maps (it holds "
                                f"{', '.join(maps.kinds)})")
-        notes = []
         saved = maps.provenance.source_text
         if request.text is not None and saved is not None and request.text != saved:
-            notes.append(f"{name} holds the maps of {printable(shorten(saved, 60))!r}, not of "
-                         "the text given")
-        return Trace(maps, tuple(notes))
+            warnings.warn(f"{name} holds the maps of {printable(shorten(saved, 60))!r}, not of "
+                          "the text given", AttnvizWarning, stacklevel=2)
+        return maps

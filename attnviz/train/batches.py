@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnviz.checkpoint import Checkpoint
-from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.model.checkpoint import Checkpoint
+from attnviz.model.tokenize import BOS_ID, EOS_ID, PAD_ID
 from attnviz.train.tasks import Example
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from attnviz.checkpoint import Checkpoint
-from attnviz.model import rule_out_specials
-from attnviz.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.model.checkpoint import Checkpoint
+from attnviz.model.tokenize import BOS_ID, EOS_ID, PAD_ID
+from attnviz.model.transformer import rule_out_specials
 from attnviz.train.batches import make_batch, too_large_for_memory
 from attnviz.train.tasks import Example
 
@@ -65,7 +65,7 @@ def evaluate(checkpoint: Checkpoint, examples: list[Example], batch_size: int = 
             exact += [t for t in row if t not in (PAD_ID, BOS_ID)] == expected
 
         if with_alignment:
-            cross = output.cross.mean(dim=2)  # (B, L, T, S): mean over heads
+            cross = output.attention.weights("cross").mean(dim=2)  # (B, L, T, S): mean of heads
             for b, example in enumerate(chunk):
                 # Row j is the decoder step whose input is the token before target token j:
                 # the step that predicts it.
@@ -86,12 +86,12 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
     ``threads``: torch's CPU threads, restored after; None chooses
     (:func:`attnviz.runtime.choose_threads`).
     """
-    from attnviz.catalog import resolve
-    from attnviz.checkpoint import load_checkpoint
-    from attnviz.config import MAX_TEST_EXAMPLES
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import choose_threads, resolve_device, using_threads
-    from attnviz.train.pairs import check_one_source, read_pairs
+    from attnviz.model.catalog import resolve
+    from attnviz.model.checkpoint import load_checkpoint
+    from attnviz.model.runtime import choose_threads, resolve_device, using_threads
+    from attnviz.train.options import MAX_TEST_EXAMPLES
+    from attnviz.train.pairs import check_one_source, read_examples
     from attnviz.train.tasks import TEST_SIZE, all_tasks, get_task, held_out_examples
 
     check_one_source(task, data)
@@ -111,7 +111,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
                                f"{task}; measure it with ⟨task⟩ {trained_on}")
         chosen = held_out_examples(get_task(task), examples or TEST_SIZE)
     else:
-        chosen = read_pairs(data, checkpoint.target_tokenizer,
+        chosen = read_examples(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
     try:

@@ -17,22 +17,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnviz.checkpoint import Checkpoint
-from attnviz.config import (
+from attnviz.errors import AttnvizError
+from attnviz.model.checkpoint import Checkpoint
+from attnviz.model.config import (
     MAX_LAYERS,
     MAX_MODEL_FILE_BYTES,
     MAX_TOKEN_CHARS,
-    MAX_VALIDATION_PAIRS,
     MAX_VOCABULARY_SIZE,
-    VALIDATION_SHARE,
     ModelConfig,
-    TrainOptions,
 )
-from attnviz.errors import AttnvizError
-from attnviz.model import Transformer
-from attnviz.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
+from attnviz.model.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
+from attnviz.model.transformer import Transformer
 from attnviz.train.batches import make_batch, too_large_for_memory
 from attnviz.train.evaluate import Metrics, evaluate
+from attnviz.train.options import MAX_VALIDATION_PAIRS, VALIDATION_SHARE, TrainOptions
 from attnviz.train.tasks import Example, Task, examples, held_out_examples
 
 PATIENCE = 3  # validations in a row at 100% exact match before training stops early
@@ -179,7 +177,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
         AttnvizError: the loss or the weights stopped being finite numbers (training
             diverged), or a step did not fit in memory. Nothing is worth keeping then.
     """
-    from attnviz.runtime import resolve_device
+    from attnviz.model.runtime import resolve_device
 
     device = resolve_device(options.device)
     torch.manual_seed(options.seed)
@@ -324,8 +322,8 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
     ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
-    from attnviz.runtime import choose_threads, resolve_device
-    from attnviz.train.pairs import check_one_source, read_pairs
+    from attnviz.model.runtime import choose_threads, resolve_device
+    from attnviz.train.pairs import check_one_source, read_examples
     from attnviz.train.tasks import get_task
 
     check_one_source(task, data)
@@ -364,7 +362,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
         command += ["--task", task]
         info = {"task": task, "description": source.description}
     else:
-        pairs = read_pairs(data, Tokenizer(tokenizer), max_length,
+        pairs = read_examples(data, Tokenizer(tokenizer), max_length,
                            way_out="shorten it or raise ⟨max_length⟩",
                            max_token_chars=MAX_TOKEN_CHARS)
         built = pairs_data(pairs, Tokenizer(tokenizer), validation_share, seed, max_length)
@@ -434,7 +432,7 @@ def weight_count(config: ModelConfig) -> int:
 def run(plan: TrainPlan, report: Callable[[Progress], None] = lambda progress: None
         ) -> TrainResult:
     """``attnviz train``: :func:`fit` with torch on ``plan.threads`` threads, restored after."""
-    from attnviz.runtime import using_threads
+    from attnviz.model.runtime import using_threads
 
     with using_threads(plan.threads):
         return fit(plan.data, plan.sizes, plan.options, dict(plan.info), plan.test, report)

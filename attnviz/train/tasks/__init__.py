@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from attnviz.tokenize import Tokenizer
+from attnviz.model.tokenize import Tokenizer
 
 SPLITS = ("train", "validation", "test")
 

@@ -11,7 +11,7 @@ import calendar
 import datetime
 import random
 
-from attnviz.tokenize import Tokenizer
+from attnviz.model.tokenize import Tokenizer
 from attnviz.train.tasks import Example, Task
 
 MONTHS = [calendar.month_name[m].lower() for m in range(1, 13)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from attnviz.tokenize import Tokenizer
+from attnviz.model.tokenize import Tokenizer
 from attnviz.train.tasks import Example, Task
 from attnviz.train.tasks.translate import TASK as TRANSLATE
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from attnviz.tokenize import Tokenizer
+from attnviz.model.tokenize import Tokenizer
 from attnviz.train.tasks import Example, Task
 
 # English noun: (French noun, gender)

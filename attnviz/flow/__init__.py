@@ -1,0 +1,1 @@
+"""The way of every request: :mod:`.pipeline`."""

@@ -1,0 +1,198 @@
+"""The way of every request: a model turns it into maps, a view chooses what to draw of them,
+and one dispatcher turns them into each output's bytes.
+
+    Request ──source, behind the cache──▶ AttentionMaps ──View──▶ Plan ──renderer──▶ files
+
+The command line, the Python API and export all call :func:`trace` and :func:`write` (or
+:func:`explain` and :func:`write_explanation`); nothing else wires a source to a renderer, and
+:func:`to_bytes` is the one place that knows which renderer writes which format.
+
+Warnings travel one way: as Python warnings (:class:`attnviz.errors.AttnvizWarning`). A
+source warns while it computes, the cache keeps what was said with the maps and says it again
+on a hit, and each caller shows them as it shows warnings (the command line as one line each,
+the Python API as Python does, export per line).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.io.atomic import check_writable, write_all
+from attnviz.maps.data import FORMATS as DATA_FORMATS
+from attnviz.maps.data import AttentionMaps
+from attnviz.maps.views import Head, Layer, Plan
+from attnviz.maps.windows import Window
+from attnviz.sources import Request, Source, open_source, source_module
+
+if TYPE_CHECKING:
+    from attnviz.maps.explanation import Explanation
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+FORMATS = (*IMAGE_FORMATS, "gif", "npz", "json", "html")  # what maps are written as
+EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS)  # explain draws one picture, or numbers
+
+
+@dataclass(frozen=True)
+class View:
+    """What a picture of maps shows, in the library's words (the command line's ``--kind``,
+    ``--layer``, ``--head``, ``--scale``, ``--window...`` and ``--rollout``).
+
+    The defaults are every kind at its default layer, the mean of the heads: what an export
+    draws.
+    """
+
+    kinds: tuple[str, ...] | None = None  # the maps' names; None: every kind the maps hold
+    layer: Layer = None  # an index, "all", or None for each kind's default layer
+    head: Head = None  # an index, "all", or None (or "mean") for the mean over heads
+    scale: str | None = None  # one of attnviz.maps.views.SCALES; None: chosen by the panels
+    window: Window = None  # positions "A:B" of the queries and the keys
+    window_query: Window = None
+    window_key: Window = None
+    rollout: bool = False  # the encoder's attention rollout instead of its maps
+
+
+def trace(model: str | Source | None, request: Request, *, cache: bool = True
+          ) -> AttentionMaps:
+    """The maps of ``request`` by ``model`` (a name as ``--model`` takes it, None for the
+    default model, or a source opened before, which keeps what it loaded for the next
+    request): read from the render cache when they are there (``cache``), else computed by
+    the model's source (and kept)."""
+    source = open_source(model) if model is None or isinstance(model, str) else model
+    if cache:
+        from attnviz.sources.cache import Cached
+
+        source = Cached(source)
+    return source.maps(request)
+
+
+def explain(model: str | None, request: Request, kind: str, layer: int | None, head: int
+            ) -> Explanation:
+    """One head of one attention layer of ``model``, step by step, from the forward pass
+    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain`)."""
+    module = source_module(model)
+    if module != "own":
+        what = ("a file of saved maps holds their weights, not the queries and keys that made "
+                "them" if module == "saved" else
+                "a Hugging Face model computes its attention inside its own code")
+        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
+                           f"reverse, random, or a model file from attnviz train): {what}")
+    return open_source(model).explain(request, kind, layer, head)
+
+
+def plan(maps: AttentionMaps, view: View) -> Plan:
+    """The panels of a picture of ``maps`` as ``view`` chooses them (the rollout's, where it
+    asks for the rollout). Raises AttnvizError for a kind, layer, head, scale or window that
+    the maps cannot show."""
+    from attnviz.maps import views
+
+    if view.rollout:
+        from attnviz.maps.rollout import rollout_heatmaps
+
+        rolled = rollout_heatmaps(maps, None if view.layer == "all" else view.layer,
+                                  None if view.head == "mean" else view.head, view.kinds)
+        return views.arrange(rolled, view.scale, view.window, view.window_query,
+                             view.window_key)
+    return views.plan(maps, view.kinds, view.layer, view.head, view.scale, view.window,
+                      view.window_query, view.window_key)
+
+
+def output_format(path: Path, formats: Sequence[str] = FORMATS) -> str:
+    """The format of an output file from its suffix, one of ``formats``."""
+    suffix = path.suffix.lower()
+    allowed = ", ".join(f".{fmt}" for fmt in formats)
+    if not suffix:
+        raise AttnvizError(f"cannot write {path}: it has no suffix to tell the format; "
+                           f"use one of {allowed}")
+    if suffix[1:] not in formats:
+        raise AttnvizError(f"cannot write {path}: '{path.suffix}' is not a supported output; "
+                           f"use one of {allowed}")
+    return suffix[1:]
+
+
+def check_outputs(paths: Sequence[Path], cmap: str, formats: Sequence[str] = FORMATS) -> None:
+    """Fail before any work when an output cannot be written or the colour map is unknown.
+    No paths means the terminal, which uses the colour map too."""
+    for path in paths:
+        output_format(path, formats)
+        check_writable(path)
+    if not paths or any(output_format(path, formats) not in DATA_FORMATS for path in paths):
+        from attnviz.render.colors import check
+
+        check(cmap)
+
+
+def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
+    """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
+    maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
+    when the plan draws it), or a page that holds every map and opens on the plan's first
+    panel (html)."""
+    first = plan.panels[0]
+    if fmt in DATA_FORMATS:
+        if not first.rolled_out:
+            return maps.to_bytes(fmt)
+        from attnviz.io import arrays
+        from attnviz.maps.rollout import KEY, rollout
+
+        extra = {KEY: rollout(maps)}
+        if fmt == "npz":
+            return arrays.npz_bytes({**maps.to_arrays(), **extra})
+        return arrays.json_bytes({**maps.to_json(), **extra})
+    if fmt == "gif":
+        from attnviz.render import animation
+
+        return animation.to_bytes(maps, plan.panels, cmap, plan.asked)
+    if fmt == "html":
+        from attnviz.render import page
+
+        if first.rolled_out:
+            warnings.warn("the .html page holds the attention maps, not their rollout: draw "
+                          "the rollout to .png .svg .pdf, or save it in .npz .json",
+                          AttnvizWarning, stacklevel=2)
+        elif any(panel.windowed for panel in plan.panels):
+            warnings.warn("the .html page holds the whole maps, not a window of them: draw the "
+                          "window to .png .svg .pdf .gif or to the terminal", AttnvizWarning,
+                          stacklevel=2)
+        return page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer, head=first.head,
+                             scale=plan.asked or "panel")
+    from attnviz.render import image
+
+    return image.to_bytes(plan, fmt, cmap)
+
+
+def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:
+    """Write every output file of ``maps`` (see :func:`to_bytes`), or none: all are drawn
+    before the first is written."""
+    write_all({path: to_bytes(maps, plan, output_format(path), cmap) for path in paths})
+
+
+def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:
+    """As :func:`check_outputs`, for the explain view, which draws one picture or saves its
+    numbers: no GIF, no page."""
+    for path in paths:
+        fmt = path.suffix.lower()[1:]
+        if fmt in ("gif", "html"):
+            of = {"gif": "the .gif animation is of decoding",
+                  "html": "the .html page is of encode, decode and show"}[fmt]
+            raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
+                               f".pdf) or saves its numbers (.npz .json); {of}")
+    check_outputs(paths, cmap, EXPLANATION_FORMATS)
+
+
+def explanation_bytes(explanation: Explanation, fmt: str, cmap: str) -> bytes:
+    """One output file of the explain view: its picture, or its arrays."""
+    if fmt in DATA_FORMATS:
+        return explanation.to_bytes(fmt)
+    from attnviz.render import explain_image
+
+    return explain_image.to_bytes(explanation, fmt, cmap)
+
+
+def write_explanation(paths: Sequence[Path], explanation: Explanation, cmap: str) -> None:
+    """Write every output file of the explain view, or none."""
+    write_all({path: explanation_bytes(explanation, output_format(path, EXPLANATION_FORMATS),
+                                       cmap) for path in paths})

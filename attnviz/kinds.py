@@ -1,7 +1,0 @@
-"""The kinds of attention and their names: the maps' own, and the short ones the command
-line, the Python API and the page use. It imports nothing, so the command line can build
-its options from it without loading numpy."""
-
-KINDS = ("encoder_self", "decoder_self", "cross")  # the maps' names, in drawing order
-# The short names (``--kind self``), and the kind each names.
-SHORT_NAMES = {"encoder": "encoder_self", "self": "decoder_self", "cross": "cross"}

@@ -1,0 +1,169 @@
+"""One head of one attention layer, step by step: what ``attnviz explain`` draws and saves.
+
+    weights = softmax(Q Kᵀ / √d_k + M)
+
+An :class:`Explanation` holds, for one head, the queries Q, keys K and values V of one forward
+pass of an attnviz model, the scaled scores Q Kᵀ / √d_k, the mask (M is 0 where it is True,
+-inf where it is False) and the weights, which are the model's own (the same numbers as the
+maps of that layer and head). It is plain numpy, so saving it needs no torch; the model
+side is :meth:`attnviz.model.Transformer.attention_steps`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from attnviz.maps.data import Provenance
+from attnviz.maps.kinds import KINDS, TITLES
+
+ARRAYS = ("queries", "keys", "values", "scores", "mask", "weights")  # saved, with the tokens
+FORMATS = ("npz", "json")
+
+MASKS = {
+    "encoder_self": "none: every source token may see every other",
+    "decoder_self": "the causal triangle: a position sees itself and the positions before it",
+    "cross": "none: every decoder position may see every source token",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """The formula's parts for one head of one attention layer.
+
+    Args:
+        kind: ``encoder_self``, ``decoder_self`` or ``cross``.
+        layer: the layer, counting from 0.
+        head: the head, counting from 0.
+        heads: H, the layer's number of heads.
+        d_model: D, the model's width; each head works in d_k = D / H.
+        queries, keys, values: the head's projections.
+        scores: Q Kᵀ / √d_k, before the mask.
+        mask: True where the key may be attended to (M = 0), False where it is hidden
+            (M = -inf).
+        weights: softmax(scores + M): the model's own weights for this layer and head.
+        query_tokens, key_tokens: labels of the rows of Q and of K and V.
+        provenance: where it comes from (model, texts, attnviz version).
+
+    Shape:
+        - queries: ``[Q, d_k]``; keys, values: ``[K, d_k]``
+        - scores, mask, weights: ``[Q, K]``
+    """
+
+    kind: str
+    layer: int
+    head: int
+    heads: int
+    d_model: int
+    queries: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    scores: np.ndarray
+    mask: np.ndarray
+    weights: np.ndarray
+    query_tokens: list[str]
+    key_tokens: list[str]
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        q, k, d_k = len(self.query_tokens), len(self.key_tokens), self.d_k
+        expected = {"queries": (q, d_k), "keys": (k, d_k), "values": (k, d_k),
+                    "scores": (q, k), "mask": (q, k), "weights": (q, k)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape {list(shape)}, got "
+                                 f"{list(getattr(self, name).shape)}")
+        if self.mask.dtype != np.bool_:
+            raise ValueError(f"mask must be boolean, got {self.mask.dtype}")
+
+    @property
+    def d_k(self) -> int:
+        """The width of one head's queries and keys: d_model / heads."""
+        return self.d_model // self.heads
+
+    @property
+    def title(self) -> str:
+        return f"{TITLES[self.kind]} · layer {self.layer} · head {self.head}"
+
+    @property
+    def letters(self) -> tuple[str, str]:
+        """The length letters of the queries and of the keys: S source, T decoder input."""
+        return {"encoder_self": ("S", "S"), "decoder_self": ("T", "T"),
+                "cross": ("T", "S")}[self.kind]
+
+    @property
+    def shapes(self) -> dict[str, str]:
+        """Q, K, V, the scores and the weights with their shapes in letters and numbers,
+        such as ``[T=9 × d_k=16]``."""
+        (q, k), d = self.letters, f"d_k={self.d_k}"
+        rows, cols = f"{q}={len(self.query_tokens)}", f"{k}={len(self.key_tokens)}"
+        return {"queries": f"[{rows} × {d}]", "keys": f"[{cols} × {d}]",
+                "values": f"[{cols} × {d}]", "scores": f"[{rows} × {cols}]"}
+
+    @property
+    def origins(self) -> dict[str, str]:
+        """Where the queries, the keys and the values come from, in words. Each block is
+        pre-norm: its attention reads its input through a LayerNorm."""
+        side = "encoder" if self.kind == "encoder_self" else "decoder"
+        below = (f"the output of {side} layer {self.layer - 1}" if self.layer else
+                 f"the {'source' if side == 'encoder' else 'decoder input'}'s embeddings "
+                 "+ positions")
+        if self.kind == "encoder_self":
+            query = key_value = f"the source: {below}, normalised"
+        elif self.kind == "decoder_self":
+            query = key_value = f"the decoder's input (<bos>, then the target): {below}, normalised"
+        else:
+            query = (f"the decoder: {below}, after layer {self.layer}'s masked "
+                     "self-attention, normalised")
+            key_value = "the encoder's final output (its last layer, then its final norm)"
+        return {"queries": query, "keys": key_value, "values": key_value}
+
+    @property
+    def mask_meaning(self) -> str:
+        """What the mask of this kind hides, in words."""
+        return MASKS[self.kind]
+
+    @property
+    def masked(self) -> bool:
+        """Whether the mask hides anything."""
+        return not bool(self.mask.all())
+
+    @property
+    def map_name(self) -> str:
+        """Where the weights are in the maps of the same run: ``decoder_self[1, 0]``."""
+        return f"{self.kind}[{self.layer}, {self.head}]"
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of an npz file: the six of :data:`ARRAYS`, the token labels, and what
+        was explained (kind, layer, head, sizes, provenance) as a JSON string."""
+        arrays = {name: np.asarray(getattr(self, name)) for name in ARRAYS}
+        arrays["query_tokens"] = np.array(self.query_tokens, dtype=str)
+        arrays["key_tokens"] = np.array(self.key_tokens, dtype=str)
+        arrays["explained"] = np.array(json.dumps(self._about(), ensure_ascii=False))
+        return arrays
+
+    def to_json(self) -> dict:
+        """The same keys as :meth:`to_arrays`, arrays as nested lists."""
+        data = {name: np.asarray(getattr(self, name)).tolist() for name in ARRAYS}
+        data.update(query_tokens=list(self.query_tokens), key_tokens=list(self.key_tokens),
+                    explained=self._about())
+        return data
+
+    def to_bytes(self, fmt: str) -> bytes:
+        """The bytes of an ``npz`` or ``json`` file of this explanation."""
+        from attnviz.io import arrays as array_files
+
+        if fmt == "npz":
+            return array_files.npz_bytes(self.to_arrays())
+        if fmt == "json":
+            return array_files.json_bytes(self.to_json())
+        raise ValueError(f"an explanation is saved as npz or json, not {fmt!r}")
+
+    def _about(self) -> dict:
+        return {"kind": self.kind, "layer": self.layer, "head": self.head, "heads": self.heads,
+                "d_model": self.d_model, "d_k": self.d_k,
+                "provenance": self.provenance.to_dict()}
