@@ -13,7 +13,7 @@ import sys
 from attnviz.version import __version__
 
 # Type checkers read this name as True. Not `from typing import TYPE_CHECKING`: the attnviz
-# command imports this package before it can set its Ctrl-C handler (attnviz.entry), and
+# command imports this package before it can set its Ctrl-C handler (attnviz.cli.entry), and
 # typing would be more than half of that import (3 of 5 ms here).
 TYPE_CHECKING = False
 

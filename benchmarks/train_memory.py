@@ -1,6 +1,6 @@
 """What one training step takes in memory, by the length of the longest source of a batch.
 
-The reason for attnviz.config.MAX_SOURCE_LENGTH: attention keeps B x H x S x S weights a
+The reason for attnviz.train.options.MAX_SOURCE_LENGTH: attention keeps B x H x S x S weights a
 layer, so a step's memory grows with the square of S. Each size runs in a fresh process,
 whose peak resident memory (ru_maxrss) is printed above that of the same process before the
 step.

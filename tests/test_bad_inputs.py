@@ -274,6 +274,7 @@ def test_a_bad_input_gets_its_exit_code_and_one_line(case, tmp_path, monkeypatch
 REAL = [case for case in CASES if case.real]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", REAL, ids=[case.id for case in REAL])
 def test_a_bad_input_as_a_real_process(case, tmp_path):
     if case.prepare:

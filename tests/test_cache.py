@@ -251,6 +251,7 @@ def _imported(stderr: str) -> set[str]:
             if line.startswith("import time:")}
 
 
+@pytest.mark.process
 def test_a_cache_hit_imports_neither_torch_nor_matplotlib_for_the_terminal(tmp_path):
     first = _run_cli("decode", SOURCE, "--kind", "cross", cache_home=tmp_path)
     assert first.returncode == 0 and "torch" in _imported(first.stderr)
@@ -264,6 +265,7 @@ def test_a_cache_hit_imports_neither_torch_nor_matplotlib_for_the_terminal(tmp_p
     assert again.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same translation
 
 
+@pytest.mark.process
 def test_a_cache_hit_draws_an_image_without_torch(tmp_path):
     assert _run_cli("encode", SOURCE, cache_home=tmp_path).returncode == 0
     png = _run_cli("encode", SOURCE, "-o", str(tmp_path / "e.png"), cache_home=tmp_path)

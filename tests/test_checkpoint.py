@@ -285,6 +285,7 @@ def test_model_files_are_read_only_when_regular_and_not_too_large(tmp_path):
         sock.close()
 
 
+@pytest.mark.process
 def test_a_fifo_as_model_does_not_hang_a_real_process(tmp_path):
     """A real `attnviz eval`: opening a FIFO the ordinary way waits for a writer forever."""
     fifo = tmp_path / "model.safetensors"

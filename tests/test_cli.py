@@ -219,6 +219,7 @@ def _subprocess(*args, cwd, env=None):
                           env={**os.environ, "COLUMNS": "100", **(env or {})})
 
 
+@pytest.mark.process
 def test_console_script_and_python_m_write_the_same_png(tmp_path):
     script = _subprocess(str(BIN / "attnviz"), "encode", SOURCE, "-o", "a.png", cwd=tmp_path)
     module = _subprocess(sys.executable, "-m", "attnviz", "encode", SOURCE, "-o", "b.png",
@@ -229,6 +230,7 @@ def test_console_script_and_python_m_write_the_same_png(tmp_path):
         assert picture.format == "PNG"
 
 
+@pytest.mark.process
 def test_a_real_process_prints_plain_text_to_a_pipe_and_errors_to_stderr(tmp_path):
     done = _subprocess(sys.executable, "-m", "attnviz", "decode", SOURCE, "-t", TARGET,
                        cwd=tmp_path)
@@ -240,6 +242,7 @@ def test_a_real_process_prints_plain_text_to_a_pipe_and_errors_to_stderr(tmp_pat
     assert failed.stderr.count("\n") == 1 and "source text is empty" in failed.stderr
 
 
+@pytest.mark.process
 def test_no_color_gives_plain_text_even_on_a_forced_terminal(tmp_path):
     done = _subprocess(sys.executable, "-m", "attnviz", "encode", SOURCE, cwd=tmp_path,
                        env={"NO_COLOR": "1", "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"})
@@ -248,6 +251,7 @@ def test_no_color_gives_plain_text_even_on_a_forced_terminal(tmp_path):
     assert "@" in done.stdout  # the character ramp
 
 
+@pytest.mark.process
 def test_forced_colour_terminal_gets_24_bit_cells(tmp_path):
     done = _subprocess(sys.executable, "-m", "attnviz", "encode", SOURCE, cwd=tmp_path,
                        env={"FORCE_COLOR": "1", "COLORTERM": "truecolor", "TERM": "xterm"})

@@ -291,6 +291,7 @@ def test_encoder_only_model_encodes_with_its_own_tokens(bert):
     assert maps.source_tokens == ["[CLS]", "the", "black", "cat", "##s", "sees", "[SEP]"]
 
 
+@pytest.mark.process
 def test_decoder_only_model_reads_the_text_as_the_decoders_input(gpt2, tmp_path):
     import torch
 
@@ -321,6 +322,7 @@ def test_decoder_only_model_reads_the_text_as_the_decoders_input(gpt2, tmp_path)
         "query: decoder input token → the next target token")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("fixture", ["marian", "bert", "gpt2"])
 def test_an_export_in_two_processes_matches_the_model_and_says_nothing_else(
         fixture, request, tmp_path):
@@ -510,6 +512,7 @@ def test_token_labels_follow_the_tokenizers_own_kind(bert, gpt2, marian):
     assert hf_labels.token_labels(gpt2_tokenizer, ids) == ["the", " cat", "<|endoftext|>"]
 
 
+@pytest.mark.process
 def test_a_hub_name_loads_from_the_hubs_cache_and_names_its_snapshot(bert, tmp_path):
     """A hub name as transformers resolves it, offline: the hub's cache layout, filled by
     hand with the tiny BERT's files."""

@@ -22,7 +22,7 @@ from attnviz.errors import AttnvizError
 from attnviz.io.text import display_label, printable
 from attnviz.maps import views
 from attnviz.maps.data import AttentionMaps, Provenance
-from attnviz.render import image, page
+from attnviz.render import layout, page
 from attnviz.render.colors import lookup_table
 from tests.conftest import SOURCE
 from tests.test_maps import make_maps
@@ -140,7 +140,7 @@ def test_the_page_labels_rows_columns_and_axes_as_the_images_do(generated):
     # Drawn as the images draw them: each side of a long row keeps its share.
     wide = AttentionMaps(["s"], ["<bos>", long], cross=np.full((1, 1, 2, 1), 1.0, np.float32))
     (kind,) = page_data(page.to_bytes(wide))["kinds"]
-    expected = views.heatmap(wide, "cross").query_label(1, image.LABEL_CHARS)
+    expected = views.heatmap(wide, "cross").query_label(1, layout.LABEL_CHARS)
     assert kind["queryDrawn"][1] == expected and expected.endswith("→ <?>")
 
 

@@ -91,6 +91,7 @@ def test_the_browser_is_here_where_it_is_required():
     assert chromium.missing() is None, chromium.missing()
 
 
+@pytest.mark.process
 def test_the_decode_page_opens_from_a_file_without_a_console_error(browser, decoded):
     html, maps = decoded
     state = chromium.open_page(browser, html)

@@ -16,7 +16,7 @@ from attnviz.errors import AttnvizError
 from attnviz.flow.pipeline import check_outputs, output_format
 from attnviz.maps import views
 from attnviz.maps.data import AttentionMaps
-from attnviz.render import image, terminal
+from attnviz.render import image, layout, terminal, terminal_fit
 from attnviz.render.colors import rgb
 from tests.test_maps import make_maps
 
@@ -206,7 +206,7 @@ def test_long_maps_are_pooled_to_the_width_with_a_note():
     text = _render_text(heatmap, width=100)
     assert max(len(line) for line in text.splitlines()[:-3]) <= 100
     assert "pooled to" in text and "500×500" in text
-    grid = terminal.pool(heatmap, 12)
+    grid = terminal_fit.pool(heatmap, 12)
     np.testing.assert_allclose(grid.weights.sum(-1), 1.0, rtol=1e-5)
     assert grid.weights.shape == (42, 42)
     assert grid.row_labels[0] == "0-11 <bos> → t0"
@@ -241,7 +241,7 @@ def test_long_labels_end_with_an_ellipsis_in_images_and_terminal():
 
 def test_a_pooled_block_of_one_row_is_named_by_its_position():
     heatmap = views.heatmap(make_maps(s=3, t=11), "decoder_self", 0, None)
-    grid = terminal.pool(heatmap, 2)
+    grid = terminal_fit.pool(heatmap, 2)
     assert grid.row_labels[0] == "0-1 <bos> → t0" and grid.row_labels[-1] == "10 t9 → <?>"
     assert grid.column_labels[-1] == "10"
 
@@ -363,9 +363,9 @@ def test_any_token_draws_in_an_image_with_readable_text(token, no_fallback_fonts
     root = ET.fromstring(svg)
     texts = "".join(root.itertext())
     assert "\x1b" not in svg and "\x07" not in svg and "\u202e" not in svg
-    shown = image._labels([heatmap.key_labels[0]])[0]
+    shown = layout.short_labels([heatmap.key_labels[0]])[0]
     assert shown in texts  # the label, drawn literally (never as mathtext)
-    assert cell_len(shown) <= image.LABEL_CHARS
+    assert cell_len(shown) <= layout.LABEL_CHARS
 
 
 @pytest.mark.parametrize("token", NASTY, ids=range(len(NASTY)))
@@ -422,11 +422,11 @@ def test_wide_characters_are_measured_in_terminal_columns():
     rows = lines[2:]
     header, body = rows[:5], rows[5:8]
     widths = {cell_len(line) for line in header + body}
-    assert widths == {terminal.LABEL_WIDTH + 1 + 3 * 3}, "every grid line is as wide"
+    assert widths == {terminal_fit.LABEL_WIDTH + 1 + 3 * 3}, "every grid line is as wide"
     # Five wide characters and the ellipsis: 11 columns of 12, so the label is padded.
     assert body[0].startswith(" 我爱你我爱… ") and body[2].startswith(" " * 10 + "🙂 ")
     # Centred: one column on the right of a wide character, one on each side of a narrow one.
-    assert header[0][terminal.LABEL_WIDTH + 1:] == "こ  e\u0301 🙂 "
+    assert header[0][terminal_fit.LABEL_WIDTH + 1:] == "こ  e\u0301 🙂 "
     assert "e\u0301" in header[0] and "\u0301" not in header[1]  # the mark stays on its e
 
 
@@ -441,12 +441,12 @@ def test_a_narrow_terminal_gets_a_small_map_with_short_labels(width):
 
 def test_a_terminal_too_narrow_for_any_map_says_so():
     heatmap = _cross(["a", "b"], ["c", "d"])
-    for width in range(1, terminal.MIN_WIDTH):
+    for width in range(1, terminal_fit.MIN_WIDTH):
         text = _print(terminal.render(heatmap, "viridis", width, False), width)
         assert "toonarrow" in "".join(text.split())  # wrapped, at one column a letter a line
         assert all(cell_len(line) <= width for line in text.splitlines())
-    text = _print(terminal.render(heatmap, "viridis", terminal.MIN_WIDTH, False),
-                  terminal.MIN_WIDTH)
+    text = _print(terminal.render(heatmap, "viridis", terminal_fit.MIN_WIDTH, False),
+                  terminal_fit.MIN_WIDTH)
     assert "too narrow" not in text and "scale" in text
 
 
@@ -460,8 +460,8 @@ def test_an_empty_map_is_said_not_drawn():
 
 
 def test_a_drawn_figure_is_freed_once_dropped():
-    # Labels kept for tick_labels() in a weak dictionary keyed by the Axes kept every Figure
-    # alive (11 MB a picture): a long export or notebook grew without end.
+    # Labels once kept in a weak dictionary keyed by the Axes kept every Figure alive (11 MB
+    # a picture): a long export or notebook grew without end.
     import gc
     import weakref
 
@@ -473,7 +473,6 @@ def test_a_drawn_figure_is_freed_once_dropped():
     refs = []
     for _ in range(3):
         figure = image.figure(views.heatmaps(maps), "viridis")
-        assert image.tick_labels(figure.axes[0])[0]  # the labels are kept while it lives
         refs.append(weakref.ref(figure))
         del figure
     gc.collect()
@@ -507,5 +506,5 @@ def test_a_large_grid_is_still_drawn():
     weights /= weights.sum(-1, keepdims=True)
     tokens = [f"t{i}" for i in range(128)]
     maps = AttentionMaps(tokens, [], encoder_self=weights)
-    layout = image._Layout(views.plan(maps, layer="all", head="all"))
-    image._check_size(layout, 12 * 13)  # no refusal
+    placed = layout.Layout(views.plan(maps, layer="all", head="all"))
+    layout.check_size(placed, 12 * 13)  # no refusal

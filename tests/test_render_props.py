@@ -14,7 +14,7 @@ from rich.console import Console
 
 from attnviz.io.text import display_label
 from attnviz.maps.views import Heatmap
-from attnviz.render import terminal
+from attnviz.render import terminal, terminal_fit
 from tests.test_render import _assert_laid_out_within
 
 # Letters of one and two terminal columns, marks of none, and what display_label escapes.
@@ -68,20 +68,20 @@ def test_a_narrow_terminal_never_gets_a_line_too_wide(width, q_count, k_count, l
     lines = _lines(_heatmap(q_count, k_count, labels, 0, False), width, False)
     assert all(cell_len(line) <= width for line in lines)
     drawn = any(line.startswith("scale") for line in lines)
-    assert drawn == (width >= terminal.MIN_WIDTH)
+    assert drawn == (width >= terminal_fit.MIN_WIDTH)
 
 
 @settings(max_examples=200, deadline=None)
-@given(width=st.integers(terminal.MIN_WIDTH, 300), k_count=st.integers(1, 5000),
+@given(width=st.integers(terminal_fit.MIN_WIDTH, 300), k_count=st.integers(1, 5000),
        tokens=st.lists(TOKENS, min_size=1, max_size=300))
 def test_the_layout_pools_no_more_than_it_must(width, k_count, tokens):
     """The chosen factor fits, and one less would not have: the map is as sharp as it can be."""
     labels = [display_label(token) for token in tokens]
-    layout = terminal.fit(labels, k_count, width)
-    cap = min(terminal.LABEL_WIDTH, max(terminal.MIN_LABEL, (width - 1) // 3))
+    layout = terminal_fit.fit(labels, k_count, width)
+    cap = min(terminal_fit.LABEL_WIDTH, max(terminal_fit.MIN_LABEL, (width - 1) // 3))
 
     def line_width(factor: int, cell: int) -> int:
-        label_width = max(1, min(cap, terminal._widest_row_label(labels, factor)))
+        label_width = max(1, min(cap, terminal_fit.widest_row_label(labels, factor)))
         return label_width + 1 + -(-k_count // factor) * cell
 
     assert layout is not None

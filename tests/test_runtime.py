@@ -54,6 +54,7 @@ def test_thread_variables_are_read_as_torch_reads_them(value, taken):
     assert threads_set_in({"MKL_NUM_THREADS": value, "OMP_NUM_THREADS": "x"}) == taken
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("variables", [{"MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"},
                                        {"OMP_NUM_THREADS": " 1"},
                                        {"OMP_NUM_THREADS": "one"}])

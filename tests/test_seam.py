@@ -287,3 +287,25 @@ def test_a_setting_is_called_by_its_flag_on_the_command_line_and_its_name_in_pyt
 
     with pytest.raises(attnviz.AttnvizError, match="^give steps or epochs, not both$"):
         loop.plan(task=None, data=pairs, steps=2, epochs=1)
+
+
+def test_the_import_ban_names_the_files_that_help_imports():
+    """pyproject.toml keeps torch and matplotlib out of the module level of the files that
+    `attnviz --help` imports, and names them: the list and what --help imports agree."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    lint = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    (pattern,) = [glob for glob, rules in lint["per-file-ignores"].items()
+                  if glob.startswith("!") and "TID253" in rules]
+    named = pattern.removeprefix("!attnviz/{").removesuffix("}.py").split(",")
+    code = ("import sys; sys.argv = ['attnviz', '--help']; import attnviz.cli.app; "
+            "print(' '.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.startswith('attnviz')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    imported = {Path(path).relative_to(PACKAGE).with_suffix("").as_posix()
+                for path in done.stdout.split()}
+    covered = {name for name in imported if name in named
+               or any(glob.endswith("/*") and name.startswith(glob[:-1]) for glob in named)}
+    assert covered == imported, "--help imports files the ban does not name"
+    assert {name for name in named if not name.endswith("/*")} <= imported, \
+        "the ban names files that --help does not import"

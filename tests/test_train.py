@@ -571,6 +571,7 @@ def test_ctrl_c_before_the_first_validation_in_the_command(tmp_path, pairs_file,
     assert load_checkpoint(out).info["metrics"] is None
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("extra, fragment", [
     (["--val-split", "0.75"], "leaves no pair to train on"),  # looped forever
     (["--lr", "inf"], "the learning rate must be above 0"),  # saved NaN weights, exit 0
@@ -660,6 +661,7 @@ def _read_until(process, pattern: str, timeout: float) -> bytes:
     return seen
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_training_keeps_the_model_and_ends_the_process_by_it(tmp_path, signum):
     """A real process, stopped once its progress bar counts steps: the model so far is saved
@@ -698,6 +700,7 @@ safetensors.torch.save = save
 """
 
 
+@pytest.mark.process
 def test_a_second_ctrl_c_while_the_model_is_saved_keeps_it(tmp_path):
     """Ctrl-C stops training and the model so far is saved; a second one during that save
     aborted it, and the model was lost."""
@@ -731,6 +734,7 @@ sys.meta_path.insert(0, SignalWhenTorchImportsNumpy())
 """
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_while_torch_loads_is_not_lost(tmp_path, signum):
     process = _train_process(

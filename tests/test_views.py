@@ -29,7 +29,7 @@ from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.maps.kinds import TITLES
 from attnviz.model.catalog import shipped_models, vocabulary
 from attnviz.model.modelfile import read_metadata
-from attnviz.render import image, terminal
+from attnviz.render import image, layout, terminal, terminal_fit
 from attnviz.render.colors import rgb
 from tests.conftest import SOURCE, TARGET
 from tests.test_maps import make_maps
@@ -212,7 +212,7 @@ def test_the_terminal_colours_every_small_multiple_on_one_scale():
 
 # --- The legend under a short target's maps -------------------------------------------------
 
-def _drawn(figure, dpi: int = image.PNG_DPI):
+def _drawn(figure, dpi: int = layout.PNG_DPI):
     """Draw ``figure`` as a PNG file of ``dpi`` dots per inch would, and return the renderer:
     the extents of text are known once drawn (and depend on the resolution: hinting)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -232,7 +232,7 @@ def test_the_masked_legend_overlaps_no_label_and_no_map(t):
     assert any("masked" in text.get_text() for text in legend.get_texts())
     others = [ax.get_window_extent(renderer) for ax in figure.axes]
     for ax in figure.axes:
-        keys, queries = image.tick_labels(ax)
+        keys, queries = drawn_labels(ax)
         others += [label.get_window_extent(renderer) for label in keys + queries]
         others += [ax.xaxis.label.get_window_extent(renderer),
                    ax.yaxis.label.get_window_extent(renderer)]
@@ -259,8 +259,17 @@ def _leaning_boxes(labels, renderer) -> list[tuple[float, float, float, float]]:
 def _overlapping_labels(figure) -> list[str]:
     """Labels that overlap their neighbour, their axis title, or another panel's map, in a
     PNG file and in a notebook (which draws at 100 dots per inch)."""
-    return [f"{dpi} dpi: {found}" for dpi in (image.PNG_DPI, 100)
+    return [f"{dpi} dpi: {found}" for dpi in (layout.PNG_DPI, 100)
             for found in _overlapping_at(figure, dpi)]
+
+
+def drawn_labels(ax) -> tuple[list, list]:
+    """The texts that label a panel's keys (under it) and queries (left of it), as drawn:
+    key labels hang from the top of their line, query labels sit on their row's middle (the
+    weights written in cells are centred, and are neither)."""
+    keys = [text for text in ax.texts if text.get_va() == "top"]
+    queries = [text for text in ax.texts if text.get_va() == "center_baseline"]
+    return keys, queries
 
 
 def _overlapping_at(figure, dpi: int) -> list[str]:
@@ -268,7 +277,7 @@ def _overlapping_at(figure, dpi: int) -> list[str]:
     maps = [ax.get_window_extent(renderer) for ax in _panels(figure)]
     found = []
     for ax in _panels(figure):
-        for labels, title in zip(image.tick_labels(ax), (ax.xaxis.label, ax.yaxis.label),
+        for labels, title in zip(drawn_labels(ax), (ax.xaxis.label, ax.yaxis.label),
                                  strict=True):
             boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
             if labels and labels[0].get_rotation() % 90:
@@ -294,7 +303,7 @@ def test_thinned_labels_never_overlap_at_512_tokens(kind, layer, head):
     maps = make_maps(s=512, t=512, layers=2, heads=2)
     figure = attnviz.plot(maps, kind=kind, layer=layer, head=head)
     assert _overlapping_labels(figure) == []
-    shown = [label.get_text() for label in image.tick_labels(_panels(figure)[0])[1]]
+    shown = [label.get_text() for label in drawn_labels(_panels(figure)[0])[1]]
     assert 10 < len(shown) < 512  # thinned, and still many
     kinds = None if kind == "all" else [KIND_NAMES[kind]]
     first = views.plan(maps, kinds, layer, head).panels[0]
@@ -306,7 +315,7 @@ def test_thinned_labels_never_overlap_at_512_tokens(kind, layer, head):
 def test_short_maps_keep_every_label():
     figure = attnviz.plot(make_maps(s=9, t=10))
     for ax in _panels(figure):
-        keys, queries = image.tick_labels(ax)
+        keys, queries = drawn_labels(ax)
         assert len(keys) == ax.images[0].get_array().shape[1]
         assert len(queries) == ax.images[0].get_array().shape[0]
     assert _overlapping_labels(figure) == []
@@ -725,7 +734,7 @@ def test_a_pooled_window_is_scaled_by_its_whole_rows_pooled_alike():
                          target_tokens=["<bos>", "a", "b", "c"], encoder_self=None,
                          decoder_self=None, cross=weights)
     heatmap = views.arrange(views.heatmaps(maps, ["cross"]), "row", window_key="4:8").panels[0]
-    grid = terminal.pool(heatmap, 2)  # blocks of keys 4-5 and 6-7; the whole: 0-1 holds 0.8+
+    grid = terminal_fit.pool(heatmap, 2)  # blocks of keys 4-5 and 6-7; the whole: 0-1 holds 0.8+
     assert grid.weights.shape == (2, 2)
     np.testing.assert_allclose(grid.row_largest, [0.8 + 0.2 / 7] * 2, rtol=1e-6)
     levels, _ = terminal._levels(grid, "row", None)
@@ -734,7 +743,7 @@ def test_a_pooled_window_is_scaled_by_its_whole_rows_pooled_alike():
 
 # --- The caption: where the maps come from, never cut --------------------------------------
 
-@pytest.mark.parametrize("dpi", [100, image.PNG_DPI])
+@pytest.mark.parametrize("dpi", [100, layout.PNG_DPI])
 def test_a_narrow_figures_caption_wraps_at_its_parts_and_stays_inside(dpi):
     """The shipped example's single panel is narrower than its caption: the caption goes on
     over more lines, broken between its parts, each part whole, and no text leaves the
@@ -757,10 +766,10 @@ def test_a_narrow_figures_caption_wraps_at_its_parts_and_stays_inside(dpi):
 
 def test_a_caption_part_wider_than_the_figure_keeps_its_start():
     long = "source '" + "word " * 200 + "'"
-    lines = image._caption_lines(f"model m · {long} · target 't'", 4.0)
+    lines = layout.caption_lines(f"model m · {long} · target 't'", 4.0)
     assert lines[0] == "model m" and lines[2] == "target 't'"
     assert lines[1].startswith("source 'word word") and lines[1].endswith("…")
-    assert image._text_width(lines[1], image.CAPTION_FONT, ("DejaVu Sans",)) <= 4.0
+    assert layout.text_width(lines[1], layout.CAPTION_FONT, ("DejaVu Sans",)) <= 4.0
 
 
 def test_the_command_models_suggests_runs_as_given_in_a_shell():

@@ -280,7 +280,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     (see :func:`_fork_is_safe`): fresh interpreters, safe and slower. Each worker runs torch
     on one thread, whatever ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` say: the processes
     are the parallelism, more threads than cores make every process wait (see
-    :func:`attnviz.runtime.choose_threads`), and in a fork of a process that has used
+    :func:`attnviz.model.runtime.choose_threads`), and in a fork of a process that has used
     OpenMP's threads, more than one hangs. With one job every line is drawn here, on the
     threads attnviz chooses for every command (one, or the variables').
 

@@ -122,7 +122,7 @@ def _signals_blocked():
 def _quiet_resource_tracker():
     """The pool's queues hold semaphores, which multiprocessing's resource tracker (a process
     started with the first of them) unlinks when this process ends without doing so itself,
-    as an interrupted export does (it ends at once, see :mod:`attnviz.exits`). The tracker
+    as an interrupted export does (it ends at once, see :mod:`attnviz.cli.exits`). The tracker
     then warns of "leaked semaphore objects" on stderr, after attnviz's last line: started
     here, it is told to clean up without the warning."""
     before = os.environ.get("PYTHONWARNINGS")

@@ -9,7 +9,7 @@
     143  stopped by SIGTERM
 
 130 and 143 are what the shell shows: the process ends by the signal itself once it has
-cleaned up (see :func:`attnviz.interrupt.exit_by_signal`).
+cleaned up (see :func:`attnviz.cli.interrupt.exit_by_signal`).
 
 A closed pipe is success, not an error: the reader took what it wanted, as ``head`` does, and a
 ``set -o pipefail`` script must not fail for it. (Exit 141, dying of SIGPIPE as C tools do,
@@ -33,7 +33,6 @@ from attnviz.io.text import printable
 
 OK = 0
 ERROR = 1
-USAGE = 2
 BUG = 70  # EX_SOFTWARE in sysexits.h: an internal software error
 DEBUG_VARIABLE = "ATTNVIZ_DEBUG"
 
@@ -88,7 +87,7 @@ def run(command: Callable[[], object]) -> NoReturn:
     """Run ``command`` (the whole CLI) as this process and end it with one exit code.
 
     SIGTERM stops it as Ctrl-C does, both wait while torch is imported (see
-    :func:`attnviz.interrupt.held_while_importing`), and standard output is watched, so that a
+    :func:`attnviz.cli.interrupt.held_while_importing`), and standard output is watched, so that a
     full disk or a closed pipe behind it ends the process with one line, or quietly, instead
     of a traceback or an "Exception ignored" at exit.
     """

@@ -61,7 +61,7 @@ def write_all(contents: dict[Path, bytes]) -> None:
     each existing file is kept under a temporary name (a hard link, else a copy) and the new
     one is renamed over it. A failure at any point renames the old files back, removes the
     new files that had no old one, removes every temporary file and raises one
-    ``AttnvizError``. Ctrl-C (or SIGTERM, see :mod:`attnviz.interrupt`) while the files are
+    ``AttnvizError``. Ctrl-C (or SIGTERM, see :mod:`attnviz.cli.interrupt`) while the files are
     written leaves the old files untouched; during the renames it is held until they are
     done, so the files are all old or all new.
 

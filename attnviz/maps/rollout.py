@@ -99,7 +99,7 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
         maps: maps that hold the encoder self-attention.
         layer: the last layer of the product, counting from 0; None: every layer.
         head: must be None: rollout averages the heads.
-        kinds: the kinds asked for: None or empty (every kind, as :func:`attnviz.views.plan`
+        kinds: the kinds asked for: None or empty (every kind, as :func:`attnviz.maps.views.plan`
             takes it), or the encoder self-attention alone (named once or more).
 
     Raises:

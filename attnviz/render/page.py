@@ -28,7 +28,7 @@ from attnviz.maps.data import AttentionMaps
 from attnviz.maps.kinds import SHORT_NAMES, TITLES
 from attnviz.maps.views import SCALES, check_scale, head_name, heatmap
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
-from attnviz.render.image import LABEL_CHARS
+from attnviz.render.layout import LABEL_CHARS
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "

@@ -84,7 +84,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
 
     ``examples`` is the size of the task's test set (default 1,000); pairs are all used.
     ``threads``: torch's CPU threads, restored after; None chooses
-    (:func:`attnviz.runtime.choose_threads`).
+    (:func:`attnviz.model.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
     from attnviz.model.catalog import resolve

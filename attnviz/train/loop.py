@@ -319,7 +319,7 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
          threads: int | None = None) -> TrainPlan:
     """Check the options of ``attnviz train`` and gather the data; raises AttnvizError.
 
-    ``threads``: torch's CPU threads; None chooses (:func:`attnviz.runtime.choose_threads`).
+    ``threads``: torch's CPU threads; None chooses (:func:`attnviz.model.runtime.choose_threads`).
     """
     from attnviz.errors import AttnvizError
     from attnviz.model.runtime import choose_threads, resolve_device

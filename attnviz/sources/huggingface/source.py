@@ -21,12 +21,10 @@ computed, so the render cache can answer a local folder's request without them.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +32,21 @@ from typing import TYPE_CHECKING, Any
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import printable, shorten
-from attnviz.maps.budget import check_size
 from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.sources.base import Request, digest, require_text
+from attnviz.sources.huggingface.config import (
+    DECODER_ONLY,
+    ENCODER_DECODER,
+    ENCODER_ONLY,
+    architecture,
+    check_maps_fit,
+    decoder_start,
+    drop_end,
+    longest_generation,
+    model_kind,
+    position_limit,
+    sizes,
+)
 from attnviz.sources.huggingface.folder import (
     MAX_LAYERS,
     PICKLES,
@@ -47,17 +57,21 @@ from attnviz.sources.huggingface.folder import (
     weights_named,
 )
 from attnviz.sources.huggingface.labels import source_labels, token_labels
+from attnviz.sources.huggingface.loading import (
+    INSTALL,
+    MESSAGE_CHARS,
+    import_transformers,
+    loading,
+    quiet,
+)
 from attnviz.version import __version__, installed_version
 
 if TYPE_CHECKING:
     import torch
 
 PREFIX = "hf:"
-INSTALL = 'Hugging Face models need the extra: pip install "attnviz[hf]"'
-ENCODER_DECODER, ENCODER_ONLY, DECODER_ONLY = "encoder-decoder", "encoder-only", "decoder-only"
 # A hub name: "name" or "owner/name", letters, digits and - _ . (the hub's own rule).
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
-MESSAGE_CHARS = 160  # the part of transformers' own message quoted in ours
 LIBRARIES = ("transformers", "tokenizers", "sentencepiece")  # their versions key the cache
 
 
@@ -113,16 +127,16 @@ class HuggingFaceModel:
         from attnviz.model.runtime import choose_threads, resolve_device, using_threads
 
         text = require_text(request.text)
-        _import_transformers()
+        import_transformers()
         device = resolve_device(request.device)
         # Models of the hub's sizes gain from threads where attnviz's own do not: only the
         # person's choice (--threads, OMP_NUM_THREADS) is applied, else torch's default.
         threads = request.threads
-        with _quiet(progress=self.folder is None), (
+        with quiet(progress=self.folder is None), (
                 using_threads(choose_threads(threads)) if threads else nullcontext()):
             config = self._kept("config", self._config)
             kind = model_kind(config)
-            _check_request(self.name, kind, _architecture(config), request)
+            _check_request(self.name, kind, architecture(config), request)
             tokenizer = self._kept("tokenizer", self._tokenizer)
             ids = _text_ids(tokenizer, text, position_limit(config), None)  # (S,) or (T,)
             if kind == DECODER_ONLY:
@@ -132,14 +146,14 @@ class HuggingFaceModel:
             else:
                 maps = self._encoder_decoder(config, tokenizer, ids, text, request.target,
                                              device)
-        # Said here, outside _quiet, which silences every warning of transformers' own code.
+        # Said here, outside quiet, which silences every warning of transformers' own code.
         written = maps.provenance.target_text
         if maps.provenance.target_generated and not (written or "").strip():
             _warn("the model wrote nothing but special tokens; the maps show the steps that "
                   "decided so")
         if getattr(config, "auto_map", None):
             _warn(f"{self.name} comes with its own code, which attnviz never runs: its maps are "
-                  f"those of transformers' {_architecture(config)}")
+                  f"those of transformers' {architecture(config)}")
         return maps
 
     def _decoder_only(self, config: Any, tokenizer: Any, ids: list[int], text: str,
@@ -148,7 +162,7 @@ class HuggingFaceModel:
         import torch
 
         model = self._model(config, DECODER_ONLY, device)
-        _check_size(config, DECODER_ONLY, None, len(ids))
+        check_maps_fit(config, DECODER_ONLY, None, len(ids))
         with torch.inference_mode():
             outputs = _forward(model, input_ids=_batch(ids, device), output_attentions=True)
         return AttentionMaps.from_huggingface(outputs, target_tokens=token_labels(tokenizer, ids),
@@ -161,7 +175,7 @@ class HuggingFaceModel:
         import torch
 
         model = self._model(config, kind, device)
-        _check_size(config, ENCODER_ONLY, len(ids), None)
+        check_maps_fit(config, ENCODER_ONLY, len(ids), None)
         encoder = model.get_encoder() if kind == ENCODER_DECODER else model
         with torch.inference_mode():
             outputs = _forward(encoder, input_ids=_batch(ids, device), output_attentions=True)
@@ -175,22 +189,22 @@ class HuggingFaceModel:
         the attention of each generation step, as ``generate`` computed it."""
         import torch
 
-        start = _decoder_start(config, self.name)
+        start = decoder_start(config, self.name)
         if target is not None:
             target = require_text(target, "target")
             labels = _text_ids(tokenizer, target, position_limit(config), "target")
             full = [start, *labels]
-            decoder_ids = _drop_end(config, full)  # (T,)
+            decoder_ids = drop_end(config, full)  # (T,)
         model = self._model(config, ENCODER_DECODER, device)
-        _check_size(config, ENCODER_DECODER, len(ids), len(decoder_ids) if target is not None
-                    else _longest_generation(model.generation_config))
+        check_maps_fit(config, ENCODER_DECODER, len(ids), len(decoder_ids) if target is not None
+                    else longest_generation(model.generation_config))
         source = _batch(ids, device)  # (1, S)
         written = None
         with torch.inference_mode():
             if target is None:
                 generated = model.generate(input_ids=source, do_sample=False, num_beams=1)
                 full = generated[0].tolist()
-                decoder_ids = _drop_end(config, full)  # (T,)
+                decoder_ids = drop_end(config, full)  # (T,)
                 written = tokenizer.decode(generated[0], skip_special_tokens=True)
             outputs = _forward(model, input_ids=source,
                                decoder_input_ids=_batch(decoder_ids, device),
@@ -210,13 +224,13 @@ class HuggingFaceModel:
             raise AttnvizError(f"{printable(str(self.folder))} is not a Hugging Face model "
                                "folder: it has no config.json; give a folder written by "
                                "save_pretrained")
-        with _loading(self.name, "", self.folder is None):
+        with loading(self.name, "", self.folder is None):
             return AutoConfig.from_pretrained(self.location, trust_remote_code=False)
 
     def _tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
-        with _loading(self.name, "tokenizer", self.folder is None):
+        with loading(self.name, "tokenizer", self.folder is None):
             return AutoTokenizer.from_pretrained(self.location, trust_remote_code=False)
 
     def _kept(self, key: Any, load: Callable[[], Any]) -> Any:
@@ -238,7 +252,7 @@ class HuggingFaceModel:
         # generate() needs the language-model head; the maps of the others need only the
         # base model (a checkpoint saved with a head loads into it without the head).
         auto = AutoModelForSeq2SeqLM if kind == ENCODER_DECODER else AutoModel
-        with _loading(self.name, "weights", self.folder is None):
+        with loading(self.name, "weights", self.folder is None):
             model, info = auto.from_pretrained(
                 self.location, config=config, use_safetensors=True, trust_remote_code=False,
                 attn_implementation="eager", output_loading_info=True)
@@ -266,7 +280,7 @@ class HuggingFaceModel:
                                "never loads); save the model again with save_pretrained")
         if names & set(SAFETENSORS) or (config_weights(self.folder) or "").endswith(
                 (".safetensors", ".safetensors.index.json")):
-            claimed = max(_sizes(config, kind)[:2])
+            claimed = max(sizes(config, kind)[:2])
             found = layers_in_weights(self.folder)
             if claimed > MAX_LAYERS or (found and claimed > found):
                 raise AttnvizError(f"{printable(str(self.folder))}: its config.json claims "
@@ -313,112 +327,6 @@ def _warn(message: str) -> None:
     warnings.warn(message, AttnvizWarning, stacklevel=3)
 
 
-def model_kind(config: Any) -> str:
-    """Whether a model's config describes an encoder-decoder, an encoder-only or a
-    decoder-only model.
-
-    A model type that transformers builds both as a causal and as a masked language model
-    (BERT, RoBERTa) is an encoder unless its config says it is a decoder.
-    """
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    if getattr(config, "is_encoder_decoder", False):
-        return ENCODER_DECODER
-    model_type = getattr(config, "model_type", "")
-    if getattr(config, "is_decoder", False) or (
-            model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-            and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES):
-        return DECODER_ONLY
-    return ENCODER_ONLY
-
-
-def position_limit(config: Any) -> int | None:
-    """The most tokens the model's positions cover, or None (relative positions, as T5's)."""
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def _import_transformers() -> None:
-    try:
-        import transformers  # noqa: F401 - the check is the import
-    except ImportError:
-        raise AttnvizError(INSTALL) from None
-
-
-@contextlib.contextmanager
-def _quiet(progress: bool) -> Iterator[None]:
-    """transformers' and the hub's log lines and warnings (unused weights, generation
-    defaults, retried requests) are not the person's business: the one line attnviz says
-    about a failure is. All restored afterwards. ``progress=False`` also hides progress bars
-    (loading a local folder's weights); a hub download keeps them."""
-    from huggingface_hub import utils as hub_utils
-    from huggingface_hub.utils import logging as hub_logging
-    from transformers.utils import logging as hf_logging
-
-    verbosity, hub_verbosity = hf_logging.get_verbosity(), hub_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hub_bars = not hub_utils.are_progress_bars_disabled()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hf_logging.set_verbosity_error()
-        hub_logging.set_verbosity_error()
-        if not progress:
-            hf_logging.disable_progress_bar()  # transformers' bars and the hub's
-        try:
-            yield
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hub_logging.set_verbosity(hub_verbosity)
-            if not progress and bars:
-                hf_logging.enable_progress_bar()
-            if not progress and not hub_bars:
-                hub_utils.disable_progress_bars()
-
-
-@contextlib.contextmanager
-def _loading(name: str, what: str, from_hub: bool) -> Iterator[None]:
-    """transformers' loading errors as one line that names the model and the way out."""
-    try:
-        yield
-    except AttnvizError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - transformers reads files nobody vouches for
-        message = str(exc) or type(exc).__name__
-        name = printable(name)
-        if "trust_remote_code" in message or "custom code" in message:
-            raise AttnvizError(f"{name} needs its own Python code to load (trust_remote_code), "
-                               "and attnviz never runs a model's own code; use a model that "
-                               "transformers supports itself") from None
-        if what == "weights" and "safetensors" in message:
-            raise AttnvizError(f"{name} has no safetensors weights, and attnviz never loads "
-                               "pickled ones; use a model published with safetensors, or save "
-                               "it again with save_pretrained") from None
-        said = printable(shorten(" ".join(message.split()), MESSAGE_CHARS))
-
-        if not from_hub:
-            way_out = "give a folder written by save_pretrained"
-        elif os.environ.get("HF_HUB_OFFLINE"):
-            way_out = ("HF_HUB_OFFLINE is set, and the model is not in the hub's cache here: "
-                       "download it where there is network, or give a folder written by "
-                       "save_pretrained")
-        else:
-            way_out = ("check the name and the network (or set HF_HUB_OFFLINE=1 to use the "
-                       "cache alone), or give a folder written by save_pretrained")
-        raise AttnvizError(f"cannot load {name}{f' ({what})' if what else ''}: {said}; "
-                           f"{way_out}") from None
-
-
-def _architecture(config: Any) -> str:
-    names = getattr(config, "architectures", None) or []
-    return str(names[0]) if names else type(config).__name__.removesuffix("Config")
-
-
 def _check_request(name: str, kind: str, architecture: str, request: Request) -> None:
     """Refuse what the model cannot show: a decoder of an encoder-only model, an encoder of
     a decoder-only one, a target for a model that reads one text."""
@@ -451,65 +359,10 @@ def _text_ids(tokenizer: Any, text: str, limit: int | None, setting: str | None)
     return ids
 
 
-def _decoder_start(config: Any, name: str) -> int:
-    start = getattr(config, "decoder_start_token_id", None)
-    if start is None:
-        start = getattr(getattr(config, "decoder", None), "decoder_start_token_id", None)
-    if not isinstance(start, int):
-        raise AttnvizError(f"{printable(name)}'s config names no decoder_start_token_id, the "
-                           "token its decoder starts from; set it in config.json")
-    return start
-
-
-def _drop_end(config: Any, ids: list[int]) -> list[int]:
-    """The decoder's input: ``ids`` (begin token first) without a final end token, which is
-    written but never read. Shape: ``(T + 1,) -> (T,)``."""
-    ends = getattr(config, "eos_token_id", None)
-    ends = set(ends) if isinstance(ends, list) else {ends}
-    return ids[:-1] if len(ids) > 1 and ids[-1] in ends else ids
-
-
 def _next_token(tokenizer: Any, full: list[int], kept: list[int]) -> str | None:
-    """The label of the end token :func:`_drop_end` took off ``full``: what the decoder's
+    """The label of the end token :func:`drop_end` took off ``full``: what the decoder's
     last row predicts. None when there was none (generation stopped at its length limit)."""
     return token_labels(tokenizer, full[len(kept):])[0] if len(full) > len(kept) else None
-
-
-def _longest_generation(generation: Any) -> int:
-    """The most decoder tokens greedy generation may produce, begin token included."""
-    new = getattr(generation, "max_new_tokens", None)
-    return new + 1 if isinstance(new, int) else int(getattr(generation, "max_length", None) or 20)
-
-
-def _check_size(config: Any, kind: str, source_length: int | None, target_length: int | None
-                ) -> None:
-    """:func:`attnviz.maps.check_size` for a Hugging Face model: lengths are the encoder's and
-    the decoder's inputs; a decoder-only model's text is its decoder's input."""
-    encoder_layers, decoder_layers, heads = _sizes(config, kind)
-    check_size(heads, encoder_layers, decoder_layers, source_length or 0, target_length or 0,
-               text="target" if kind == DECODER_ONLY else "source")
-
-
-def _sizes(config: Any, kind: str) -> tuple[int, int, int]:
-    """Encoder layers, decoder layers (0 where there is none) and the most heads a layer has,
-    from the names transformers' configs use."""
-    def first(*names: str) -> int:
-        for name in names:
-            value = getattr(config, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return 1
-
-    layers = first("num_hidden_layers", "encoder_layers", "num_layers", "n_layer")
-    heads = max(first("encoder_attention_heads", "num_attention_heads", "num_heads", "n_head"),
-                first("decoder_attention_heads", "num_attention_heads", "num_heads", "n_head"))
-    if kind == ENCODER_ONLY:
-        return layers, 0, heads
-    if kind == DECODER_ONLY:
-        return 0, layers, heads
-    return (first("encoder_layers", "num_layers", "num_hidden_layers"),
-            first("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"),
-            heads)
 
 
 def _batch(ids: Sequence[int], device: torch.device) -> torch.Tensor:

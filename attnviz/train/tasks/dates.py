@@ -26,11 +26,6 @@ def ordinal(day: int) -> str:
     return f"{day}{suffix}"
 
 
-def two_digit_year(year: int) -> int:
-    """The year a two-digit year stands for: 19xx above 50, else 20xx."""
-    return 1900 + year if year > 50 else 2000 + year
-
-
 FORMATS = (
     lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
     lambda d: f"{MONTHS[d.month - 1]} {ordinal(d.day)}, {d.year}",
