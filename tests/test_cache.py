@@ -19,6 +19,7 @@ from attnviz.maps.data import AttentionMaps
 from attnviz.model.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.render.colors import colormap, lookup_table, rgb
 from attnviz.sources import Request, cache, open_source
+from tests import damaged
 from tests.conftest import SOURCE, TARGET
 
 
@@ -171,6 +172,35 @@ def _cli(*args):
     from attnviz.cli.app import app
 
     return CliRunner().invoke(app, list(args))
+
+
+def _arrays_of(entry) -> dict[str, np.ndarray]:
+    with np.load(entry) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@pytest.mark.parametrize("damage", [
+    *damaged.DAMAGES,  # a member flagged encrypted, corrupt deflate, LZMA, bzip2 data
+    "warnings nested 100,000 deep", "provenance nested 100,000 deep"])
+def test_a_damaged_entry_falls_back_to_computing_and_goes(private_cache, damage):
+    """The README: a damaged entry never breaks a command; it gives the output of
+    --no-cache. It was exit 70 for every later run, and the entry stayed."""
+    plain = _cli("encode", SOURCE, "--no-cache")
+    assert _cli("encode", SOURCE).exit_code == 0
+    (entry,) = private_cache.glob("*.npz")
+    arrays = _arrays_of(entry)
+    if damage in damaged.DAMAGES:
+        entry.write_bytes(damaged.DAMAGES[damage](arrays, "encoder_self"))
+    else:
+        key = "attnviz_warnings" if damage.startswith("warnings") else "provenance"
+        entry.write_bytes(mapfile.npz_bytes({**arrays, key: np.array(damaged.nested())}))
+    spoilt = entry.read_bytes()
+    for _ in range(2):  # the entry is dropped and written afresh: the next run hits it
+        result = _cli("encode", SOURCE)
+        assert result.exit_code == 0, result.stderr
+        assert (result.stdout, result.stderr) == (plain.stdout, plain.stderr)
+        assert entry.read_bytes() != spoilt
+    assert _arrays_of(entry).keys() == arrays.keys()
 
 
 @pytest.mark.parametrize("where", ["a file", "/dev/null", "under a file", "/proc/nope"])

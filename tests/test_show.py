@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from attnviz.cli.app import app
 from attnviz.maps.data import AttentionMaps
+from tests import damaged
 from tests.conftest import SOURCE, TARGET
 from tests.test_maps import make_maps
 
@@ -201,6 +202,17 @@ def test_a_truncated_npz_is_refused(tmp_path):
     cut = tmp_path / "cut.npz"
     cut.write_bytes(data[: len(data) // 2])
     _one_line_error(run("show", cut), "cut.npz")
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("encrypted", "encrypted"), ("deflate", "compressed data is damaged"),
+    ("lzma", "compressed data is damaged"), ("bzip2", "not a readable npz")])
+def test_a_damaged_member_is_one_line_not_a_bug(tmp_path, damage, fragment):
+    """An encrypted flag, corrupt deflate or LZMA data: "a bug in attnviz" (exit 70), where
+    corrupt bzip2 data, the same class of damage, was one line and exit 1."""
+    spoilt = tmp_path / "spoilt.npz"
+    spoilt.write_bytes(damaged.DAMAGES[damage](GOOD.to_arrays(), "encoder_self"))
+    _one_line_error(run("show", spoilt), "spoilt.npz", fragment, "-o maps.npz")
 
 
 def test_fortran_ordered_arrays_are_read_right(tmp_path):

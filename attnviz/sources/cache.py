@@ -134,7 +134,10 @@ def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
         if not isinstance(provenance, dict):
             raise ValueError("the provenance must be an object")
         maps = AttentionMaps.from_fields(arrays)
-    except (AttnvizError, KeyError, ValueError, TypeError):  # not what _store writes
+    # Not what _store writes: an npz that cannot be read (damaged, encrypted; read_npz says
+    # so as an AttnvizError), or texts that are not the JSON it wrote (nested past the
+    # parser's recursion limit: RecursionError).
+    except (AttnvizError, KeyError, ValueError, TypeError, RecursionError):
         try:
             path.unlink(missing_ok=True)
         except OSError:
