@@ -198,7 +198,7 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
     assert sorted(p.name for p in out.glob("000*")) == [
         "0001.html", "0001.npz", "0002.html", "0004.html", "0004.npz"]
     assert sorted(p.name for p in (out / export.RECORDS).iterdir()) == [
-        "0001.json", "0002.json", "0004.json"]
+        "0001.json", "0002.json", "0004.json", export.LOCK]
     assert (out / "0002.npz").exists() is False and old_npz
     assert links_of(out / "index.html") == ["0001.npz", "0001.html", "0002.html",
                                             "0004.npz", "0004.html"]
@@ -998,3 +998,69 @@ def test_export_refuses_before_making_the_folder(tmp_path, content, extra, fragm
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert all(fragment in result.stderr for fragment in fragments), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from attnviz.batch import export
+settings = export.Settings(Path(sys.argv[1]), ("npz",))
+with export.one_writer(settings):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+@pytest.mark.process
+def test_a_second_export_into_a_folder_being_written_is_refused_and_changes_nothing(tmp_path):
+    """Two exports into one folder at once (the same pairs by translate and by reverse) both
+    ended 0, and a line's npz held one model's maps beside the other's record, which the next
+    run took as done. While a process writes the folder, an export is refused at once,
+    naming it, and writes nothing; once it ends, the export runs."""
+    out = tmp_path / "out"
+    command = [*export_command(tmp_path, "npz", jobs=1, count=3), "-m", "reverse"]
+    assert subprocess.run(command[:-2], capture_output=True, env=export_env(),
+                          timeout=120).returncode == 0  # translate's files, recorded
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=export_env())
+    try:
+        assert holder.stdout.readline() == "held\n"
+        second = subprocess.run(command, capture_output=True, text=True, env=export_env(),
+                                timeout=120)
+    finally:
+        holder.communicate(timeout=60)  # stdin closed: it lets go, and ends
+    assert second.returncode == 1, second.stderr
+    assert second.stderr == (f"error: output folder {out} is being written by another export "
+                             f"(process {holder.pid}); wait until it ends, or choose another "
+                             "--out-dir\n")
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()
+            and path.name != export.LOCK} == {path: data for path, data in before.items()
+                                              if path.name != export.LOCK}
+    rerun = subprocess.run(command, capture_output=True, text=True, env=export_env(),
+                           timeout=120)
+    assert rerun.returncode == 0 and "3 pairs drawn, 0 done before" in rerun.stderr, rerun.stderr
+    for stem in recorded(out):
+        assert AttentionMaps.load(out / f"{stem}.npz").provenance.model == "reverse"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock(2)")
+def test_an_export_into_a_folder_whose_lock_is_held_writes_nothing(tmp_path):
+    import fcntl
+
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    (tmp_path / "out" / export.RECORDS).mkdir(parents=True)
+    lock = tmp_path / "out" / export.RECORDS / export.LOCK
+    lock.write_text("4242\n")
+    with open(lock) as another:  # as another process holds it: an open file of its own
+        fcntl.flock(another, fcntl.LOCK_EX)
+        result = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                          str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: output folder {tmp_path / 'out'} is being written by "
+                             "another export (process 4242); wait until it ends, or choose "
+                             "another --out-dir\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [export.RECORDS]
+    again = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                     str(tmp_path / "out")])
+    assert again.exit_code == 0, again.stderr

@@ -37,6 +37,7 @@ from attnviz.version import __version__
 
 FORMATS = ("png", "svg", "pdf", "npz", "json", "html")  # in the order the index lists them
 RECORDS = ".attnviz-export"  # in the output folder: one small JSON record per finished line
+LOCK = "lock"  # in RECORDS: held by the one export writing the folder (see run)
 INDEX = "index.html"
 
 
@@ -291,7 +292,44 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     so, and the index lists the same lines; the same command finishes the rest. A second
     Ctrl-C is held until this is done. The interrupt is the ending raised, even when the
     index cannot be written then.
+
+    The folder has one writer at a time (see :func:`one_writer`): an export started while
+    another writes it is refused.
     """
+    with one_writer(settings):
+        return _run(settings, lines, jobs, report)
+
+
+@contextlib.contextmanager
+def one_writer(settings: Settings):
+    """The output folder to this export alone, while the block runs: two exports at once
+    into one folder (another model, say) would each write a line's file and its record, and
+    a file could end up beside the other's record, taken as current by the next run and
+    linked from the index under the other's texts. The second is refused, at once.
+
+    Raises:
+        AttnvizError: another export is writing the folder, or the lock cannot be made.
+    """
+    from attnviz.io.lock import Busy, held
+
+    folder = printable(str(settings.out_dir))
+    lock = contextlib.ExitStack()
+    try:  # what the block raises is its own: only the taking of the lock is worded here
+        (settings.out_dir / RECORDS).mkdir(parents=True, exist_ok=True)
+        lock.enter_context(held(settings.out_dir / RECORDS / LOCK))
+    except Busy as busy:
+        who = f" (process {busy.pid})" if busy.pid else ""
+        raise AttnvizError(f"output folder {folder} is being written by another export{who}; "
+                           "wait until it ends, or choose another ⟨out_dir⟩") from None
+    except OSError as exc:
+        raise AttnvizError(f"cannot lock the output folder {folder}: {exc.strerror}; choose "
+                           "another ⟨out_dir⟩") from None
+    with lock:
+        yield
+
+
+def _run(settings: Settings, lines: Sequence[Line], jobs: int,
+         report: Callable[[Outcome], None]) -> Summary:
     summary = Summary()
 
     def finished(outcome: Outcome) -> None:

@@ -65,18 +65,21 @@ def export(
             pairs_name=printable(str(pairs)))
         lines = read_pairs(pairs)
         exporting.prepare(settings)
-        told.tell()
-        reached = []  # the outcomes reported, as the bar counts them
-        try:
-            # One job forks no worker: the bar may tick on its own thread as lines take long.
-            with export_progress(Console(stderr=True), len(lines), ticking=jobs == 1) as report:
-                summary = exporting.run(settings, lines, jobs, lambda outcome: (
-                    reached.append(outcome), report(outcome)))
-        except KeyboardInterrupt:
-            done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
-            say(f"stopped: {done} of {len(lines)} pairs done, listed in "
-                 f"{out_dir / exporting.INDEX}; run the same command again to finish")
-            raise
+        with exporting.one_writer(settings):  # another export there: said before the bar
+            told.tell()
+            reached = []  # the outcomes reported, as the bar counts them
+            try:
+                # One job forks no worker: the bar may tick on its own thread as lines take
+                # long.
+                with export_progress(Console(stderr=True), len(lines),
+                                     ticking=jobs == 1) as report:
+                    summary = exporting.run(settings, lines, jobs, lambda outcome: (
+                        reached.append(outcome), report(outcome)))
+            except KeyboardInterrupt:
+                done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
+                say(f"stopped: {done} of {len(lines)} pairs done, listed in "
+                    f"{out_dir / exporting.INDEX}; run the same command again to finish")
+                raise
         report_export(summary, out_dir / exporting.INDEX)
 
 

@@ -29,7 +29,7 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o",
          "scale": "--scale", "window": "--window", "window_query": "--window-query",
          "window_key": "--window-key", "top_k": "--top-k",
-         "jobs": "--jobs"}
+         "jobs": "--jobs", "out_dir": "--out-dir"}
 
 
 class Device(str, Enum):
