@@ -499,6 +499,63 @@ def test_an_image_of_thousands_of_layers_is_refused_before_it_is_drawn(monkeypat
         image.to_bytes(views.plan(maps, layer="all"), "png", "viridis")
 
 
+def _long_map(n: int) -> AttentionMaps:
+    """One encoder map of ``n`` tokens a side that takes no memory: a broadcast view."""
+    weights = np.broadcast_to(np.float32(1.0 / n), (1, 1, n, n))
+    return AttentionMaps([f"t{i}" for i in range(n)], [], encoder_self=weights)
+
+
+def test_a_picture_too_large_for_memory_is_refused_before_it_is_drawn(monkeypatch):
+    """A 16,000 x 16,000 map, within attnviz's own file limits, took 7.3 GB to PNG or SVG
+    before failing: its memory is known before it is drawn."""
+    import matplotlib.figure
+
+    def drawn(*args, **kwargs):
+        raise _Drawn
+
+    monkeypatch.setattr(matplotlib.figure, "Figure", drawn)
+    plan = views.plan(_long_map(16_000))
+    assert layout.drawing_bytes(layout.Layout(plan)) > 16_000**2 * 50
+    for fmt in ("png", "svg"):
+        with pytest.raises(AttnvizError, match=r"^this picture would take about 13\.\d GB of "
+                           r"memory to draw, more than the 2 GB attnviz draws a picture in: "
+                           r"draw a window of the maps \(window\), or view them in the "
+                           r"terminal, which pools long maps to fit, or save them as numbers"):
+            image.to_bytes(plan, fmt, "viridis")
+
+
+def test_a_picture_is_refused_when_the_memory_left_to_the_process_is_less(monkeypatch):
+    monkeypatch.setattr("attnviz.io.memory.room", lambda: 300 * 1024**2)
+    plan = views.plan(_long_map(2_000))
+    with pytest.raises(AttnvizError, match=r"^this picture would take about 0\.3 GB of memory "
+                       r"to draw, more than the 0\.3 GB of memory left to this process: "):
+        image.to_bytes(plan, "png", "viridis")
+    small = views.plan(make_maps(s=5, t=6))
+    assert image.to_bytes(small, "png", "viridis").startswith(b"\x89PNG")
+
+
+def test_the_mean_of_one_head_and_the_scale_take_no_copy_of_a_long_map():
+    """The plan of a long map holds views onto it: a 16,000 x 16,000 map is 1 GB, and the
+    mean of its one head, and its largest weight, took a copy each."""
+    plan = views.plan(_long_map(16_000))
+    (panel,) = plan.panels
+    assert np.shares_memory(panel.weights, panel.whole[0])
+    assert panel.weights.base is not None and not panel.weights.flags.owndata
+    assert plan.shared_max == pytest.approx(1 / 16_000)
+
+
+def test_running_out_of_memory_while_drawing_is_a_message(monkeypatch):
+    import matplotlib.figure
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_memory)
+    with pytest.raises(AttnvizError, match=r"^drawing this picture ran out of memory: draw a "
+                       r"window of the maps"):
+        image.to_bytes(views.plan(make_maps(s=5, t=6)), "png", "viridis")
+
+
 def test_a_large_grid_is_still_drawn():
     """A 12 x 12 grid of every kind at 128 tokens: 48 million pixels, under the limit."""
     rng = np.random.default_rng(0)

@@ -130,9 +130,7 @@ class Heatmap:
     def scale_max(self) -> float:
         """The weight drawn brightest: the largest visible weight of the whole map, window or
         not (at least 1e-6)."""
-        weights, visible = self.whole
-        shown = weights[visible]
-        return max(float(shown.max()) if shown.size else 0.0, 1e-6)
+        return max(_largest(*self.whole), 1e-6)
 
     @property
     def whole(self) -> tuple[np.ndarray, np.ndarray]:
@@ -196,7 +194,9 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     layer = check_layer(maps.default_layer(kind) if layer is None else layer, layers, kind)
     if head is not None:
         check_head(head, heads)
-    weights = stack[layer].mean(axis=0) if head is None else stack[layer, head]  # (Q, K)
+    # (Q, K); the mean of one head is that head, not a copy of it (a long map is large).
+    weights = stack[layer, head or 0] if head is not None or heads == 1 else \
+        stack[layer].mean(axis=0)
     provenance = maps.provenance
     if kind == "encoder_self":
         queries, query_written = maps.source_tokens, provenance.source_written
@@ -351,10 +351,14 @@ def _planned(blocks: Sequence[Block], scale: str | None) -> Plan:
     panel); the shared scale's one maximum is the largest visible weight of every panel's
     whole map (a window is a view onto its map)."""
     panels = [panel for block in blocks for row in block.panels for panel in row]
-    shown = [weights[visible] for weights, visible in (panel.whole for panel in panels)]
-    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
+    shared = max((_largest(*panel.whole) for panel in panels), default=0.0)
     return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
                 max(shared, 1e-6), scale)
+
+
+def _largest(weights: np.ndarray, visible: np.ndarray) -> float:
+    """The largest visible weight (0 when none is visible), without a copy of the map."""
+    return float(np.max(weights, where=visible, initial=0.0)) if weights.size else 0.0
 
 
 def _layer(layer: Layer) -> int | Literal["all"] | None:

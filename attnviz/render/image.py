@@ -22,11 +22,13 @@ from attnviz.render.layout import (
     TICK_FONT,
     TITLE,
     Layout,
+    check_memory,
     check_size,
     fraction,
     label_depth,
     label_room,
     label_step,
+    out_of_memory,
     short_labels,
     stands_upright,
     ticks,
@@ -212,7 +214,10 @@ def figure(heatmaps: list[Heatmap] | Plan, cmap: str):
     # the figure, not while saving it.
     families = {"font.family": [*rcParams["font.family"], *choice.families]}
     with rc_context(families) if choice.families else nullcontext():
-        return _figure(plan, cmap)
+        try:
+            return _figure(plan, cmap)
+        except MemoryError:
+            raise out_of_memory() from None
 
 
 def _figure(plan: Plan, cmap: str):
@@ -220,6 +225,7 @@ def _figure(plan: Plan, cmap: str):
 
     layout = Layout(plan)
     check_size(layout, len(plan.panels))
+    check_memory(layout)
     fig = Figure(figsize=(layout.width, layout.height))
     top = layout.height - GAP  # inches from the bottom, going down
     caption = plan.caption
@@ -311,5 +317,8 @@ def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
         # matplotlib would add a line per character, naming its own source file.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
                                 category=UserWarning)
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
+        try:
+            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
+        except MemoryError:
+            raise out_of_memory() from None
     return buffer.getvalue()
