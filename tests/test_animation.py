@@ -21,6 +21,7 @@ from attnviz.model.tokenize import BOS_ID, EOS_ID
 from attnviz.model.transformer import rule_out_specials
 from attnviz.render import animation
 from tests.conftest import SOURCE, TARGET
+from tests.test_maps import make_maps
 
 runner = CliRunner()
 TRANSLATION = "le chat noir voit la voiture rouge"
@@ -268,3 +269,28 @@ def test_a_scale_other_than_unit_is_said_to_be_left_out_of_the_animation(tmp_pat
                         f"scale from 0 to 1; the {scale} scale applies to pictures and pages"]
     else:
         assert said == []
+
+
+def test_a_gif_of_glyphs_no_font_has_gives_one_warning_of_attnvizs_own(monkeypatch):
+    """CJK and emoji tokens: PNG, SVG and PDF said attnviz's one line; the GIF printed eight
+    raw 'UserWarning: Glyph ... missing from font(s)' lines of matplotlib's before it."""
+    import warnings
+
+    from attnviz.errors import AttnvizWarning
+    from attnviz.render import fonts
+
+    monkeypatch.setattr(fonts, "installed", lambda: ())  # no font has them
+    fonts._fallbacks.cache_clear()
+    maps = make_maps(s=3, t=4)
+    maps = replace(maps, source_tokens=["我", "爱", "🙂"],
+                   target_tokens=["<bos>", "こん", "にち", "は"])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = animation.to_bytes(maps, views.heatmaps(maps, ["decoder_self", "cross"]),
+                                      "viridis")
+    finally:
+        fonts._fallbacks.cache_clear()
+    assert len(_frames(data)) == 4
+    assert [w.category for w in caught] == [AttnvizWarning], [str(w.message) for w in caught]
+    assert "我 (U+6211)" in str(caught[0].message)

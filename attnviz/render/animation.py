@@ -164,7 +164,7 @@ def _frames(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
     from matplotlib import rc_context, rcParams
 
     families = {"font.family": [*rcParams["font.family"], *choice.families]}
-    with rc_context(families) if choice.families else nullcontext():
+    with rc_context(families) if choice.families else nullcontext(), fonts.glyphs_said():
         canvas, changing, update = _figure(maps, rows, cmap)
         canvas.draw()  # everything but the changing artists
         background = canvas.copy_from_bbox(canvas.figure.bbox)

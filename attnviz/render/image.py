@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -311,12 +310,7 @@ def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
     # PNG: light compression; the default level takes a sixth of the drawing time to save
     # a sixth of the bytes.
     extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), \
-            warnings.catch_warnings():
-        # figure() has warned once, in attnviz's words, about the characters no font has;
-        # matplotlib would add a line per character, naming its own source file.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
-                                category=UserWarning)
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), fonts.glyphs_said():
         try:
             fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
         except MemoryError:

@@ -4,7 +4,6 @@ a picture too large to draw is refused before it is drawn."""
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from attnviz.errors import AttnvizError
 from attnviz.io.text import columns, shorten
 from attnviz.maps.views import Heatmap, Plan
+from attnviz.render.fonts import glyphs_said
 
 LABEL_UP_TO = 80  # beyond this many tokens, labels stand upright (and may be thinned)
 LABEL_CHARS = 24  # longer labels end with …
@@ -136,9 +136,7 @@ def text_width(text: str, font: float, families: tuple[str, ...]) -> float:
 
     properties = FontProperties(family=list(families), size=font)
     widths = []
-    with warnings.catch_warnings():  # a glyph no font has: figure() has said so, once
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
-                                category=UserWarning)
+    with glyphs_said():  # a glyph no font has: figure() has said so, once
         for dpi in MEASURED_DPI:
             width, _, _ = measurer(dpi).get_text_width_height_descent(text, properties,
                                                                        ismath=False)
