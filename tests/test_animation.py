@@ -243,6 +243,19 @@ def test_the_last_step_writes_the_token_the_maps_hold():
     assert animation.step_texts(other, last)[0].endswith("reads rouge, writes: </s> (the end)")
 
 
+def test_written_so_far_spells_the_text_as_its_tokens_make_it():
+    """Characters were joined with spaces (`2 0 2 6 - 0 3`); a word the vocabulary lacks is
+    marked, as written."""
+    dates = attnviz.trace("tuesday, march 3, 2026", model="dates")
+    assert dates.provenance.target_text == "2026-03-03"
+    assert animation.step_texts(dates, 7)[1] == "written so far: 2026-03"
+    zebra = attnviz.trace(SOURCE, "le Zèbre noir voit")
+    assert zebra.provenance.target_written == {2: "Zèbre"}
+    assert [animation.step_texts(zebra, step)[1] for step in (0, 2, 4)] == [
+        "written so far: (nothing yet)", "written so far: le Zèbre?",
+        "written so far: le Zèbre? noir voit"]
+
+
 def test_steps_show_unknown_words_as_written():
     maps = attnviz.trace(SOURCE, TARGET)
     unknown = replace(maps, provenance=replace(maps.provenance, target_written={2: "Chien"}))

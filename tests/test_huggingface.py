@@ -569,3 +569,24 @@ def test_special_and_foreign_files_in_a_folder_are_never_read(bert, tmp_path):
     os.mkfifo(folder / "added_tokens.json")  # a file transformers would read
     one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}", "--no-cache"),
                    "not a regular file")
+
+
+def test_the_decoding_gif_of_a_decoder_only_model_keeps_its_first_token_and_spells_words(
+        gpt2, tmp_path):
+    """`-m hf:gpt2 -o x.gif`: frame 1 said "written so far: (nothing yet)", the last frame
+    lacked the text's first token, and sub-words were joined with spaces (`␣black e s t`)."""
+    from attnviz.render import animation
+
+    maps = attnviz.trace("the blackest cats", model=f"hf:{gpt2}")
+    assert maps.target_tokens[0] == "the" and "e" in maps.target_tokens  # sub-words
+    said = [animation.step_texts(maps, step)[1] for step in range(len(maps.target_tokens))]
+    assert said[0] == "written so far: the"
+    assert said[-1] == "written so far: the blackest cats"
+    assert "written so far: the blacke" in said
+    gif = tmp_path / "x.gif"
+    result = run("decode", "the blackest cats", "-m", f"hf:{gpt2}", "-o", str(gif))
+    assert result.exit_code == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(gif) as picture:
+        assert picture.n_frames == len(maps.target_tokens)
