@@ -203,6 +203,28 @@ def test_a_damaged_entry_falls_back_to_computing_and_goes(private_cache, damage)
     assert _arrays_of(entry).keys() == arrays.keys()
 
 
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+def test_an_entry_in_the_place_of_another_is_a_miss(private_cache, how):
+    """Another sentence's entry linked in place of this one's was trusted: `encode "the
+    cat"` printed the other sentence's maps. An entry holds its key, checked on reading."""
+    other = "a dog sees the red car"
+    plain = _cli("encode", SOURCE, "--no-cache")
+    assert _cli("encode", other).exit_code == 0
+    (theirs,) = private_cache.glob("*.npz")
+    assert _cli("encode", SOURCE).exit_code == 0
+    (ours,) = set(private_cache.glob("*.npz")) - {theirs}
+    ours.unlink()
+    if how == "symlink":
+        ours.symlink_to(theirs)
+    else:
+        ours.write_bytes(theirs.read_bytes())
+    result = _cli("encode", SOURCE)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == plain.stdout and other not in result.stdout
+    assert not ours.is_symlink() and str(_arrays_of(ours)[cache.KEY]) == ours.stem
+    assert str(_arrays_of(theirs)[cache.KEY]) == theirs.stem  # what it pointed to: kept
+
+
 @pytest.mark.parametrize("where", ["a file", "/dev/null", "under a file", "/proc/nope"])
 def test_an_unusable_cache_folder_gives_the_same_output_and_one_warning(tmp_path, monkeypatch,
                                                                         where):

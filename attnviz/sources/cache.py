@@ -35,6 +35,7 @@ from attnviz.version import __version__, installed_version
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
 WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besides the maps
+KEY = "attnviz_key"  # ... and its own key: an entry under another's name (a link) is a miss
 
 
 def directory() -> Path:
@@ -114,8 +115,10 @@ def code_digest() -> str:
 
 
 def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
-    """The entry ``key``, or None when it is not there or cannot be read. A damaged entry
-    goes, where the folder lets it; one that cannot be read for another reason (a folder
+    """The entry ``key``, or None when it is not there or cannot be read. An entry holds its
+    own key, checked here: a file put in its place (another entry, linked or copied there)
+    is not read as its maps. A damaged or misplaced entry goes, where the folder lets it
+    (a link, not what it points to); one that cannot be read for another reason (a folder
     of someone else's) stays."""
     from attnviz.io import arrays as array_files
 
@@ -127,6 +130,8 @@ def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
         return None
     try:
         arrays = array_files.read_npz(path, "cache entry", "", MAX_FILE_BYTES)
+        if str(arrays.pop(KEY)) != key:
+            raise ValueError("the entry holds the maps of another request")
         notes = json.loads(str(arrays.pop(WARNINGS)))
         provenance = json.loads(str(arrays.get(PROVENANCE)))
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
@@ -159,7 +164,7 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
     from attnviz.io.atomic import write_atomically
 
     folder = directory()
-    arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said))}
+    arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said)), KEY: np.array(key)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(folder / f"{key}.npz", array_files.npz_bytes(arrays))
