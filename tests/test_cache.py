@@ -292,6 +292,45 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used(private_cache):
     assert sorted(p.name for p in private_cache.iterdir()) == ["3.npz", "4.npz"]
 
 
+def _temporary(folder, size: int, name: str = ".attnviz-0badf00d.tmp"):
+    """A temporary file as a process killed while writing an entry leaves it: sparse, so that
+    it claims ``size`` bytes without taking them."""
+    path = folder / name
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_temporaries_count_against_the_limit_and_stale_ones_go(private_cache, monkeypatch):
+    """A 300 MB temporary left by a SIGKILL stayed for ever, uncounted: the cache went over
+    its limit."""
+    from attnviz.io import atomic
+
+    private_cache.mkdir(parents=True)
+    for index in range(5):
+        path = private_cache / f"{index}.npz"
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (index, index))
+    fresh = _temporary(private_cache, 1500)  # another attnviz may be writing it now: kept
+    cache._trim(private_cache, limit=2500)
+    assert sorted(p.name for p in private_cache.iterdir()) == [fresh.name, "4.npz"]
+    monkeypatch.setattr(atomic, "STALE_AFTER", -1.0)  # as if an hour had gone by
+    _temporary(private_cache, 300 * 1024**2, ".attnviz-deadbeef.tmp")
+    (private_cache / "notes.tmp").write_text("not attnviz's")
+    cache._trim(private_cache, limit=2500)
+    assert sorted(p.name for p in private_cache.iterdir()) == ["4.npz", "notes.tmp"]
+
+
+def test_a_run_clears_the_stale_temporaries_of_the_cache(private_cache, monkeypatch):
+    from attnviz.io import atomic
+
+    private_cache.mkdir(parents=True)
+    stale = _temporary(private_cache, 300 * 1024**2)
+    monkeypatch.setattr(atomic, "STALE_AFTER", -1.0)
+    assert _cli("encode", SOURCE).exit_code == 0
+    assert not stale.exists() and len(list(private_cache.glob("*.npz"))) == 1
+
+
 def _run_cli(*args, cache_home):
     return subprocess.run([sys.executable, "-X", "importtime", "-m", "attnviz", *args],
                           capture_output=True, text=True, timeout=120,

@@ -1064,3 +1064,23 @@ def test_an_export_into_a_folder_whose_lock_is_held_writes_nothing(tmp_path):
     again = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
                                      str(tmp_path / "out")])
     assert again.exit_code == 0, again.stderr
+
+
+def test_an_export_clears_the_temporaries_a_killed_export_left(tmp_path, monkeypatch):
+    """Temporary files left by a SIGKILL (a line's files, its record) stayed for ever. Among
+    the records, which only an export writes and the lock keeps to this one, every one goes;
+    beside the files, where another command may be writing one, the stale ones."""
+    out = tmp_path / "out"
+    (out / export.RECORDS).mkdir(parents=True)
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    record = out / export.RECORDS / ".attnviz-0123abcd.tmp"
+    record.write_bytes(b"{")
+    beside = out / ".attnviz-4567abcd.tmp"
+    beside.write_bytes(b"half a png")
+    settings = export.Settings(out, ("npz",))
+    export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
+    assert not record.exists() and beside.exists()  # beside the files: too fresh to tell
+    monkeypatch.setattr(files, "STALE_AFTER", -1.0)  # as if an hour had gone by
+    export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
+    assert not beside.exists()
+    assert temporaries(out) == []

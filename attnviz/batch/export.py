@@ -27,7 +27,7 @@ from pathlib import Path
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.flow import pipeline
-from attnviz.io.atomic import check_writable, write_all, write_atomically
+from attnviz.io.atomic import check_writable, remove_stale, write_all, write_atomically
 from attnviz.io.pairs import Line
 from attnviz.io.text import printable
 from attnviz.maps.data import FORMATS as DATA_FORMATS
@@ -297,6 +297,11 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     another writes it is refused.
     """
     with one_writer(settings):
+        # Temporary files that a killed export left: all of them among the records, which
+        # only an export writes, and this one alone now; the stale ones beside the files
+        # (where another command may be writing one now).
+        remove_stale(settings.out_dir / RECORDS, every=True)
+        remove_stale(settings.out_dir)
         return _run(settings, lines, jobs, report)
 
 

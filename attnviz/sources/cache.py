@@ -179,7 +179,11 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
 
 
 def _trim(folder: Path, limit: int = MAX_BYTES) -> None:
-    """Delete the least recently used entries until the cache holds at most ``limit`` bytes."""
+    """Delete the least recently used entries until the cache holds at most ``limit`` bytes,
+    counting the temporary files of entries being written (another attnviz may be writing
+    one); stale ones, which a killed process left, go first."""
+    from attnviz.io.atomic import remove_stale
+
     entries = []
     for path in folder.glob("*.npz"):
         try:
@@ -188,7 +192,7 @@ def _trim(folder: Path, limit: int = MAX_BYTES) -> None:
             continue
         entries.append((status.st_mtime, status.st_size, path))
     entries.sort(key=lambda entry: entry[0])
-    total = sum(size for _, size, _ in entries)
+    total = sum(size for _, size, _ in entries) + remove_stale(folder)
     for _, size, path in entries:
         if total <= limit:
             break
