@@ -280,6 +280,7 @@ def test_the_command_forks_its_workers_after_drawing_the_first_line_here(tmp_pat
         return pool
 
     monkeypatch.setattr(worker_pool, "_start_pool", noted)
+    monkeypatch.setattr(worker_pool, "cores", lambda: 4)  # 3 jobs, whatever the machine
     monkeypatch.setattr(export, "render_line", _line_here)  # the workers' copies too: forked
     write_pairs(tmp_path / "pairs.tsv", 5)
     out = tmp_path / "out"
@@ -1084,3 +1085,29 @@ def test_an_export_clears_the_temporaries_a_killed_export_left(tmp_path, monkeyp
     export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
     assert not beside.exists()
     assert temporaries(out) == []
+
+
+def test_more_jobs_than_cores_are_cut_to_the_cores_with_a_word(tmp_path, monkeypatch):
+    """--jobs 12 on 2 cores forked 12 workers (760 MB), each waiting for the others."""
+    started = []
+    start_pool = worker_pool._start_pool
+
+    def noted(jobs):
+        started.append(jobs)
+        return start_pool(jobs)
+
+    monkeypatch.setattr(worker_pool, "_start_pool", noted)
+    monkeypatch.setattr(worker_pool, "cores", lambda: 2)
+    write_pairs(tmp_path / "pairs.tsv", 5)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                 str(tmp_path / "out"), "-f", "npz", "--jobs", "12"])
+    assert result.exit_code == 0, result.stderr
+    assert started == [2]
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("warning: 12 jobs were asked for, and this machine lets attnviz use 2 "
+                        "CPU cores: drawing 2 at once (more processes than cores only wait for "
+                        "one another, each holding a model)")
+    assert "5 pairs drawn" in lines[-1]
+    with pytest.warns(AttnvizWarning, match="12 jobs were asked for"):
+        assert worker_pool.capped(12) == 2
+    assert worker_pool.capped(2) == 2 and 1 <= worker_pool.cores() <= (os.cpu_count() or 1)

@@ -294,8 +294,12 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     index cannot be written then.
 
     The folder has one writer at a time (see :func:`one_writer`): an export started while
-    another writes it is refused.
+    another writes it is refused. ``jobs`` beyond the cores this process may use is cut to
+    them, with a warning (see :func:`attnviz.batch.pool.capped`).
     """
+    from attnviz.batch.pool import capped
+
+    jobs = capped(jobs)
     with one_writer(settings):
         # Temporary files that a killed export left: all of them among the records, which
         # only an export writes, and this one alone now; the stale ones beside the files

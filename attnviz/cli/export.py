@@ -40,7 +40,7 @@ def export(
     ] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process, on one "
-        "CPU thread.")] = 1,
+        "CPU thread; at most the CPU cores there are.")] = 1,
     model: ModelOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
@@ -56,6 +56,7 @@ def export(
         from rich.console import Console
 
         from attnviz.batch import export as exporting
+        from attnviz.batch.pool import capped
         from attnviz.cli.text import export_progress
         from attnviz.io.pairs import read_pairs
 
@@ -65,6 +66,7 @@ def export(
             pairs_name=printable(str(pairs)))
         lines = read_pairs(pairs)
         exporting.prepare(settings)
+        jobs = capped(jobs)  # said before the bar
         with exporting.one_writer(settings):  # another export there: said before the bar
             told.tell()
             reached = []  # the outcomes reported, as the bar counts them
