@@ -565,3 +565,28 @@ def test_a_large_grid_is_still_drawn():
     maps = AttentionMaps(tokens, [], encoder_self=weights)
     placed = layout.Layout(views.plan(maps, layer="all", head="all"))
     layout.check_size(placed, 12 * 13)  # no refusal
+
+
+def test_a_token_of_millions_of_characters_is_a_bounded_label_everywhere(tmp_path):
+    """One 20-million-character token took 22 s in the terminal, 55 s to PNG, and was stored
+    twice, uncut, in a page. Labels are cut; the whole token stays in the maps' files."""
+    from attnviz.flow import pipeline
+    from attnviz.io.text import MAX_LABEL_CHARS, display_label, shorten
+    from tests.test_page import page_data
+
+    token = "ab" * 1_000_000
+    assert display_label(token) == token[:MAX_LABEL_CHARS] + "…"
+    assert shorten(token, 12) == token[:11] + "…"
+    assert shorten("é" * 30, 40) == "é" * 30 and shorten("e\u0301" * 10, 12) == "e\u0301" * 10
+    maps = AttentionMaps([token, "b", "c"], [],
+                         encoder_self=np.full((1, 1, 3, 3), 1 / 3, np.float32))
+    plan = views.plan(maps)
+    html = pipeline.to_bytes(maps, plan, "html", "viridis")
+    assert len(html) < 100_000
+    data = page_data(html)["kinds"][0]
+    assert max(map(len, data["queryLabels"] + data["keyLabels"])) <= MAX_LABEL_CHARS + 1
+    text = _print(terminal.render(plan.panels[0], "viridis", 100, False), 100)
+    assert "ababababab" in text and token[:300] not in text
+    assert image.to_bytes(plan, "png", "viridis").startswith(b"\x89PNG")
+    maps.save(tmp_path / "m.npz")
+    assert AttentionMaps.load(tmp_path / "m.npz").source_tokens[0] == token
