@@ -1111,3 +1111,40 @@ def test_more_jobs_than_cores_are_cut_to_the_cores_with_a_word(tmp_path, monkeyp
     with pytest.warns(AttnvizWarning, match="12 jobs were asked for"):
         assert worker_pool.capped(12) == 2
     assert worker_pool.capped(2) == 2 and 1 <= worker_pool.cores() <= (os.cpu_count() or 1)
+
+
+def test_a_folder_where_a_lines_file_goes_fails_that_line_alone_in_exports_words(tmp_path):
+    """It stopped the whole export at line 1 with advice meant for decode -o ("give a file
+    name such as .../0001.npz/attention.png"), and wrote index.html although "no file was
+    changed"."""
+    (tmp_path / "pairs.tsv").write_text("the cat\nthe dog\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "0001.npz").mkdir(parents=True)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f",
+                                 "npz"])
+    assert result.exit_code == 1
+    assert (f"error: {tmp_path / 'pairs.tsv'}:1: {out / '0001.npz'} is a folder, where the "
+            "line's .npz file goes; move it away, or export into another folder\n"
+            ) in result.stderr
+    assert "attention.png" not in result.stderr and "no file was changed" not in result.stderr
+    assert "1 pairs drawn, 0 done before, 1 failed" in result.stderr
+    assert (out / "0002.npz").is_file() and (out / "0001.npz").is_dir()
+    assert links_of(out / "index.html") == ["0002.npz"]
+
+
+@pytest.mark.parametrize("case", ["index is a folder", "dangling link"])
+def test_an_output_folder_that_cannot_be_one_is_refused_in_exports_words(tmp_path, case):
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    out = tmp_path / "out"
+    if case == "index is a folder":
+        (out / "index.html").mkdir(parents=True)
+        said = (f"error: {out / 'index.html'} is a folder, where the export's index goes; "
+                "move it away, or choose another --out-dir\n")
+    else:
+        out.symlink_to(tmp_path / "nowhere")  # "File exists", it said
+        said = (f"error: output folder {out} is a link to {tmp_path / 'nowhere'}, which does "
+                "not exist; make that folder, or choose another --out-dir\n")
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out)])
+    assert (result.exit_code, result.stderr) == (1, said)
+    assert sorted(tmp_path.rglob("*")) == before

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -92,6 +93,13 @@ def prepare(settings: Settings) -> None:
     folder = settings.out_dir
     if folder.exists() and not folder.is_dir():
         raise AttnvizError(f"output folder {printable(str(folder))} is a file; choose a folder")
+    if folder.is_symlink() and not folder.exists():
+        raise AttnvizError(f"output folder {printable(str(folder))} is a link to "
+                           f"{printable(os.readlink(folder))}, which does not exist; make that "
+                           "folder, or choose another ⟨out_dir⟩")
+    if (folder / INDEX).is_dir():
+        raise AttnvizError(f"{printable(str(folder / INDEX))} is a folder, where the export's "
+                           "index goes; move it away, or choose another ⟨out_dir⟩")
     try:
         (folder / RECORDS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -118,6 +126,14 @@ def render_line(settings: Settings, line: Line) -> Outcome:
     wanted = [fmt for fmt in settings.formats if fmt not in done]
     if not wanted:
         return _skipped(line, record, done)
+    in_the_way = [settings.out_dir / f"{line.stem}.{fmt}" for fmt in wanted
+                  if (settings.out_dir / f"{line.stem}.{fmt}").is_dir()]
+    if in_the_way:  # the line's to fix, not the export's: the other lines go on
+        _remove_stale(settings, line, record, done)
+        error = (f"{settings.pairs_name}:{line.number}: {printable(str(in_the_way[0]))} is a "
+                 f"folder, where the line's {in_the_way[0].suffix} file goes; move it away, or "
+                 "export into another folder")
+        return replace(_skipped(line, record, done), skipped=False, error=error)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
