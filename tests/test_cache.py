@@ -251,6 +251,9 @@ def test_an_entry_that_is_a_directory_is_skipped(private_cache):
     _same(first, again)
     result = _cli("encode", SOURCE)
     assert result.exit_code == 0 and result.stderr.count("warning:") == 1
+    # In the cache's words: not the advice of -o to a folder (".../attention.png").
+    assert result.stderr == (f"warning: the render cache entry {entry} is a folder, not a "
+                             "file: these maps are not kept (remove the folder to keep them)\n")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

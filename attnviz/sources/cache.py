@@ -164,10 +164,20 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
     from attnviz.io.atomic import write_atomically
 
     folder = directory()
+    entry = folder / f"{key}.npz"
+    try:
+        in_the_way = entry.is_dir()
+    except OSError:
+        in_the_way = False
+    if in_the_way:  # not attnviz's to remove: said, in the cache's words
+        warnings.warn(f"the render cache entry {printable(str(entry))} is a folder, not a "
+                      "file: these maps are not kept (remove the folder to keep them)",
+                      AttnvizWarning, stacklevel=2)
+        return
     arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said)), KEY: np.array(key)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / f"{key}.npz", array_files.npz_bytes(arrays))
+        write_atomically(entry, array_files.npz_bytes(arrays))
         _trim(folder)
     except (OSError, AttnvizError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
