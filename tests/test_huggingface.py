@@ -590,3 +590,16 @@ def test_the_decoding_gif_of_a_decoder_only_model_keeps_its_first_token_and_spel
 
     with Image.open(gif) as picture:
         assert picture.n_frames == len(maps.target_tokens)
+
+
+def test_weights_of_other_sizes_than_the_config_says_are_one_line_without_a_hidden_report(
+        bert, tmp_path):
+    """transformers said "For details look at the above report!", a report attnviz hides."""
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] *= 2  # the weights on disk keep their sizes
+    (folder / "config.json").write_text(json.dumps(config))
+    line = one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"),
+                          "its weights do not have the sizes its config.json gives")
+    assert "report" not in line and "ignore_mismatched_sizes" not in line
