@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attnviz.errors import AttnvizError
 from attnviz.io.text import valid_utf8
-from attnviz.maps.choice import index, kind_named, shown
+from attnviz.maps.choice import index, is_integer, kind_named, shown
 from attnviz.maps.data import AttentionMaps
 from attnviz.maps.data import expect_maps as _maps
 from attnviz.maps.kinds import KIND_NAMES
@@ -92,7 +92,7 @@ def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | N
     from attnviz.flow import pipeline
     from attnviz.render import image
 
-    maps = _maps(maps)
+    maps = _weights(maps)
     kinds = None if kind == "all" else (_kind(kind, ", or all"),)
     # The layer, head, scale and windows are checked by the plan, in the same words.
     _check_cmap(cmap)
@@ -121,7 +121,7 @@ def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
     from attnviz.flow import pipeline
     from attnviz.maps.views import SCALES
 
-    maps = _maps(maps)
+    maps = _weights(maps)
     kind = maps.kinds[0] if kind is None else _kind(kind, ", or None")
     layer = index(layer, "layer", "(0, 1, ...)", "a page opens on one layer (the reader picks "
                   "others)")
@@ -140,7 +140,7 @@ def png(maps: AttentionMaps) -> bytes:
     from attnviz.flow import pipeline
     from attnviz.render import image
 
-    return image.to_bytes(pipeline.plan(_maps(maps), pipeline.View()), "png", "viridis",
+    return image.to_bytes(pipeline.plan(_weights(maps), pipeline.View()), "png", "viridis",
                           dpi=100)
 
 
@@ -208,10 +208,23 @@ def _model(value: Any) -> str | None:
                        "shipped model's name, 'random', a file, or 'hf:NAME'")
 
 
+def _weights(value: Any) -> AttentionMaps:
+    """``value`` when it is AttentionMaps of attention weights (finite, at least 0, rows
+    summing to 1 or 0), as saved files are checked: NaN maps gave a ValueError, or a picture
+    of nothing."""
+    maps = _maps(value)
+    try:
+        maps.check_weights()
+    except ValueError as exc:
+        raise AttnvizError(f"these maps are not attention weights: {exc}") from None
+    return maps
+
+
 def _seed(value: Any) -> int:
     """A seed the command line takes too (``--seed``), so that any picture can be made again."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not is_integer(value):
         raise AttnvizError(f"⟨seed⟩ must be an int, not {type(value).__name__}")
+    value = int(value)
     if not 0 <= value <= MAX_SEED:
         raise AttnvizError(f"⟨seed⟩ {value} is out of range: give 0 to {MAX_SEED}")
     return value
