@@ -100,7 +100,10 @@ def test_bad_lines_are_named_by_file_and_line(tmp_path, monkeypatch, content, me
     result = runner.invoke(app, ["export", "pairs.tsv", "-d", "out"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
-    assert re.match(message, result.stderr.removeprefix("error: ").rstrip("\n"))
+    said = result.stderr.removeprefix("error: ").rstrip("\n")
+    hint = "; or leave the bad lines out with --skip-bad-lines"  # export's way out, too
+    assert said.endswith(hint) is ("holds no pairs" not in said)
+    assert re.match(message, said.removesuffix(hint))
     assert not Path("out").exists()  # nothing made before the file proved good
 
 
@@ -1148,3 +1151,45 @@ def test_an_output_folder_that_cannot_be_one_is_refused_in_exports_words(tmp_pat
     result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out)])
     assert (result.exit_code, result.stderr) == (1, said)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_bad_lines_can_be_skipped_each_named_on_stderr_and_in_the_index(tmp_path):
+    """export refused a whole file for one bad line; --skip-bad-lines leaves each out,
+    named, and draws the others (the strict default stays)."""
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_bytes(b"the cat\tle chat\n\tno source\nthe \x01dog\na\tb\tc\nthe red car\n"
+                      b"bad \xff line\n")
+    out = tmp_path / "out"
+    strict = runner.invoke(app, ["export", str(pairs), "-d", str(out), "-f", "npz"])
+    assert strict.exit_code == 1 and not out.exists()
+    result = runner.invoke(app, ["export", str(pairs), "-d", str(out), "-f", "npz",
+                                 "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        f"warning: {pairs}:2: skipped: the source is empty; write one pair a line: "
+        "source<TAB>target, or the source alone to let the model write the target",
+        f"warning: {pairs}:3: skipped: refused character U+0001 (a control character: remove "
+        "it, a pairs file is plain text)",
+        f"warning: {pairs}:4: skipped: more than one tab; write one pair a line: "
+        "source<TAB>target, or the source alone to let the model write the target, with no "
+        "tab inside either",
+        f"warning: {pairs}:6: skipped: the line is not UTF-8 text; save the file as UTF-8"]
+    assert result.stderr.splitlines()[-1].endswith(
+        "2 pairs drawn, 0 done before, 4 bad lines skipped")
+    assert sorted(p.name for p in out.glob("*.npz")) == ["0001.npz", "0005.npz"]
+    rows = entries_of(out / "index.html")
+    assert "skipped: refused character U+0001" in rows[3] and "the \\x01dog" in rows[3]
+    assert "skipped: the line is not UTF-8 text" in rows[6]
+    assert "2 of 6 pairs done" in (out / "index.html").read_text()
+
+
+def test_more_than_ten_skipped_lines_are_counted_after_the_tenth(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("the cat\n" + "a\tb\tc\n" * 12, encoding="utf-8")
+    result = runner.invoke(app, ["export", str(pairs), "-d", str(tmp_path / "out"), "-f",
+                                 "npz", "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 11 and warned[-1] == (
+        f"warning: and 2 more lines skipped, listed in {tmp_path / 'out' / 'index.html'}")

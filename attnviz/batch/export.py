@@ -29,7 +29,7 @@ from pathlib import Path
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.flow import pipeline
 from attnviz.io.atomic import check_writable, remove_stale, write_all, write_atomically
-from attnviz.io.pairs import Line
+from attnviz.io.pairs import Line, Skipped
 from attnviz.io.text import printable
 from attnviz.maps.data import FORMATS as DATA_FORMATS
 from attnviz.render.colors import DEFAULT_CMAP
@@ -282,9 +282,11 @@ class Summary:
 
 
 def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
-        report: Callable[[Outcome], None] = lambda outcome: None) -> Summary:
+        report: Callable[[Outcome], None] = lambda outcome: None,
+        skipped: Sequence[Skipped] = ()) -> Summary:
     """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
-    line as it finishes.
+    line as it finishes. ``skipped``: the bad lines of the pairs file left out (see
+    :func:`attnviz.io.pairs.read_pairs_skipping`), which the index lists with why.
 
     ``jobs`` above 1: the first line is drawn here, which loads torch, the model and the
     renderer; then ``jobs`` worker processes draw the rest (when more than two lines are to
@@ -322,7 +324,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         # (where another command may be writing one now).
         remove_stale(settings.out_dir / RECORDS, every=True)
         remove_stale(settings.out_dir)
-        return _run(settings, lines, jobs, report)
+        return _run(settings, lines, jobs, report, skipped)
 
 
 @contextlib.contextmanager
@@ -354,7 +356,7 @@ def one_writer(settings: Settings):
 
 
 def _run(settings: Settings, lines: Sequence[Line], jobs: int,
-         report: Callable[[Outcome], None]) -> Summary:
+         report: Callable[[Outcome], None], skipped: Sequence[Skipped]) -> Summary:
     summary = Summary()
 
     def finished(outcome: Outcome) -> None:
@@ -377,7 +379,7 @@ def _run(settings: Settings, lines: Sequence[Line], jobs: int,
         else:
             for line in todo:
                 finished(render_line(settings, line))
-        write_index(settings, lines, summary.outcomes)  # interrupted, it is written below
+        write_index(settings, lines, summary.outcomes, skipped)  # interrupted: see below
     except BaseException:
         from attnviz.io.signals import held
 
@@ -386,7 +388,7 @@ def _run(settings: Settings, lines: Sequence[Line], jobs: int,
             # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
             # worker into a message about the index.
             with contextlib.suppress(Exception):
-                write_index(settings, lines, summary.outcomes)
+                write_index(settings, lines, summary.outcomes, skipped)
         raise
     return summary
 
@@ -405,7 +407,7 @@ def _report_finished(settings: Settings, lines: Sequence[Line], reported: Sequen
 
 
 def write_index(settings: Settings, lines: Sequence[Line],
-                outcomes: Sequence[Outcome] = ()) -> Path:
+                outcomes: Sequence[Outcome] = (), skipped: Sequence[Skipped] = ()) -> Path:
     """``index.html`` in the output folder: each line's texts and its current files, and why
     it failed. A line this run did not reach (``outcomes`` has none for it: the run was
     interrupted) gets the current files an earlier run made, from its record.
@@ -414,6 +416,7 @@ def write_index(settings: Settings, lines: Sequence[Line],
         settings: the export's.
         lines: every line of the pairs file, as it is now.
         outcomes: what became of the lines this run reached.
+        skipped: the bad lines left out, listed with why.
     """
     from attnviz.render import index
 
@@ -426,6 +429,9 @@ def write_index(settings: Settings, lines: Sequence[Line],
             line.number, line.source, outcome.target if shown else line.target,
             bool(shown and outcome.target_generated), outcome.files, outcome.warnings,
             outcome.error))
+    entries += [index.Entry(bad.number, bad.text, "", False, {},
+                            error=f"skipped: {bad.reason}") for bad in skipped]
+    entries.sort(key=lambda entry: entry.number)
     path = settings.out_dir / INDEX
     write_atomically(path, index.to_bytes(f"attnviz export of {settings.pairs_name}", entries))
     return path
