@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 import torch
@@ -792,3 +793,34 @@ def test_validation_on_few_pairs_is_said_once_with_the_count_and_the_way_out(tmp
                                       str(tmp_path / "m.safetensors"), *SMALL, "--steps", "2"])
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count("warning: validation's figures rest on 1 pair of") == 1
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-early-stop"]])
+def test_training_that_stops_early_says_why_and_can_train_every_step(tmp_path, monkeypatch,
+                                                                      flag):
+    """train stopped at step 750 of 5,000 with no word of why."""
+    from attnviz.train.options import PATIENCE
+
+    (tmp_path / "pairs.tsv").write_text("a\tb\n" * 8, encoding="utf-8")  # learnt at once
+    real_plan = training.plan
+
+    def often(**options):  # a validation every 5 steps, not 250
+        plan = real_plan(**{**options, "layers": 1, "heads": 2, "width": 16})
+        return training.TrainPlan(plan.data, plan.sizes, replace(
+            plan.options, batch_size=8, learning_rate=1e-2, eval_every=5), plan.info,
+            plan.test, plan.threads)
+
+    monkeypatch.setattr(training, "plan", often)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "pairs.tsv"), "-o",
+                                      str(out), "--steps", "200", *flag])
+    assert result.exit_code == 0, result.stderr
+    steps = load_checkpoint(out).info["steps"]
+    if flag:
+        assert steps == 200 and "stopped early" not in result.stderr
+        assert load_checkpoint(out).info["command"].endswith(" --no-early-stop")
+    else:
+        assert steps < 200
+        assert (f"stopped early, at step {steps} of 200: validation exact match was 100% at "
+                f"{PATIENCE} validations in a row; --no-early-stop trains every step"
+                ) in result.stderr.splitlines()
