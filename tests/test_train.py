@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import warnings
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from attnviz.model.tokenize import Tokenizer
 from attnviz.train import loop as training
 from attnviz.train.options import TrainOptions
 from attnviz.train.pairs import read_examples as read_pairs
+from tests.conftest import SOURCE, TARGET
 
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
                   for b in ("cat", "dog", "car", "house")) + "\n"
@@ -824,3 +826,20 @@ def test_training_that_stops_early_says_why_and_can_train_every_step(tmp_path, m
         assert (f"stopped early, at step {steps} of 200: validation exact match was 100% at "
                 f"{PATIENCE} validations in a row; --no-early-stop trains every step"
                 ) in result.stderr.splitlines()
+
+
+def test_eval_on_words_the_model_does_not_know_warns_with_their_share(model_file, tmp_path):
+    """eval gave "exact match 0.0%" with no warning where decode warns of the same words."""
+    result = CliRunner().invoke(app, ["eval", "-m", str(model_file), "--task", "translate",
+                                      "--examples", "5"])
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert re.fullmatch(r"warning: \d+\.\d% of the source tokens \([\d,]+ of [\d,]+\) and "
+                        r"\d+\.\d% of the target tokens \([\d,]+ of [\d,]+\) are not in this "
+                        r"model's vocabulary and are read as <unk>: the figures measure words "
+                        r"it never learnt; see the words it knows with `attnviz models .* "
+                        r"--vocab`", line), line
+    known = tmp_path / "known.tsv"
+    known.write_text(f"{SOURCE}\t{TARGET}\n", encoding="utf-8")
+    quiet = CliRunner().invoke(app, ["eval", "-m", str(model_file), "--data", str(known)])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
