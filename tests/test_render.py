@@ -590,3 +590,23 @@ def test_a_token_of_millions_of_characters_is_a_bounded_label_everywhere(tmp_pat
     assert image.to_bytes(plan, "png", "viridis").startswith(b"\x89PNG")
     maps.save(tmp_path / "m.npz")
     assert AttentionMaps.load(tmp_path / "m.npz").source_tokens[0] == token
+
+
+def test_the_caption_cuts_a_text_only_where_there_is_no_room():
+    """The target was cut ('les petits chats noirs voient une voitu…') in a 2,681-px PNG and
+    at 200 terminal columns."""
+    import attnviz
+    from attnviz.maps.caption import in_columns
+
+    maps = attnviz.trace("the small black cats see a red car")
+    target = "'les petits chats noirs voient une voiture rouge' (written by the model)"
+    plan = views.plan(maps)
+    placed = layout.Layout(plan)
+    assert round(placed.width * layout.PNG_DPI) < 3000
+    assert any(target in line for line in placed.caption_lines)
+    assert "…" not in "".join(placed.caption_lines)
+    wide = _print(terminal.render(plan.panels[2], "viridis", 200, False), 200)
+    assert target in wide and "…" not in wide.splitlines()[1]
+    narrow = in_columns(plan.caption, 40).splitlines()
+    assert all(cell_len(line) <= 40 for line in narrow) and narrow[-1].endswith("…")
+    assert narrow[0] == "model translate (341e35bf)"  # broken between parts first

@@ -258,8 +258,8 @@ def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
     canvas = FigureCanvasAgg(fig)
     fig.patch.set_facecolor("white")
 
-    heading = caption(maps.provenance)
-    if heading:
+    heading = shorten(caption(maps.provenance), int((width - 2 * GAP) / (0.6 * 8 / 72)))
+    if heading:  # one line: the room the header has; cut only where it has none
         fig.text(GAP / width, 1 - GAP / height, heading, fontsize=8, color="#555555", va="top",
                  parse_math=False)
     step_line = fig.text(GAP / width, 1 - (GAP + 0.3) / height, "", fontsize=11,

@@ -74,8 +74,8 @@ def _figure(explanation: Explanation, cmap: str):
     height = (2 * GAP + HEADER + VECTOR_TITLE + vector_height + AXIS_LABEL + MAP_TITLE
               + map_height + below)
     fig = Figure(figsize=(width, height))
-    fig.text(GAP / width, 1 - GAP / height, _header(e), fontsize=10, va="top",
-             parse_math=False)
+    fig.text(GAP / width, 1 - GAP / height, _header(e, int((width - 2 * GAP) / (CHAR * 10 / 8))),
+             fontsize=10, va="top", parse_math=False)
 
     def axes(column_index: int, bottom: float, panel_width: float, panel_height: float):
         x = GAP + column_index * column + left
@@ -139,12 +139,13 @@ def _figure(explanation: Explanation, cmap: str):
     return fig
 
 
-def _header(e: Explanation) -> str:
+def _header(e: Explanation, chars: int) -> str:
+    """The lines above the panels; the caption cut to the ``chars`` the figure has room for."""
     lines = [f"{e.title}: weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V",
              f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"]
     heading = caption(e.provenance)
     if heading:
-        lines.append(heading)
+        lines.append(shorten(heading, chars))
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from rich.style import Style
 from rich.text import Text
 
 from attnviz.io.text import display_label, shorten
-from attnviz.maps.caption import caption
+from attnviz.maps.caption import caption, in_columns
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.views import KEY_AXES, QUERY_AXES
 from attnviz.render.colors import rgb
@@ -36,7 +36,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     lines = [Text(e.title, style="bold")]
     heading = caption(e.provenance)
     if heading:
-        lines.append(Text(heading, style="dim"))
+        lines.append(Text(in_columns(heading, width), style="dim"))
     lines.append(Text(f"weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V;  "
                       f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"))
     for name, letter in (("queries", "Q"), ("keys", "K"), ("values", "V")):

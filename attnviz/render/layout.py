@@ -9,7 +9,8 @@ from functools import lru_cache
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.io.text import columns, shorten
+from attnviz.io.text import shorten
+from attnviz.maps.caption import lines
 from attnviz.maps.views import Heatmap, Plan
 from attnviz.render.fonts import glyphs_said
 
@@ -50,7 +51,6 @@ TITLE_FONT = 11  # points
 CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 CAPTION_LINE = 0.15  # each further line of a caption too long for one
-CAPTION_PARTS = " · "  # a caption wraps between its parts (model · version · source · ...)
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
 SPAN = 18.0  # panels side by side share this width: three maps of 512 tokens, 6 inches each
@@ -265,29 +265,13 @@ class Layout:
 
 
 def caption_lines(caption: str, inches: float) -> list[str]:
-    """``caption`` in lines at most ``inches`` wide, broken between its parts (``a · b``),
-    as the fonts in use measure them; only a part too wide for a line of its own is cut,
-    keeping its start. Nothing for no caption."""
+    """``caption`` in lines at most ``inches`` wide, as the fonts in use measure them: broken
+    between its parts, a part cut only where a line has no room for it (see
+    :func:`attnviz.maps.caption.lines`)."""
     from matplotlib import rcParams
 
     families = tuple(rcParams["font.family"])
-
-    def fits(text: str) -> bool:
-        return text_width(text, CAPTION_FONT, families) <= inches
-
-    lines: list[str] = []
-    for part in caption.split(CAPTION_PARTS) if caption else []:
-        if lines and fits(lines[-1] + CAPTION_PARTS + part):
-            lines[-1] += CAPTION_PARTS + part
-            continue
-        if not fits(part):  # wider than the figure: the longest start that fits, and …
-            low, high = 1, columns(part)  # shorten(part, low) is kept if nothing fits
-            while low < high:
-                middle = (low + high + 1) // 2
-                low, high = (middle, high) if fits(shorten(part, middle)) else (low, middle - 1)
-            part = shorten(part, low)
-        lines.append(part)
-    return lines
+    return lines(caption, lambda text: text_width(text, CAPTION_FONT, families) <= inches)
 
 
 def check_size(layout: Layout, panels: int) -> None:
