@@ -113,3 +113,10 @@ def valid_utf8(text: str) -> str:
     except UnicodeEncodeError:
         pass
     return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
+def rounded(value: float, decimals: int) -> str:
+    """``value`` to ``decimals`` places, as a person writes it: a value that rounds to zero
+    is ``0.0``, never ``-0.0`` (a score of -0.01 shown to one place)."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text

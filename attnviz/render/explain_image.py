@@ -7,7 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from attnviz.io.text import display_label, shorten
+from attnviz.io.text import display_label, rounded, shorten
 from attnviz.maps.caption import caption
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.views import KEY_AXES, QUERY_AXES, Heatmap
@@ -110,7 +110,7 @@ def _figure(explanation: Explanation, cmap: str):
     panels = [axes(index, map_bottom, map_width, map_height) for index in range(3)]
     limit = max(float(np.abs(e.scores).max()) if e.scores.size else 0.0, 1e-6)
     drawn = _matrix(panels[0], e.scores, e.query_tokens, e.key_tokens, DIVERGING,
-                    TwoSlopeNorm(0.0, -limit, limit), annotate=True, fmt="{:.1f}")
+                    TwoSlopeNorm(0.0, -limit, limit), annotate=True, decimals=1)
     panels[0].set_title(f"Q Kᵀ / √d_k, the scaled scores  {e.shapes['scores']}", fontsize=9,
                         loc="left", parse_math=False)
     colorbar(drawn, panels[0], map_bottom, map_height, "score")
@@ -150,7 +150,7 @@ def _header(e: Explanation, chars: int) -> str:
 
 
 def _matrix(ax, values: np.ndarray, row_tokens: list[str], col_tokens: list[str] | None,
-            cmap, norm, *, annotate: bool, fmt: str = "{:.2f}",
+            cmap, norm, *, annotate: bool, decimals: int = 2,
             texts: np.ndarray | None = None, vmin: float | None = None,
             vmax: float | None = None, borders: bool = False):
     """Draw a matrix with token labels on its rows (and columns); returns the image.
@@ -181,7 +181,7 @@ def _matrix(ax, values: np.ndarray, row_tokens: list[str], col_tokens: list[str]
     if annotate and max(rows, cols) <= ANNOTATE_UP_TO:
         colours = drawn.to_rgba(values)  # (R, C, 4)
         for (row, col), value in np.ndenumerate(values):
-            text = texts[row, col] if texts is not None else fmt.format(value)
+            text = texts[row, col] if texts is not None else rounded(float(value), decimals)
             red, green, blue, _ = colours[row, col]
             light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
             ax.text(col, row, text, ha="center", va="center", fontsize=6,

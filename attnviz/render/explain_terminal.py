@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.io.text import display_label, shorten
+from attnviz.io.text import display_label, rounded, shorten
 from attnviz.maps.caption import caption, in_columns
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.views import KEY_AXES, QUERY_AXES
@@ -50,7 +50,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
 
     lines += [Text(""), Text(f"Q Kᵀ / √d_k, the scaled scores {e.shapes['scores']}:",
                              style="bold")]
-    lines += cells(e.scores, lambda value, seen: f"{value:.1f}",
+    lines += cells(e.scores, lambda value, seen: rounded(value, 1),
                    lambda row, col: None if e.mask[row, col] else DIM)
     if e.masked:
         lines += [Text(""), Text(f"+ M, the mask: 0 where the key may be seen, -∞ where it "
@@ -75,7 +75,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
         return Style(bgcolor=Color.from_rgb(red, green, blue),
                      color="black" if light else "white")
 
-    lines += cells(e.weights, lambda value, seen: f"{value:.2f}" if seen else MASKED,
+    lines += cells(e.weights, lambda value, seen: rounded(value, 2) if seen else MASKED,
                    weight_style)
     return Group(*lines)
 
