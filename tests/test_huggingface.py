@@ -471,7 +471,8 @@ def test_a_folder_is_cached_by_its_bytes_and_a_hub_name_is_not(bert, tmp_path, m
 def test_without_the_extra_hf_models_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     line = one_line_error(run("encode", SOURCE, "-m", "hf:some/model"))
-    assert line == 'error: Hugging Face models need the extra: pip install "attnviz[hf]"'
+    assert line == ('error: Hugging Face models need the extra: pip install -e ".[hf]" in a '
+                    'clone of attnviz, pip install "attnviz[hf]" beside an installed attnviz')
 
 
 def test_attnviz_and_its_help_do_not_import_transformers():
@@ -603,3 +604,15 @@ def test_weights_of_other_sizes_than_the_config_says_are_one_line_without_a_hidd
     line = one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"),
                           "its weights do not have the sizes its config.json gives")
     assert "report" not in line and "ignore_mismatched_sizes" not in line
+
+
+def test_the_help_and_the_readme_give_both_ways_to_install_the_extra():
+    """export --help said pip install 'attnviz[hf]', the README pip install -e ".[hf]"."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text("utf-8").split())
+    assert 'pip install -e ".[hf]"` in a clone' in readme
+    assert 'pip install "attnviz[hf]"` beside an installed attnviz' in readme
+    for command in ("export", "encode", "decode"):
+        shown = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}
+                                            ).stdout.replace("│", " ").split())
+        assert "pip install -e '.[hf]' in a clone of attnviz, pip install 'attnviz[hf]' " \
+               "beside an installed attnviz" in shown, command

@@ -76,7 +76,8 @@ ModelOption = Annotated[Optional[str], typer.Option(
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
          "(random weights, vocabulary from your sentences), a model file, maps saved "
          "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
-         "the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
+         "the hf extra: pip install -e '.\\[hf]' in a clone of attnviz, pip install "
+         "'attnviz\\[hf]' beside an installed attnviz). Default: translate.")]
 LayerOption = Annotated[Optional[str], typer.Option(
     "--layer", "-l", parser=_parse_layer, metavar="N|all",
     help="Layer to show, counting from 0, or 'all' for every layer (a row each). Default: the "

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable, shorten
 
-INSTALL = 'Hugging Face models need the extra: pip install "attnviz[hf]"'
+INSTALL = ('Hugging Face models need the extra: pip install -e ".[hf]" in a clone of attnviz, '
+           'pip install "attnviz[hf]" beside an installed attnviz')
 MESSAGE_CHARS = 160  # the part of transformers' own message quoted in ours
 
 
