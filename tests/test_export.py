@@ -406,6 +406,7 @@ def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform,
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(worker_pool, "_start_pool",
                         lambda jobs: pytest.fail("a pool was started"))
+    monkeypatch.setattr(worker_pool, "cores", lambda: 4)  # the jobs asked, on any machine
     write_pairs(tmp_path / "pairs.tsv", lines)
     settings = export.Settings(tmp_path / "out", ("npz",))
     export.prepare(settings)
