@@ -14,9 +14,11 @@ AttnvizWarning, warned with :func:`warnings.warn`.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import valid_utf8
 from attnviz.maps.choice import index, kind_named, shown
 from attnviz.maps.data import AttentionMaps
@@ -58,8 +60,8 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
     """
     from attnviz.flow import pipeline
 
-    return pipeline.trace(_model(model), _request(source, target, part, seed, device),
-                          cache=cache)
+    request = _request(source, target, part, seed, device)
+    return _warned_here(lambda: pipeline.trace(_model(model), request, cache=cache))
 
 
 def plot(maps: AttentionMaps, kind: str = "all", layer: int | Literal["all"] | None = None,
@@ -138,10 +140,10 @@ def page(maps: AttentionMaps, kind: str | None = None, layer: int | None = None,
 def png(maps: AttentionMaps) -> bytes:
     """The picture :func:`plot` draws of ``maps``, as PNG bytes (how a notebook shows maps)."""
     from attnviz.flow import pipeline
-    from attnviz.render import image
 
-    return image.to_bytes(pipeline.plan(_maps(maps), pipeline.View()), "png", "viridis",
-                          dpi=100)
+    maps = _maps(maps)
+    return pipeline.to_bytes(maps, pipeline.plan(maps, pipeline.View()), "png", "viridis",
+                             dpi=100)
 
 
 def explain(source: str, target: str | None = None,
@@ -174,12 +176,29 @@ def explain(source: str, target: str | None = None,
     kind = _kind(kind, "")
     layer = index(layer, "layer", "(0, 1, ...)", "explain shows one layer")
     head = index(head, "head", "(0, 1, ...)", "explain shows one head", none=False)
-    return pipeline.explain(_model(model), _request(source, target, None, seed, device), kind,
-                            layer, head)
+    request = _request(source, target, None, seed, device)
+    return _warned_here(lambda: pipeline.explain(_model(model), request, kind, layer, head))
 
 
 # The arguments a person passes, checked at the edge: a wrong type is one AttnvizError line
 # naming the argument, never an AttributeError from deep inside.
+
+def _warned_here(compute: Callable[[], Any]) -> Any:
+    """``compute()``, and once it has succeeded, the AttnvizWarnings it gave, warned again at
+    the line of the caller's code that called the API (not inside attnviz, where Python's
+    default filter would say each only once per process, whoever asked). A call that fails
+    raises its error alone."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compute()
+    for warning in caught:
+        if issubclass(warning.category, AttnvizWarning):
+            warnings.warn(warning.message, warning.category, stacklevel=3)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno, source=warning.source)
+    return result
+
 
 def _request(source: Any, target: Any, part: Any, seed: Any, device: Any) -> Request:
     from attnviz.sources.base import Request

@@ -309,3 +309,45 @@ def test_the_import_ban_names_the_files_that_help_imports():
     assert covered == imported, "--help imports files the ban does not name"
     assert {name for name in named if not name.endswith("/*")} <= imported, \
         "the ban names files that --help does not import"
+
+
+def test_every_reference_to_attnviz_in_a_docstring_resolves():
+    """``:func:`attnviz.x.y``` and the like name something that is there: a module moved into
+    a folder, or a function gone, leaves no reference to it behind."""
+    import importlib
+
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        for name in re.findall(r":(?:func|mod|class|meth|data):`(attnviz(?:\.\w+)+)`",
+                               path.read_text(encoding="utf-8")):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):  # the longest importable prefix
+                try:
+                    found = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                try:
+                    for part in parts[cut:]:
+                        found = getattr(found, part)
+                except AttributeError:
+                    wrong.append(f"{path.relative_to(PACKAGE)}: {name}")
+                break
+            else:
+                wrong.append(f"{path.relative_to(PACKAGE)}: {name}")
+    assert wrong == []
+
+
+def test_the_api_warns_at_the_callers_line_whether_computed_or_read_back(tmp_path):
+    """Under Python's own filter (a warning once per place), each call from another line of
+    the caller's code is told, cache hit or not; a call that fails only raises."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        attnviz.trace("the zebra sees", cache=True)  # computed, and kept
+        attnviz.trace("the zebra sees", cache=True)  # read back
+        attnviz.explain("the zebra sees", kind="encoder")
+        with pytest.raises(attnviz.AttnvizError, match="layer 9 is out of range"):
+            attnviz.explain("the zebra sees", kind="encoder", layer=9)
+    said = [w for w in caught if issubclass(w.category, AttnvizWarning)]
+    assert len(said) == 3 and all("'zebra'" in str(w.message) for w in said)
+    assert {w.filename for w in said} == {__file__}
+    assert len({w.lineno for w in said}) == 3

@@ -7,11 +7,15 @@ is the terminal, and the words.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli.exits import say
 from attnviz.cli.options import (
     CmapOption,
     Device,
@@ -36,8 +40,9 @@ from attnviz.cli.options import (
     WindowQueryOption,
     distinct_files,
 )
-from attnviz.cli.reporting import Report, argument, reporting, say, without_cycle_collector
-from attnviz.io.text import printable
+from attnviz.cli.reporting import Report, reporting
+from attnviz.errors import AttnvizWarning
+from attnviz.io.text import printable, valid_utf8
 from attnviz.maps.kinds import SHORT_NAMES
 
 
@@ -64,7 +69,7 @@ def encode(
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
     view = _view(Kind.encoder, layer, head, scale, window, window_query, window_key, rollout)
-    with reporting() as report, without_cycle_collector():
+    with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, None, "encoder", seed, device, threads, no_cache, output,
                       cmap)
         _draw(report, maps, view, output or [], cmap, top_k)
@@ -100,7 +105,7 @@ def decode(
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
     view = _view(kind, layer, head, scale, window, window_query, window_key, rollout)
-    with reporting() as report, without_cycle_collector():
+    with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, target, "decoder", seed, device, threads, no_cache, output,
                       cmap)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
@@ -167,7 +172,7 @@ def explain(
 
     Example:  attnviz explain "the cat sees a car" --kind self --layer 1 --head 0 -o ex.png
     """
-    with reporting() as report, without_cycle_collector():
+    with reporting() as report, _without_cycle_collector():
         from attnviz.flow import pipeline
 
         outputs = output or []
@@ -204,8 +209,8 @@ def _request(text: str, target: Optional[str], part: Optional[str], seed: int, d
              threads: Optional[int]):
     from attnviz.sources import Request
 
-    return Request(argument(text, "the text"),
-                   None if target is None else argument(target, "--target"), part, seed,
+    return Request(_argument(text, "the text"),
+                   None if target is None else _argument(target, "--target"), part, seed,
                    device.value, threads)
 
 
@@ -250,3 +255,28 @@ def _draw(report: Report, maps, view, outputs: list[Path], cmap: str, top_k: Opt
     from attnviz.render import terminal
 
     terminal.show(Console(), plan, cmap)
+
+
+def _argument(value: str, what: str) -> str:
+    """A text from the command line; bytes that were not UTF-8 become U+FFFD, and say so."""
+    repaired = valid_utf8(value)
+    if repaired != value:
+        warnings.warn(f"{what} holds bytes that are not UTF-8; they are shown as \ufffd",
+                      AttnvizWarning, stacklevel=2)
+    return repaired
+
+
+@contextmanager
+def _without_cycle_collector() -> Iterator[None]:
+    """One forward pass and a drawing: tensors and figures are freed by reference counting,
+    and the cycle collector would only walk the million objects that torch and matplotlib
+    create at import (a tenth of a second, for nothing). Restored afterwards."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli.exits import say
 from attnviz.cli.options import (
     CmapOption,
     Device,
@@ -20,7 +21,7 @@ from attnviz.cli.options import (
     NoCacheOption,
     SeedOption,
 )
-from attnviz.cli.reporting import reporting, say
+from attnviz.cli.reporting import reporting
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable
 
@@ -52,7 +53,7 @@ def export(
 
     Example:  attnviz export pairs.tsv --out-dir maps --format png --format html --jobs 2
     """
-    with reporting() as told:
+    with reporting() as report:
         from rich.console import Console
 
         from attnviz.batch import export as exporting
@@ -65,13 +66,13 @@ def export(
             pairs_name=printable(str(pairs)))
         lines = read_pairs(pairs)
         exporting.prepare(settings)
-        told.tell()
+        report.tell()
         reached = []  # the outcomes reported, as the bar counts them
         try:
             # One job forks no worker: the bar may tick on its own thread as lines take long.
-            with export_progress(Console(stderr=True), len(lines), ticking=jobs == 1) as report:
+            with export_progress(Console(stderr=True), len(lines), ticking=jobs == 1) as bar:
                 summary = exporting.run(settings, lines, jobs, lambda outcome: (
-                    reached.append(outcome), report(outcome)))
+                    reached.append(outcome), bar(outcome)))
         except KeyboardInterrupt:
             done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
             say(f"stopped: {done} of {len(lines)} pairs done, listed in "

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.flow.formats import EXPORT_FORMATS
 from attnviz.maps.kinds import SHORT_NAMES
 from attnviz.model.config import MAX_SEED
 from attnviz.model.runtime import MAX_THREADS
@@ -164,13 +165,8 @@ TargetOption = Annotated[Optional[str], typer.Option(
     show_default=False)]
 
 
-class ExportFormat(str, Enum):
-    png = "png"
-    svg = "svg"
-    pdf = "pdf"
-    npz = "npz"
-    json = "json"
-    html = "html"
+# --format of export: what each pair is drawn to.
+ExportFormat = Enum("ExportFormat", {fmt: fmt for fmt in EXPORT_FORMATS}, type=str)
 
 
 class TokenizerKind(str, Enum):

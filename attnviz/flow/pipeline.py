@@ -5,7 +5,8 @@ and one dispatcher turns them into each output's bytes.
 
 The command line, the Python API and export all call :func:`trace` and :func:`write` (or
 :func:`explain` and :func:`write_explanation`); nothing else wires a source to a renderer, and
-:func:`to_bytes` is the one place that knows which renderer writes which format.
+:func:`to_bytes` is the one place that knows which renderer writes which file format (the
+Python API's ``plot`` hands the plan to the image renderer for a Figure, which is no file).
 
 Warnings travel one way: as Python warnings (:class:`attnviz.errors.AttnvizWarning`). A
 source warns while it computes, the cache keeps what was said with the maps and says it again
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.flow.formats import DATA_FORMATS, EXPLANATION_FORMATS, FORMATS
 from attnviz.io.atomic import check_writable, write_all
-from attnviz.maps.data import FORMATS as DATA_FORMATS
+from attnviz.maps.choice import check_kind
 from attnviz.maps.data import AttentionMaps
 from attnviz.maps.views import Head, Layer, Plan
 from attnviz.maps.windows import Window
@@ -32,9 +34,6 @@ from attnviz.sources import Request, Source, open_source, source_module
 if TYPE_CHECKING:
     from attnviz.maps.explanation import Explanation
 
-IMAGE_FORMATS = ("png", "svg", "pdf")
-FORMATS = (*IMAGE_FORMATS, "gif", "npz", "json", "html")  # what maps are written as
-EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS)  # explain draws one picture, or numbers
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ def explain(model: str | None, request: Request, kind: str, layer: int | None, h
             ) -> Explanation:
     """One head of one attention layer of ``model``, step by step, from the forward pass
     that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain`)."""
+    kind = check_kind(kind)
     module = source_module(model)
     if module != "own":
         what = ("a file of saved maps holds their weights, not the queries and keys that made "
@@ -120,17 +120,24 @@ def check_outputs(paths: Sequence[Path], cmap: str, formats: Sequence[str] = FOR
     for path in paths:
         output_format(path, formats)
         check_writable(path)
-    if not paths or any(output_format(path, formats) not in DATA_FORMATS for path in paths):
+    check_colors([output_format(path, formats) for path in paths], cmap)
+
+
+def check_colors(formats: Sequence[str], cmap: str) -> None:
+    """Refuse an unknown colour map where something is drawn with it: any format but the
+    numbers, or the terminal (no format)."""
+    if not formats or any(fmt not in DATA_FORMATS for fmt in formats):
         from attnviz.render.colors import check
 
         check(cmap)
 
 
-def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
+def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, dpi: int | None = None
+             ) -> bytes:
     """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
     maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
     when the plan draws it), or a page that holds every map and opens on the plan's first
-    panel (html)."""
+    panel (html). ``dpi``: a PNG's resolution (None: the image renderer's own)."""
     first = plan.panels[0]
     if fmt in DATA_FORMATS:
         if not first.rolled_out:
@@ -161,7 +168,8 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
                              scale=plan.asked or "panel")
     from attnviz.render import image
 
-    return image.to_bytes(plan, fmt, cmap)
+    return image.to_bytes(plan, fmt, cmap) if dpi is None else image.to_bytes(plan, fmt, cmap,
+                                                                              dpi)
 
 
 def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:

@@ -20,8 +20,11 @@ MAX_PAIR_LINE_CHARS = 2**20  # characters in one line of a pairs file. A legitim
 #   far shorter (256 source and 1,024 target tokens of 128 characters make 164k); splitting
 #   a 128 MiB line into words took 4 GB before its length could be refused.
 MORE_NAMED = 10  # bad lines named after the first one
-WAY_OUT = "write one pair a line: source<TAB>target"
-SOURCE_ALONE = ", or the source alone to let the model write the target"
+# The way out, as each reader words it: training needs both sides of every pair; an export
+# lets the model write a missing target.
+PAIRS = "write each pair as source<TAB>target"
+LINES = ("write one pair a line: source<TAB>target, or the source alone to let the model "
+         "write the target")
 
 # Characters refused anywhere in a pairs file: control characters (C0, DEL, C1; the tab is
 # the separator, a \r is kept only as part of a \r\n line end), the line and paragraph
@@ -69,10 +72,10 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
             too long), and the numbers of up to :data:`MORE_NAMED` more.
     """
     name = printable(str(path))
-    way_out = WAY_OUT + ("" if targets else SOURCE_ALONE)
-    data = read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file",
-                             way_out="give a file of source<TAB>target lines",
-                             too_large="split it into smaller files")
+    missing, too_large = (("give a file of source<TAB>target lines", "train on a part of it")
+                          if targets else (LINES, "split it into smaller files"))
+    data = read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file", way_out=missing,
+                             too_large=too_large)
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -91,14 +94,14 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
                                      f"limit of {MAX_PAIR_LINE_CHARS:,}; write one sentence "
                                      "pair a line"))
         elif "\t" in target:
-            problems.append((number, f"more than one tab; {way_out}, with no tab inside "
-                                     "either"))
+            problems.append((number, "more than one tab; " + (
+                f"{PAIRS}, with no tab inside either" if targets else LINES)))
         elif targets and not tab:
-            problems.append((number, f"no tab between source and target; {way_out}"))
+            problems.append((number, f"no tab between source and target; {PAIRS}"))
+        elif targets and not (source.strip() and target.strip()):
+            problems.append((number, "the source or the target is empty"))
         elif not source.strip():
-            problems.append((number, f"the source is empty; {way_out}"))
-        elif targets and not target.strip():
-            problems.append((number, f"the target is empty; {way_out}"))
+            problems.append((number, f"the source is empty; {LINES}"))
         else:
             pairs.append(Line(number, source, target if target.strip() else None))
     if problems:
@@ -107,7 +110,8 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
         raise AttnvizError(f"{name}:{first}: {message}"
                            + (f" (also bad: {line_numbers(more, MORE_NAMED)})" if more else ""))
     if not pairs:
-        raise AttnvizError(f"pairs file {name} holds no pairs; {way_out}")
+        raise AttnvizError(f"{name} holds no pairs; write one source<TAB>target pair a line"
+                           if targets else f"pairs file {name} holds no pairs; {LINES}")
     return pairs
 
 

@@ -18,11 +18,11 @@ import numpy as np
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps.budget import MAX_MAP_BYTES
+from attnviz.maps.kinds import FILE_FORMATS as FORMATS
 from attnviz.maps.kinds import KINDS
 
 PROVENANCE = "provenance"  # the key of the provenance in saved files
 KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE)  # the keys of saved files
-FORMATS = ("npz", "json")
 MAX_FILE_BYTES = MAX_MAP_BYTES + 64 * 1024**2  # a saved file's maps, and room for its tokens
 JSON_BYTES_PER_WEIGHT = 12  # "0.123456789, ": a float32 written as JSON, and its comma
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
@@ -326,7 +326,7 @@ class AttentionMaps:
             AttnvizError: outputs without attention weights, weights that do not fit the
                 tokens, a batch index out of range, an argument of the wrong type.
         """
-        from attnviz.maps.outputs import attention_arrays
+        from attnviz.maps.output_attentions import attention_arrays
 
         for name, tokens in (("source_tokens", source_tokens),
                              ("target_tokens", target_tokens)):

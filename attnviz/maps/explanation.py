@@ -6,7 +6,7 @@ An :class:`Explanation` holds, for one head, the queries Q, keys K and values V 
 pass of an attnviz model, the scaled scores Q Kᵀ / √d_k, the mask (M is 0 where it is True,
 -inf where it is False) and the weights, which are the model's own (the same numbers as the
 maps of that layer and head). It is plain numpy, so saving it needs no torch; the model
-side is :meth:`attnviz.model.Transformer.attention_steps`.
+side is the forward pass's :class:`attnviz.model.transformer.Intermediates`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from attnviz.maps.data import Provenance
 from attnviz.maps.kinds import KINDS, TITLES
 
 ARRAYS = ("queries", "keys", "values", "scores", "mask", "weights")  # saved, with the tokens
-FORMATS = ("npz", "json")
 
 MASKS = {
     "encoder_self": "none: every source token may see every other",

@@ -106,8 +106,8 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
         AttnvizError: when the maps hold no encoder self-attention, a name is not a kind,
             another kind or a head is asked for, or the layer is out of range.
     """
-    for kind in [kinds] if isinstance(kinds, str) else kinds or ():
-        if check_kind(kind) != "encoder_self":
+    for kind in [check_kind(k) for k in ([kinds] if isinstance(kinds, str) else kinds or ())]:
+        if kind != "encoder_self":
             raise AttnvizError(f"attention rollout follows the encoder self-attention, not the "
                                f"{TITLES[kind].lower()}: ask for the encoder kind (or every "
                                "kind)")

@@ -190,7 +190,8 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     Raises AttnvizError naming the valid values when the kind is unknown or absent or the
     layer or head is out of range.
     """
-    check_present(maps.kinds, check_kind(kind))
+    kind = check_kind(kind)
+    check_present(maps.kinds, kind)
     stack = maps.stack(kind)  # (L, H, Q, K)
     layers, heads = stack.shape[:2]
     layer = check_layer(maps.default_layer(kind) if layer is None else layer, layers, kind)
@@ -318,7 +319,7 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
     rows, columns = spans(window, window_query, window_key)
     layer, head = _layer(layer), _head(head)
     blocks = []
-    for kind in kinds or maps.kinds:
+    for kind in [check_kind(kind) for kind in kinds or maps.kinds]:
         first = heatmap(maps, kind, None if layer == "all" else layer,
                         None if head == "all" else head)  # checks the kind, layer and head
         stack = maps.stack(kind)  # (L, H, Q, K)

@@ -81,12 +81,12 @@ class Cached:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             maps = self.source.maps(request)
+        if key is not None:  # kept first: a cache that cannot be written says so first
+            said = [str(w.message) for w in caught if issubclass(w.category, AttnvizWarning)]
+            _store(key, maps, list(dict.fromkeys(said)))
         for warning in caught:  # on to the caller's filters, in the order they came
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno, source=warning.source)
-        if key is not None:
-            said = [str(w.message) for w in caught if issubclass(w.category, AttnvizWarning)]
-            _store(key, maps, list(dict.fromkeys(said)))
         return maps
 
 

@@ -147,13 +147,13 @@ class HuggingFaceModel:
                 maps = self._encoder_decoder(config, tokenizer, ids, text, request.target,
                                              device)
         # Said here, outside quiet, which silences every warning of transformers' own code.
+        if getattr(config, "auto_map", None):
+            _warn(f"{self.name} comes with its own code, which attnviz never runs: its maps are "
+                  f"those of transformers' {architecture(config)}")
         written = maps.provenance.target_text
         if maps.provenance.target_generated and not (written or "").strip():
             _warn("the model wrote nothing but special tokens; the maps show the steps that "
                   "decided so")
-        if getattr(config, "auto_map", None):
-            _warn(f"{self.name} comes with its own code, which attnviz never runs: its maps are "
-                  f"those of transformers' {architecture(config)}")
         return maps
 
     def _decoder_only(self, config: Any, tokenizer: Any, ids: list[int], text: str,
