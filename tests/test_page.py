@@ -66,7 +66,7 @@ def parse(html: bytes) -> Parts:
 
 def page_data(html: bytes) -> dict:
     """The JSON the page's script reads."""
-    scripts = [text for attrs, text in parse(html).scripts if attrs.get("id") == "attnviz-data"]
+    scripts = [text for attrs, text in parse(html).scripts if attrs.get("class") == "av-data"]
     assert len(scripts) == 1
     return json.loads(scripts[0])
 
@@ -218,7 +218,7 @@ def check_stays_text(tokens: list[str]) -> None:
     assert text.count("<script") == 2 and text.lower().count("</script") == 2
     assert "<!--" not in text and "<img" not in text
     parts = parse(html)
-    assert [attrs.get("id") for attrs, _ in parts.scripts] == ["attnviz-data", None]
+    assert [attrs.get("class") for attrs, _ in parts.scripts] == ["av-data", None]
     (kind,) = page_data(html)["kinds"]
     assert kind["queryLabels"] == kind["keyLabels"] == [display_label(t) for t in tokens]
     shown = " ".join(tokens)
