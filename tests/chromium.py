@@ -123,15 +123,20 @@ class View:
 
     def hover(self, canvas: str, point: dict) -> dict:
         """Move the mouse to ``point`` (CSS pixels from the corner of the canvas of class
-        ``av-CANVAS``); the tooltip's fields."""
+        ``av-CANVAS``), scrolling the page first if the point is out of the window; the
+        tooltip's fields."""
         from selenium.webdriver.common.action_chains import ActionChains
 
         element = self.part(canvas)
         self.browser.execute_script(SCROLL_TO, element, point["y"])
-        size = element.size  # selenium's offsets count from the element's centre
-        ActionChains(self.browser).move_to_element_with_offset(
-            element, round(point["x"] - size["width"] / 2),
-            round(point["y"] - size["height"] / 2)).perform()
+        box = self.browser.execute_script(
+            "return arguments[0].getBoundingClientRect().toJSON()", element)
+        # From the window's corner: an offset from the element would count from the centre
+        # of its part in the window, which moves as the page scrolls.
+        actions = ActionChains(self.browser)
+        actions.w3c_actions.pointer_action.move_to_location(round(box["left"] + point["x"]),
+                                                            round(box["top"] + point["y"]))
+        actions.perform()
         assert self.part("tooltip").is_displayed()
         fields = ["query", "key", "weight"] + (["score"] if self.part("tip-score-row")
                                                .is_displayed() else [])

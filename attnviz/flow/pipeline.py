@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 FORMATS = (*IMAGE_FORMATS, "gif", "npz", "json", "html")  # what maps are written as
-EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS)  # explain draws one picture, or numbers
+# explain draws one picture, saves its numbers, or writes the view of its head
+EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS, "html")
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,13 @@ def check_outputs(paths: Sequence[Path], cmap: str, formats: Sequence[str] = FOR
         check(cmap)
 
 
-def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
+def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: bool = False
+             ) -> bytes:
     """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
     maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
     when the plan draws it), or a page that holds every map and opens on the plan's first
-    panel (html)."""
+    panel (html). ``embed``: the page's view alone, an HTML fragment to put in another page
+    (a notebook's output, a blog post), instead of a document."""
     first = plan.panels[0]
     if fmt in DATA_FORMATS:
         if not first.rolled_out:
@@ -157,8 +160,11 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
             warnings.warn("the .html page holds the whole maps, not a window of them: draw the "
                           "window to .png .svg .pdf .gif or to the terminal", AttnvizWarning,
                           stacklevel=2)
-        return page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer, head=first.head,
-                             scale=plan.asked or "panel")
+        opening = {"kind": first.kind, "layer": first.layer, "head": first.head,
+                   "scale": plan.asked or "panel"}
+        if embed:
+            return page.view(maps, cmap, **opening).encode("utf-8")
+        return page.to_bytes(maps, cmap, **opening)
     from attnviz.render import image
 
     return image.to_bytes(plan, fmt, cmap)
@@ -171,22 +177,28 @@ def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> 
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:
-    """As :func:`check_outputs`, for the explain view, which draws one picture or saves its
-    numbers: no GIF, no page."""
+    """As :func:`check_outputs`, for the explain view, which draws one picture, saves its
+    numbers or writes a page of its head: no GIF."""
     for path in paths:
-        fmt = path.suffix.lower()[1:]
-        if fmt in ("gif", "html"):
-            of = {"gif": "the .gif animation is of decoding",
-                  "html": "the .html page is of encode, decode and show"}[fmt]
+        if path.suffix.lower() == ".gif":
             raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
-                               f".pdf) or saves its numbers (.npz .json); {of}")
+                               ".pdf), saves its numbers (.npz .json) or writes a page (.html); "
+                               "the .gif animation is of decoding")
     check_outputs(paths, cmap, EXPLANATION_FORMATS)
 
 
-def explanation_bytes(explanation: Explanation, fmt: str, cmap: str) -> bytes:
-    """One output file of the explain view: its picture, or its arrays."""
+def explanation_bytes(explanation: Explanation, fmt: str, cmap: str, *, embed: bool = False
+                      ) -> bytes:
+    """One output file of the explain view: its picture, its arrays, or a page of its head
+    (html; ``embed``: the view alone, as :func:`to_bytes` embeds it)."""
     if fmt in DATA_FORMATS:
         return explanation.to_bytes(fmt)
+    if fmt == "html":
+        from attnviz.render import page
+
+        if embed:
+            return page.explanation_view(explanation, cmap).encode("utf-8")
+        return page.explanation_bytes(explanation, cmap)
     from attnviz.render import explain_image
 
     return explain_image.to_bytes(explanation, fmt, cmap)

@@ -275,7 +275,7 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ margin: 1.2em 2em; background: #fff; }}
+body {{ margin: 17px 28px; background: #fff; }}  /* 1.2em 2em of the view's 14px */
 </style>
 </head>
 <body>
