@@ -6,6 +6,10 @@
 // and calls it once per view, so that any number of views share a page (a notebook's
 // outputs). A view reads only the elements inside its root, keeps what it knows in `view`
 // below, and sets no global: its API, for tests and benchmarks, is `root.attnviz`.
+//
+// Over 450 lines, and one file on purpose: every view inlines it whole (no module loader, no
+// build step, nothing fetched), so splitting it would only add the files that page.py joins.
+// It reads in sections: decoding the data, the panel shown, the heatmap, the head view, menus.
   "use strict";
   if (root.attnviz) return; // this view's script already ran (a front end ran it twice)
   const data = JSON.parse(root.querySelector(".av-data").textContent);
