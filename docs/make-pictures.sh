@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Redraws the pictures of the README from the shipped models: bash docs/make-pictures.sh
+# Redraws the pictures of the README from the shipped models, and executes the example
+# notebook in place, with its outputs: bash docs/make-pictures.sh
 # The MiniLM picture needs the model's files (see the README's Hugging Face section); it is
 # redrawn when MINILM names their folder.
 set -euo pipefail
@@ -23,3 +24,6 @@ fi
 # chromium and chromium-driver, and selenium.
 ATTNVIZ_PAGE_PICTURE="$PWD/page.png" python -m pytest -q ../tests/test_page_browser.py \
     -k head_view
+# The example notebook, executed in place with its outputs by a Jupyter kernel of this Python
+# (the test extra brings nbconvert and ipykernel).
+OMP_NUM_THREADS=1 jupyter nbconvert --to notebook --execute --inplace notebook.ipynb

@@ -144,25 +144,6 @@ def test_maps_from_hugging_face_outputs_follow_its_layout():
         AttentionMaps.from_huggingface({"attentions": layers}, source_tokens=list("abc"))
 
 
-def test_notebooks_show_maps_as_a_picture(monkeypatch):
-    """In IPython, attnviz registers a PNG formatter for AttentionMaps by name."""
-    registered = {}
-
-    class Formatter:
-        def for_type_by_name(self, module, name, function):
-            registered[(module, name)] = function
-
-    shell = types.SimpleNamespace(display_formatter=types.SimpleNamespace(
-        formatters={"image/png": Formatter()}))
-    fake = types.ModuleType("IPython")
-    fake.get_ipython = lambda: shell
-    monkeypatch.setitem(sys.modules, "IPython", fake)
-    attnviz._show_in_notebooks()
-    show = registered[("attnviz.maps.data", "AttentionMaps")]
-    png = show(attnviz.trace(SOURCE, model="random", part="encoder", cache=False))
-    assert png.startswith(b"\x89PNG")
-
-
 def test_importing_attnviz_imports_neither_torch_nor_matplotlib(tmp_path):
     code = ("import sys, attnviz; attnviz.AttentionMaps; attnviz.Provenance; "
             "attnviz.__version__; attnviz.trace; "

@@ -160,8 +160,9 @@ def explain(
     output: Annotated[Optional[list[Path]], typer.Option(
         "--output", "-o", metavar="FILE", callback=distinct_files,
         help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
-             ".json (queries, keys, values, scores, mask, weights and the tokens). "
-             "Repeatable.", show_default=False)] = None,
+             ".json (queries, keys, values, scores, mask, weights and the tokens), .html (a "
+             "page of the head's weights, each cell's score on hover). Repeatable.",
+        show_default=False)] = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,

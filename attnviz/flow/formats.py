@@ -7,6 +7,7 @@ from attnviz.maps.kinds import FILE_FORMATS as DATA_FORMATS
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 FORMATS = (*IMAGE_FORMATS, "gif", *DATA_FORMATS, "html")  # what maps are written as
-EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS)  # explain draws one picture, or numbers
+# explain draws one picture, saves its numbers, or writes the view of its head
+EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS, "html")
 # An export draws every pair to each of these (a GIF is of one decoding), listed in this order.
 EXPORT_FORMATS = tuple(fmt for fmt in FORMATS if fmt != "gif")

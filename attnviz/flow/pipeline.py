@@ -132,12 +132,14 @@ def check_colors(formats: Sequence[str], cmap: str) -> None:
         check(cmap)
 
 
-def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, dpi: int | None = None
-             ) -> bytes:
+def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: bool = False,
+             dpi: int | None = None) -> bytes:
     """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
     maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
     when the plan draws it), or a page that holds every map and opens on the plan's first
-    panel (html). ``dpi``: a PNG's resolution (None: the image renderer's own)."""
+    panel (html). ``embed``: the page's view alone, an HTML fragment to put in another page
+    (a notebook's output, a blog post), instead of a document. ``dpi``: a PNG's resolution
+    (None: the image renderer's own)."""
     first = plan.panels[0]
     if fmt in DATA_FORMATS:
         if not first.rolled_out:
@@ -164,8 +166,11 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, dpi: int |
             warnings.warn("the .html page holds the whole maps, not a window of them: draw the "
                           "window to .png .svg .pdf .gif or to the terminal", AttnvizWarning,
                           stacklevel=2)
-        return page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer, head=first.head,
-                             scale=plan.asked or "panel")
+        opening = {"kind": first.kind, "layer": first.layer, "head": first.head,
+                   "scale": plan.asked or "panel"}
+        if embed:
+            return page.view(maps, cmap, **opening).encode("utf-8")
+        return page.to_bytes(maps, cmap, **opening)
     from attnviz.render import image
 
     return image.to_bytes(plan, fmt, cmap) if dpi is None else image.to_bytes(plan, fmt, cmap,
@@ -179,25 +184,34 @@ def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> 
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:
-    """As :func:`check_outputs`, for the explain view, which draws one picture or saves its
-    numbers: no GIF, no page."""
+    """As :func:`check_outputs`, for the explain view, which draws one picture, saves its
+    numbers or writes a page of its head: no GIF."""
     for path in paths:
-        fmt = path.suffix.lower()[1:]
-        if fmt in ("gif", "html"):
-            of = {"gif": "the .gif animation is of decoding",
-                  "html": "the .html page is of encode, decode and show"}[fmt]
+        if path.suffix.lower() == ".gif":
             raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
-                               f".pdf) or saves its numbers (.npz .json); {of}")
+                               ".pdf), saves its numbers (.npz .json) or writes a page (.html); "
+                               "the .gif animation is of decoding")
     check_outputs(paths, cmap, EXPLANATION_FORMATS)
 
 
-def explanation_bytes(explanation: Explanation, fmt: str, cmap: str) -> bytes:
-    """One output file of the explain view: its picture, or its arrays."""
+def explanation_bytes(explanation: Explanation, fmt: str, cmap: str, *, embed: bool = False,
+                      dpi: int | None = None) -> bytes:
+    """One output file of the explain view: its picture (``dpi``: a PNG's resolution), its
+    arrays, or a page of its head (html; ``embed``: the view alone, as :func:`to_bytes`
+    embeds it)."""
     if fmt in DATA_FORMATS:
         return explanation.to_bytes(fmt)
+    if fmt == "html":
+        from attnviz.render import page
+
+        if embed:
+            return page.explanation_view(explanation, cmap).encode("utf-8")
+        return page.explanation_bytes(explanation, cmap)
     from attnviz.render import explain_image
 
-    return explain_image.to_bytes(explanation, fmt, cmap)
+    if dpi is None:
+        return explain_image.to_bytes(explanation, fmt, cmap)
+    return explain_image.to_bytes(explanation, fmt, cmap, dpi=dpi)
 
 
 def write_explanation(paths: Sequence[Path], explanation: Explanation, cmap: str) -> None:

@@ -26,6 +26,7 @@ KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE)  # the keys of sav
 MAX_FILE_BYTES = MAX_MAP_BYTES + 64 * 1024**2  # a saved file's maps, and room for its tokens
 JSON_BYTES_PER_WEIGHT = 12  # "0.123456789, ": a float32 written as JSON, and its comma
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
+REPR_TEXT_CHARS = 48  # of a text quoted in a repr
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Provenance:
         return cls(**kept)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class AttentionMaps:
     """The attention weights of one source/target pair, per kind, layer and head.
 
@@ -124,6 +125,21 @@ class AttentionMaps:
                              f"{list(decoder.shape[:2])} and {list(cross.shape[:2])}")
         if not self.kinds:
             raise ValueError("there are no maps: give encoder_self, decoder_self or cross")
+
+    def __repr__(self) -> str:
+        """What the maps are, in a few lines, never their weights: the kinds, layers and heads,
+        the lengths, the texts (shortened) and the model."""
+        sizes = {kind: self.stack(kind).shape[:2] for kind in self.kinds}
+        layers, heads = ({kind: size[axis] for kind, size in sizes.items()} for axis in (0, 1))
+        facts = self.provenance
+        texts = [f"{name}={short_text(text)!r}"
+                 for name, text in (("source", facts.source_text), ("target", facts.target_text))
+                 if text is not None]
+        return (f"AttentionMaps(kinds={self.kinds!r}, layers={_one_or_each(layers)}, "
+                f"heads={_one_or_each(heads)},\n"
+                f"              source_tokens={len(self.source_tokens)}, "
+                f"target_tokens={len(self.target_tokens)}, model={short_text(facts.model)!r}"
+                + "".join(f",\n              {text}" for text in texts) + ")")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -349,6 +365,19 @@ class AttentionMaps:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def short_text(text: str | None) -> str | None:
+    """A text as a repr quotes it: at most :data:`REPR_TEXT_CHARS` characters, then ``…``."""
+    if text is None or len(text) <= REPR_TEXT_CHARS:
+        return text
+    return text[:REPR_TEXT_CHARS - 1] + "…"
+
+
+def _one_or_each(counts: dict[str, int]) -> str:
+    """``2`` when every kind has 2, else ``{'encoder_self': 6, 'cross': 12, ...}``."""
+    values = set(counts.values())
+    return str(values.pop()) if len(values) == 1 else repr(counts)
 
 
 def _is_position(key: Any) -> bool:

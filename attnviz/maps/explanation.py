@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attnviz.maps.data import Provenance
+from attnviz.maps.data import Provenance, short_text
 from attnviz.maps.kinds import KINDS, TITLES
 
 ARRAYS = ("queries", "keys", "values", "scores", "mask", "weights")  # saved, with the tokens
@@ -28,7 +28,7 @@ MASKS = {
 }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Explanation:
     """The formula's parts for one head of one attention layer.
 
@@ -78,6 +78,16 @@ class Explanation:
                                  f"{list(getattr(self, name).shape)}")
         if self.mask.dtype != np.bool_:
             raise ValueError(f"mask must be boolean, got {self.mask.dtype}")
+
+    def __repr__(self) -> str:
+        """What was explained and the shapes of its parts, never their numbers."""
+        shapes = self.shapes
+        return (f"Explanation(kind={self.kind!r}, layer={self.layer}, head={self.head}, "
+                f"heads={self.heads}, d_model={self.d_model},\n"
+                f"            queries={shapes['queries']}, keys={shapes['keys']}, "
+                f"values={shapes['values']},\n"
+                f"            scores={shapes['scores']}, weights={shapes['scores']}, "
+                f"model={short_text(self.provenance.model)!r})")
 
     @property
     def d_k(self) -> int:

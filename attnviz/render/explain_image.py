@@ -52,12 +52,15 @@ def figure(explanation: Explanation, cmap: str):
 
 def to_bytes(explanation: Explanation, fmt: str, cmap: str, dpi: int = 150) -> bytes:
     """The explain view as a ``png``, ``svg`` or ``pdf`` file."""
-    return image.figure_bytes(figure(explanation, cmap), fmt, dpi)
+    from attnviz.render.figure import figure_bytes
+
+    return figure_bytes(figure(explanation, cmap), fmt, dpi)
 
 
 def _figure(explanation: Explanation, cmap: str):
     from matplotlib.colors import ListedColormap, TwoSlopeNorm
-    from matplotlib.figure import Figure
+
+    from attnviz.render.figure import Figure
 
     e = explanation
     rows, cols = len(e.query_tokens), len(e.key_tokens)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -51,8 +49,6 @@ WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over 
     "shared": "attention weight\n(shared scale: the whole maps' largest)",
     "row": "share of the whole row's largest weight\n(row scale)",
 }
-# Files carry no creation date, so the same input gives the same bytes.
-_NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
 def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
@@ -216,7 +212,7 @@ def figure(heatmaps: list[Heatmap] | Plan, cmap: str):
 
 
 def _figure(plan: Plan, cmap: str):
-    from matplotlib.figure import Figure
+    from attnviz.render.figure import Figure
 
     layout = Layout(plan)
     check_size(layout, len(plan.panels))
@@ -293,23 +289,6 @@ def _legend(fig, plan: Plan, layout: Layout) -> None:
 def to_bytes(heatmaps: list[Heatmap] | Plan, fmt: str, cmap: str, dpi: int = PNG_DPI
              ) -> bytes:
     """The heatmaps (or a plan) drawn as a ``png``, ``svg`` or ``pdf`` file."""
+    from attnviz.render.figure import figure_bytes
+
     return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
-
-
-def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
-    """Any attnviz figure as a ``png``, ``svg`` or ``pdf`` file, the same bytes every time."""
-    buffer = io.BytesIO()
-    from matplotlib import rc_context
-
-    # SVG: labels stay text (searchable, editable), and element ids do not change between runs.
-    # PNG: light compression; the default level takes a sixth of the drawing time to save
-    # a sixth of the bytes.
-    extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), \
-            warnings.catch_warnings():
-        # figure() has warned once, in attnviz's words, about the characters no font has;
-        # matplotlib would add a line per character, naming its own source file.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
-                                category=UserWarning)
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
-    return buffer.getvalue()

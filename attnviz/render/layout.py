@@ -22,7 +22,8 @@ PNG_DPI = 150  # dots per inch of PNG files
 # grid of every kind at 128 tokens is 48 million; 3,000 one-token layers, 690 million, took
 # 3.4 GB and 82 s (and no screen shows them).
 MAX_PIXELS = 100_000_000
-MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
+NOTEBOOK_DPI = 100  # dots per inch of the pictures a notebook shows
+MEASURED_DPI = (NOTEBOOK_DPI, PNG_DPI)  # labels are measured as notebooks and PNG files draw them
 THIN_LINE = 3.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.
