@@ -25,6 +25,7 @@ from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.atomic import check_writable, write_all
 from attnviz.maps.data import FORMATS as DATA_FORMATS
 from attnviz.maps.data import AttentionMaps
+from attnviz.maps.keep import Keep
 from attnviz.maps.views import Head, Layer, Plan
 from attnviz.maps.windows import Window
 from attnviz.sources import Request, Source, open_source, source_module
@@ -54,6 +55,18 @@ class View:
     window_query: Window = None
     window_key: Window = None
     rollout: bool = False  # the encoder's attention rollout instead of its maps
+    sink: str = "shown"  # the first key: one of attnviz.maps.views.SINKS
+
+
+def keep_of(view: View, precision: str = "float32") -> Keep:
+    """What of the maps a source needs to keep to draw ``view``: its kinds, its one layer and
+    one head (every one where it draws all, or the mean, or the rollout, which multiplies
+    every layer), in ``precision``."""
+    layer = view.layer if isinstance(view.layer, int) and not view.rollout else None
+    head = view.head if isinstance(view.head, int) and not isinstance(view.head, bool) \
+        else None
+    return Keep(view.kinds, None if layer is None else (layer,),
+                None if head is None else (head,), precision)
 
 
 def trace(model: str | Source | None, request: Request, *, cache: bool = True
@@ -73,14 +86,12 @@ def trace(model: str | Source | None, request: Request, *, cache: bool = True
 def explain(model: str | None, request: Request, kind: str, layer: int | None, head: int
             ) -> Explanation:
     """One head of one attention layer of ``model``, step by step, from the forward pass
-    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain`)."""
-    module = source_module(model)
-    if module != "own":
-        what = ("a file of saved maps holds their weights, not the queries and keys that made "
-                "them" if module == "saved" else
-                "a Hugging Face model computes its attention inside its own code")
-        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
-                           f"reverse, random, or a model file from attnviz train): {what}")
+    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain` and, for a
+    Hugging Face model, :meth:`attnviz.sources.huggingface.source.HuggingFaceModel.explain`)."""
+    if source_module(model) == "saved":
+        raise AttnvizError("explain works with models (attnviz's own, or a Hugging Face "
+                           "model): a file of saved maps holds their weights, not the queries "
+                           "and keys that made them")
     return open_source(model).explain(request, kind, layer, head)
 
 
@@ -96,9 +107,9 @@ def plan(maps: AttentionMaps, view: View) -> Plan:
         rolled = rollout_heatmaps(maps, None if view.layer == "all" else view.layer,
                                   None if view.head == "mean" else view.head, view.kinds)
         return views.arrange(rolled, view.scale, view.window, view.window_query,
-                             view.window_key)
+                             view.window_key, view.sink)
     return views.plan(maps, view.kinds, view.layer, view.head, view.scale, view.window,
-                      view.window_query, view.window_key)
+                      view.window_query, view.window_key, view.sink)
 
 
 def output_format(path: Path, formats: Sequence[str] = FORMATS) -> str:

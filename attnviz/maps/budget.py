@@ -100,7 +100,7 @@ def memory_limit(override_gb: float | None) -> tuple[int | None, str]:
 
 
 def check_kept(kept: int, working: int, override_gb: float | None, *, what: str,
-               longest: int | None, ways_out: str) -> None:
+               longest: int | None, ways_out: list[str]) -> None:
     """Refuse, before the forward pass, maps whose kept part and one layer's work would not
     fit in :func:`memory_limit`.
 
@@ -110,16 +110,20 @@ def check_kept(kept: int, working: int, override_gb: float | None, *, what: str,
         override_gb: the limit the person set, or None for the machine's.
         what: the kept maps in words ("30 layers x 9 heads of 4,096 x 4,096 in float32").
         longest: the most tokens of the text that would fit as the rest is, or None.
-        ways_out: the other ways out, in words (fewer layers, lower precision).
+        ways_out: the other ways out, in words (fewer layers, lower precision), each
+            starting with a verb.
     """
     limit, whence = memory_limit(override_gb)
     if limit is None or kept + working <= limit:
         return
-    cut = f", cut the text to at most {longest:,} tokens" if longest else ""
+    ways = [*ways_out, *([f"cut the text to at most {longest:,} tokens"] if longest else []),
+            f"set \u27e8{MEMORY_SETTING}\u27e9 to allow more"]
     raise AttnvizError(f"the attention maps to keep take {_gb(kept)} ({what}) and their layer "
                        f"by layer work {_gb(working)} more, above the {_gb(limit)} of {whence}; "
-                       f"{ways_out}{cut}, or set \u27e8{MEMORY_SETTING}\u27e9 to allow more")
+                       f"{', '.join(ways[:-1])}, or {ways[-1]}")
 
 
 def _gb(size: int) -> str:
-    return f"{size / 1024**3:.1f} GB" if size >= 0.1 * 1024**3 else f"{size / 1024**2:.0f} MB"
+    if size >= 0.1 * 1024**3:
+        return f"{size / 1024**3:.1f} GB"
+    return f"{size / 1024**2:.0f} MB" if size >= 1024**2 else f"{size:,} B"

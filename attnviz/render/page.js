@@ -146,8 +146,8 @@
 
   function title() {
     const kind = currentKind();
-    const head = state.head === "mean" ? kind.meanName : `head ${state.head}`;
-    return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
+    const head = state.head === "mean" ? kind.meanName : `head ${kind.headNumbers[state.head]}`;
+    return `${kind.title} · layer ${kind.layerNumbers[state.layer]} · ${head} · scale ${state.scale}`;
   }
 
   function drawHeatmap() {
@@ -514,9 +514,10 @@
     if (!(state.layer >= 0 && state.layer < kind.layers)) state.layer = kind.defaultLayer;
     if (state.head !== "mean" && !(Number(state.head) < kind.heads)) state.head = "mean";
     const layers = [...Array(kind.layers).keys()];
-    fillSelect($("layer"), layers, layers.map(String), state.layer);
+    fillSelect($("layer"), layers, layers.map((l) => String(kind.layerNumbers[l])), state.layer);
     const heads = ["mean", ...Array(kind.heads).keys()];
-    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? kind.meanName : String(h))),
+    fillSelect($("head"), heads,
+               heads.map((h) => (h === "mean" ? kind.meanName : String(kind.headNumbers[h]))),
                state.head);
   }
 

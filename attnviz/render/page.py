@@ -73,8 +73,10 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
         "scales": list(SCALES),  # the scale menu, named as everywhere else
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
-        "initial": {"kind": kind, "layer": first.layer,
-                    "head": "mean" if first.head is None else first.head, "scale": scale},
+        # Positions in the kind's stack; the menus show the model's numbers (layerNumbers).
+        "initial": {"kind": kind, "layer": maps.layer_position(kind, first.layer),
+                    "head": "mean" if first.head is None else maps.head_position(
+                        kind, first.head), "scale": scale},
     }
     page = _TEMPLATE.format(title=_text(_title(maps)), facts=_facts(maps, cmap),
                             rounding=_text(ROUNDING), style=_asset("page.css"),
@@ -91,7 +93,8 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
     # The images' labels, the same at every layer and head: words the vocabulary lacked as
     # written (zebra?), decoder rows as "input → next" down to the token after the last row.
     # Whole in the tooltip; drawn cut to the images' width, each side of a row keeping its share.
-    shown = heatmap(maps, kind, 0)
+    numbers = maps.layers_of(kind)  # the model's numbers of the layers held
+    shown = heatmap(maps, kind, numbers[0])
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
@@ -100,12 +103,13 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
         "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
         "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
         "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
-        "defaultLayer": maps.default_layer(kind),
+        "defaultLayer": maps.layer_position(kind, maps.default_layer(kind)),
+        "layerNumbers": numbers, "headNumbers": maps.heads_of(kind),
         # The shared scale's one maximum: the largest weight of every layer and head of this
         # kind, the means over heads included (a mean never exceeds its largest head).
         "sharedMax": float(stack.max(initial=0.0)),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
-        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
+        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in numbers],
         "rowMax": base64.b64encode(row_max.astype("<f4").tobytes()).decode("ascii"),
         "levels": base64.b64encode(zlib.compress(levels.tobytes(), COMPRESSION)
                                    ).decode("ascii"),
