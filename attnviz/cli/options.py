@@ -115,7 +115,7 @@ PrecisionOption = Annotated[Precision, typer.Option(
     help="How a Hugging Face model's maps are kept: float32, or float16 (half the memory; "
          "a weight to about 0.05%).")]
 MemoryOption = Annotated[Optional[float], typer.Option(
-    metavar="GB", min=0.001, show_default=False,
+    metavar="GB", min=1e-9, show_default=False,
     help="The most memory a Hugging Face model's kept maps and their layer-by-layer work "
          "may take, in GB. Default: nine tenths of what the machine has free now.")]
 WindowOption = Annotated[Optional[str], typer.Option(

@@ -178,7 +178,18 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
 def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:
     """Write every output file of ``maps`` (see :func:`to_bytes`), or none: all are drawn
     before the first is written."""
-    write_all({path: to_bytes(maps, plan, output_format(path), cmap) for path in paths})
+    write_all({path: _writer(maps, plan, output_format(path), cmap) for path in paths})
+
+
+def _writer(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str):
+    """What :func:`write_all` writes: the bytes of :func:`to_bytes`, or, for the npz of the
+    maps, a function that writes it straight to the file (never a second copy in memory)."""
+    if fmt == "npz" and not plan.panels[0].rolled_out:
+        import numpy as np
+
+        arrays = maps.to_arrays()
+        return lambda file: np.savez(file, **arrays)
+    return to_bytes(maps, plan, fmt, cmap)
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:

@@ -66,7 +66,8 @@ def write_all(contents: dict[Path, bytes]) -> None:
     done, so the files are all old or all new.
 
     Args:
-        contents: the bytes of each file, by path.
+        contents: the bytes of each file, by path, or a function that writes them to the
+            binary file it is given.
     """
     temporaries: dict[Path, str] = {}
     try:
@@ -82,14 +83,21 @@ def write_all(contents: dict[Path, bytes]) -> None:
         raise
 
 
-def _write_temporary(path: Path, data: bytes, temporaries: dict[Path, str]) -> None:
+def _write_temporary(path: Path, data, temporaries: dict[Path, str]) -> None:
     """Write ``data`` to a new temporary file beside ``path``, noted in ``temporaries`` as
-    soon as it exists, so that an interrupt at any later point finds it to remove."""
+    soon as it exists, so that an interrupt at any later point finds it to remove.
+    ``data`` is bytes, or a function that writes them to the binary file it is given (an
+    npz of a gigabyte is then never held twice in memory)."""
     handle = None
     try:
         with signals.held():
             handle, temporary = _create_beside(path)
             temporaries[path] = temporary
+        if callable(data):
+            with os.fdopen(handle, "wb", closefd=True) as file:
+                handle = None
+                data(file)
+            return
         view = memoryview(data)
         while view:  # os.write may write less than it was given
             view = view[os.write(handle, view):]

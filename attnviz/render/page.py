@@ -204,7 +204,7 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <label>head <select id="head"></select></label>
 <label>scale <select id="scale" title="panel: this map's largest weight is brightest; \
 shared: one maximum for every layer and head of this kind, the means over heads included; \
-unit: 0 to 1; row: each row to its own maximum"></select></label>
+unit: 0 to 1; row: each row to its own maximum; log: the logarithm, 4 decades"></select></label>
 <span class="views" role="group" aria-label="view">\
 <button type="button" id="show-heatmap" aria-pressed="true">heatmap</button>\
 <button type="button" id="show-heads" aria-pressed="false">head view</button></span>
@@ -230,7 +230,9 @@ right; a line's opacity is its weight on the chosen scale. <span id="heads-limit
 <p>{rounding}</p>
 <p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum for \
 every layer and head of the kind shown, the means over heads included (in an image, one for \
-every panel of its figure); <b>unit</b> 0 to 1; <b>row</b> each row to its own maximum. \
+every panel of its figure); <b>unit</b> 0 to 1; <b>row</b> each row to its own maximum; \
+<b>log</b> the logarithm of the weight, over the 4 decades below this map's largest (kept in 8 \
+bits of each row's largest, the page reaches about 2.4 decades below it). \
 Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
 </footer>
 <script type="application/json" id="attnviz-data">{data}</script>

@@ -88,10 +88,19 @@ class library_failure:  # noqa: N801 - used as a context manager, as contextlib'
 
 
 def _raised_in_attnviz(tb: Any) -> bool:
-    """Whether the innermost frame of a traceback is attnviz's own code."""
-    frames = traceback.extract_tb(tb)
-    return bool(frames) and frames[-1].filename.startswith(ATTNVIZ) and \
-        "site-packages" not in frames[-1].filename[len(ATTNVIZ):]
+    """Whether, of attnviz's code and the model libraries' (transformers, torch), the
+    innermost frame of a traceback is attnviz's: its attention function or its recorder
+    (or a function they called) failed, not the model library."""
+    for frame in reversed(traceback.extract_tb(tb)):
+        name = frame.filename.replace("\\", "/")
+        if name.startswith(ATTNVIZ):
+            return True
+        if any(f"/{library}/" in name for library in LIBRARIES):
+            return False
+    return False
+
+
+LIBRARIES = ("transformers", "torch", "tokenizers", "huggingface_hub", "safetensors")
 
 
 def outputs_maps(outputs: Any, kind: str, keep: Keep) -> tuple[dict[str, np.ndarray],

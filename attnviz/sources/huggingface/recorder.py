@@ -128,6 +128,8 @@ class Recorder:
         return kind, step // 2
 
     def _explain(self, call: Call, head: int) -> None:
+        import torch
+
         from attnviz.model.attention import key_value_head
 
         heads, key_value_heads = call.queries.shape[1], call.keys.shape[1]
@@ -136,8 +138,8 @@ class Recorder:
         def host(tensor: torch.Tensor | None, index: int) -> torch.Tensor | None:
             if tensor is None:
                 return None
-            tensor = tensor[0, index if tensor.shape[1] > 1 else 0]
-            return tensor.detach().float().cpu()
+            tensor = tensor[0, index if tensor.shape[1] > 1 else 0].detach()
+            return (tensor if tensor.dtype == torch.bool else tensor.float()).cpu()
 
         self.explained = Explained(
             queries=host(call.queries, head), keys=host(call.keys, shared),
