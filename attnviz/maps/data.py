@@ -4,6 +4,8 @@ renderer draws.
 Every map has the layout ``[layer, head, query, key]``; layers and heads count from 0. A map
 of one kind may be absent: an encoder-only model has no decoder, a decoder-only model no
 encoder. This module needs numpy only, so reading saved maps never imports torch.
+
+(Just past 450 lines: the maps, their numbering, and their file format, which is theirs.)
 """
 
 from __future__ import annotations

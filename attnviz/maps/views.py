@@ -4,6 +4,10 @@ and how they share a colour scale.
 Renderers draw :class:`Heatmap` objects (one panel), or a :class:`Plan` (every panel of a
 figure: per kind, a grid of layers by heads, with one colour scale), and nothing else; this
 module decides what each one holds and how it is labelled.
+
+(Past 450 lines: a heatmap, the plan of a figure and its colour scales, windows, the sink and
+the top-k listing are one vocabulary that every renderer reads; split, each part would import
+the others.)
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Hugging Face models as a source: ``hf:NAME_OR_PATH``, a hub name or a folder written by
 ``save_pretrained``.
 
-The maps are the model's own ``output_attentions`` (per layer ``[batch, H, query, key]``),
-converted by :meth:`AttentionMaps.from_huggingface`; the attention runs in transformers'
-"eager" implementation, the one that computes the weights (sdpa and flash attention never
-materialise them). Three kinds of model:
+The maps are computed by attnviz's own attention function, which transformers' attention
+interface calls in every attention layer (:mod:`.interface`), and kept layer by layer as they
+are computed, only the kinds, layers and heads asked for, in the precision asked for
+(:mod:`.recorder`). A model whose attention does not come through the interface is run with
+its own eager attention and ``output_attentions``; the provenance says which path drew the
+maps. A GGUF file (``model.gguf``) loads through transformers' own GGUF reader. Three kinds of
+model:
 
 - encoder-decoder (Marian, BART, T5...): the encoder alone, or all three kinds, the target
   given (teacher forcing) or written greedily by ``generate`` and then read back in one
@@ -17,6 +20,10 @@ asks for its own Python code (``trust_remote_code``) is refused, never run.
 
 Opening a source imports nothing heavy: transformers (and torch) are imported when maps are
 computed, so the render cache can answer a local folder's request without them.
+
+(Past 450 lines: the one class a request goes through, from the name to the maps and the
+explanation, with its loading checks; the pass itself, the recorder, the checks before it
+and the explanation's words are modules of their own beside it.)
 """
 
 from __future__ import annotations
@@ -31,11 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import printable, shorten
-from attnviz.maps.budget import check_kept, memory_limit
 from attnviz.maps.choice import check_head, check_layer
 from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.maps.keep import Keep
-from attnviz.maps.kinds import TITLES
 from attnviz.sources.base import Request, digest, require_text
 from attnviz.sources.huggingface.config import (
     DECODER_ONLY,
@@ -75,6 +80,16 @@ from attnviz.sources.huggingface.passes import (
     outputs_maps,
     recorded,
 )
+from attnviz.sources.huggingface.prepared import (
+    CROSS,
+    DECODER_SELF,
+    ENCODER_SELF,
+    Prepared,
+    check_keep,
+    check_memory,
+    file_digest,
+    quiet_gguf,
+)
 from attnviz.version import __version__, installed_version
 
 if TYPE_CHECKING:
@@ -88,35 +103,6 @@ PREFIX = "hf:"
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 LIBRARIES = ("transformers", "tokenizers", "sentencepiece", "gguf")  # versions key the cache
 GGUF = ".gguf"  # a llama.cpp model file, read by transformers' own GGUF reader
-ENCODER_SELF, DECODER_SELF, CROSS = "encoder_self", "decoder_self", "cross"
-WORKING_COPIES = 2  # one layer's float32 scores, and the weights the model's own code holds
-
-
-@dataclass
-class _Prepared:
-    """What one forward pass needs, and what its maps are labelled with."""
-
-    config: Any
-    module: Any  # the model, or an encoder-decoder's encoder run alone
-    stack: str  # ENCODER_DECODER, or the one kind of the module: ENCODER_SELF, DECODER_SELF
-    inputs: dict[str, Any]  # input_ids (1, S or T), decoder_input_ids (1, T)
-    source_tokens: list[str]
-    target_tokens: list[str]
-    source_text: str | None
-    target_text: str | None
-    generated: bool  # the model wrote the target
-    next_token: str | None
-    layers: dict[str, int]  # each kind's layers
-    heads: int  # the most query heads a layer has
-    threads: int | None
-    device: Any
-
-    @property
-    def lengths(self) -> dict[str, tuple[int, int]]:
-        """Each kind's queries and keys: ``(Q, K)``."""
-        s = len(self.source_tokens)
-        t = len(self.target_tokens)
-        return {ENCODER_SELF: (s, s), DECODER_SELF: (t, t), CROSS: (t, s)}
 
 
 def open(name: str) -> HuggingFaceModel:  # noqa: A001 - every source module has open()
@@ -224,7 +210,7 @@ class HuggingFaceModel:
         return explanation(recorder.explained, prepared, kind, layer, head,
                            self._provenance(prepared, request, THROUGH_INTERFACE))
 
-    def _prepare(self, request: Request, explained: str | None) -> _Prepared:
+    def _prepare(self, request: Request, explained: str | None) -> Prepared:
         """What the forward pass of ``request`` needs: the model, its inputs (the target
         written by ``generate`` first, where none was given) and their labels, and the
         layers and heads of each kind. Refuses a layer or head the model lacks, and maps
@@ -244,25 +230,25 @@ class HuggingFaceModel:
             encoder_layers, decoder_layers, heads = sizes(config, kind)
             model = self._model(config, kind, device, IMPLEMENTATION)
             if kind == DECODER_ONLY:
-                prepared = _Prepared(config, model, DECODER_SELF, {"input_ids": _batch(
+                prepared = Prepared(config, model, DECODER_SELF, {"input_ids": _batch(
                     ids, device)}, [], token_labels(tokenizer, ids), None, text, False, None,
                     {DECODER_SELF: decoder_layers}, heads, threads, device)
             elif kind == ENCODER_ONLY or request.part == "encoder":
                 module = model.get_encoder() if kind == ENCODER_DECODER else model
-                prepared = _Prepared(config, module, ENCODER_SELF, {"input_ids": _batch(
+                prepared = Prepared(config, module, ENCODER_SELF, {"input_ids": _batch(
                     ids, device)}, source_labels(tokenizer, ids), [], text, None, False, None,
                     {ENCODER_SELF: encoder_layers}, heads, threads, device)
             else:
                 prepared = self._encoder_decoder(config, model, tokenizer, ids, text, request,
                                                  (encoder_layers, decoder_layers, heads),
                                                  threads, device)
-        _check_keep(prepared, request.keep)
-        _check_memory(prepared, request, explained)
+        check_keep(prepared, request.keep)
+        check_memory(prepared, request, explained)
         return prepared
 
     def _encoder_decoder(self, config: Any, model: Any, tokenizer: Any, ids: list[int],
                          text: str, request: Request, shape: tuple[int, int, int],
-                         threads: int | None, device: torch.device) -> _Prepared:
+                         threads: int | None, device: torch.device) -> Prepared:
         """All three kinds: ``request.target`` read by teacher forcing, or (None) the text
         the model writes greedily, read back in one teacher-forced pass whose causal rows
         are the attention of each generation step, as ``generate`` computed it."""
@@ -282,7 +268,7 @@ class HuggingFaceModel:
             written = tokenizer.decode(generated[0], skip_special_tokens=True)
         decoder_ids = drop_end(config, full)  # (T,)
         encoder_layers, decoder_layers, heads = shape
-        return _Prepared(
+        return Prepared(
             config, model, ENCODER_DECODER, {"input_ids": source,
                                              "decoder_input_ids": _batch(decoder_ids, device)},
             source_labels(tokenizer, ids), token_labels(tokenizer, decoder_ids), text,
@@ -291,7 +277,7 @@ class HuggingFaceModel:
             {ENCODER_SELF: encoder_layers, DECODER_SELF: decoder_layers,
              CROSS: decoder_layers}, heads, threads, device)
 
-    def _run(self, prepared: _Prepared, request: Request) -> AttentionMaps:
+    def _run(self, prepared: Prepared, request: Request) -> AttentionMaps:
         """The maps of one forward pass: recorded through attnviz's function, or, for a
         model whose attention does not use transformers' attention interface, its own
         ``output_attentions``."""
@@ -307,7 +293,7 @@ class HuggingFaceModel:
         except ValueError as exc:  # the weights do not fit the tokens
             raise AttnvizError(f"{printable(self.name)}: {printable(str(exc))}") from None
 
-    def _record(self, prepared: _Prepared, request: Request,
+    def _record(self, prepared: Prepared, request: Request,
                 explain: tuple[str, int, int] | None) -> Recorder | None:
         """The recorder of one pass through attnviz's function; None when the model's
         attention does not (all) come through transformers' attention interface."""
@@ -320,7 +306,7 @@ class HuggingFaceModel:
             except NotThroughInterface:
                 return None
 
-    def _eager(self, prepared: _Prepared, request: Request) -> tuple[dict, dict]:
+    def _eager(self, prepared: Prepared, request: Request) -> tuple[dict, dict]:
         """The kept maps of the model's own eager attention, from ``output_attentions``."""
         import torch
 
@@ -393,7 +379,7 @@ class HuggingFaceModel:
         # base model (a checkpoint saved with a head loads into it without the head).
         auto = AutoModelForSeq2SeqLM if kind == ENCODER_DECODER else AutoModel
         where = {"gguf_file": self.gguf} if self.gguf else {"use_safetensors": True}
-        with loading(self.name, "weights", self.folder is None):
+        with loading(self.name, "weights", self.folder is None), quiet_gguf(bool(self.gguf)):
             model, info = auto.from_pretrained(
                 self.location, config=config, trust_remote_code=False,
                 attn_implementation=implementation, output_loading_info=True, **where)
@@ -436,7 +422,7 @@ class HuggingFaceModel:
                            "load the model in Python and save it again with save_pretrained, "
                            "which writes model.safetensors")
 
-    def _provenance(self, prepared: _Prepared, request: Request, path: str) -> Provenance:
+    def _provenance(self, prepared: Prepared, request: Request, path: str) -> Provenance:
         options = {"attention": path}
         if request.keep.precision != "float32":
             options["precision"] = request.keep.precision
@@ -449,7 +435,7 @@ class HuggingFaceModel:
     def _folder_digest(self) -> str:
         """The digest of the model's files: the folder's, or the GGUF file's bytes."""
         if self._digest is None:
-            self._digest = _file_digest(self.folder / self.gguf) if self.gguf else \
+            self._digest = file_digest(self.folder / self.gguf) if self.gguf else \
                 files_digest(self.folder)
         return self._digest
 
@@ -515,73 +501,3 @@ def _batch(ids: Sequence[int], device: torch.device) -> torch.Tensor:
     import torch
 
     return torch.tensor([list(ids)], dtype=torch.long, device=device)  # (1, N)
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    from attnviz.io.reading import open_regular
-
-    digest_ = hashlib.sha256()
-    with open_regular(path, "model file", "give a .gguf model file") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest_.update(block)
-    return digest_.hexdigest()
-
-
-def _check_keep(prepared: _Prepared, keep: Keep) -> None:
-    """Refuse, before the pass, a layer or head to keep that the model lacks."""
-    for kind, layers in prepared.layers.items():
-        if not keep.wants(kind):
-            continue
-        for layer in keep.layers or ():
-            check_layer(layer, layers, kind)
-    for head in keep.heads or ():
-        check_head(head, prepared.heads, "this model has", ", or the mean of all")
-
-
-def _check_memory(prepared: _Prepared, request: Request, explained: str | None) -> None:
-    """Refuse, before the pass, kept maps that would not fit in the memory there is
-    (:func:`attnviz.maps.budget.check_kept`), saying how to keep less."""
-    keep = request.keep
-    heads = prepared.heads
-
-    def needs(source: int, target: int) -> tuple[int, int]:
-        lengths = {ENCODER_SELF: (source, source), DECODER_SELF: (target, target),
-                   CROSS: (target, source)}
-        kept = working = 0
-        for kind, layers in prepared.layers.items():
-            q, k = lengths[kind]
-            working = max(working, WORKING_COPIES * 4 * heads * q * k)
-            if keep.wants(kind):
-                kept += len(keep.layers_of(layers)) * len(keep.heads_of(heads)) * q * k * \
-                    keep.itemsize
-        return kept, working
-
-    source, target = len(prepared.source_tokens), len(prepared.target_tokens)
-    kept, working = needs(source, target)
-    limit = memory_limit(request.memory)[0]
-    if limit is None or kept + working <= limit:
-        return
-    text_is_target = prepared.stack == DECODER_SELF
-
-    def fits(n: int) -> bool:
-        return sum(needs(source if text_is_target else n,
-                         n if text_is_target else target)) <= limit
-
-    longest = 0
-    if fits(1):
-        low, high = 1, max(source, target)
-        while low < high:  # the most tokens that fit: fits(low), not fits(high + 1)
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if fits(middle) else (low, middle - 1)
-        longest = low
-    layer_words = {kind: len(keep.layers_of(count)) for kind, count in prepared.layers.items()
-                   if keep.wants(kind)}
-    what = "; ".join(f"{count} layer(s) x {len(keep.heads_of(heads))} head(s) of "
-                     f"{TITLES[kind].lower()}" for kind, count in layer_words.items())
-    ways = [] if keep.layers is not None else ["keep one layer (\u27e8layer\u27e9 N)"]
-    ways += [] if keep.heads is not None else ["keep one head (\u27e8head\u27e9 N)"]
-    ways += [] if keep.precision != "float32" else ["keep them in \u27e8precision\u27e9 float16"]
-    check_kept(kept, working, request.memory, what=f"{what or 'none'}, {keep.precision}",
-               longest=longest if explained is None else None, ways_out=ways)
