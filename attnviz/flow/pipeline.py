@@ -62,11 +62,16 @@ def keep_of(view: View, precision: str = "float32") -> Keep:
     """What of the maps a source needs to keep to draw ``view``: its kinds, its one layer and
     one head (every one where it draws all, or the mean, or the rollout, which multiplies
     every layer), in ``precision``."""
-    layer = view.layer if isinstance(view.layer, int) and not view.rollout else None
-    head = view.head if isinstance(view.head, int) and not isinstance(view.head, bool) \
-        else None
+    # A layer or head that is not an index the model could have is left to the view to
+    # refuse, in its words ("layer -1 is out of range").
+    layer = view.layer if _index(view.layer) and not view.rollout else None
+    head = view.head if _index(view.head) else None
     return Keep(view.kinds, None if layer is None else (layer,),
                 None if head is None else (head,), precision)
+
+
+def _index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def trace(model: str | Source | None, request: Request, *, cache: bool = True

@@ -33,8 +33,8 @@ class Keep:
         for name, values in (("layer", self.layers), ("head", self.heads)):
             if values is not None and (not values or not all(
                     is_integer(v) and v >= 0 for v in values)):
-                raise AttnvizError(f"{name}s {shown(values)} to keep must be indices "
-                                   "(0, 1, ...)", setting=name)
+                raise AttnvizError(f"the {name}s to keep, {shown(values)}, must be indices "
+                                   f"(0, 1, ...) given as \u27e8{name}\u27e9", setting=name)
         if self.kinds is not None and not set(self.kinds) <= set(KINDS):
             raise AttnvizError(f"kinds {shown(self.kinds)} to keep must be among "
                                f"{', '.join(KINDS)}", setting="kind")
