@@ -94,13 +94,18 @@ def _write_temporary(path: Path, data, temporaries: dict[Path, str]) -> None:
             handle, temporary = _create_beside(path)
             temporaries[path] = temporary
         if callable(data):
-            with os.fdopen(handle, "wb", closefd=True) as file:
-                handle = None
+            # The file object never closes the descriptor: that stays below, done once.
+            file = os.fdopen(handle, "wb", closefd=False)
+            try:
                 data(file)
-            return
-        view = memoryview(data)
-        while view:  # os.write may write less than it was given
-            view = view[os.write(handle, view):]
+                file.flush()
+            finally:
+                try:
+                    file.close()
+                except OSError:
+                    pass  # a failed flush, said by the write that raised it
+        else:
+            _write_bytes(handle, data)
         closing, handle = handle, None
         os.close(closing)  # a network file system may report a failed write only here
     except OSError as exc:
@@ -108,6 +113,12 @@ def _write_temporary(path: Path, data, temporaries: dict[Path, str]) -> None:
     finally:
         if handle is not None:
             os.close(handle)
+
+
+def _write_bytes(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # os.write may write less than it was given
+        view = view[os.write(handle, view):]
 
 
 def _create_beside(path: Path) -> tuple[int, str]:
