@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from attnviz.errors import AttnvizError, AttnvizWarning
@@ -43,7 +43,9 @@ DEVICES = ("cpu", "cuda", "auto")
 def trace(source: str, target: str | None = None, model: str | os.PathLike | None = "translate",
           *,
           part: Literal["encoder", "decoder"] | None = None, seed: int = 0, device: str = "cpu",
-          cache: bool = True) -> AttentionMaps:
+          cache: bool = True, layer: int | Sequence[int] | None = None,
+          head: int | Sequence[int] | None = None, precision: str = "float32",
+          memory: float | None = None) -> AttentionMaps:
     """The attention maps of ``source`` (and ``target``) by ``model``.
 
     Args:
@@ -57,15 +59,35 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
         seed: the random model's weights, 0 to 2**32 - 1 (as ``--seed``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         cache: read and keep maps in the render cache, as the command line does.
+        layer, head: for a Hugging Face model, the layer(s) and head(s) to keep, by the
+            model's numbers (None: every one); the others are computed, not stored.
+            attnviz's own models, whose maps are small, keep every one.
+        precision: ``"float32"`` or ``"float16"``, how a Hugging Face model's maps are kept.
+        memory: the GB its kept maps may take (None: nine tenths of what the machine has
+            free).
 
     Raises:
         AttnvizError: for a problem a person can fix (an empty text, an unknown model, an
             argument of the wrong type...).
     """
-    from attnviz.flow import pipeline
+    from dataclasses import replace
 
-    request = _request(source, target, part, seed, device)
+    from attnviz.flow import pipeline
+    from attnviz.maps.keep import Keep
+
+    keep = Keep(None, _indices(layer, "layer"), _indices(head, "head"), precision)
+    if memory is not None and (not isinstance(memory, (int, float)) or isinstance(memory, bool)):
+        raise AttnvizError(f"⟨memory⟩ must be a number of GB, not {type(memory).__name__}")
+    request = replace(_request(source, target, part, seed, device), keep=keep, memory=memory)
     return _warned_here(lambda: pipeline.trace(_model(model), request, cache=cache))
+
+
+def _indices(value: Any, setting: str) -> tuple[int, ...] | None:
+    """A layer or head to keep (an index or several), or None for every one."""
+    if value is None:
+        return None
+    values = [value] if not isinstance(value, (list, tuple, range)) else list(value)
+    return tuple(index(v, setting, "(0, 1, ...)", none=False) for v in values)
 
 
 def plot(maps: AttentionMaps | Explanation, kind: str = "all",

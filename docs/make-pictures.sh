@@ -2,7 +2,7 @@
 # Redraws the pictures of the README from the shipped models, and executes the example
 # notebook in place, with its outputs: bash docs/make-pictures.sh
 # The MiniLM picture needs the model's files (see the README's Hugging Face section); it is
-# redrawn when MINILM names their folder.
+# redrawn when MINILM names their folder, and the SmolLM2 one when SMOLLM2 names its .gguf file.
 set -euo pipefail
 cd "$(dirname "$0")"
 attnviz decode "the small black cats see a red car" -o translate.png
@@ -19,6 +19,10 @@ attnviz decode "the small black cats see a red car" -o decoding.gif
 python -c 'from PIL import Image; gif = Image.open("decoding.gif"); gif.seek(3); gif.convert("RGB").save("decoding-frame.png")'
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
+fi
+if [ -n "${SMOLLM2:-}" ]; then
+    attnviz decode "$(cat long-prompt.txt)" -m "$SMOLLM2" --layer 20 --sink renormalised \
+        --scale log --no-cache -o smollm2-long.png
 fi
 # The page (-o view.html) in headless Chromium, as its browser test drives it: needs Debian's
 # chromium and chromium-driver, and selenium.

@@ -184,7 +184,7 @@ def test_the_page_opens_on_the_view_asked_for_and_uses_the_colour_map():
     with pytest.raises(AttnvizError, match="^head 3 is out of range"):
         page.to_bytes(maps, head=3)
     with pytest.raises(AttnvizError, match="^scale 'global' is not a scale: use one of panel, "
-                                           "shared, unit, row$") as raised:
+                                           "shared, unit, row, log$") as raised:
         page.to_bytes(maps, scale="global")
     assert raised.value.setting == "scale"
 

@@ -21,6 +21,7 @@ from attnviz.cli.app import app
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.layers import LAYERS
 from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.keep import Keep
 from attnviz.sources import Request
 from tests.conftest import SOURCE
 
@@ -73,7 +74,8 @@ def test_a_fourth_source_is_drawn_by_every_renderer(echo_source, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "warning: echo says hello" in result.stderr
-    assert echo_source[0].requests == [Request("one two three", None, "encoder", 0, "cpu")]
+    assert echo_source[0].requests == [Request("one two three", None, "encoder", 0, "cpu",
+                                               keep=Keep(("encoder_self",)))]
     with Image.open(outputs[0]) as picture:
         assert picture.format == "PNG" and picture.size[0] > 300
     assert b"three" in outputs[1].read_bytes()

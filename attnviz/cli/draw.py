@@ -25,12 +25,17 @@ from attnviz.cli.options import (
     Kind,
     KindOption,
     LayerOption,
+    MemoryOption,
     ModelOption,
     NoCacheOption,
     OutputOption,
+    Precision,
+    PrecisionOption,
     RolloutOption,
     ScaleOption,
     SeedOption,
+    Sink,
+    SinkOption,
     TargetOption,
     TextArgument,
     ThreadsOption,
@@ -63,15 +68,19 @@ def encode(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
+    precision: PrecisionOption = Precision.float32,
+    memory: MemoryOption = None,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
-    view = _view(Kind.encoder, layer, head, scale, window, window_query, window_key, rollout)
+    view = _view(Kind.encoder, layer, head, scale, window, window_query, window_key, rollout,
+                 sink)
     with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, None, "encoder", seed, device, threads, no_cache, output,
-                      cmap)
+                      cmap, _keep(view, precision), memory)
         _draw(report, maps, view, output or [], cmap, top_k)
 
 
@@ -94,6 +103,9 @@ def decode(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
+    precision: PrecisionOption = Precision.float32,
+    memory: MemoryOption = None,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
 
@@ -104,10 +116,10 @@ def decode(
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
-    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout)
+    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout, sink)
     with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, target, "decoder", seed, device, threads, no_cache, output,
-                      cmap)
+                      cmap, _keep(view, precision), memory)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
         _draw(report, maps, view, output or [], cmap, top_k, written)
 
@@ -128,12 +140,13 @@ def show(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
 ) -> None:
     """Draw attention maps saved before, with the same views as encode and decode.
 
     Example:  attnviz show maps.npz --kind cross --head 0 -o cross.png
     """
-    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout)
+    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout, sink)
     with reporting() as report:
         from attnviz.flow import pipeline
         from attnviz.maps.data import AttentionMaps
@@ -154,9 +167,10 @@ def explain(
     head: Annotated[int, typer.Option(
         "--head", metavar="INDEX", help="The head to explain, counting from 0.")] = 0,
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", metavar="NAME|PATH", show_default=False,
-        help="A shipped model (translate, dates, reverse), 'random', or a model file from "
-             "attnviz train. Default: translate.")] = None,
+        "--model", "-m", metavar="NAME|PATH|hf:NAME", show_default=False,
+        help="A shipped model (translate, dates, reverse), 'random', a model file from "
+             "attnviz train, hf:NAME_OR_FOLDER for a Hugging Face model, or a .gguf file. "
+             "Default: translate.")] = None,
     output: Annotated[Optional[list[Path]], typer.Option(
         "--output", "-o", metavar="FILE", callback=distinct_files,
         help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
@@ -197,31 +211,41 @@ def explain(
             explain_terminal.show(Console(), explanation, cmap)
 
 
-def _view(kind: Kind, layer, head, scale, window, window_query, window_key, rollout: bool):
+def _view(kind: Kind, layer, head, scale, window, window_query, window_key, rollout: bool,
+          sink: Sink = Sink.shown):
     """What to draw, in the library's words."""
     from attnviz.flow.pipeline import View
 
     kinds = None if kind is Kind.all else (SHORT_NAMES[kind.value],)
     return View(kinds, layer, head, None if scale is None else scale.value, window,
-                window_query, window_key, rollout)
+                window_query, window_key, rollout, sink.value)
+
+
+def _keep(view, precision: Precision):
+    """What of the maps to keep: the kinds, the layer and the head the view draws (all of
+    them for a rollout, which multiplies every layer), in ``precision``."""
+    from attnviz.flow.pipeline import keep_of
+
+    return keep_of(view, precision.value)
 
 
 def _request(text: str, target: Optional[str], part: Optional[str], seed: int, device: Device,
-             threads: Optional[int]):
+             threads: Optional[int], keep=None, memory: Optional[float] = None):
     from attnviz.sources import Request
 
+    more = {} if keep is None else {"keep": keep}
     return Request(_argument(text, "the text"),
                    None if target is None else _argument(target, "--target"), part, seed,
-                   device.value, threads)
+                   device.value, threads, memory=memory, **more)
 
 
 def _trace(model: Optional[str], text: str, target: Optional[str], part: str, seed: int,
            device: Device, threads: Optional[int], no_cache: bool,
-           outputs: Optional[list[Path]], cmap: str):
+           outputs: Optional[list[Path]], cmap: str, keep=None, memory: Optional[float] = None):
     """The maps of the request, once the outputs proved writable."""
     from attnviz.flow import pipeline
 
-    request = _request(text, target, part, seed, device, threads)
+    request = _request(text, target, part, seed, device, threads, keep, memory)
     pipeline.check_outputs(outputs or [], cmap)
     return pipeline.trace(model, request, cache=not no_cache)
 

@@ -30,7 +30,8 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o",
          "scale": "--scale", "window": "--window", "window_query": "--window-query",
          "window_key": "--window-key", "top_k": "--top-k",
-         "jobs": "--jobs"}
+         "jobs": "--jobs", "precision": "--precision", "memory": "--memory",
+         "sink": "--sink"}
 
 
 class Device(str, Enum):
@@ -44,6 +45,18 @@ class Scale(str, Enum):
     shared = "shared"
     unit = "unit"
     row = "row"
+    log = "log"
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Sink(str, Enum):
+    shown = "shown"
+    unscaled = "unscaled"
+    renormalised = "renormalised"
 
 
 def _parse_head(value: str):
@@ -76,8 +89,8 @@ ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH|hf:NAME", show_default=False,
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
          "(random weights, vocabulary from your sentences), a model file, maps saved "
-         "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
-         "the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
+         "before (.npz, .json), hf:NAME_OR_FOLDER for a Hugging Face model, or a .gguf "
+         "file (both need the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
 LayerOption = Annotated[Optional[str], typer.Option(
     "--layer", "-l", parser=_parse_layer, metavar="N|all",
     help="Layer to show, counting from 0, or 'all' for every layer (a row each). Default: the "
@@ -90,8 +103,22 @@ ScaleOption = Annotated[Optional[Scale], typer.Option(
     help="Colours: panel = each panel from 0 to its largest weight; shared = one maximum for "
          "every panel of the figure (on a page: for every layer and head of the kind shown, "
          "means included); unit = 0 to 1; row = each row to its largest weight (for long maps "
-         "whose first rows dominate). Default: shared when there are several panels.",
+         "whose first rows dominate); log = the logarithm of the weight, over the 4 decades "
+         "below the largest (for long maps, where most weights are tiny). Default: shared "
+         "when there are several panels.",
     show_default=False)]
+SinkOption = Annotated[Sink, typer.Option(
+    help="The first key, where long maps of language models put most of every row (an "
+         "attention sink): shown = drawn as the others; unscaled = left out of the colour "
+         "scale (its cells show the brightest colour); renormalised = each row drawn without "
+         "it, divided by what the other keys got. The colour bar says which.")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    help="How a Hugging Face model's maps are kept: float32, or float16 (half the memory; "
+         "a weight to about 0.05%).")]
+MemoryOption = Annotated[Optional[float], typer.Option(
+    metavar="GB", min=1e-9, show_default=False,
+    help="The most memory a Hugging Face model's kept maps and their layer-by-layer work "
+         "may take, in GB. Default: nine tenths of what the machine has free now.")]
 WindowOption = Annotated[Optional[str], typer.Option(
     metavar="A:B", help="Show positions A to B-1 (counting from 0, as a Python slice; '100:' "
                         "runs to the end) of the queries and the keys of a long text.",

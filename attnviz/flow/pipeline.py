@@ -27,6 +27,7 @@ from attnviz.flow.formats import DATA_FORMATS, EXPLANATION_FORMATS, FORMATS
 from attnviz.io.atomic import check_writable, write_all
 from attnviz.maps.choice import check_kind
 from attnviz.maps.data import AttentionMaps
+from attnviz.maps.keep import Keep
 from attnviz.maps.views import Head, Layer, Plan
 from attnviz.maps.windows import Window
 from attnviz.sources import Request, Source, open_source, source_module
@@ -53,6 +54,23 @@ class View:
     window_query: Window = None
     window_key: Window = None
     rollout: bool = False  # the encoder's attention rollout instead of its maps
+    sink: str = "shown"  # the first key: one of attnviz.maps.views.SINKS
+
+
+def keep_of(view: View, precision: str = "float32") -> Keep:
+    """What of the maps a source needs to keep to draw ``view``: its kinds, its one layer and
+    one head (every one where it draws all, or the mean, or the rollout, which multiplies
+    every layer), in ``precision``."""
+    # A layer or head that is not an index the model could have is left to the view to
+    # refuse, in its words ("layer -1 is out of range").
+    layer = view.layer if _index(view.layer) and not view.rollout else None
+    head = view.head if _index(view.head) else None
+    return Keep(view.kinds, None if layer is None else (layer,),
+                None if head is None else (head,), precision)
+
+
+def _index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def trace(model: str | Source | None, request: Request, *, cache: bool = True
@@ -72,15 +90,13 @@ def trace(model: str | Source | None, request: Request, *, cache: bool = True
 def explain(model: str | None, request: Request, kind: str, layer: int | None, head: int
             ) -> Explanation:
     """One head of one attention layer of ``model``, step by step, from the forward pass
-    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain`)."""
+    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain` and, for a
+    Hugging Face model, :meth:`attnviz.sources.huggingface.source.HuggingFaceModel.explain`)."""
     kind = check_kind(kind)
-    module = source_module(model)
-    if module != "own":
-        what = ("a file of saved maps holds their weights, not the queries and keys that made "
-                "them" if module == "saved" else
-                "a Hugging Face model computes its attention inside its own code")
-        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
-                           f"reverse, random, or a model file from attnviz train): {what}")
+    if source_module(model) == "saved":
+        raise AttnvizError("explain works with models (attnviz's own, or a Hugging Face "
+                           "model): a file of saved maps holds their weights, not the queries "
+                           "and keys that made them")
     return open_source(model).explain(request, kind, layer, head)
 
 
@@ -96,9 +112,9 @@ def plan(maps: AttentionMaps, view: View) -> Plan:
         rolled = rollout_heatmaps(maps, None if view.layer == "all" else view.layer,
                                   None if view.head == "mean" else view.head, view.kinds)
         return views.arrange(rolled, view.scale, view.window, view.window_query,
-                             view.window_key)
+                             view.window_key, view.sink)
     return views.plan(maps, view.kinds, view.layer, view.head, view.scale, view.window,
-                      view.window_query, view.window_key)
+                      view.window_query, view.window_key, view.sink)
 
 
 def output_format(path: Path, formats: Sequence[str] = FORMATS) -> str:
@@ -180,7 +196,18 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: boo
 def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:
     """Write every output file of ``maps`` (see :func:`to_bytes`), or none: all are drawn
     before the first is written."""
-    write_all({path: to_bytes(maps, plan, output_format(path), cmap) for path in paths})
+    write_all({path: _writer(maps, plan, output_format(path), cmap) for path in paths})
+
+
+def _writer(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str):
+    """What :func:`write_all` writes: the bytes of :func:`to_bytes`, or, for the npz of the
+    maps, a function that writes it straight to the file (never a second copy in memory)."""
+    if fmt == "npz" and not plan.panels[0].rolled_out:
+        import numpy as np
+
+        arrays = maps.to_arrays()
+        return lambda file: np.savez(file, **arrays)
+    return to_bytes(maps, plan, fmt, cmap)
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:

@@ -116,6 +116,10 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
                            "heads of each layer; leave the head out", setting="head")
     rolled = rollout(maps)  # (L, S, S)
     layers, heads = maps.encoder_self.shape[:2]
+    if maps.layers_of("encoder_self") != list(range(layers)):
+        raise AttnvizError("the rollout multiplies every encoder layer from the first on, and "
+                           "these maps hold only some of them; trace again keeping every "
+                           "\u27e8layer\u27e9", setting="layer")
     if layer is not None:
         check_layer(layer, layers, "encoder_self")
     chosen = range(layers) if layer is None else [layer]

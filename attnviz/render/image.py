@@ -42,6 +42,7 @@ BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "shared": "attention weight\n(shared scale: one for the figure)",
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
+    "log": "attention weight, log scale\n(4 decades below the largest)",
 }
 WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over the whole map
     **BAR_LABELS,
@@ -264,8 +265,17 @@ def _figure(plan: Plan, cmap: str):
 def _colorbar(fig, image, bar, plan: Plan, font: float) -> None:
     colorbar = fig.colorbar(image, cax=bar)
     windowed = any(panel.windowed for panel in plan.panels)
-    colorbar.set_label((WINDOW_BAR_LABELS if windowed else BAR_LABELS)[plan.scale],
-                       fontsize=font)
+    label = (WINDOW_BAR_LABELS if windowed else BAR_LABELS).get(plan.scale,
+                                                                 BAR_LABELS[plan.scale])
+    if plan.scale == "log":  # the shares 0..1 stand for the weights of 4 decades
+        from attnviz.maps.views import LOG_DECADES
+
+        shares = np.linspace(0.0, 1.0, LOG_DECADES + 1)
+        colorbar.set_ticks(shares, labels=[f"{plan.shared_max * 10 ** (LOG_DECADES * (s - 1)):.1e}"
+                                           for s in shares])
+    if plan.sink_note:
+        label += f"\n{plan.sink_note}"
+    colorbar.set_label(label, fontsize=font)
     bar.tick_params(labelsize=font)
 
 

@@ -131,8 +131,17 @@
 
   // The weight drawn brightest in row r, on the chosen scale (at least 1e-6, as the images).
   function scaleOf(p, r) {
-    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r] }[state.scale];
+    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r],
+                log: p.max }[state.scale];
     return Math.max(s, 1e-6);
+  }
+
+  // A weight's place on the colour scale, 0 to 1: its share of the scale's largest, or on
+  // the log scale, its decades below the map's largest (LOG_DECADES of them, as the images).
+  const LOG_DECADES = 4;
+  function share(p, r, weight) {
+    if (state.scale !== "log") return weight / scaleOf(p, r);
+    return weight > 0 ? 1 + Math.log10(weight / scaleOf(p, r)) / LOG_DECADES : 0;
   }
 
   function visible(p, r, c) { return !p.masked || c <= r; }
@@ -170,8 +179,16 @@
 
   // What the menus call a layer and a head: their index in the maps, or (an explanation's
   // one layer and head) the model's numbers for them.
-  function layerName(kind, layer) { return kind.layerNames ? kind.layerNames[layer] : layer; }
-  function headName(kind, head) { return kind.headNames ? kind.headNames[head] : head; }
+  // The model's numbers of a layer and a head: a page may hold some layers and heads only
+  // (layerNumbers, headNumbers), an explanation one of each (layerNames, headNames).
+  function layerName(kind, layer) {
+    const names = kind.layerNumbers || kind.layerNames;
+    return names ? names[layer] : layer;
+  }
+  function headName(kind, head) {
+    const names = kind.headNumbers || kind.headNames;
+    return names ? names[head] : head;
+  }
 
   function title() {
     const kind = currentKind();
@@ -239,11 +256,10 @@
     const image = new ImageData(p.k, p.q);
     const pixels = image.data;
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (let c = 0; c < p.k; c++) {
         const at = 4 * (r * p.k + c);
         if (visible(p, r, c)) {
-          const color = 3 * colorIndex(p.values[r * p.k + c] / scale);
+          const color = 3 * colorIndex(share(p, r, p.values[r * p.k + c]));
           pixels[at] = colors[color];
           pixels[at + 1] = colors[color + 1];
           pixels[at + 2] = colors[color + 2];
@@ -268,11 +284,10 @@
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (let c = 0; c < p.k; c++) {
         const weight = p.values[r * p.k + c];
         if (!visible(p, r, c) || weight < 0.005) continue;
-        const at = 3 * colorIndex(weight / scale);
+        const at = 3 * colorIndex(share(p, r, weight));
         const light = 0.299 * colors[at] + 0.587 * colors[at + 1] + 0.114 * colors[at + 2] > 127;
         ctx.fillStyle = light ? "#000" : "#fff";
         ctx.fillText(weight.toFixed(2).replace(/^0/, ""), left + (c + 0.5) * cell,
@@ -319,8 +334,13 @@
     ctx.textBaseline = "middle";
     const most = state.scale === "row" ? null : scaleOf(p, 0);
     ctx.fillText(most === null ? "row max" : most.toFixed(3), x + 18, top + 4);
-    if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
-    ctx.fillText("0", x + 18, top + height - 4);
+    if (state.scale === "log") {
+      ctx.fillText((most / 100).toExponential(0), x + 18, top + height / 2);
+      ctx.fillText((most / 10 ** LOG_DECADES).toExponential(0), x + 18, top + height - 4);
+    } else {
+      if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
+      ctx.fillText("0", x + 18, top + height - 4);
+    }
     ctx.save();
     ctx.translate(x + 72, top + height / 2);
     ctx.rotate(-Math.PI / 2);
@@ -468,9 +488,8 @@
     const most = Math.max(1, Math.floor(LINE_BUDGET / Math.max(p.q, 1)));
     const lines = [];
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (const c of strongest(p, r, most)) {
-        if (visible(p, r, c)) lines.push([r, c, Math.min(1, p.values[r * p.k + c] / scale)]);
+        if (visible(p, r, c)) lines.push([r, c, Math.min(1, share(p, r, p.values[r * p.k + c]))]);
       }
     }
     ctx.lineWidth = 1.5;
@@ -522,7 +541,7 @@
           if (!visible(p, r, c)) continue;
           const weight = p.values[r * p.k + c];
           if (weight > bestWeight) { best = j; bestWeight = weight; }
-          lines.push([r, c, Math.min(1, weight / scaleOf(p, r))]);
+          lines.push([r, c, Math.min(1, share(p, r, weight))]);
         }
         ctx.lineWidth = 2;
         strokeLines(ctx, lines, FOCUS_COLOR, 0.15);

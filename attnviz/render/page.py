@@ -52,8 +52,10 @@ CLI_KINDS = {kind: short for short, kind in SHORT_NAMES.items()}  # as the menu 
 SCALES_TEXT = ("Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one "
                "maximum for every layer and head of the kind shown, the means over heads "
                "included (in an image, one for every panel of its figure); <b>unit</b> 0 to 1; "
-               "<b>row</b> each row to its own maximum. Hatched grey cells were masked (a "
-               "future position): their weight is exactly 0.")
+               "<b>row</b> each row to its own maximum; <b>log</b> the logarithm of the weight, "
+               "over the 4 decades below this map's largest (kept in 8 bits of each row's "
+               "largest, the page reaches about 2.4 decades below it). Hatched grey cells were "
+               "masked (a future position): their weight is exactly 0.")
 SCORE_TEXT = ("Hover a cell for its score, Q Kᵀ / √d_k of its query and key before the mask M "
               "is added, and its weight, the softmax of its row's scores plus M.")
 
@@ -103,8 +105,10 @@ def view(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = No
         "scales": list(SCALES),  # the scale menu, named as everywhere else
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
-        "initial": {"kind": kind, "layer": first.layer,
-                    "head": "mean" if first.head is None else first.head, "scale": scale},
+        # Positions in the kind's stack; the menus show the model's numbers (layerNumbers).
+        "initial": {"kind": kind, "layer": maps.layer_position(kind, first.layer),
+                    "head": "mean" if first.head is None else maps.head_position(
+                        kind, first.head), "scale": scale},
     }
     return _view("Attention maps", _facts(_provenance_facts(maps.provenance), cmap), data,
                  (ROUNDING,), stable)
@@ -164,7 +168,8 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
     # The images' labels, the same at every layer and head: words the vocabulary lacked as
     # written (zebra?), decoder rows as "input → next" down to the token after the last row.
     # Whole in the tooltip; drawn cut to the images' width, each side of a row keeping its share.
-    shown = heatmap(maps, kind, 0)
+    numbers = maps.layers_of(kind)  # the model's numbers of the layers held
+    shown = heatmap(maps, kind, numbers[0])
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
@@ -173,12 +178,13 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
         "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
         "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
         "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
-        "defaultLayer": maps.default_layer(kind),
+        "defaultLayer": maps.layer_position(kind, maps.default_layer(kind)),
+        "layerNumbers": numbers, "headNumbers": maps.heads_of(kind),
         # The shared scale's one maximum: the largest weight of every layer and head of this
         # kind, the means over heads included (a mean never exceeds its largest head).
         "sharedMax": float(stack.max(initial=0.0)),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
-        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
+        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in numbers],
         "rowMax": base64.b64encode(row_max.astype("<f4").tobytes()).decode("ascii"),
         "levels": base64.b64encode(zlib.compress(levels.tobytes(), COMPRESSION)
                                    ).decode("ascii"),
@@ -304,7 +310,7 @@ _VIEW = """<div class="attnviz-view" id="{id}">
 <label>head <select class="av-head"></select></label>
 <label>scale <select class="av-scale" title="panel: this map's largest weight is brightest; \
 shared: one maximum for every layer and head of this kind, the means over heads included; \
-unit: 0 to 1; row: each row to its own maximum"></select></label>
+unit: 0 to 1; row: each row to its own maximum; log: the logarithm, 4 decades"></select></label>
 <span class="av-views" role="group" aria-label="view">\
 <button type="button" class="av-show" data-view="heatmap" aria-pressed="true">heatmap</button>\
 <button type="button" class="av-show" data-view="heads" aria-pressed="false">head view</button>\

@@ -156,6 +156,8 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
     from attnviz.io.atomic import write_atomically
 
     folder = directory()
+    if sum(maps.stack(kind).nbytes for kind in maps.kinds) > MAX_BYTES // 4:
+        return  # a long text's maps would push everything else out, and soon go themselves
     arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said))}
     try:
         folder.mkdir(parents=True, exist_ok=True)
