@@ -51,24 +51,50 @@ def __dir__() -> list[str]:
 
 
 def _show_in_notebooks() -> None:
-    """In IPython (Jupyter), AttentionMaps display as the picture ``plot`` draws of them.
+    """In IPython (Jupyter), AttentionMaps and an Explanation display as their interactive view
+    (``text/html``: ``attnviz.page(..., embed=True)``), with their picture beside it
+    (``image/png``) for the front ends that run no script, and their short repr as text.
 
-    Registered by name, so that nothing is imported until maps are shown; outside IPython
-    this does nothing.
+    Registered by name with IPython's formatters, IPython's way to give a type its display
+    without importing it: nothing is imported until one is shown, and the terminal's IPython,
+    which shows text only, never draws them. Outside IPython this does nothing. (Not
+    ``_repr_html_`` methods: the classes live in ``attnviz.maps``, below the renderers, which
+    no module there may import; see ``attnviz/layers.py``.)
     """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") \
         else None
     if shell is None:
         return
-    formatter = shell.display_formatter.formatters["image/png"]
-    formatter.for_type_by_name("attnviz.maps.data", "AttentionMaps", _png)
+    formatters = shell.display_formatter.formatters
+    for module, name in (("attnviz.maps.data", "AttentionMaps"),
+                         ("attnviz.maps.explanation", "Explanation")):
+        formatters["text/html"].for_type_by_name(module, name, _html)
+        formatters["image/png"].for_type_by_name(module, name, _png)
 
 
-def _png(maps: Any) -> bytes:
-    from attnviz.api import png
+def _html(shown: Any) -> str | None:
+    return _shown(shown, "page", embed=True)
 
-    return png(maps)
+
+def _png(shown: Any) -> bytes | None:
+    return _shown(shown, "png")
+
+
+def _shown(shown: Any, how: str, **options: Any) -> Any:
+    """``attnviz.api``'s ``how`` of ``shown``, or None (with a warning saying why) where attnviz
+    refuses it, such as maps too large for a page: the notebook shows what it can instead."""
+    import warnings
+
+    from attnviz import api
+    from attnviz.errors import AttnvizError, AttnvizWarning
+
+    try:
+        return getattr(api, how)(shown, **options)
+    except AttnvizError as error:
+        what = "interactive view" if how == "page" else "picture"
+        warnings.warn(f"attnviz shows no {what} of this: {error}", AttnvizWarning, stacklevel=2)
+        return None
 
 
 _show_in_notebooks()

@@ -6,7 +6,7 @@
 The maps are those of the random model (2 layers x 4 heads, the default sizes) on 511 words
 and <eos> as the source and 511 words after <bos> as the target: every kind at 512 x 512.
 Timings inside the browser are the page's own (performance.now(), kept in
-window.attnviz.timings): when its first heatmap is drawn, counted from the start of the
+the view's root.attnviz.timings): when its first heatmap is drawn, counted from the start of the
 navigation, and how long each redraw takes. Needs Debian's chromium and chromium-driver, and
 selenium (the test extra). For comparison, on this machine: bertviz's page of the same maps
 is 244 MB and takes 5.3 s to build; attnview's of one layer of cross-attention, 23 MB.
@@ -84,21 +84,23 @@ CHANGE = """
 const [id, values, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]];
 (async () => {
   for (const value of values) {
-    const control = document.getElementById(id);
+    const control = document.querySelector(`.attnviz-view .av-${id}`);
     control.value = value;
     control.dispatchEvent(new Event("change"));
     await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 20)));
   }
   done();
 })();"""
+TIMINGS = "return document.querySelector('.attnviz-view').attnviz.timings"
 # Hovers the head view token by token (it is taller than the window, so mouse events are
 # sent to the canvas at each token's place), waiting for each to be painted.
 HOVER_TOKENS = """
 const done = arguments[arguments.length - 1];
 (async () => {
-  const canvas = document.getElementById("heads-hover");
+  const view = document.querySelector(".attnviz-view");
+  const canvas = view.querySelector(".av-heads-hover");
   for (let token = 0; token < 512; token += 9) {
-    const point = window.attnviz.tokenCenter(token % 2 ? "query" : "key", token);
+    const point = view.attnviz.tokenCenter(token % 2 ? "query" : "key", token);
     const box = canvas.getBoundingClientRect();
     canvas.dispatchEvent(new MouseEvent("mousemove", {
       clientX: box.left + point.x, clientY: box.top + point.y, bubbles: true}));
@@ -129,7 +131,7 @@ def browser(path: Path, repeats: int) -> None:
             outside.append(time.perf_counter() - started)
             assert state["ready"], state
             time.sleep(0.2)
-            timings = driver.execute_script("return window.attnviz.timings")
+            timings = driver.execute_script(TIMINGS)
             first.append(timings["firstDraw"])
             painted.append(timings["firstPainted"])
             decode.append(timings["decode"])
@@ -147,9 +149,10 @@ def browser(path: Path, repeats: int) -> None:
         for head in ["0", "1", "2", "3", "mean"]:  # every head at every scale
             driver.execute_async_script(CHANGE, "head", [head])
             driver.execute_async_script(CHANGE, "scale", ["panel", "shared", "unit", "row"])
-        canvas = driver.find_element("id", "heatmap-hover")
+        canvas = driver.find_element("css selector", ".av-heatmap-hover")
         driver.execute_script("arguments[0].scrollIntoView()", canvas)
-        layout = driver.execute_script("return window.attnviz.layout()")
+        layout = driver.execute_script(
+            "return document.querySelector('.attnviz-view').attnviz.layout()")
         size = canvas.size
         actions = ActionChains(driver)
         for step in range(60):  # the mouse across the map, cell to cell
@@ -159,12 +162,12 @@ def browser(path: Path, repeats: int) -> None:
                                                 round(y - size["height"] / 2))
             actions.pause(0.05)
         actions.perform()
-        driver.find_element("id", "show-heads").click()
+        driver.find_element("css selector", '.av-show[data-view="heads"]').click()
         driver.execute_async_script(CHANGE, "head", ["0", "1", "2", "3", "mean"])
         driver.execute_async_script(HOVER_TOKENS)
         time.sleep(0.3)
-        timings = driver.execute_script("return window.attnviz.timings")
-        limit = driver.find_element("id", "heads-limit").text
+        timings = driver.execute_script(TIMINGS)
+        limit = driver.find_element("css selector", ".av-heads-limit").text
         for name, what, target in (
                 ("hovers", "heatmap hover (tooltip, cell outline)", 50),
                 ("draws", "heatmap redraw (another head or scale)", None),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Redraws the pictures of the README from the shipped models: bash docs/make-pictures.sh
+# Redraws the pictures of the README from the shipped models, and executes the example
+# notebook in place, with its outputs: bash docs/make-pictures.sh
 # The MiniLM picture needs the model's files (see the README's Hugging Face section); it is
-# redrawn when MINILM names their folder.
+# redrawn when MINILM names their folder, and the SmolLM2 one when SMOLLM2 names its .gguf file.
 set -euo pipefail
 cd "$(dirname "$0")"
 attnviz decode "the small black cats see a red car" -o translate.png
@@ -19,7 +20,14 @@ python -c 'from PIL import Image; gif = Image.open("decoding.gif"); gif.seek(3);
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
 fi
+if [ -n "${SMOLLM2:-}" ]; then
+    attnviz decode "$(cat long-prompt.txt)" -m "$SMOLLM2" --layer 20 --sink renormalised \
+        --scale log --no-cache -o smollm2-long.png
+fi
 # The page (-o view.html) in headless Chromium, as its browser test drives it: needs Debian's
 # chromium and chromium-driver, and selenium.
 ATTNVIZ_PAGE_PICTURE="$PWD/page.png" python -m pytest -q ../tests/test_page_browser.py \
     -k head_view
+# The example notebook, executed in place with its outputs by a Jupyter kernel of this Python
+# (the test extra brings nbconvert and ipykernel).
+OMP_NUM_THREADS=1 jupyter nbconvert --to notebook --execute --inplace notebook.ipynb

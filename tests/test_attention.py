@@ -188,3 +188,60 @@ def test_inputs_are_never_changed_in_place():
     scaled_dot_product_attention(q, k, v, causal_mask(4))
     for before, after in zip(copies, (q, k, v), strict=True):
         assert torch.equal(before, after)
+
+
+# --- A scale, an additive bias, grouped key/value heads -------------------------------------
+
+def _repeat(tensor, groups):
+    """transformers' repeat_kv: each key/value head repeated for the query heads sharing it."""
+    return tensor.repeat_interleave(groups, dim=1)
+
+
+@st.composite
+def grouped_case(draw):
+    kv_heads = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 4))
+    t, s, d = draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    q = torch.randn(2, kv_heads * groups, t, d, generator=gen)
+    k = torch.randn(2, kv_heads, s, d, generator=gen)
+    v = torch.randn(2, kv_heads, s, d + 1, generator=gen)
+    bias = torch.randn(2, kv_heads * groups, t, s, generator=gen) if draw(st.booleans()) \
+        else None
+    mask = torch.rand(2, 1, t, s, generator=gen) < 0.7 if draw(st.booleans()) else None
+    scale = draw(st.sampled_from([None, 1.0, 0.3]))
+    return q, k, v, mask, bias, scale, groups
+
+
+@settings(max_examples=150, deadline=None)
+@given(grouped_case())
+def test_grouped_heads_bias_and_scale_match_the_long_way(case):
+    """With H query heads sharing H_kv key/value heads, a bias and a scale, the function
+    equals softmax(s Q Kᵀ + B + M) V on keys and values repeated per query head, as
+    transformers' eager attention computes it."""
+    q, k, v, mask, bias, scale, groups = case
+    output, weights = scaled_dot_product_attention(q, k, v, mask, scale=scale, bias=bias)
+    keys, values = _repeat(k, groups), _repeat(v, groups)
+    s = q.size(-1) ** -0.5 if scale is None else scale
+    scores = q @ keys.transpose(-2, -1) * s + (0 if bias is None else bias)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    expected = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    torch.testing.assert_close(weights, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(output, expected @ values, atol=1e-5, rtol=1e-5)
+    assert weights.shape == (q.size(0), q.size(1), q.size(2), k.size(2))
+    if mask is not None:
+        assert (weights[~mask.expand_as(weights)] == 0.0).all()
+
+
+def test_key_value_head_is_the_one_a_query_head_reads():
+    from attnviz.model.attention import key_value_head
+
+    assert [key_value_head(h, 9, 3) for h in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [key_value_head(h, 4, 4) for h in range(4)] == [0, 1, 2, 3]
+
+
+def test_heads_that_cannot_share_evenly_are_refused():
+    q, k, v, _ = _inputs(((1, 3), 2, 2, 4, 4), torch.float32)
+    with pytest.raises(ValueError, match="evenly"):
+        scaled_dot_product_attention(q, k[:, :2], v[:, :2])

@@ -3,6 +3,7 @@ they are the model's own."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -250,13 +251,12 @@ def test_explain_json_holds_the_same_keys(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["-m", "hf:some/model"], ["explain works with attnviz's own models", "Hugging Face"]),
-    (["-m", "saved.npz"], ["explain works with attnviz's own models", "saved maps"]),
+    (["-m", "saved.npz"], ["explain works with models", "saved maps"]),
     (["--head", "4"], ["--head 4 is out of range", "heads 0 to 3"]),
     (["--kind", "encoder", "--layer", "2"], ["--layer 2 is out of range", "layers 0 to 1"]),
-    (["-o", "{tmp}/x.gif"], ["cannot write", "explain draws one picture"]),
-    (["-o", "{tmp}/x.png", "-o", "{tmp}/view.html"],  # was exit 70: KeyError 'html'
-     ["cannot write", "view.html", "explain draws one picture", "the .html page"]),
+    (["-o", "{tmp}/x.png", "-o", "{tmp}/x.gif"],
+     ["cannot write", "x.gif", "explain draws one picture", "writes a page (.html)",
+      "the .gif animation is of decoding"]),
     (["--layer", "99"], ["--layer 99 is out of range", "layers 0 to 1"]),
     (["--head", "-1"], ["--head -1 is out of range"]),
     (["-t", " "], ["--target is empty"]),
@@ -274,10 +274,11 @@ def test_explain_mistakes_give_one_line_and_write_nothing(tmp_path, args, fragme
 
 @pytest.mark.parametrize("name", ["x", "x.bmp"])
 def test_explain_names_only_the_formats_it_writes(tmp_path, name):
-    """Its error listed .gif and .html too, which explain refuses."""
+    """Its error listed .gif too, which explain refuses."""
     result = runner.invoke(app, ["explain", SOURCE, "-o", str(tmp_path / name)])
     assert result.exit_code == 1
-    assert result.stderr.endswith("; use one of .png, .svg, .pdf, .npz, .json\n"), result.stderr
+    assert result.stderr.endswith("; use one of .png, .svg, .pdf, .npz, .json, .html\n"), \
+        result.stderr
     assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
@@ -292,6 +293,22 @@ def test_explain_works_with_a_model_file(model_file):
     maps = attnviz.trace(SOURCE, TARGET, model=str(model_file), cache=False)
     assert explained.d_k == 8
     assert np.array_equal(explained.weights, maps.decoder_self[2, 1])
+
+
+def test_explain_writes_a_page_of_its_head(tmp_path):
+    from tests.test_page import page_data
+
+    view, numbers = tmp_path / "ex.html", tmp_path / "ex.npz"
+    result = runner.invoke(app, ["explain", SOURCE, "--kind", "cross", "--layer", "0",
+                                 "--head", "1", "-o", str(view), "-o", str(numbers)])
+    assert result.exit_code == 0, result.stderr
+    assert f"wrote {view}" in result.stderr
+    data = page_data(view.read_bytes())
+    (kind,) = data["kinds"]
+    assert (kind["name"], kind["layerNames"], kind["headNames"]) == ("cross", [0], [1])
+    saved = np.load(numbers)
+    scores = np.frombuffer(base64.b64decode(kind["scores"]), dtype="<f4")
+    assert np.array_equal(scores.reshape(saved["scores"].shape), saved["scores"])
 
 
 def test_scores_that_round_to_zero_are_written_0_0_not_minus_0_0():

@@ -28,6 +28,7 @@ from attnviz.cli import exits, interrupt
 from attnviz.cli.app import app
 from attnviz.errors import AttnvizError
 from attnviz.io import atomic as files
+from attnviz.io import signals
 from tests.conftest import SOURCE, TARGET
 
 runner = CliRunner()
@@ -284,7 +285,7 @@ def test_a_bug_is_one_line_with_exit_70_and_the_way_to_the_traceback(monkeypatch
 
 @pytest.mark.parametrize("raised, code, line", [
     (KeyboardInterrupt, 130, "interrupted"),
-    (interrupt.Terminated, 143, "terminated"),
+    (signals.Terminated, 143, "terminated"),
     (BrokenPipeError, 0, None),
 ])
 def test_interrupts_and_a_closed_pipe_inside_a_command(monkeypatch, raised, code, line):

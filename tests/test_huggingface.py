@@ -26,6 +26,7 @@ from attnviz.cli.app import app
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps import views
 from attnviz.maps.data import AttentionMaps
+from attnviz.maps.keep import Keep
 from attnviz.sources import Request, open_source
 from attnviz.sources.huggingface import folder as hf_folder
 from attnviz.sources.huggingface import labels as hf_labels
@@ -371,11 +372,24 @@ def test_a_text_longer_than_the_models_positions_is_refused(bert):
 
 
 def test_maps_too_big_for_memory_are_refused_before_the_model_runs(bert, monkeypatch):
-    # 2 layers x 2 heads x 7^2 x 4 B = 784 B
-    monkeypatch.setattr("attnviz.maps.budget.MAX_MAP_BYTES", 500)
-    monkeypatch.setattr(hf, "_forward", lambda *a, **k: pytest.fail("the model ran"))
-    with pytest.raises(AttnvizError, match=r"too long: .* cut it to at most 5 tokens"):
-        open_source(f"hf:{bert}").maps(Request("the black cats sees", part="encoder"))
+    # kept: 2 layers x 2 heads x 7^2 x 4 B = 784 B; one layer's work: 2 x 2 heads x 7^2 x 4 B
+    from attnviz.sources.huggingface import passes
+
+    monkeypatch.setattr(passes, "forward", lambda *a, **k: pytest.fail("the model ran"))
+    source = open_source(f"hf:{bert}")
+    limit = 1000 / 1024**3  # GB: 1,000 bytes
+    with pytest.raises(AttnvizError, match=r"take 784 B.*cut the text to at most 5 tokens, or "
+                       r"set memory to allow more$"):
+        source.maps(Request("the black cats sees", part="encoder", memory=limit))
+    with pytest.raises(AttnvizError, match=r"keep one layer \(layer N\), keep one head \(head N\), "
+                       r"keep them in precision float16"):
+        source.maps(Request("the black cats sees", part="encoder", memory=limit))
+    # One layer in float16 (196 B) and its work (784 B) fit.
+    monkeypatch.undo()
+    maps = source.maps(Request("the black cats sees", part="encoder", memory=limit,
+                               keep=Keep(layers=(1,), precision="float16")))
+    assert maps.encoder_self.shape == (1, 2, 7, 7) and maps.encoder_self.dtype == np.float16
+    assert maps.layers_of("encoder_self") == [1]
 
 
 def test_a_missing_folder_is_refused(tmp_path):

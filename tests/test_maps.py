@@ -10,7 +10,8 @@ import pytest
 from attnviz.errors import AttnvizError
 from attnviz.io.text import display_label
 from attnviz.maps import views
-from attnviz.maps.data import AttentionMaps
+from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.explanation import Explanation
 
 
 def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:
@@ -29,6 +30,21 @@ def make_maps(s=3, t=4, layers=2, heads=3, seed=0) -> AttentionMaps:
         decoder_self=rows(layers, heads, t, t, causal=True),
         cross=rows(layers, heads, t, s),
     )
+
+
+def small_explanation(query_tokens=("<bos>", "le", "chat"), key_tokens=("the", "cat", "<eos>"),
+                      kind="cross") -> Explanation:
+    """One head of attention made by hand (no model), layer 1, head 0 of 2: d_k = 8 / 2 = 4."""
+    rng = np.random.default_rng(0)
+    q, k = len(query_tokens), len(key_tokens)
+    queries = rng.normal(size=(q, 4)).astype(np.float32)
+    keys, values = (rng.normal(size=(k, 4)).astype(np.float32) for _ in range(2))
+    scores = queries @ keys.T / 2.0  # (Q, K): Q Kᵀ / √d_k
+    weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    return Explanation(kind, 1, 0, 2, 8, queries, keys, values, scores,
+                       np.ones((q, k), dtype=bool), weights.astype(np.float32),
+                       list(query_tokens), list(key_tokens),
+                       Provenance(model="by hand", source_text=" ".join(key_tokens)))
 
 
 def test_select_one_head_and_the_mean_over_heads():

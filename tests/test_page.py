@@ -25,7 +25,7 @@ from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.render import layout, page
 from attnviz.render.colors import lookup_table
 from tests.conftest import SOURCE
-from tests.test_maps import make_maps
+from tests.test_maps import make_maps, small_explanation
 
 runner = CliRunner()
 HOSTILE = ["</script><script>alert(1)</script>", '" onmouseover="alert(2)', "<!--", "&amp;",
@@ -66,7 +66,7 @@ def parse(html: bytes) -> Parts:
 
 def page_data(html: bytes) -> dict:
     """The JSON the page's script reads."""
-    scripts = [text for attrs, text in parse(html).scripts if attrs.get("id") == "attnviz-data"]
+    scripts = [text for attrs, text in parse(html).scripts if attrs.get("class") == "av-data"]
     assert len(scripts) == 1
     return json.loads(scripts[0])
 
@@ -184,7 +184,7 @@ def test_the_page_opens_on_the_view_asked_for_and_uses_the_colour_map():
     with pytest.raises(AttnvizError, match="^head 3 is out of range"):
         page.to_bytes(maps, head=3)
     with pytest.raises(AttnvizError, match="^scale 'global' is not a scale: use one of panel, "
-                                           "shared, unit, row$") as raised:
+                                           "shared, unit, row, log$") as raised:
         page.to_bytes(maps, scale="global")
     assert raised.value.setting == "scale"
 
@@ -218,7 +218,7 @@ def check_stays_text(tokens: list[str]) -> None:
     assert text.count("<script") == 2 and text.lower().count("</script") == 2
     assert "<!--" not in text and "<img" not in text
     parts = parse(html)
-    assert [attrs.get("id") for attrs, _ in parts.scripts] == ["attnviz-data", None]
+    assert [attrs.get("class") for attrs, _ in parts.scripts] == ["av-data", None]
     (kind,) = page_data(html)["kinds"]
     assert kind["queryLabels"] == kind["keyLabels"] == [display_label(t) for t in tokens]
     shown = " ".join(tokens)
@@ -287,3 +287,119 @@ def test_the_api_gives_the_page_as_text():
         attnviz.page(maps, kind="both")
     with pytest.raises(AttnvizError, match="unknown colour map"):
         attnviz.page(maps, cmap="nope")
+
+
+# --- The view alone, to embed in another page (a notebook's output, a blog post) ----------
+
+
+def _ids(html: str) -> list[str]:
+    return [value for _, name, value in parse(html.encode()).attributes if name == "id"]
+
+
+def test_an_embedded_view_is_one_element_with_an_id_of_its_own():
+    maps = make_maps()
+    fragment = attnviz.page(maps, embed=True)
+    (own,) = _ids(fragment)  # no other element has an id another view could share
+    assert re.fullmatch(r"attnviz-[0-9a-f]{16}", own)
+    assert fragment.startswith(f'<div class="attnviz-view" id="{own}">\n')
+    assert fragment.endswith("</div>\n")
+    for tag in ("!doctype", "html", "head", "body", "meta", "title", "link", "main"):
+        assert not re.search(rf"<{tag}[\s>]", fragment, flags=re.I), tag
+    assert f'document.getElementById("{own}")' in fragment  # its script finds its own element
+    again = attnviz.page(maps, embed=True)
+    (other,) = _ids(again)
+    assert other != own and again.replace(other, own) == fragment
+    # A file is the same view in a document, under an id made from its content: the same
+    # maps give the same bytes.
+    document = page.to_bytes(maps)
+    assert document == page.to_bytes(maps)
+    (stable,) = _ids(document.decode())
+    inside = document.decode().split("<body>\n", 1)[1].rsplit("\n</body>", 1)[0]
+    assert inside.replace(stable, own) == fragment
+    assert page_data(document) == page_data(fragment.encode())
+    assert page.to_bytes(make_maps(seed=1)) != document and _ids(
+        page.to_bytes(make_maps(seed=1)).decode()) != [stable]
+
+
+def _rules(css: str) -> list[str]:
+    """The selectors of a stylesheet's top-level rules and at-rules."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    selectors, depth, start = [], 0, 0
+    for at, char in enumerate(css):
+        if char == "{":
+            if depth == 0:
+                selectors.append(css[start:at].strip())
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            start = at + 1 if depth == 0 else start
+    return selectors
+
+
+def test_every_style_rule_of_a_view_applies_inside_it_only():
+    css = page._asset("page.css")
+    rules = _rules(css)
+    assert len(rules) > 20
+    for selector in rules:
+        if selector.startswith("@"):
+            assert selector.startswith("@keyframes attnviz-"), selector
+            continue
+        for part in selector.split(","):
+            assert part.strip().startswith(".attnviz-view"), selector
+    # Its own classes are prefixed, so that a page's .tooltip or .hint does not restyle it.
+    assert set(re.findall(r"\.([a-z][\w-]*)", re.sub(r"/\*.*?\*/", "", css, flags=re.S))) - {
+        "attnviz-view"} <= {name for name in re.findall(r"\.([a-z][\w-]*)", css)
+                            if name.startswith("av-")}
+    # And its script sets no global and reads no element by a page-wide id.
+    script = page._asset("page.js")
+    assert not re.search(r"\bwindow\.\w+\s*=(?!=)", script)
+    assert "getElementById" not in script and "document.querySelector" not in script
+
+
+def test_an_explanation_page_holds_its_head_its_scores_and_its_steps():
+    explained = small_explanation()
+    html = page.explanation_bytes(explained)
+    assert html.startswith(b"<!DOCTYPE html>") and html == page.explanation_bytes(explained)
+    data = page_data(html)
+    (kind,) = data["kinds"]
+    assert (kind["name"], kind["layers"], kind["heads"]) == ("cross", 1, 1)
+    assert kind["layerNames"] == [1] and kind["headNames"] == [0] and kind["mean"] is False
+    assert np.abs(weights_of(kind)[0, 0] - explained.weights).max() <= 1 / 510 + 1e-6
+    scores = np.frombuffer(base64.b64decode(kind["scores"]), dtype="<f4").reshape(3, 3)
+    assert np.array_equal(scores, explained.scores)
+    assert kind["queryLabels"] == ["<bos> → le", "le → chat", "chat → <?>"]
+    assert data["initial"] == {"kind": "cross", "layer": 0, "head": 0, "scale": "panel"}
+    text = " ".join(" ".join(parse(html).text).split())
+    for fact in ("Cross-attention · layer 1 · head 0, step by step",
+                 "formula weights = softmax(Q Kᵀ / √d_k + M)", "d_k d_model / heads = 8 / 2 = 4",
+                 "queries [T=3 × d_k=4] the decoder", "weights the model's own: cross[1, 0]",
+                 "model by hand", "Hover a cell for its score"):
+        assert fact in text, fact
+    fragment = attnviz.page(explained, embed=True)
+    assert fragment.startswith('<div class="attnviz-view" id="attnviz-')
+    assert page_data(fragment.encode()) == data
+
+
+def test_an_explanation_takes_no_choice_of_kind_layer_head_or_scale():
+    explained = small_explanation()
+    with pytest.raises(AttnvizError, match=r"^page\(explanation\) opens on its head, on the "
+                       r"panel scale, so it takes no kind: an explanation is one head of one "
+                       r"layer \(explain another with attnviz.explain\(\.\.\., kind=\.\.\., "):
+        attnviz.page(explained, kind="cross")
+    with pytest.raises(AttnvizError, match=r"^plot\(explanation\) draws its steps, so it takes "
+                                           r"no layer: "):
+        attnviz.plot(explained, layer=1)
+    with pytest.raises(AttnvizError, match="so it takes no scale: "):
+        attnviz.page(explained, scale="row")
+    with pytest.raises(AttnvizError, match="^embed must be True or False, not str$"):
+        attnviz.page(make_maps(), embed="yes")
+    with pytest.raises(AttnvizError, match="unknown colour map"):
+        attnviz.page(explained, cmap="nope")
+
+
+def test_an_explanations_tokens_stay_text():
+    explained = small_explanation(HOSTILE[:4], HOSTILE[:4], kind="encoder_self")
+    text = page.explanation_bytes(explained).decode("utf-8")
+    assert text.count("<script") == 2 and "<img" not in text and "<!--" not in text
+    (kind,) = page_data(text.encode())["kinds"]
+    assert kind["queryLabels"] == [display_label(t) for t in HOSTILE[:4]]

@@ -21,6 +21,7 @@ from attnviz.cli.app import app
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.layers import LAYERS
 from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.keep import Keep
 from attnviz.sources import Request
 from tests.conftest import SOURCE
 
@@ -73,7 +74,8 @@ def test_a_fourth_source_is_drawn_by_every_renderer(echo_source, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "warning: echo says hello" in result.stderr
-    assert echo_source[0].requests == [Request("one two three", None, "encoder", 0, "cpu")]
+    assert echo_source[0].requests == [Request("one two three", None, "encoder", 0, "cpu",
+                                               keep=Keep(("encoder_self",)))]
     with Image.open(outputs[0]) as picture:
         assert picture.format == "PNG" and picture.size[0] > 300
     assert b"three" in outputs[1].read_bytes()
@@ -142,25 +144,6 @@ def test_maps_from_hugging_face_outputs_follow_its_layout():
     assert decoder_only.kinds == ("decoder_self",)
     with pytest.raises(AttnvizError, match="must have shape"):
         AttentionMaps.from_huggingface({"attentions": layers}, source_tokens=list("abc"))
-
-
-def test_notebooks_show_maps_as_a_picture(monkeypatch):
-    """In IPython, attnviz registers a PNG formatter for AttentionMaps by name."""
-    registered = {}
-
-    class Formatter:
-        def for_type_by_name(self, module, name, function):
-            registered[(module, name)] = function
-
-    shell = types.SimpleNamespace(display_formatter=types.SimpleNamespace(
-        formatters={"image/png": Formatter()}))
-    fake = types.ModuleType("IPython")
-    fake.get_ipython = lambda: shell
-    monkeypatch.setitem(sys.modules, "IPython", fake)
-    attnviz._show_in_notebooks()
-    show = registered[("attnviz.maps.data", "AttentionMaps")]
-    png = show(attnviz.trace(SOURCE, model="random", part="encoder", cache=False))
-    assert png.startswith(b"\x89PNG")
 
 
 def test_importing_attnviz_imports_neither_torch_nor_matplotlib(tmp_path):
@@ -309,3 +292,45 @@ def test_the_import_ban_names_the_files_that_help_imports():
     assert covered == imported, "--help imports files the ban does not name"
     assert {name for name in named if not name.endswith("/*")} <= imported, \
         "the ban names files that --help does not import"
+
+
+def test_every_reference_to_attnviz_in_a_docstring_resolves():
+    """``:func:`attnviz.x.y``` and the like name something that is there: a module moved into
+    a folder, or a function gone, leaves no reference to it behind."""
+    import importlib
+
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        for name in re.findall(r":(?:func|mod|class|meth|data):`(attnviz(?:\.\w+)+)`",
+                               path.read_text(encoding="utf-8")):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):  # the longest importable prefix
+                try:
+                    found = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                try:
+                    for part in parts[cut:]:
+                        found = getattr(found, part)
+                except AttributeError:
+                    wrong.append(f"{path.relative_to(PACKAGE)}: {name}")
+                break
+            else:
+                wrong.append(f"{path.relative_to(PACKAGE)}: {name}")
+    assert wrong == []
+
+
+def test_the_api_warns_at_the_callers_line_whether_computed_or_read_back(tmp_path):
+    """Under Python's own filter (a warning once per place), each call from another line of
+    the caller's code is told, cache hit or not; a call that fails only raises."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        attnviz.trace("the zebra sees", cache=True)  # computed, and kept
+        attnviz.trace("the zebra sees", cache=True)  # read back
+        attnviz.explain("the zebra sees", kind="encoder")
+        with pytest.raises(attnviz.AttnvizError, match="layer 9 is out of range"):
+            attnviz.explain("the zebra sees", kind="encoder", layer=9)
+    said = [w for w in caught if issubclass(w.category, AttnvizWarning)]
+    assert len(said) == 3 and all("'zebra'" in str(w.message) for w in said)
+    assert {w.filename for w in said} == {__file__}
+    assert len({w.lineno for w in said}) == 3

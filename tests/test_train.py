@@ -96,9 +96,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model_so_far(pairs_file):
     (b"", "holds no pairs"),
     (b"\n\n", "holds no pairs"),
     (b"a cat\tun chat\nno tab here\n", ":2: no tab between source and target"),
-    (b"a cat\tun chat\n\t\n", ":2: the source is empty"),
+    (b"a cat\tun chat\n\t\n", ":2: the source or the target is empty"),
     (b"a cat\tun chat\n\xff\xfe\tbad\n", ":2: the file is not UTF-8"),
-    (b"a cat\tun chat\tthird\n", ":1: more than one tab"),
+    (b"a cat\tun chat\tthird\n", ":1: more than one tab; write each pair as source<TAB>target, "
+                                 "with no tab inside either$"),
     (b"a\t" + b"w " * 9 + b"\n", ":1: the target has 9 tokens, more than the model's maximum "
                                  "of 8"),
 ])
@@ -111,7 +112,8 @@ def test_bad_pairs_files_are_named_with_their_line(tmp_path, content, message):
 
 
 def test_missing_and_directory_pairs_files(tmp_path):
-    with pytest.raises(AttnvizError, match="does not exist"):
+    with pytest.raises(AttnvizError, match="^pairs file .*none.tsv does not exist; give a file of "
+                                           "source<TAB>target lines$"):
         read_pairs(tmp_path / "none.tsv", Tokenizer("word"), 8)
     with pytest.raises(AttnvizError, match="is a directory"):
         read_pairs(tmp_path, Tokenizer("word"), 8)

@@ -778,3 +778,22 @@ def test_the_command_models_suggests_runs_as_given_in_a_shell():
                         ("", "attnviz models '' --vocab")]:
         result = run("models", name)
         assert result.exit_code == 1 and shown in result.stderr, result.stderr
+
+
+def test_every_name_of_a_kind_chooses_it_in_the_library_too():
+    """The command line's short names (self, encoder) and the maps' own name the same maps
+    everywhere a kind is chosen: one check of a kind, whose answer is used."""
+    from attnviz.flow import pipeline
+    from attnviz.maps.rollout import rollout_heatmaps
+
+    maps = make_maps()
+    assert np.array_equal(views.heatmap(maps, "self").weights,
+                          views.heatmap(maps, "decoder_self").weights)
+    assert [b.kind for b in views.plan(maps, ["self", "cross"]).blocks] == ["decoder_self",
+                                                                           "cross"]
+    assert [p.kind for p in pipeline.plan(maps, pipeline.View(kinds=("encoder",))).panels] \
+        == ["encoder_self"]
+    assert len(rollout_heatmaps(maps, kinds=["encoder"])) == maps.encoder_self.shape[0]
+    with pytest.raises(AttnvizError, match="^Masked decoder self-attention is not in these"):
+        views.heatmap(attnviz.AttentionMaps(maps.source_tokens, [],
+                                            encoder_self=maps.encoder_self), "self")

@@ -28,15 +28,15 @@ from pathlib import Path
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.flow import pipeline
+from attnviz.flow.formats import DATA_FORMATS
+from attnviz.flow.formats import EXPORT_FORMATS as FORMATS
 from attnviz.io.atomic import check_writable, remove_stale, write_all, write_atomically
 from attnviz.io.pairs import Line, Skipped
 from attnviz.io.text import printable
-from attnviz.maps.data import FORMATS as DATA_FORMATS
 from attnviz.render.colors import DEFAULT_CMAP
 from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.version import __version__
 
-FORMATS = ("png", "svg", "pdf", "npz", "json", "html")  # in the order the index lists them
 RECORDS = ".attnviz-export"  # in the output folder: one small JSON record per finished line
 LOCK = "lock"  # in RECORDS: held by the one export writing the folder (see run)
 INDEX = "index.html"
@@ -77,10 +77,7 @@ def prepare(settings: Settings) -> None:
     if unknown or not settings.formats:
         raise AttnvizError(f"formats must be some of {', '.join(FORMATS)}, got "
                            f"{printable(repr(unknown))}")
-    if any(fmt not in ("npz", "json") for fmt in settings.formats):
-        from attnviz.render.colors import check
-
-        check(settings.cmap)
+    pipeline.check_colors(settings.formats, settings.cmap)
     source = _opened(settings.model)  # an unknown model: refused before the folder is made
     if source_module(settings.model) == "own" and getattr(source, "path", None) is not None:
         from attnviz.model.modelfile import check_model_file
@@ -375,7 +372,9 @@ def _run(settings: Settings, lines: Sequence[Line], jobs: int,
             from attnviz.batch.pool import map_unordered
 
             finished(render_line(settings, todo[0]))  # loads what the workers then inherit
-            map_unordered(functools.partial(render_line, settings), todo[1:], jobs, finished)
+            map_unordered(functools.partial(render_line, settings), todo[1:], jobs, finished,
+                          kept="the lines done so far are kept: run the export again, with "
+                               "fewer ⟨jobs⟩")
         else:
             for line in todo:
                 finished(render_line(settings, line))

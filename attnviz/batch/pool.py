@@ -54,7 +54,8 @@ def capped(jobs: int) -> int:
 
 
 def map_unordered(function: Callable[[Item], Result], items: Iterable[Item], jobs: int,
-                  finished: Callable[[Result], None]) -> None:
+                  finished: Callable[[Result], None], *,
+                  kept: str = "run again with fewer ⟨jobs⟩") -> None:
     """``function(item)`` for every item, in ``jobs`` worker processes; ``finished`` hears of
     each result (in this process) as it comes, in the order they finish.
 
@@ -69,8 +70,8 @@ def map_unordered(function: Callable[[Item], Result], items: Iterable[Item], job
     Ctrl-C, SIGTERM or SIGHUP stops the work at once: the items not yet started are
     cancelled and the workers stopped (see :func:`_stop`); a second Ctrl-C is held until
     they are. A worker that dies (killed by the kernel for memory, say) ends the work with an
-    AttnvizError, unless every worker ended by SIGTERM: then it was stopped, and the ending
-    is :class:`attnviz.io.signals.Terminated`.
+    AttnvizError (``kept`` says what is kept and the way out), unless every worker ended by
+    SIGTERM: then it was stopped, and the ending is :class:`attnviz.io.signals.Terminated`.
     """
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -90,8 +91,7 @@ def map_unordered(function: Callable[[Item], Result], items: Iterable[Item], job
         if workers and all(worker.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
                            for worker in workers):
             raise Terminated() from None
-        raise AttnvizError("a worker process died (out of memory?); the lines done so far are "
-                           "kept: run the export again, with fewer ⟨jobs⟩") from None
+        raise AttnvizError(f"a worker process died (out of memory?); {kept}") from None
     except BaseException:
         with held():  # a second Ctrl-C must not leave the workers running
             _stop(pool)
@@ -114,7 +114,7 @@ def _start_pool(jobs: int):
 
 def _fork_is_safe() -> bool:
     """Whether a fork of this process may draw lines: on Linux, while this process runs one
-    thread (see :func:`run`) and has not used CUDA, which a fork cannot use again ("Cannot
+    thread (see :func:`map_unordered`) and has not used CUDA, which a fork cannot use again ("Cannot
     re-initialize CUDA in forked subprocess"). Not on macOS, whose system libraries start
     threads of their own: Python spawns there by default, as a fork may crash. Not before
     Python 3.10.5, whose pool forked its workers one by one after its own thread started.
@@ -221,7 +221,7 @@ def _start_worker(parent: int | None = None) -> None:
     ``parent`` (the main process's id) sends it SIGTERM too."""
     from attnviz.model.runtime import one_thread
 
-    one_thread()  # the processes are the parallelism (see run)
+    one_thread()  # the processes are the parallelism (see map_unordered)
     # A fork inherits the stand-ins for sys.stdout and sys.stderr that the progress bar sets
     # on a terminal: through them, a worker's print or log line would redraw a copy of it.
     sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr

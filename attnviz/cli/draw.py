@@ -7,11 +7,15 @@ is the terminal, and the words.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli.exits import say
 from attnviz.cli.options import (
     CmapOption,
     Device,
@@ -21,12 +25,17 @@ from attnviz.cli.options import (
     Kind,
     KindOption,
     LayerOption,
+    MemoryOption,
     ModelOption,
     NoCacheOption,
     OutputOption,
+    Precision,
+    PrecisionOption,
     RolloutOption,
     ScaleOption,
     SeedOption,
+    Sink,
+    SinkOption,
     TargetOption,
     TextArgument,
     ThreadsOption,
@@ -36,8 +45,9 @@ from attnviz.cli.options import (
     WindowQueryOption,
     distinct_files,
 )
-from attnviz.cli.reporting import Report, argument, reporting, say, without_cycle_collector
-from attnviz.io.text import printable
+from attnviz.cli.reporting import Report, reporting
+from attnviz.errors import AttnvizWarning
+from attnviz.io.text import printable, valid_utf8
 from attnviz.maps.kinds import SHORT_NAMES
 
 
@@ -58,15 +68,19 @@ def encode(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
+    precision: PrecisionOption = Precision.float32,
+    memory: MemoryOption = None,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
     Example:  attnviz encode "the black cat sees the red car" -o enc.png
     """
-    view = _view(Kind.encoder, layer, head, scale, window, window_query, window_key, rollout)
-    with reporting() as report, without_cycle_collector():
+    view = _view(Kind.encoder, layer, head, scale, window, window_query, window_key, rollout,
+                 sink)
+    with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, None, "encoder", seed, device, threads, no_cache, output,
-                      cmap)
+                      cmap, _keep(view, precision), memory)
         _draw(report, maps, view, output or [], cmap, top_k)
 
 
@@ -89,6 +103,9 @@ def decode(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
+    precision: PrecisionOption = Precision.float32,
+    memory: MemoryOption = None,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
 
@@ -99,10 +116,10 @@ def decode(
 
     Example:  attnviz decode "the cat sees a car" -t "le chat voit une voiture" -o dec.png
     """
-    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout)
-    with reporting() as report, without_cycle_collector():
+    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout, sink)
+    with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, target, "decoder", seed, device, threads, no_cache, output,
-                      cmap)
+                      cmap, _keep(view, precision), memory)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
         _draw(report, maps, view, output or [], cmap, top_k, written)
 
@@ -123,12 +140,13 @@ def show(
     window_query: WindowQueryOption = None,
     window_key: WindowKeyOption = None,
     top_k: TopKOption = None,
+    sink: SinkOption = Sink.shown,
 ) -> None:
     """Draw attention maps saved before, with the same views as encode and decode.
 
     Example:  attnviz show maps.npz --kind cross --head 0 -o cross.png
     """
-    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout)
+    view = _view(kind, layer, head, scale, window, window_query, window_key, rollout, sink)
     with reporting() as report:
         from attnviz.flow import pipeline
         from attnviz.maps.data import AttentionMaps
@@ -149,14 +167,16 @@ def explain(
     head: Annotated[int, typer.Option(
         "--head", metavar="INDEX", help="The head to explain, counting from 0.")] = 0,
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", metavar="NAME|PATH", show_default=False,
-        help="A shipped model (translate, dates, reverse), 'random', or a model file from "
-             "attnviz train. Default: translate.")] = None,
+        "--model", "-m", metavar="NAME|PATH|hf:NAME", show_default=False,
+        help="A shipped model (translate, dates, reverse), 'random', a model file from "
+             "attnviz train, hf:NAME_OR_FOLDER for a Hugging Face model, or a .gguf file. "
+             "Default: translate.")] = None,
     output: Annotated[Optional[list[Path]], typer.Option(
         "--output", "-o", metavar="FILE", callback=distinct_files,
         help="Write to this file instead of the terminal: .png .svg .pdf (the picture), .npz "
-             ".json (queries, keys, values, scores, mask, weights and the tokens). "
-             "Repeatable.", show_default=False)] = None,
+             ".json (queries, keys, values, scores, mask, weights and the tokens), .html (a "
+             "page of the head's weights, each cell's score on hover). Repeatable.",
+        show_default=False)] = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
@@ -167,7 +187,7 @@ def explain(
 
     Example:  attnviz explain "the cat sees a car" --kind self --layer 1 --head 0 -o ex.png
     """
-    with reporting() as report, without_cycle_collector():
+    with reporting() as report, _without_cycle_collector():
         from attnviz.flow import pipeline
 
         outputs = output or []
@@ -191,31 +211,41 @@ def explain(
             explain_terminal.show(Console(), explanation, cmap)
 
 
-def _view(kind: Kind, layer, head, scale, window, window_query, window_key, rollout: bool):
+def _view(kind: Kind, layer, head, scale, window, window_query, window_key, rollout: bool,
+          sink: Sink = Sink.shown):
     """What to draw, in the library's words."""
     from attnviz.flow.pipeline import View
 
     kinds = None if kind is Kind.all else (SHORT_NAMES[kind.value],)
     return View(kinds, layer, head, None if scale is None else scale.value, window,
-                window_query, window_key, rollout)
+                window_query, window_key, rollout, sink.value)
+
+
+def _keep(view, precision: Precision):
+    """What of the maps to keep: the kinds, the layer and the head the view draws (all of
+    them for a rollout, which multiplies every layer), in ``precision``."""
+    from attnviz.flow.pipeline import keep_of
+
+    return keep_of(view, precision.value)
 
 
 def _request(text: str, target: Optional[str], part: Optional[str], seed: int, device: Device,
-             threads: Optional[int]):
+             threads: Optional[int], keep=None, memory: Optional[float] = None):
     from attnviz.sources import Request
 
-    return Request(argument(text, "the text"),
-                   None if target is None else argument(target, "--target"), part, seed,
-                   device.value, threads)
+    more = {} if keep is None else {"keep": keep}
+    return Request(_argument(text, "the text"),
+                   None if target is None else _argument(target, "--target"), part, seed,
+                   device.value, threads, memory=memory, **more)
 
 
 def _trace(model: Optional[str], text: str, target: Optional[str], part: str, seed: int,
            device: Device, threads: Optional[int], no_cache: bool,
-           outputs: Optional[list[Path]], cmap: str):
+           outputs: Optional[list[Path]], cmap: str, keep=None, memory: Optional[float] = None):
     """The maps of the request, once the outputs proved writable."""
     from attnviz.flow import pipeline
 
-    request = _request(text, target, part, seed, device, threads)
+    request = _request(text, target, part, seed, device, threads, keep, memory)
     pipeline.check_outputs(outputs or [], cmap)
     return pipeline.trace(model, request, cache=not no_cache)
 
@@ -250,3 +280,28 @@ def _draw(report: Report, maps, view, outputs: list[Path], cmap: str, top_k: Opt
     from attnviz.render import terminal
 
     terminal.show(Console(), plan, cmap)
+
+
+def _argument(value: str, what: str) -> str:
+    """A text from the command line; bytes that were not UTF-8 become U+FFFD, and say so."""
+    repaired = valid_utf8(value)
+    if repaired != value:
+        warnings.warn(f"{what} holds bytes that are not UTF-8; they are shown as \ufffd",
+                      AttnvizWarning, stacklevel=2)
+    return repaired
+
+
+@contextmanager
+def _without_cycle_collector() -> Iterator[None]:
+    """One forward pass and a drawing: tensors and figures are freed by reference counting,
+    and the cycle collector would only walk the million objects that torch and matplotlib
+    create at import (a tenth of a second, for nothing). Restored afterwards."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -30,6 +30,7 @@ import typer
 
 from attnviz.cli import interrupt
 from attnviz.errors import AttnvizError
+from attnviz.io.signals import STOPPING, Terminated
 from attnviz.io.text import printable
 
 OK = 0
@@ -60,7 +61,7 @@ def exit_code(exc: BaseException) -> int:
         say(f"error: {exc}")
         return ERROR
     if isinstance(exc, KeyboardInterrupt):
-        signum = exc.signum if isinstance(exc, interrupt.Terminated) else signal.SIGINT
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         say(interrupt.ending_word(signum))
         return 128 + signum
     if output_closed(exc):
@@ -114,10 +115,10 @@ def run(command: Callable[[], object]) -> NoReturn:
     late = interrupt.note_from_now_on()
     code = _finish_stdout(code, watched)
     stopped = interrupt.RECEIVED + late  # one may have been swallowed on its way
-    if code - 128 not in interrupt.STOPPING and stopped:
+    if code - 128 not in STOPPING and stopped:
         code = 128 + stopped[0]
         say(interrupt.ending_word(stopped[0]))
-    if code - 128 in interrupt.STOPPING:
+    if code - 128 in STOPPING:
         interrupt.exit_by_signal(code - 128)
     for stream in (sys.stdout, sys.stderr):
         try:

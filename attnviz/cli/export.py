@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli.exits import say
 from attnviz.cli.options import (
     CmapOption,
     Device,
@@ -20,7 +21,7 @@ from attnviz.cli.options import (
     NoCacheOption,
     SeedOption,
 )
-from attnviz.cli.reporting import reporting, say
+from attnviz.cli.reporting import reporting
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable
 
@@ -55,7 +56,7 @@ def export(
 
     Example:  attnviz export pairs.tsv --out-dir maps --format png --format html --jobs 2
     """
-    with reporting() as told:
+    with reporting() as report:
         from rich.console import Console
 
         from attnviz.batch import export as exporting
@@ -78,20 +79,20 @@ def export(
         exporting.prepare(settings)
         jobs = capped(jobs)  # said before the bar
         for bad in skipped[:EXPORT_NOTES_SHOWN]:
-            told.keep(f"{settings.pairs_name}:{bad.number}: skipped: {bad.reason}")
+            report.keep(f"{settings.pairs_name}:{bad.number}: skipped: {bad.reason}")
         if len(skipped) > EXPORT_NOTES_SHOWN:
-            told.keep(f"and {len(skipped) - EXPORT_NOTES_SHOWN} more lines skipped, listed in "
-                      f"{out_dir / exporting.INDEX}")
+            report.keep(f"and {len(skipped) - EXPORT_NOTES_SHOWN} more lines skipped, listed "
+                        f"in {out_dir / exporting.INDEX}")
         with exporting.one_writer(settings):  # another export there: said before the bar
-            told.tell()
+            report.tell()
             reached = []  # the outcomes reported, as the bar counts them
             try:
                 # One job forks no worker: the bar may tick on its own thread as lines take
                 # long.
                 with export_progress(Console(stderr=True), len(lines),
-                                     ticking=jobs == 1) as report:
+                                     ticking=jobs == 1) as bar:
                     summary = exporting.run(settings, lines, jobs, lambda outcome: (
-                        reached.append(outcome), report(outcome)), skipped)
+                        reached.append(outcome), bar(outcome)), skipped)
             except KeyboardInterrupt:
                 done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
                 say(f"stopped: {done} of {len(lines)} pairs done, listed in "

@@ -20,9 +20,6 @@ from typing import NoReturn
 
 from attnviz.io.signals import STOPPING, Terminated, held
 
-__all__ = ["STOPPING", "Terminated", "held", "ending_word", "exit_by_signal",
-           "held_while_importing", "note_from_now_on", "raise_on_signals"]
-
 
 def ending_word(signum: int) -> str:
     """The one line that says why a command stopped: ``interrupted`` (Ctrl-C),

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.flow.formats import EXPORT_FORMATS
 from attnviz.maps.kinds import SHORT_NAMES
 from attnviz.model.config import MAX_SEED
 from attnviz.model.runtime import MAX_THREADS
@@ -29,7 +30,8 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "encode": "attnviz encode", "decode": "attnviz decode", "output": "-o",
          "scale": "--scale", "window": "--window", "window_query": "--window-query",
          "window_key": "--window-key", "top_k": "--top-k",
-         "jobs": "--jobs", "out_dir": "--out-dir"}
+         "jobs": "--jobs", "precision": "--precision", "memory": "--memory",
+         "sink": "--sink", "out_dir": "--out-dir"}
 
 
 class Device(str, Enum):
@@ -43,6 +45,18 @@ class Scale(str, Enum):
     shared = "shared"
     unit = "unit"
     row = "row"
+    log = "log"
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Sink(str, Enum):
+    shown = "shown"
+    unscaled = "unscaled"
+    renormalised = "renormalised"
 
 
 def _parse_head(value: str):
@@ -75,9 +89,9 @@ ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH|hf:NAME", show_default=False,
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
          "(random weights, vocabulary from your sentences), a model file, maps saved "
-         "before (.npz, .json), or hf:NAME_OR_FOLDER for a Hugging Face model (needs "
-         "the hf extra: pip install -e '.\\[hf]' in a clone of attnviz, pip install "
-         "'attnviz\\[hf]' beside an installed attnviz). Default: translate.")]
+         "before (.npz, .json), hf:NAME_OR_FOLDER for a Hugging Face model, or a .gguf "
+         "file (both need the hf extra: pip install -e '.\\[hf]' in a clone of attnviz, pip "
+         "install 'attnviz\\[hf]' beside an installed attnviz). Default: translate.")]
 LayerOption = Annotated[Optional[str], typer.Option(
     "--layer", "-l", parser=_parse_layer, metavar="N|all",
     help="Layer to show, counting from 0, or 'all' for every layer (a row each). Default: the "
@@ -90,8 +104,22 @@ ScaleOption = Annotated[Optional[Scale], typer.Option(
     help="Colours: panel = each panel from 0 to its largest weight; shared = one maximum for "
          "every panel of the figure (on a page: for every layer and head of the kind shown, "
          "means included); unit = 0 to 1; row = each row to its largest weight (for long maps "
-         "whose first rows dominate). Default: shared when there are several panels.",
+         "whose first rows dominate); log = the logarithm of the weight, over the 4 decades "
+         "below the largest (for long maps, where most weights are tiny). Default: shared "
+         "when there are several panels.",
     show_default=False)]
+SinkOption = Annotated[Sink, typer.Option(
+    help="The first key, where long maps of language models put most of every row (an "
+         "attention sink): shown = drawn as the others; unscaled = left out of the colour "
+         "scale (its cells show the brightest colour); renormalised = each row drawn without "
+         "it, divided by what the other keys got. The colour bar says which.")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    help="How a Hugging Face model's maps are kept: float32, or float16 (half the memory; "
+         "a weight to about 0.05%).")]
+MemoryOption = Annotated[Optional[float], typer.Option(
+    metavar="GB", min=1e-9, show_default=False,
+    help="The most memory a Hugging Face model's kept maps and their layer-by-layer work "
+         "may take, in GB. Default: nine tenths of what the machine has free now.")]
 WindowOption = Annotated[Optional[str], typer.Option(
     metavar="A:B", help="Show positions A to B-1 (counting from 0, as a Python slice; '100:' "
                         "runs to the end) of the queries and the keys of a long text.",
@@ -165,13 +193,8 @@ TargetOption = Annotated[Optional[str], typer.Option(
     show_default=False)]
 
 
-class ExportFormat(str, Enum):
-    png = "png"
-    svg = "svg"
-    pdf = "pdf"
-    npz = "npz"
-    json = "json"
-    html = "html"
+# --format of export: what each pair is drawn to.
+ExportFormat = Enum("ExportFormat", {fmt: fmt for fmt in EXPORT_FORMATS}, type=str)
 
 
 class TokenizerKind(str, Enum):

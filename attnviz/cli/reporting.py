@@ -11,15 +11,9 @@ from contextlib import contextmanager
 import typer
 
 from attnviz.cli import exits
+from attnviz.cli.exits import say
 from attnviz.cli.options import FLAGS
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.io.text import valid_utf8
-
-
-def say(message: str) -> None:
-    """A message for the person at the terminal: one line on stderr, so stdout stays clean.
-    Whatever it quotes (paths, texts, tokens) is made printable, once, by :func:`exits.say`."""
-    exits.say(message)
 
 
 class Report:
@@ -76,28 +70,3 @@ def reporting() -> Iterator[Report]:
             if type(exc).__module__.partition(".")[0] in ("typer", "click"):
                 raise  # typer's own endings (Exit, BadParameter) carry their code and message
             raise typer.Exit(exits.exit_code(exc)) from None
-
-
-def argument(value: str, what: str) -> str:
-    """A text from the command line; bytes that were not UTF-8 become U+FFFD, and say so."""
-    repaired = valid_utf8(value)
-    if repaired != value:
-        warnings.warn(f"{what} holds bytes that are not UTF-8; they are shown as \ufffd",
-                      AttnvizWarning, stacklevel=2)
-    return repaired
-
-
-@contextmanager
-def without_cycle_collector() -> Iterator[None]:
-    """One forward pass and a drawing: tensors and figures are freed by reference counting,
-    and the cycle collector would only walk the million objects that torch and matplotlib
-    create at import (a tenth of a second, for nothing). Restored afterwards."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli.exits import say
 from attnviz.cli.options import Device, DeviceParam, ThreadsOption, TokenizerKind
-from attnviz.cli.reporting import reporting, say
+from attnviz.cli.reporting import reporting
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable
 from attnviz.model.config import MAX_SEED, ModelConfig

@@ -5,7 +5,8 @@ and one dispatcher turns them into each output's bytes.
 
 The command line, the Python API and export all call :func:`trace` and :func:`write` (or
 :func:`explain` and :func:`write_explanation`); nothing else wires a source to a renderer, and
-:func:`to_bytes` is the one place that knows which renderer writes which format.
+:func:`to_bytes` is the one place that knows which renderer writes which file format (the
+Python API's ``plot`` hands the plan to the image renderer for a Figure, which is no file).
 
 Warnings travel one way: as Python warnings (:class:`attnviz.errors.AttnvizWarning`). A
 source warns while it computes, the cache keeps what was said with the maps and says it again
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnviz.errors import AttnvizError, AttnvizWarning
+from attnviz.flow.formats import DATA_FORMATS, EXPLANATION_FORMATS, FORMATS
 from attnviz.io.atomic import check_writable, write_all
-from attnviz.maps.data import FORMATS as DATA_FORMATS
+from attnviz.maps.choice import check_kind
 from attnviz.maps.data import AttentionMaps
+from attnviz.maps.keep import Keep
 from attnviz.maps.views import Head, Layer, Plan
 from attnviz.maps.windows import Window
 from attnviz.sources import Request, Source, open_source, source_module
@@ -32,9 +35,6 @@ from attnviz.sources import Request, Source, open_source, source_module
 if TYPE_CHECKING:
     from attnviz.maps.explanation import Explanation
 
-IMAGE_FORMATS = ("png", "svg", "pdf")
-FORMATS = (*IMAGE_FORMATS, "gif", "npz", "json", "html")  # what maps are written as
-EXPLANATION_FORMATS = (*IMAGE_FORMATS, *DATA_FORMATS)  # explain draws one picture, or numbers
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,23 @@ class View:
     window_query: Window = None
     window_key: Window = None
     rollout: bool = False  # the encoder's attention rollout instead of its maps
+    sink: str = "shown"  # the first key: one of attnviz.maps.views.SINKS
+
+
+def keep_of(view: View, precision: str = "float32") -> Keep:
+    """What of the maps a source needs to keep to draw ``view``: its kinds, its one layer and
+    one head (every one where it draws all, or the mean, or the rollout, which multiplies
+    every layer), in ``precision``."""
+    # A layer or head that is not an index the model could have is left to the view to
+    # refuse, in its words ("layer -1 is out of range").
+    layer = view.layer if _index(view.layer) and not view.rollout else None
+    head = view.head if _index(view.head) else None
+    return Keep(view.kinds, None if layer is None else (layer,),
+                None if head is None else (head,), precision)
+
+
+def _index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def trace(model: str | Source | None, request: Request, *, cache: bool = True
@@ -73,14 +90,13 @@ def trace(model: str | Source | None, request: Request, *, cache: bool = True
 def explain(model: str | None, request: Request, kind: str, layer: int | None, head: int
             ) -> Explanation:
     """One head of one attention layer of ``model``, step by step, from the forward pass
-    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain`)."""
-    module = source_module(model)
-    if module != "own":
-        what = ("a file of saved maps holds their weights, not the queries and keys that made "
-                "them" if module == "saved" else
-                "a Hugging Face model computes its attention inside its own code")
-        raise AttnvizError(f"explain works with attnviz's own models (translate, dates, "
-                           f"reverse, random, or a model file from attnviz train): {what}")
+    that computes its maps (see :meth:`attnviz.sources.own.OwnModel.explain` and, for a
+    Hugging Face model, :meth:`attnviz.sources.huggingface.source.HuggingFaceModel.explain`)."""
+    kind = check_kind(kind)
+    if source_module(model) == "saved":
+        raise AttnvizError("explain works with models (attnviz's own, or a Hugging Face "
+                           "model): a file of saved maps holds their weights, not the queries "
+                           "and keys that made them")
     return open_source(model).explain(request, kind, layer, head)
 
 
@@ -96,9 +112,9 @@ def plan(maps: AttentionMaps, view: View) -> Plan:
         rolled = rollout_heatmaps(maps, None if view.layer == "all" else view.layer,
                                   None if view.head == "mean" else view.head, view.kinds)
         return views.arrange(rolled, view.scale, view.window, view.window_query,
-                             view.window_key)
+                             view.window_key, view.sink)
     return views.plan(maps, view.kinds, view.layer, view.head, view.scale, view.window,
-                      view.window_query, view.window_key)
+                      view.window_query, view.window_key, view.sink)
 
 
 def output_format(path: Path, formats: Sequence[str] = FORMATS) -> str:
@@ -120,17 +136,26 @@ def check_outputs(paths: Sequence[Path], cmap: str, formats: Sequence[str] = FOR
     for path in paths:
         output_format(path, formats)
         check_writable(path)
-    if not paths or any(output_format(path, formats) not in DATA_FORMATS for path in paths):
+    check_colors([output_format(path, formats) for path in paths], cmap)
+
+
+def check_colors(formats: Sequence[str], cmap: str) -> None:
+    """Refuse an unknown colour map where something is drawn with it: any format but the
+    numbers, or the terminal (no format)."""
+    if not formats or any(fmt not in DATA_FORMATS for fmt in formats):
         from attnviz.render.colors import check
 
         check(cmap)
 
 
-def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
+def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: bool = False,
+             dpi: int | None = None) -> bytes:
     """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
     maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
     when the plan draws it), or a page that holds every map and opens on the plan's first
-    panel (html)."""
+    panel (html). ``embed``: the page's view alone, an HTML fragment to put in another page
+    (a notebook's output, a blog post), instead of a document. ``dpi``: a PNG's resolution
+    (None: the image renderer's own)."""
     first = plan.panels[0]
     if fmt in DATA_FORMATS:
         if not first.rolled_out:
@@ -157,39 +182,63 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str) -> bytes:
             warnings.warn("the .html page holds the whole maps, not a window of them: draw the "
                           "window to .png .svg .pdf .gif or to the terminal", AttnvizWarning,
                           stacklevel=2)
-        return page.to_bytes(maps, cmap, kind=first.kind, layer=first.layer, head=first.head,
-                             scale=plan.asked or "panel")
+        opening = {"kind": first.kind, "layer": first.layer, "head": first.head,
+                   "scale": plan.asked or "panel"}
+        if embed:
+            return page.view(maps, cmap, **opening).encode("utf-8")
+        return page.to_bytes(maps, cmap, **opening)
     from attnviz.render import image
 
-    return image.to_bytes(plan, fmt, cmap)
+    return image.to_bytes(plan, fmt, cmap) if dpi is None else image.to_bytes(plan, fmt, cmap,
+                                                                              dpi)
 
 
 def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:
     """Write every output file of ``maps`` (see :func:`to_bytes`), or none: all are drawn
     before the first is written."""
-    write_all({path: to_bytes(maps, plan, output_format(path), cmap) for path in paths})
+    write_all({path: _writer(maps, plan, output_format(path), cmap) for path in paths})
+
+
+def _writer(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str):
+    """What :func:`write_all` writes: the bytes of :func:`to_bytes`, or, for the npz of the
+    maps, a function that writes it straight to the file (never a second copy in memory)."""
+    if fmt == "npz" and not plan.panels[0].rolled_out:
+        import numpy as np
+
+        arrays = maps.to_arrays()
+        return lambda file: np.savez(file, **arrays)
+    return to_bytes(maps, plan, fmt, cmap)
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:
-    """As :func:`check_outputs`, for the explain view, which draws one picture or saves its
-    numbers: no GIF, no page."""
+    """As :func:`check_outputs`, for the explain view, which draws one picture, saves its
+    numbers or writes a page of its head: no GIF."""
     for path in paths:
-        fmt = path.suffix.lower()[1:]
-        if fmt in ("gif", "html"):
-            of = {"gif": "the .gif animation is of decoding",
-                  "html": "the .html page is of encode, decode and show"}[fmt]
+        if path.suffix.lower() == ".gif":
             raise AttnvizError(f"cannot write {path}: explain draws one picture (.png .svg "
-                               f".pdf) or saves its numbers (.npz .json); {of}")
+                               ".pdf), saves its numbers (.npz .json) or writes a page (.html); "
+                               "the .gif animation is of decoding")
     check_outputs(paths, cmap, EXPLANATION_FORMATS)
 
 
-def explanation_bytes(explanation: Explanation, fmt: str, cmap: str) -> bytes:
-    """One output file of the explain view: its picture, or its arrays."""
+def explanation_bytes(explanation: Explanation, fmt: str, cmap: str, *, embed: bool = False,
+                      dpi: int | None = None) -> bytes:
+    """One output file of the explain view: its picture (``dpi``: a PNG's resolution), its
+    arrays, or a page of its head (html; ``embed``: the view alone, as :func:`to_bytes`
+    embeds it)."""
     if fmt in DATA_FORMATS:
         return explanation.to_bytes(fmt)
+    if fmt == "html":
+        from attnviz.render import page
+
+        if embed:
+            return page.explanation_view(explanation, cmap).encode("utf-8")
+        return page.explanation_bytes(explanation, cmap)
     from attnviz.render import explain_image
 
-    return explain_image.to_bytes(explanation, fmt, cmap)
+    if dpi is None:
+        return explain_image.to_bytes(explanation, fmt, cmap)
+    return explain_image.to_bytes(explanation, fmt, cmap, dpi=dpi)
 
 
 def write_explanation(paths: Sequence[Path], explanation: Explanation, cmap: str) -> None:

@@ -111,7 +111,8 @@ def write_all(contents: dict[Path, bytes]) -> None:
     done, so the files are all old or all new.
 
     Args:
-        contents: the bytes of each file, by path.
+        contents: the bytes of each file, by path, or a function that writes them to the
+            binary file it is given.
     """
     temporaries: dict[Path, str] = {}
     try:
@@ -127,17 +128,29 @@ def write_all(contents: dict[Path, bytes]) -> None:
         raise
 
 
-def _write_temporary(path: Path, data: bytes, temporaries: dict[Path, str]) -> None:
+def _write_temporary(path: Path, data, temporaries: dict[Path, str]) -> None:
     """Write ``data`` to a new temporary file beside ``path``, noted in ``temporaries`` as
-    soon as it exists, so that an interrupt at any later point finds it to remove."""
+    soon as it exists, so that an interrupt at any later point finds it to remove.
+    ``data`` is bytes, or a function that writes them to the binary file it is given (an
+    npz of a gigabyte is then never held twice in memory)."""
     handle = None
     try:
         with signals.held():
             handle, temporary = _create_beside(path)
             temporaries[path] = temporary
-        view = memoryview(data)
-        while view:  # os.write may write less than it was given
-            view = view[os.write(handle, view):]
+        if callable(data):
+            # The file object never closes the descriptor: that stays below, done once.
+            file = os.fdopen(handle, "wb", closefd=False)
+            try:
+                data(file)
+                file.flush()
+            finally:
+                try:
+                    file.close()
+                except OSError:
+                    pass  # a failed flush, said by the write that raised it
+        else:
+            _write_bytes(handle, data)
         closing, handle = handle, None
         os.close(closing)  # a network file system may report a failed write only here
     except OSError as exc:
@@ -145,6 +158,12 @@ def _write_temporary(path: Path, data: bytes, temporaries: dict[Path, str]) -> N
     finally:
         if handle is not None:
             os.close(handle)
+
+
+def _write_bytes(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # os.write may write less than it was given
+        view = view[os.write(handle, view):]
 
 
 def _create_beside(path: Path) -> tuple[int, str]:

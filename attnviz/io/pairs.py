@@ -20,8 +20,11 @@ MAX_PAIR_LINE_CHARS = 2**20  # characters in one line of a pairs file. A legitim
 #   far shorter (256 source and 1,024 target tokens of 128 characters make 164k); splitting
 #   a 128 MiB line into words took 4 GB before its length could be refused.
 MORE_NAMED = 10  # bad lines named after the first one
-WAY_OUT = "write one pair a line: source<TAB>target"
-SOURCE_ALONE = ", or the source alone to let the model write the target"
+# The way out, as each reader words it: training needs both sides of every pair; an export
+# lets the model write a missing target.
+PAIRS = "write each pair as source<TAB>target"
+LINES = ("write one pair a line: source<TAB>target, or the source alone to let the model "
+         "write the target")
 
 # Characters refused anywhere in a pairs file: control characters (C0, DEL, C1; the tab is
 # the separator, a \r is kept only as part of a \r\n line end), the line and paragraph
@@ -84,7 +87,7 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
         AttnvizError: a file that is missing, too large, or holds no pairs.
     """
     name = printable(str(path))
-    data = _read(path)
+    data = _read(path, targets)
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -97,7 +100,7 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
         first = problems[0]
         more = [problem.number for problem in problems[1:]]
         raise BadLines(f"{name}:{first.number}: {first.reason}"
-                           + (f" (also bad: {line_numbers(more, MORE_NAMED)})" if more else ""))
+                       + (f" (also bad: {line_numbers(more, MORE_NAMED)})" if more else ""))
     return _some(pairs, name, targets)
 
 
@@ -107,7 +110,7 @@ def read_pairs_skipping(path: Path, *, targets: bool = False
     character, or any problem :func:`read_pairs` names) is left out, and given back with
     why, instead of refusing the file. A file too large, or of no good line, is refused."""
     name = printable(str(path))
-    data = _read(path).removeprefix(b"\xef\xbb\xbf")
+    data = _read(path, targets).removeprefix(b"\xef\xbb\xbf")
     readable, skipped = [], []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
@@ -126,15 +129,15 @@ def read_pairs_skipping(path: Path, *, targets: bool = False
     return _some(pairs, name, targets), skipped
 
 
-def _read(path: Path) -> bytes:
-    return read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file",
-                             way_out="give a file of source<TAB>target lines",
-                             too_large="split it into smaller files")
+def _read(path: Path, targets: bool) -> bytes:
+    missing, too_large = (("give a file of source<TAB>target lines", "train on a part of it")
+                          if targets else (LINES, "split it into smaller files"))
+    return read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file", way_out=missing,
+                             too_large=too_large)
 
 
 def _parsed(lines, targets: bool) -> tuple[list[Line], list[Skipped]]:
     """The pairs of ``lines`` (number, text), and the bad ones with why."""
-    way_out = WAY_OUT + ("" if targets else SOURCE_ALONE)
     pairs, problems = [], []
     for number, raw in lines:
         raw = raw.removesuffix("\r")
@@ -145,13 +148,14 @@ def _parsed(lines, targets: bool) -> tuple[list[Line], list[Skipped]]:
             reason = (f"the line has {len(raw):,} characters, more than the limit of "
                       f"{MAX_PAIR_LINE_CHARS:,}; write one sentence pair a line")
         elif "\t" in target:
-            reason = f"more than one tab; {way_out}, with no tab inside either"
+            reason = "more than one tab; " + (f"{PAIRS}, with no tab inside either" if targets
+                                              else LINES)
         elif targets and not tab:
-            reason = f"no tab between source and target; {way_out}"
+            reason = f"no tab between source and target; {PAIRS}"
+        elif targets and not (source.strip() and target.strip()):
+            reason = "the source or the target is empty"
         elif not source.strip():
-            reason = f"the source is empty; {way_out}"
-        elif targets and not target.strip():
-            reason = f"the target is empty; {way_out}"
+            reason = f"the source is empty; {LINES}"
         else:
             pairs.append(Line(number, source, target if target.strip() else None))
             continue
@@ -161,8 +165,8 @@ def _parsed(lines, targets: bool) -> tuple[list[Line], list[Skipped]]:
 
 def _some(pairs: list[Line], name: str, targets: bool) -> list[Line]:
     if not pairs:
-        raise AttnvizError(f"pairs file {name} holds no pairs; "
-                           f"{WAY_OUT + ('' if targets else SOURCE_ALONE)}")
+        raise AttnvizError(f"{name} holds no pairs; write one source<TAB>target pair a line"
+                           if targets else f"pairs file {name} holds no pairs; {LINES}")
     return pairs
 
 
@@ -179,8 +183,8 @@ def _why(character: str) -> str:
 
 
 def check_characters(text: str, name: str) -> None:
-    """Raise AttnvizError naming ``name:line`` of the first character of ``text`` that a
-    pairs file may not hold (see ``_REFUSED``)."""
+    """Raise BadLines naming ``name:line`` of the first character of ``text`` that a pairs
+    file may not hold (see ``_REFUSED``)."""
     refused = _REFUSED.search(text)
     if refused:
         line = text.count("\n", 0, refused.start()) + 1

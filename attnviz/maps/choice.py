@@ -74,8 +74,6 @@ def check_head(head: int, heads: int, whose: str = "these maps have",
     return head
 
 
-def check_kind(kind: str) -> str:
-    """``kind`` if it is one of the maps' own names of a kind (the library's callers)."""
-    if kind not in KINDS:
-        return kind_named(kind)
-    return kind
+def check_kind(kind: Any) -> str:
+    """The maps' own name of ``kind``, given by any of its names (see :func:`kind_named`)."""
+    return kind if isinstance(kind, str) and kind in KINDS else kind_named(kind)

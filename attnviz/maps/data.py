@@ -4,6 +4,8 @@ renderer draws.
 Every map has the layout ``[layer, head, query, key]``; layers and heads count from 0. A map
 of one kind may be absent: an encoder-only model has no decoder, a decoder-only model no
 encoder. This module needs numpy only, so reading saved maps never imports torch.
+
+(Just past 450 lines: the maps, their numbering, and their file format, which is theirs.)
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import numpy as np
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps.budget import MAX_MAP_BYTES
+from attnviz.maps.kinds import FILE_FORMATS as FORMATS
 from attnviz.maps.kinds import KINDS
 
 PROVENANCE = "provenance"  # the key of the provenance in saved files
-KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE)  # the keys of saved files
-FORMATS = ("npz", "json")
+KEPT = "kept"  # the key of the layers and heads the maps hold, when not all of them
+KEYS = ("source_tokens", "target_tokens", *KINDS, PROVENANCE, KEPT)  # the keys of saved files
 MAX_FILE_BYTES = MAX_MAP_BYTES + 64 * 1024**2  # a saved file's maps, and room for its tokens
 JSON_BYTES_PER_WEIGHT = 12  # "0.123456789, ": a float32 written as JSON, and its comma
 ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 (saw no key)
+REPR_TEXT_CHARS = 48  # of a text quoted in a repr
 
 
 class MapsError(AttnvizError, ValueError):
@@ -115,7 +119,7 @@ class Provenance:
         return cls(**kept)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class AttentionMaps:
     """The attention weights of one source/target pair, per kind, layer and head.
 
@@ -126,6 +130,10 @@ class AttentionMaps:
         decoder_self: masked decoder self-attention, or None.
         cross: cross-attention (queries from the decoder, keys from the encoder), or None.
         provenance: where they come from.
+        kept: for a kind whose maps hold some of the model's layers or heads only (a
+            Hugging Face model traced for one layer), the model's numbers of the layers and
+            heads they hold: ``{"encoder_self": {"layers": [5], "heads": [0, 1, ...]}}``.
+            A kind absent from it holds layers and heads 0, 1, ... in order.
 
     Shape:
         - encoder_self: ``[L_enc, H, S, S]``
@@ -144,6 +152,7 @@ class AttentionMaps:
     decoder_self: np.ndarray | None = None
     cross: np.ndarray | None = None
     provenance: Provenance = field(default_factory=Provenance)
+    kept: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("source_tokens", "target_tokens"):
@@ -182,6 +191,31 @@ class AttentionMaps:
                             f"{list(decoder.shape[:2])} and {list(cross.shape[:2])}")
         if not self.kinds:
             raise MapsError("there are no maps: give encoder_self, decoder_self or cross")
+        for kind, numbers in self.kept.items():
+            array = getattr(self, kind) if kind in KINDS else None
+            if array is None or not isinstance(numbers, dict):
+                raise MapsError(f"kept names {kind!r}, which these maps do not hold")
+            for axis, name in ((0, "layers"), (1, "heads")):
+                held = numbers.get(name, list(range(array.shape[axis])))
+                if not isinstance(held, list) or len(held) != array.shape[axis] or not all(
+                        _is_int(n) and n >= 0 for n in held) or len(set(held)) != len(held):
+                    raise MapsError(f"kept {name} of {kind} must be {array.shape[axis]} "
+                                    f"distinct indices, one per {name[:-1]} of the map")
+
+    def __repr__(self) -> str:
+        """What the maps are, in a few lines, never their weights: the kinds, layers and heads,
+        the lengths, the texts (shortened) and the model."""
+        sizes = {kind: self.stack(kind).shape[:2] for kind in self.kinds}
+        layers, heads = ({kind: size[axis] for kind, size in sizes.items()} for axis in (0, 1))
+        facts = self.provenance
+        texts = [f"{name}={short_text(text)!r}"
+                 for name, text in (("source", facts.source_text), ("target", facts.target_text))
+                 if text is not None]
+        return (f"AttentionMaps(kinds={self.kinds!r}, layers={_one_or_each(layers)}, "
+                f"heads={_one_or_each(heads)},\n"
+                f"              source_tokens={len(self.source_tokens)}, "
+                f"target_tokens={len(self.target_tokens)}, model={short_text(facts.model)!r}"
+                + "".join(f",\n              {text}" for text in texts) + ")")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -196,10 +230,32 @@ class AttentionMaps:
         return array
 
     def default_layer(self, kind: str) -> int:
-        """The layer drawn when none is asked for: the model's recommendation, else the last."""
-        layers = self.stack(kind).shape[0]
+        """The layer drawn when none is asked for: the model's recommendation, else the last
+        (of those the maps hold), by the model's numbering."""
+        layers = self.layers_of(kind)
         chosen = self.provenance.default_layers.get(kind)
-        return chosen if _is_int(chosen) and 0 <= chosen < layers else layers - 1
+        return chosen if _is_int(chosen) and chosen in layers else layers[-1]
+
+    def layers_of(self, kind: str) -> list[int]:
+        """The model's numbers of the layers the maps of ``kind`` hold, in their order."""
+        count = self.stack(kind).shape[0]
+        return list(self.kept.get(kind, {}).get("layers", range(count)))
+
+    def heads_of(self, kind: str) -> list[int]:
+        """The model's numbers of the heads the maps of ``kind`` hold, in their order."""
+        count = self.stack(kind).shape[1]
+        return list(self.kept.get(kind, {}).get("heads", range(count)))
+
+    def layer_position(self, kind: str, layer: int) -> int:
+        """Where the model's layer ``layer`` is in the maps of ``kind`` (their first axis).
+        Raises AttnvizError (``⟨layer⟩``) for a layer they do not hold."""
+        return _position(self.layers_of(kind), layer, "layer", kind,
+                         self.stack(kind).shape[0], kind in self.kept)
+
+    def head_position(self, kind: str, head: int) -> int:
+        """Where the model's head ``head`` is in the maps of ``kind`` (their second axis)."""
+        return _position(self.heads_of(kind), head, "head", kind, self.stack(kind).shape[1],
+                         kind in self.kept)
 
     def check_weights(self) -> None:
         """Raise ValueError unless every map holds attention weights: finite, at least 0, and
@@ -231,8 +287,12 @@ class AttentionMaps:
         arrays = {"source_tokens": np.array(self.source_tokens, dtype=str),
                   "target_tokens": np.array(self.target_tokens, dtype=str)}
         for kind in self.kinds:
-            arrays[kind] = np.asarray(self.stack(kind), dtype=np.float32)
+            stack = self.stack(kind)  # float16 stays float16: a long text's maps are large
+            arrays[kind] = stack if stack.dtype in (np.float32, np.float16) else np.asarray(
+                stack, dtype=np.float32)
         arrays[PROVENANCE] = np.array(json.dumps(self.provenance.to_dict(), ensure_ascii=False))
+        if self.kept:
+            arrays[KEPT] = np.array(json.dumps(self.kept))
         return arrays
 
     def to_json(self) -> dict[str, Any]:
@@ -242,6 +302,8 @@ class AttentionMaps:
         for kind in self.kinds:
             data[kind] = self.stack(kind).tolist()
         data[PROVENANCE] = self.provenance.to_dict()
+        if self.kept:
+            data[KEPT] = self.kept
         return data
 
     @classmethod
@@ -272,7 +334,8 @@ class AttentionMaps:
                                  f"heads, queries, keys], not of {given.dtype}")
             try:
                 with np.errstate(over="ignore"):  # said below, in one line, not as a warning
-                    array = np.asarray(given, dtype=np.float32)
+                    array = given if given.dtype == np.float16 else np.asarray(
+                        given, dtype=np.float32)
             except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{kind} must be a 4-dimensional array of numbers "
                                  "[layers, heads, queries, keys]") from None
@@ -288,8 +351,17 @@ class AttentionMaps:
                 raw = json.loads(str(raw))
             except (ValueError, RecursionError):  # not JSON: dropped, as another tool's facts
                 raw = None
+        kept = data.get(KEPT) or {}
+        if isinstance(kept, np.ndarray):
+            try:
+                kept = json.loads(str(kept))
+            except (ValueError, RecursionError):
+                raise ValueError("kept must be JSON: the layers and heads each kind holds"
+                                 ) from None
+        if not isinstance(kept, dict):
+            raise ValueError("kept must map kinds to the layers and heads they hold")
         return cls(tokens["source_tokens"], tokens["target_tokens"],
-                   provenance=Provenance.from_dict(raw), **arrays)
+                   provenance=Provenance.from_dict(raw), kept=kept, **arrays)
 
     def to_bytes(self, fmt: str) -> bytes:
         """The bytes of an ``npz`` or ``json`` file of these maps."""
@@ -384,7 +456,7 @@ class AttentionMaps:
             AttnvizError: outputs without attention weights, weights that do not fit the
                 tokens, a batch index out of range, an argument of the wrong type.
         """
-        from attnviz.maps.outputs import attention_arrays
+        from attnviz.maps.output_attentions import attention_arrays
 
         for name, tokens in (("source_tokens", source_tokens),
                              ("target_tokens", target_tokens)):
@@ -405,8 +477,40 @@ class AttentionMaps:
         except ValueError as exc:  # the weights do not fit the tokens
             raise AttnvizError(str(exc)) from None
 
+def _position(held: list[int], number: int, name: str, kind: str, count: int, kept: bool
+              ) -> int:
+    """The place of the model's ``number`` among the ``held`` layers (heads) of ``kind``."""
+    from attnviz.maps.kinds import TITLES
+
+    if number in held:
+        return held.index(number)
+    if not kept:
+        if name == "layer":
+            raise AttnvizError(f"layer {number} is out of range: the {TITLES[kind].lower()} "
+                               f"has layers 0 to {count - 1}", setting="layer")
+        raise AttnvizError(f"head {number} is out of range: these maps have heads 0 to "
+                           f"{count - 1}, or the mean of all", setting="head")
+    shown = ", ".join(str(n) for n in held[:8]) + (", ..." if len(held) > 8 else "")
+    raise AttnvizError(f"{name} {number} is not in these maps: the {TITLES[kind].lower()} was "
+                       f"traced keeping {name}(s) {shown} only; choose one of them, or trace "
+                       f"again keeping ⟨{name}⟩ {number}", setting=name)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def short_text(text: str | None) -> str | None:
+    """A text as a repr quotes it: at most :data:`REPR_TEXT_CHARS` characters, then ``…``."""
+    if text is None or len(text) <= REPR_TEXT_CHARS:
+        return text
+    return text[:REPR_TEXT_CHARS - 1] + "…"
+
+
+def _one_or_each(counts: dict[str, int]) -> str:
+    """``2`` when every kind has 2, else ``{'encoder_self': 6, 'cross': 12, ...}``."""
+    values = set(counts.values())
+    return str(values.pop()) if len(values) == 1 else repr(counts)
 
 
 def _is_position(key: Any) -> bool:

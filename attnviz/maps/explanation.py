@@ -6,7 +6,7 @@ An :class:`Explanation` holds, for one head, the queries Q, keys K and values V 
 pass of an attnviz model, the scaled scores Q Kᵀ / √d_k, the mask (M is 0 where it is True,
 -inf where it is False) and the weights, which are the model's own (the same numbers as the
 maps of that layer and head). It is plain numpy, so saving it needs no torch; the model
-side is :meth:`attnviz.model.Transformer.attention_steps`.
+side is the forward pass's :class:`attnviz.model.transformer.Intermediates`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attnviz.maps.data import Provenance
+from attnviz.maps.data import Provenance, short_text
 from attnviz.maps.kinds import KINDS, TITLES
 
 ARRAYS = ("queries", "keys", "values", "scores", "mask", "weights")  # saved, with the tokens
-FORMATS = ("npz", "json")
 
 MASKS = {
     "encoder_self": "none: every source token may see every other",
@@ -29,7 +28,7 @@ MASKS = {
 }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Explanation:
     """The formula's parts for one head of one attention layer.
 
@@ -66,12 +65,22 @@ class Explanation:
     query_tokens: list[str]
     key_tokens: list[str]
     provenance: Provenance = field(default_factory=Provenance)
+    # A Hugging Face model's head says more: the factor of Q Kᵀ (None: 1/√d_k), the bias
+    # added to the scores (T5's relative positions, [Q, K], None: none; the scores hold it),
+    # the key/value head this query head reads and how many there are (grouped-query
+    # attention), and, in words, where Q, K, V come from and what the mask hides.
+    scale: float | None = None
+    bias: np.ndarray | None = None
+    key_value_head: int | None = None
+    key_value_heads: int | None = None
+    described: dict[str, str] | None = None  # queries, keys, values, mask: in words
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         q, k, d_k = len(self.query_tokens), len(self.key_tokens), self.d_k
-        expected = {"queries": (q, d_k), "keys": (k, d_k), "values": (k, d_k),
+        d_v = self.values.shape[-1] if self.values.ndim == 2 else d_k
+        expected = {"queries": (q, d_k), "keys": (k, d_k), "values": (k, d_v),
                     "scores": (q, k), "mask": (q, k), "weights": (q, k)}
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
@@ -80,10 +89,53 @@ class Explanation:
         if self.mask.dtype != np.bool_:
             raise ValueError(f"mask must be boolean, got {self.mask.dtype}")
 
+    def __repr__(self) -> str:
+        """What was explained and the shapes of its parts, never their numbers."""
+        shapes = self.shapes
+        return (f"Explanation(kind={self.kind!r}, layer={self.layer}, head={self.head}, "
+                f"heads={self.heads}, d_model={self.d_model},\n"
+                f"            queries={shapes['queries']}, keys={shapes['keys']}, "
+                f"values={shapes['values']},\n"
+                f"            scores={shapes['scores']}, weights={shapes['scores']}, "
+                f"model={short_text(self.provenance.model)!r})")
+
     @property
     def d_k(self) -> int:
-        """The width of one head's queries and keys: d_model / heads."""
-        return self.d_model // self.heads
+        """The width of one head's queries and keys (d_model / heads in attnviz's models)."""
+        return int(self.queries.shape[-1]) if self.queries.ndim == 2 else \
+            self.d_model // self.heads
+
+    @property
+    def scores_name(self) -> str:
+        """The formula's first step as this head computes it: ``Q Kᵀ / √d_k``, or with the
+        model's own factor and bias."""
+        default = self.scale is None or abs(self.scale * self.d_k ** 0.5 - 1.0) < 1e-6
+        product = "Q Kᵀ / √d_k" if default else f"{self.scale:g} · Q Kᵀ"
+        return product + (" + B" if self.bias is not None else "")
+
+    @property
+    def formula(self) -> str:
+        return f"weights = softmax({self.scores_name} + M), then output = weights · V"
+
+    @property
+    def widths(self) -> str:
+        """How wide a head is, and (grouped-query attention) which key/value head it reads."""
+        if self.key_value_heads is None:
+            return f"d_k = d_model / heads = {self.d_model} / {self.heads} = {self.d_k}"
+        line = f"d_k = {self.d_k}, the model's head width"
+        if self.key_value_heads != self.heads:
+            line += (f"; {self.heads} query heads share {self.key_value_heads} key/value "
+                     f"heads (grouped-query attention): head {self.head} reads key/value head "
+                     f"{self.key_value_head}")
+        if self.bias is not None:
+            line += "; B: the model's position bias, added to every score"
+        return line
+
+    def projection(self, letter: str) -> str:
+        """How Q, K or V is made from x: a pre-norm block's ``LN(x) W_Q``, or, where the
+        model's own code made it (a Hugging Face model), its projection of x."""
+        return f"{letter} = LN(x) W_{letter}" if self.described is None else \
+            f"{letter} = x W_{letter}"
 
     @property
     def title(self) -> str:
@@ -108,6 +160,8 @@ class Explanation:
     def origins(self) -> dict[str, str]:
         """Where the queries, the keys and the values come from, in words. Each block is
         pre-norm: its attention reads its input through a LayerNorm."""
+        if self.described is not None:
+            return {name: self.described[name] for name in ("queries", "keys", "values")}
         side = "encoder" if self.kind == "encoder_self" else "decoder"
         below = (f"the output of {side} layer {self.layer - 1}" if self.layer else
                  f"the {'source' if side == 'encoder' else 'decoder input'}'s embeddings "
@@ -125,6 +179,8 @@ class Explanation:
     @property
     def mask_meaning(self) -> str:
         """What the mask of this kind hides, in words."""
+        if self.described is not None:
+            return self.described["mask"]
         return MASKS[self.kind]
 
     @property
@@ -164,6 +220,10 @@ class Explanation:
         raise ValueError(f"an explanation is saved as npz or json, not {fmt!r}")
 
     def _about(self) -> dict:
-        return {"kind": self.kind, "layer": self.layer, "head": self.head, "heads": self.heads,
-                "d_model": self.d_model, "d_k": self.d_k,
-                "provenance": self.provenance.to_dict()}
+        about = {"kind": self.kind, "layer": self.layer, "head": self.head,
+                 "heads": self.heads, "d_model": self.d_model, "d_k": self.d_k,
+                 "provenance": self.provenance.to_dict()}
+        if self.described is not None:
+            about.update(scale=self.scale, key_value_head=self.key_value_head,
+                         key_value_heads=self.key_value_heads, described=self.described)
+        return about

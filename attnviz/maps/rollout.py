@@ -106,8 +106,8 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
         AttnvizError: when the maps hold no encoder self-attention, a name is not a kind,
             another kind or a head is asked for, or the layer is out of range.
     """
-    for kind in [kinds] if isinstance(kinds, str) else kinds or ():
-        if check_kind(kind) != "encoder_self":
+    for kind in [check_kind(k) for k in ([kinds] if isinstance(kinds, str) else kinds or ())]:
+        if kind != "encoder_self":
             raise AttnvizError(f"attention rollout follows the encoder self-attention, not the "
                                f"{TITLES[kind].lower()}: ask for the encoder kind (or every "
                                "kind)")
@@ -116,6 +116,10 @@ def rollout_heatmaps(maps: AttentionMaps, layer: int | None = None, head: int | 
                            "heads of each layer; leave the head out", setting="head")
     rolled = rollout(maps)  # (L, S, S)
     layers, heads = maps.encoder_self.shape[:2]
+    if maps.layers_of("encoder_self") != list(range(layers)):
+        raise AttnvizError("the rollout multiplies every encoder layer from the first on, and "
+                           "these maps hold only some of them; trace again keeping every "
+                           "\u27e8layer\u27e9", setting="layer")
     if layer is not None:
         check_layer(layer, layers, "encoder_self")
     chosen = range(layers) if layer is None else [layer]

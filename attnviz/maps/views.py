@@ -4,6 +4,10 @@ and how they share a colour scale.
 Renderers draw :class:`Heatmap` objects (one panel), or a :class:`Plan` (every panel of a
 figure: per kind, a grid of layers by heads, with one colour scale), and nothing else; this
 module decides what each one holds and how it is labelled.
+
+(Past 450 lines: a heatmap, the plan of a figure and its colour scales, windows, the sink and
+the top-k listing are one vocabulary that every renderer reads; split, each part would import
+the others.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from attnviz.errors import AttnvizError
 from attnviz.io.text import columns, display_label, printable, shorten
 from attnviz.maps.caption import caption
-from attnviz.maps.choice import check_head, check_kind, check_layer, check_present, index
+from attnviz.maps.choice import check_kind, check_present, index
 from attnviz.maps.data import AttentionMaps
 from attnviz.maps.kinds import TITLES
 from attnviz.maps.windows import Span, Window, spans
@@ -45,7 +49,14 @@ UNKNOWN_MARK = "?"  # after a word the vocabulary lacks: "zebra?" (the map holds
 # panel of the figure (its largest weight), to 1, or (each row divided by its largest) from 0
 # to 1 in every row. A page shows one map at a time: its shared maximum is that of every layer
 # and head of the kind shown, the means over heads included.
-SCALES = ("panel", "shared", "unit", "row")
+SCALES = ("panel", "shared", "unit", "row", "log")
+LOG_DECADES = 4  # the log scale runs from the largest weight down this many decades
+# The first key, where a long map of a language model puts most of every row (an attention
+# sink): drawn as the others, left out of the colour scale (its cells show the brightest
+# colour), or left out of each row, the rest renormalised to what the other keys got.
+SINKS = ("shown", "unscaled", "renormalised")
+SINK_NOTES = {"shown": "", "unscaled": "the first key (the sink) is left out of the scale",
+              "renormalised": "each row without the first key (the sink), renormalised"}
 Layer = Union[int, Literal["all"], None]  # None: the kind's default layer
 Head = Union[int, Literal["mean", "all"], None]  # None or "mean": the mean over heads
 
@@ -85,6 +96,7 @@ class Heatmap:
     # when the heatmap is the whole map. query_start and key_start place the window in it.
     whole_weights: np.ndarray | None = None
     whole_visible: np.ndarray | None = None
+    sink: str = "shown"  # one of SINKS: how the first key is drawn
 
     @property
     def title(self) -> str:
@@ -130,7 +142,17 @@ class Heatmap:
     def scale_max(self) -> float:
         """The weight drawn brightest: the largest visible weight of the whole map, window or
         not (at least 1e-6)."""
-        return max(_largest(*self.whole), 1e-6)
+        return max(_largest(*self._scaled), 1e-6)
+
+    @property
+    def _scaled(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole map's weights and the cells its scale reaches: the visible ones, but
+        the first key's where it is left out of the scale (``sink="unscaled"``)."""
+        weights, visible = self.whole
+        if self.sink == "unscaled" and visible.shape[-1] > 1:
+            visible = visible.copy()
+            visible[:, 0] = False
+        return weights, visible
 
     @property
     def whole(self) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +166,7 @@ class Heatmap:
     def row_largest(self) -> np.ndarray:
         """Each row's largest visible weight over every key of the whole map, the keys outside
         a window included (0 for a row that saw nothing). Shape: ``(Q,)``."""
-        weights, visible = self.whole
+        weights, visible = self._scaled
         rows = slice(self.query_start, self.query_start + self.weights.shape[0])
         shown = np.where(visible[rows], weights[rows], 0.0)  # (Q, K_all)
         return shown.max(axis=-1) if shown.size else np.zeros(shown.shape[0], np.float32)
@@ -188,15 +210,15 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     Raises AttnvizError naming the valid values when the kind is unknown or absent or the
     layer or head is out of range.
     """
-    check_present(maps.kinds, check_kind(kind))
+    kind = check_kind(kind)
+    check_present(maps.kinds, kind)
     stack = maps.stack(kind)  # (L, H, Q, K)
-    layers, heads = stack.shape[:2]
-    layer = check_layer(maps.default_layer(kind) if layer is None else layer, layers, kind)
-    if head is not None:
-        check_head(head, heads)
+    heads = stack.shape[1]
+    layer = maps.default_layer(kind) if layer is None else layer
+    at = maps.layer_position(kind, layer)  # the model's layer number -> its place in the stack
     # (Q, K); the mean of one head is that head, not a copy of it (a long map is large).
-    weights = stack[layer, head or 0] if head is not None or heads == 1 else \
-        stack[layer].mean(axis=0)
+    weights = stack[at, maps.head_position(kind, head)] if head is not None else \
+        stack[at, 0] if heads == 1 else stack[at].mean(axis=0, dtype=np.float32)
     provenance = maps.provenance
     if kind == "encoder_self":
         queries, query_written = maps.source_tokens, provenance.source_written
@@ -209,7 +231,7 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     last_next = UNKNOWN_NEXT if provenance.next_token is None else display_label(
         provenance.next_token)
     return Heatmap(kind, layer, head, heads, np.asarray(weights, dtype=np.float32),
-                   list(queries), list(keys), _visible(kind, stack[layer]),
+                   list(queries), list(keys), _visible(kind, stack[at]),
                    caption(provenance), query_written=dict(query_written),
                    key_written=dict(key_written), predicts=kind != "encoder_self",
                    last_next=last_next, generated=provenance.target_generated)
@@ -253,6 +275,12 @@ class Plan:
     scale: str  # one of SCALES
     shared_max: float  # the largest visible weight of every panel (at least 1e-6)
     asked: str | None = None  # the scale as asked; None: chosen for the number of panels
+    sink: str = "shown"  # one of SINKS
+
+    @property
+    def sink_note(self) -> str:
+        """What the colour bar says of the first key, or ""."""
+        return SINK_NOTES[self.sink]
 
     @property
     def panels(self) -> list[Heatmap]:
@@ -279,6 +307,8 @@ class Plan:
         """
         if self.scale == "row":
             return scale_rows(heatmap.weights, heatmap.visible, heatmap.row_largest), 1.0
+        if self.scale == "log":
+            return log_shares(heatmap.weights, self.shared_max), 1.0
         return heatmap.weights, self.limit(heatmap)
 
     def limit(self, heatmap: Heatmap) -> float:
@@ -292,7 +322,8 @@ class Plan:
 
 def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer = None,
          head: Head = None, scale: str | None = None, window: Window = None,
-         window_query: Window = None, window_key: Window = None) -> Plan:
+         window_query: Window = None, window_key: Window = None, sink: str = "shown"
+         ) -> Plan:
     """The panels of a figure of ``maps``.
 
     Args:
@@ -309,34 +340,74 @@ def plan(maps: AttentionMaps, kinds: Sequence[str] | None = None, layer: Layer =
         window: positions ``A:B`` (A to B-1) of both the queries and the keys.
         window_query: positions of the queries alone (instead of ``window``'s).
         window_key: positions of the keys alone.
+        sink: how the first key is drawn, one of :data:`SINKS`.
 
     Raises:
         AttnvizError: an absent kind, a layer or head out of range, an unknown scale, a window
             that is not ``A:B`` or that selects nothing; its ``setting`` names the option.
     """
     check_scale(scale)
+    check_sink(sink)
     rows, columns = spans(window, window_query, window_key)
     layer, head = _layer(layer), _head(head)
     blocks = []
-    for kind in kinds or maps.kinds:
+    for kind in [check_kind(kind) for kind in kinds or maps.kinds]:
         first = heatmap(maps, kind, None if layer == "all" else layer,
                         None if head == "all" else head)  # checks the kind, layer and head
-        stack = maps.stack(kind)  # (L, H, Q, K)
-        layers = range(stack.shape[0]) if layer == "all" else [first.layer]
-        heads = [*range(stack.shape[1]), None] if head == "all" else [first.head]
-        panels = tuple(tuple(_windowed(heatmap(maps, kind, row, column), rows, columns)
-                             for column in heads) for row in layers)
+        layers = maps.layers_of(kind) if layer == "all" else [first.layer]
+        heads = [*maps.heads_of(kind), None] if head == "all" else [first.head]
+        panels = tuple(tuple(_windowed(sunk(heatmap(maps, kind, row, column), sink), rows,
+                                       columns) for column in heads) for row in layers)
         blocks.append(Block(kind, panels))
-    return _planned(blocks, scale)
+    return _planned(blocks, scale, sink)
 
 
 def arrange(heatmaps: Sequence[Heatmap], scale: str | None = None, window: Window = None,
-            window_query: Window = None, window_key: Window = None) -> Plan:
+            window_query: Window = None, window_key: Window = None, sink: str = "shown"
+            ) -> Plan:
     """A plan of heatmaps chosen one by one (as :func:`heatmaps` gives them, or the rollout),
-    side by side, with the scale and windows of :func:`plan`."""
+    side by side, with the scale, windows and sink of :func:`plan`."""
     check_scale(scale)
+    check_sink(sink)
     rows, columns = spans(window, window_query, window_key)
-    return _planned([Block(h.kind, ((_windowed(h, rows, columns),),)) for h in heatmaps], scale)
+    return _planned([Block(h.kind, ((_windowed(sunk(h, sink), rows, columns),),))
+                     for h in heatmaps], scale, sink)
+
+
+def check_sink(sink: str) -> None:
+    if sink not in SINKS:
+        raise AttnvizError(f"sink {printable(str(sink))!r} is not a way to draw the first key: "
+                           f"use one of {', '.join(SINKS)}", setting="sink")
+
+
+def sunk(heatmap: Heatmap, sink: str) -> Heatmap:
+    """``heatmap`` with its first key drawn as ``sink`` says: as it is, left out of the
+    scale (``unscaled``), or left out of each row, the other keys' weights divided by what
+    they got together (``renormalised``: each row then sums to 1 without it; a row that
+    gave the first key everything is 0).
+
+    Shape: weights ``[Q, K]`` -> ``[Q, K]``, the first column hidden when renormalised.
+    """
+    if sink == "shown" or heatmap.weights.shape[-1] < 2:
+        return heatmap
+    if sink == "unscaled":
+        return replace(heatmap, sink=sink)
+    weights = np.asarray(heatmap.weights, dtype=np.float64)
+    rest = weights[:, 1:].sum(axis=-1, keepdims=True)  # (Q, 1)
+    renormalised = np.divide(weights, rest, out=np.zeros_like(weights), where=rest > 0)
+    renormalised[:, 0] = 0.0
+    visible = heatmap.visible.copy()
+    visible[:, 0] = False
+    return replace(heatmap, weights=renormalised.astype(np.float32), visible=visible,
+                   sink=sink)
+
+
+def log_shares(weights: np.ndarray, top: float) -> np.ndarray:
+    """Weights on the log scale, 0 to 1: 1 at ``top``, 0 at ``top`` / 10^LOG_DECADES and
+    below (a weight of 0 too). Shape: ``(Q, K) -> (Q, K)``."""
+    with np.errstate(divide="ignore"):
+        decades = np.log10(np.asarray(weights, dtype=np.float64) / max(top, 1e-12))
+    return np.clip(1.0 + decades / LOG_DECADES, 0.0, 1.0).astype(np.float32)
 
 
 def check_scale(scale: str | None) -> None:
@@ -346,14 +417,15 @@ def check_scale(scale: str | None) -> None:
                            f"{', '.join(SCALES)}", setting="scale")
 
 
-def _planned(blocks: Sequence[Block], scale: str | None) -> Plan:
+def _planned(blocks: Sequence[Block], scale: str | None, sink: str = "shown") -> Plan:
     """The plan of ``blocks`` on ``scale`` (None: shared when there are several panels, else
     panel); the shared scale's one maximum is the largest visible weight of every panel's
-    whole map (a window is a view onto its map)."""
+    whole map (a window is a view onto its map), the first key's left out where the sink is
+    unscaled."""
     panels = [panel for block in blocks for row in block.panels for panel in row]
-    shared = max((_largest(*panel.whole) for panel in panels), default=0.0)
+    shared = max((_largest(*panel._scaled) for panel in panels), default=0.0)
     return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
-                max(shared, 1e-6), scale)
+                max(shared, 1e-6), scale, sink)
 
 
 def _largest(weights: np.ndarray, visible: np.ndarray) -> float:

@@ -52,12 +52,15 @@ def figure(explanation: Explanation, cmap: str):
 
 def to_bytes(explanation: Explanation, fmt: str, cmap: str, dpi: int = 150) -> bytes:
     """The explain view as a ``png``, ``svg`` or ``pdf`` file."""
-    return image.figure_bytes(figure(explanation, cmap), fmt, dpi)
+    from attnviz.render.figure import figure_bytes
+
+    return figure_bytes(figure(explanation, cmap), fmt, dpi)
 
 
 def _figure(explanation: Explanation, cmap: str):
     from matplotlib.colors import ListedColormap, TwoSlopeNorm
-    from matplotlib.figure import Figure
+
+    from attnviz.render.figure import Figure
 
     e = explanation
     rows, cols = len(e.query_tokens), len(e.key_tokens)
@@ -101,7 +104,7 @@ def _figure(explanation: Explanation, cmap: str):
         drawn = _matrix(ax, values, tokens, None, DIVERGING,
                         TwoSlopeNorm(0.0, -limit, limit), annotate=False)
         ax.set_xlabel(f"d_k = {e.d_k} dimensions of head {e.head}", fontsize=8)
-        ax.set_title(f"{letter} = LN(x) W_{letter}  {e.shapes[name]}\n"
+        ax.set_title(f"{e.projection(letter)}  {e.shapes[name]}\n"
                      + _wrap(f"x: {e.origins[name]}"), fontsize=8, loc="left",
                      parse_math=False)
     colorbar(drawn, ax, vector_bottom + vector_height - own_height, own_height, "Q, K and V")
@@ -111,7 +114,7 @@ def _figure(explanation: Explanation, cmap: str):
     limit = max(float(np.abs(e.scores).max()) if e.scores.size else 0.0, 1e-6)
     drawn = _matrix(panels[0], e.scores, e.query_tokens, e.key_tokens, DIVERGING,
                     TwoSlopeNorm(0.0, -limit, limit), annotate=True, decimals=1)
-    panels[0].set_title(f"Q Kᵀ / √d_k, the scaled scores  {e.shapes['scores']}", fontsize=9,
+    panels[0].set_title(f"{e.scores_name}, the scaled scores  {e.shapes['scores']}", fontsize=9,
                         loc="left", parse_math=False)
     colorbar(drawn, panels[0], map_bottom, map_height, "score")
 
@@ -141,8 +144,7 @@ def _figure(explanation: Explanation, cmap: str):
 
 def _header(e: Explanation, chars: int) -> str:
     """The lines above the panels; the caption cut to the ``chars`` the figure has room for."""
-    lines = [f"{e.title}: weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V",
-             f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"]
+    lines = [f"{e.title}: {e.formula}", e.widths]
     heading = caption(e.provenance)
     if heading:
         lines.append(shorten(heading, chars))

@@ -37,10 +37,9 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     heading = caption(e.provenance)
     if heading:
         lines.append(Text(in_columns(heading, width), style="dim"))
-    lines.append(Text(f"weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V;  "
-                      f"d_k = d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"))
+    lines.append(Text(f"{e.formula};  {e.widths}"))
     for name, letter in (("queries", "Q"), ("keys", "K"), ("values", "V")):
-        lines.append(Text.assemble((f"{letter} = LN(x) W_{letter}  {e.shapes[name]}", "bold"),
+        lines.append(Text.assemble((f"{e.projection(letter)}  {e.shapes[name]}", "bold"),
                                    f"  x: {e.origins[name]}"))
     lines.append(Text(f"rows = {QUERY_AXES[e.kind]}   columns = {KEY_AXES[e.kind]}",
                       style="dim"))
@@ -48,7 +47,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     def cells(values: np.ndarray, text_of, style_of) -> list[Text]:
         return _table(e, width, values, text_of, style_of)
 
-    lines += [Text(""), Text(f"Q Kᵀ / √d_k, the scaled scores {e.shapes['scores']}:",
+    lines += [Text(""), Text(f"{e.scores_name}, the scaled scores {e.shapes['scores']}:",
                              style="bold")]
     lines += cells(e.scores, lambda value, seen: rounded(value, 1),
                    lambda row, col: None if e.mask[row, col] else DIM)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from contextlib import nullcontext
 
 import numpy as np
@@ -45,6 +44,7 @@ BAR_LABELS = {  # the colour bar's label: what a colour means, and which scale
     "shared": "attention weight\n(shared scale: one for the figure)",
     "unit": "attention weight\n(unit scale: 0 to 1)",
     "row": "share of the row's largest weight\n(row scale)",
+    "log": "attention weight, log scale\n(4 decades below the largest)",
 }
 WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over the whole map
     **BAR_LABELS,
@@ -52,8 +52,6 @@ WINDOW_BAR_LABELS = {  # ... when the panels are windows: the scales reach over 
     "shared": "attention weight\n(shared scale: the whole maps' largest)",
     "row": "share of the whole row's largest weight\n(row scale)",
 }
-# Files carry no creation date, so the same input gives the same bytes.
-_NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
 def draw_heatmap(ax, heatmap: Heatmap, cmap: str, plan: Plan | None = None, *,
@@ -220,7 +218,7 @@ def figure(heatmaps: list[Heatmap] | Plan, cmap: str):
 
 
 def _figure(plan: Plan, cmap: str):
-    from matplotlib.figure import Figure
+    from attnviz.render.figure import Figure
 
     layout = Layout(plan)
     check_size(layout, len(plan.panels))
@@ -273,8 +271,17 @@ def _figure(plan: Plan, cmap: str):
 def _colorbar(fig, image, bar, plan: Plan, font: float) -> None:
     colorbar = fig.colorbar(image, cax=bar)
     windowed = any(panel.windowed for panel in plan.panels)
-    colorbar.set_label((WINDOW_BAR_LABELS if windowed else BAR_LABELS)[plan.scale],
-                       fontsize=font)
+    label = (WINDOW_BAR_LABELS if windowed else BAR_LABELS).get(plan.scale,
+                                                                 BAR_LABELS[plan.scale])
+    if plan.scale == "log":  # the shares 0..1 stand for the weights of 4 decades
+        from attnviz.maps.views import LOG_DECADES
+
+        shares = np.linspace(0.0, 1.0, LOG_DECADES + 1)
+        colorbar.set_ticks(shares, labels=[f"{plan.shared_max * 10 ** (LOG_DECADES * (s - 1)):.1e}"
+                                           for s in shares])
+    if plan.sink_note:
+        label += f"\n{plan.sink_note}"
+    colorbar.set_label(label, fontsize=font)
     bar.tick_params(labelsize=font)
 
 
@@ -298,21 +305,6 @@ def _legend(fig, plan: Plan, layout: Layout) -> None:
 def to_bytes(heatmaps: list[Heatmap] | Plan, fmt: str, cmap: str, dpi: int = PNG_DPI
              ) -> bytes:
     """The heatmaps (or a plan) drawn as a ``png``, ``svg`` or ``pdf`` file."""
+    from attnviz.render.figure import figure_bytes
+
     return figure_bytes(figure(heatmaps, cmap), fmt, dpi)
-
-
-def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
-    """Any attnviz figure as a ``png``, ``svg`` or ``pdf`` file, the same bytes every time."""
-    buffer = io.BytesIO()
-    from matplotlib import rc_context
-
-    # SVG: labels stay text (searchable, editable), and element ids do not change between runs.
-    # PNG: light compression; the default level takes a sixth of the drawing time to save
-    # a sixth of the bytes.
-    extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), fonts.glyphs_said():
-        try:
-            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
-        except MemoryError:
-            raise out_of_memory() from None
-    return buffer.getvalue()

@@ -36,7 +36,8 @@ DRAWING_BASE_BYTES = 64 * 1024**2
 # some 37 million cells, one map of 6,000 tokens a side. A larger map is no more legible in
 # a picture than a window of it, or its terminal view pooled to fit.
 MAX_DRAWING_BYTES = 2 * 1024**3
-MEASURED_DPI = (100, PNG_DPI)  # labels are measured as notebooks (100) and PNG files draw them
+NOTEBOOK_DPI = 100  # dots per inch of the pictures a notebook shows
+MEASURED_DPI = (NOTEBOOK_DPI, PNG_DPI)  # labels are measured as notebooks and PNG files draw them
 THIN_LINE = 3.0  # ... and the spacing of labels that must be thinned: every n-th, readable
 # Page geometry, in inches. The panels are placed by hand: a layout engine would measure
 # every label and take longer than everything else in the picture.

@@ -1,9 +1,18 @@
-// attnviz's page: draws the attention maps embedded above it. Plain JavaScript, no library,
-// nothing fetched. Layout of a kind's weights: [layer, head, query, key], one byte each, the
-// byte being round(weight / row max * steps); rowMax holds each row's maximum, float32.
-"use strict";
-(function () {
-  const data = JSON.parse(document.getElementById("attnviz-data").textContent);
+// attnviz's view of attention maps: draws the maps embedded in its element. Plain JavaScript,
+// no library, nothing fetched. Layout of a kind's weights: [layer, head, query, key], one byte
+// each, the byte being round(weight / row max * steps); rowMax holds each row's maximum, float32.
+//
+// This file is the body of a function of `root`, the view's element: render/page.py wraps it
+// and calls it once per view, so that any number of views share a page (a notebook's
+// outputs). A view reads only the elements inside its root, keeps what it knows in `view`
+// below, and sets no global: its API, for tests and benchmarks, is `root.attnviz`.
+//
+// Over 450 lines, and one file on purpose: every view inlines it whole (no module loader, no
+// build step, nothing fetched), so splitting it would only add the files that page.py joins.
+// It reads in sections: decoding the data, the panel shown, the heatmap, the head view, menus.
+  "use strict";
+  if (root.attnviz) return; // this view's script already ran (a front end ran it twice)
+  const data = JSON.parse(root.querySelector(".av-data").textContent);
   const FONT = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
   const TITLE_FONT = "bold 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
   const MAP_SIDE = 720; // CSS pixels: the heatmap's longer side never exceeds this
@@ -18,28 +27,42 @@
   const LINE_COLOR = "31,119,180";
   const FOCUS_COLOR = "217,95,2";
   const BUCKETS = 32; // the head view draws its lines in this many opacities
-  // Milliseconds: the script's own work (draws, hovers...), and until the browser has
-  // painted its result (...Painted: the next frame, then a task after it).
-  const timings = { decode: null, firstDraw: null, firstPainted: null, draws: [],
-                    drawsPainted: [], hovers: [], hoversPainted: [], headDraws: [],
-                    headDrawsPainted: [], headHovers: [], headHoversPainted: [] };
-  const state = { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" };
-  const api = { ready: false, error: null, timings, state, cellCenter, tokenCenter,
-                layout: () => heatLayout, title };
-  window.attnviz = api;
-
-  const $ = (id) => document.getElementById(id);
   const colors = hexBytes(data.colors); // 256 colours, r g b
   const kinds = data.kinds;
-  let heatLayout = null;
-  let headsLayout = null;
-  let panelCache = { key: null, panel: null };
-  let hovered = null;
+
+  // Everything this view shows and remembers, in one object: what its menus chose (state),
+  // where the last drawing put things (the layouts), the weights being shown, the cell or
+  // token under the mouse, and how long its work took. An option or a view adds its field here.
+  const view = {
+    state: { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" },
+    heatLayout: null,
+    headsLayout: null,
+    panel: { key: null, value: null },
+    hovered: null,
+    // Milliseconds: the script's own work (draws, hovers...), and until the browser has
+    // painted its result (...Painted: the next frame, then a task after it).
+    timings: { decode: null, firstDraw: null, firstPainted: null, draws: [], drawsPainted: [],
+               hovers: [], hoversPainted: [], headDraws: [], headDrawsPainted: [],
+               headHovers: [], headHoversPainted: [] },
+  };
+  const state = view.state;
+
+  // The sub-views a view switches between (its buttons' data-view), each drawn by its
+  // function on its canvas, with a hover canvas above it.
+  const SUBVIEWS = { heatmap: { draw: drawHeatmap, canvas: "heatmap" },
+                     heads: { draw: drawHeads, canvas: "heads" } };
+
+  // The view's own element of class av-NAME: never one of another view.
+  const part = (name) => root.querySelector(`.av-${name}`);
+
+  const api = { ready: false, error: null, timings: view.timings, state, cellCenter,
+                tokenCenter, layout: () => view.heatLayout, title };
+  root.attnviz = api;
 
   function measured(name, started) {
-    timings[name].push(performance.now() - started);
+    view.timings[name].push(performance.now() - started);
     requestAnimationFrame(() => setTimeout(() => {
-      timings[`${name}Painted`].push(performance.now() - started);
+      view.timings[`${name}Painted`].push(performance.now() - started);
     }, 0));
   }
 
@@ -66,9 +89,10 @@
     await Promise.all(kinds.map(async (kind) => {
       kind.levelBytes = await inflate(base64Bytes(kind.levels));
       kind.rowMaxima = new Float32Array(base64Bytes(kind.rowMax).buffer);
+      if (kind.scores) kind.scoreValues = new Float32Array(base64Bytes(kind.scores).buffer);
       delete kind.levels;
     }));
-    timings.decode = performance.now() - started;
+    view.timings.decode = performance.now() - started;
   }
 
   function currentKind() { return kinds.find((k) => k.cli === state.kind); }
@@ -77,7 +101,7 @@
   function panel() {
     const kind = currentKind();
     const key = `${kind.name}/${state.layer}/${state.head}`;
-    if (panelCache.key === key) return panelCache.panel;
+    if (view.panel.key === key) return view.panel.value;
     const q = kind.queries, k = kind.keys;
     const heads = state.head === "mean" ? [...Array(kind.heads).keys()] : [Number(state.head)];
     const values = new Float32Array(q * k);
@@ -101,14 +125,23 @@
       max = Math.max(max, m);
     }
     const result = { kind, q, k, values, rowMax, max, masked };
-    panelCache = { key, panel: result };
+    view.panel = { key, value: result };
     return result;
   }
 
   // The weight drawn brightest in row r, on the chosen scale (at least 1e-6, as the images).
   function scaleOf(p, r) {
-    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r] }[state.scale];
+    const s = { panel: p.max, shared: p.kind.sharedMax, unit: 1, row: p.rowMax[r],
+                log: p.max }[state.scale];
     return Math.max(s, 1e-6);
+  }
+
+  // A weight's place on the colour scale, 0 to 1: its share of the scale's largest, or on
+  // the log scale, its decades below the map's largest (LOG_DECADES of them, as the images).
+  const LOG_DECADES = 4;
+  function share(p, r, weight) {
+    if (state.scale !== "log") return weight / scaleOf(p, r);
+    return weight > 0 ? 1 + Math.log10(weight / scaleOf(p, r)) / LOG_DECADES : 0;
   }
 
   function visible(p, r, c) { return !p.masked || c <= r; }
@@ -144,17 +177,30 @@
     return labels.reduce((m, [, text]) => Math.max(m, ctx.measureText(text).width), 0);
   }
 
+  // What the menus call a layer and a head: their index in the maps, or (an explanation's
+  // one layer and head) the model's numbers for them.
+  // The model's numbers of a layer and a head: a page may hold some layers and heads only
+  // (layerNumbers, headNumbers), an explanation one of each (layerNames, headNames).
+  function layerName(kind, layer) {
+    const names = kind.layerNumbers || kind.layerNames;
+    return names ? names[layer] : layer;
+  }
+  function headName(kind, head) {
+    const names = kind.headNumbers || kind.headNames;
+    return names ? names[head] : head;
+  }
+
   function title() {
     const kind = currentKind();
-    const head = state.head === "mean" ? kind.meanName : `head ${state.head}`;
-    return `${kind.title} · layer ${state.layer} · ${head} · scale ${state.scale}`;
+    const head = state.head === "mean" ? kind.meanName : `head ${headName(kind, state.head)}`;
+    return `${kind.title} · layer ${layerName(kind, state.layer)} · ${head} · scale ${state.scale}`;
   }
 
   function drawHeatmap() {
     const started = performance.now();
     const p = panel();
     const kind = p.kind;
-    const canvas = $("heatmap");
+    const canvas = part("heatmap");
     const measure = canvas.getContext("2d");
     measure.font = FONT;
     const cell = Math.min(LARGEST_CELL, MAP_SIDE / Math.max(p.q, p.k, 1));
@@ -168,8 +214,8 @@
     const width = Math.max(left + mapW + 110, measure.measureText(title()).width + 20);
     const height = top + mapH + below;
     const ctx = sized(canvas, width, height);
-    sized($("heatmap-hover"), width, height);
-    heatLayout = { left, top, cell, width, height, rows, cols };
+    sized(part("heatmap-hover"), width, height);
+    view.heatLayout = { left, top, cell, width, height, rows, cols };
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, height);
     ctx.fillStyle = "#222";
@@ -210,11 +256,10 @@
     const image = new ImageData(p.k, p.q);
     const pixels = image.data;
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (let c = 0; c < p.k; c++) {
         const at = 4 * (r * p.k + c);
         if (visible(p, r, c)) {
-          const color = 3 * colorIndex(p.values[r * p.k + c] / scale);
+          const color = 3 * colorIndex(share(p, r, p.values[r * p.k + c]));
           pixels[at] = colors[color];
           pixels[at + 1] = colors[color + 1];
           pixels[at + 2] = colors[color + 2];
@@ -239,11 +284,10 @@
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (let c = 0; c < p.k; c++) {
         const weight = p.values[r * p.k + c];
         if (!visible(p, r, c) || weight < 0.005) continue;
-        const at = 3 * colorIndex(weight / scale);
+        const at = 3 * colorIndex(share(p, r, weight));
         const light = 0.299 * colors[at] + 0.587 * colors[at + 1] + 0.114 * colors[at + 2] > 127;
         ctx.fillStyle = light ? "#000" : "#fff";
         ctx.fillText(weight.toFixed(2).replace(/^0/, ""), left + (c + 0.5) * cell,
@@ -290,8 +334,13 @@
     ctx.textBaseline = "middle";
     const most = state.scale === "row" ? null : scaleOf(p, 0);
     ctx.fillText(most === null ? "row max" : most.toFixed(3), x + 18, top + 4);
-    if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
-    ctx.fillText("0", x + 18, top + height - 4);
+    if (state.scale === "log") {
+      ctx.fillText((most / 100).toExponential(0), x + 18, top + height / 2);
+      ctx.fillText((most / 10 ** LOG_DECADES).toExponential(0), x + 18, top + height - 4);
+    } else {
+      if (most !== null) ctx.fillText((most / 2).toFixed(3), x + 18, top + height / 2);
+      ctx.fillText("0", x + 18, top + height - 4);
+    }
     ctx.save();
     ctx.translate(x + 72, top + height / 2);
     ctx.rotate(-Math.PI / 2);
@@ -302,14 +351,14 @@
 
   function cellAt(x, y) {
     const p = panel();
-    const { left, top, cell } = heatLayout;
+    const { left, top, cell } = view.heatLayout;
     const c = Math.floor((x - left) / cell), r = Math.floor((y - top) / cell);
     return r >= 0 && r < p.q && c >= 0 && c < p.k ? [r, c] : null;
   }
 
   // The centre of cell (r, c) in CSS pixels from the heatmap canvas's top-left corner.
   function cellCenter(r, c) {
-    const { left, top, cell } = heatLayout;
+    const { left, top, cell } = view.heatLayout;
     return { x: left + (c + 0.5) * cell, y: top + (r + 0.5) * cell };
   }
 
@@ -317,12 +366,12 @@
     const started = performance.now();
     const at = cellAt(event.offsetX, event.offsetY);
     const key = at && at.join(",");
-    if (key !== hovered) {
-      hovered = key;
-      const ctx = $("heatmap-hover").getContext("2d");
-      ctx.clearRect(0, 0, heatLayout.width, heatLayout.height);
+    if (key !== view.hovered) {
+      view.hovered = key;
+      const ctx = part("heatmap-hover").getContext("2d");
+      ctx.clearRect(0, 0, view.heatLayout.width, view.heatLayout.height);
       if (at) {
-        const { left, top, cell } = heatLayout;
+        const { left, top, cell } = view.heatLayout;
         const [r, c] = at;
         const p = panel();
         ctx.strokeStyle = "rgba(255,255,255,0.55)";
@@ -335,27 +384,37 @@
         showCell(p, r, c);
       }
     }
-    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    if (at) placeTooltip(event); else part("tooltip").hidden = true;
     measured("hovers", started);
   }
 
   // The cell's labels, whole, as the images label its row and column (a decoder row reads
-  // "input → next", as the axis title says), with their positions.
+  // "input → next", as the axis title says), with their positions; and, for an explanation,
+  // the score the softmax took, Q Kᵀ / √d_k before the mask.
   function showCell(p, r, c) {
     const kind = p.kind;
-    $("tip-query").textContent = `${kind.queryLabels[r]} (${r})`;
-    $("tip-key").textContent = `${kind.keyLabels[c]} (${c})`;
-    $("tip-weight").textContent = visible(p, r, c) ? p.values[r * p.k + c].toFixed(3)
+    part("tip-query").textContent = `${kind.queryLabels[r]} (${r})`;
+    part("tip-key").textContent = `${kind.keyLabels[c]} (${c})`;
+    part("tip-weight").textContent = visible(p, r, c) ? p.values[r * p.k + c].toFixed(3)
       : "masked: a future position, weight 0";
+    const scores = kind.scoreValues && state.head !== "mean";
+    part("tip-score-row").hidden = !scores;
+    if (scores) {
+      const at = ((state.layer * kind.heads + Number(state.head)) * p.q + r) * p.k + c;
+      part("tip-score").textContent = kind.scoreValues[at].toFixed(3)
+        + (visible(p, r, c) ? "" : ", then M = −∞");
+    }
   }
 
+  // The tooltip beside the mouse, inside the view (not fixed to the window: a notebook's
+  // output may sit in a transformed or scrolled container).
   function placeTooltip(event) {
-    const tip = $("tooltip");
+    const tip = part("tooltip");
     tip.hidden = false;
-    const x = Math.min(event.clientX + 16, window.innerWidth - tip.offsetWidth - 8);
-    const y = Math.min(event.clientY + 16, window.innerHeight - tip.offsetHeight - 8);
+    const box = root.getBoundingClientRect();
+    const x = Math.min(event.clientX - box.left + 16, root.clientWidth - tip.offsetWidth - 8);
     tip.style.left = `${Math.max(0, x)}px`;
-    tip.style.top = `${Math.max(0, y)}px`;
+    tip.style.top = `${Math.max(0, event.clientY - box.top + 16)}px`;
   }
 
   // The keys of row r drawn in the head view: all of them, or the `most` strongest.
@@ -372,7 +431,7 @@
   // Lines grouped by opacity, one path per group, stroked in `color`: one stroke per group
   // instead of one per line. `lines` holds [row, column, share of the scale].
   function strokeLines(ctx, lines, color, floor) {
-    const { fromX, toX, top, rowH } = headsLayout;
+    const { fromX, toX, top, rowH } = view.headsLayout;
     const groups = Array.from({ length: BUCKETS }, () => []);
     for (const line of lines) {
       if (line[2] < 0.5 / BUCKETS) continue;
@@ -397,7 +456,7 @@
     const started = performance.now();
     const p = panel();
     const kind = p.kind;
-    const canvas = $("heads");
+    const canvas = part("heads");
     const measure = canvas.getContext("2d");
     measure.font = FONT;
     const rowH = Math.max(3, Math.min(18, HEADS_HEIGHT / Math.max(p.q, p.k, 1)));
@@ -412,8 +471,8 @@
     const width = Math.max(keyX + keysWidth + 12, measure.measureText(title()).width + 20);
     const height = top + Math.max(p.q, p.k) * rowH + 12;
     const ctx = sized(canvas, width, height);
-    sized($("heads-hover"), width, height);
-    headsLayout = { queryX, fromX, toX, keyX, top, rowH, width, height };
+    sized(part("heads-hover"), width, height);
+    view.headsLayout = { queryX, fromX, toX, keyX, top, rowH, width, height };
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, height);
     ctx.fillStyle = "#222";
@@ -429,14 +488,13 @@
     const most = Math.max(1, Math.floor(LINE_BUDGET / Math.max(p.q, 1)));
     const lines = [];
     for (let r = 0; r < p.q; r++) {
-      const scale = scaleOf(p, r);
       for (const c of strongest(p, r, most)) {
-        if (visible(p, r, c)) lines.push([r, c, Math.min(1, p.values[r * p.k + c] / scale)]);
+        if (visible(p, r, c)) lines.push([r, c, Math.min(1, share(p, r, p.values[r * p.k + c]))]);
       }
     }
     ctx.lineWidth = 1.5;
     strokeLines(ctx, lines, LINE_COLOR, 0);
-    $("heads-limit").textContent = most < p.k
+    part("heads-limit").textContent = most < p.k
       ? `With ${p.k} keys, each query's ${most} strongest are drawn; hover a token for all of its lines.`
       : "";
     ctx.fillStyle = "#222";
@@ -450,7 +508,7 @@
   // The token under (x, y) in the head view: ["query" | "key", index], or null.
   function tokenAt(x, y) {
     const p = panel();
-    const { fromX, toX, top, rowH } = headsLayout;
+    const { fromX, toX, top, rowH } = view.headsLayout;
     const i = Math.floor((y - top) / rowH);
     const side = x < (fromX + toX) / 2 ? "query" : "key";
     return i >= 0 && i < (side === "query" ? p.q : p.k) ? [side, i] : null;
@@ -458,7 +516,7 @@
 
   // The centre of a token's label in the head view, in CSS pixels from the canvas's corner.
   function tokenCenter(side, i) {
-    const { queryX, keyX, top, rowH } = headsLayout;
+    const { queryX, keyX, top, rowH } = view.headsLayout;
     return { x: side === "query" ? queryX - 10 : keyX + 10, y: top + (i + 0.5) * rowH };
   }
 
@@ -466,12 +524,12 @@
     const started = performance.now();
     const at = tokenAt(event.offsetX, event.offsetY);
     const key = at && at.join(",");
-    if (key !== hovered) {
-      hovered = key;
-      const ctx = $("heads-hover").getContext("2d");
-      const { fromX, toX, top, rowH, width, height } = headsLayout;
+    if (key !== view.hovered) {
+      view.hovered = key;
+      const ctx = part("heads-hover").getContext("2d");
+      const { fromX, toX, top, rowH, width, height } = view.headsLayout;
       ctx.clearRect(0, 0, width, height);
-      $("heads").style.opacity = at ? "0.25" : "1"; // the other lines fade (the compositor's job)
+      part("heads").style.opacity = at ? "0.25" : "1"; // the other lines fade (the compositor's job)
       if (at) {
         const p = panel();
         const [side, i] = at;
@@ -483,7 +541,7 @@
           if (!visible(p, r, c)) continue;
           const weight = p.values[r * p.k + c];
           if (weight > bestWeight) { best = j; bestWeight = weight; }
-          lines.push([r, c, Math.min(1, weight / scaleOf(p, r))]);
+          lines.push([r, c, Math.min(1, share(p, r, weight))]);
         }
         ctx.lineWidth = 2;
         strokeLines(ctx, lines, FOCUS_COLOR, 0.15);
@@ -495,7 +553,7 @@
         }
       }
     }
-    if (at) placeTooltip(event); else $("tooltip").hidden = true;
+    if (at) placeTooltip(event); else part("tooltip").hidden = true;
     measured("headHovers", started);
   }
 
@@ -509,55 +567,65 @@
     select.value = String(chosen);
   }
 
+  // The layer and head menus of the kind shown. An explanation's kind has no mean over
+  // heads (kind.mean is false): it is one head.
   function fillLayerAndHead() {
     const kind = currentKind();
+    const mean = kind.mean !== false;
     if (!(state.layer >= 0 && state.layer < kind.layers)) state.layer = kind.defaultLayer;
     if (state.head !== "mean" && !(Number(state.head) < kind.heads)) state.head = "mean";
+    if (state.head === "mean" && !mean) state.head = 0;
     const layers = [...Array(kind.layers).keys()];
-    fillSelect($("layer"), layers, layers.map(String), state.layer);
-    const heads = ["mean", ...Array(kind.heads).keys()];
-    fillSelect($("head"), heads, heads.map((h) => (h === "mean" ? kind.meanName : String(h))),
+    fillSelect(part("layer"), layers, layers.map((l) => String(layerName(kind, l))), state.layer);
+    const heads = [...(mean ? ["mean"] : []), ...Array(kind.heads).keys()];
+    fillSelect(part("head"), heads,
+               heads.map((h) => (h === "mean" ? kind.meanName : String(headName(kind, h)))),
                state.head);
   }
 
-  function redraw() {
-    hovered = null;
-    $("tooltip").hidden = true;
-    $("heads").style.opacity = "1";
-    for (const id of ["heatmap-hover", "heads-hover"]) {
-      $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
+  // Forget the hover: no tooltip, no highlight, every line at full opacity.
+  function unhover() {
+    view.hovered = null;
+    part("tooltip").hidden = true;
+    part("heads").style.opacity = "1";
+    for (const sub of Object.values(SUBVIEWS)) {
+      const canvas = part(`${sub.canvas}-hover`);
+      canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
     }
-    $("heatmap-view").hidden = state.view !== "heatmap";
-    $("heads-view").hidden = state.view !== "heads";
-    $("show-heatmap").setAttribute("aria-pressed", String(state.view === "heatmap"));
-    $("show-heads").setAttribute("aria-pressed", String(state.view === "heads"));
-    if (state.view === "heatmap") drawHeatmap(); else drawHeads();
+  }
+
+  function redraw() {
+    unhover();
+    for (const [name, sub] of Object.entries(SUBVIEWS)) {
+      part(`${name}-view`).hidden = state.view !== name;
+      root.querySelector(`.av-show[data-view="${name}"]`)
+        .setAttribute("aria-pressed", String(state.view === name));
+      if (state.view === name) sub.draw();
+    }
   }
 
   function listen() {
-    $("kind").addEventListener("change", (e) => {
+    part("kind").addEventListener("change", (e) => {
       state.kind = e.target.value;
       fillLayerAndHead();
       redraw();
     });
-    $("layer").addEventListener("change", (e) => { state.layer = Number(e.target.value); redraw(); });
-    $("head").addEventListener("change", (e) => {
+    part("layer").addEventListener("change", (e) => {
+      state.layer = Number(e.target.value);
+      redraw();
+    });
+    part("head").addEventListener("change", (e) => {
       state.head = e.target.value === "mean" ? "mean" : Number(e.target.value);
       redraw();
     });
-    $("scale").addEventListener("change", (e) => { state.scale = e.target.value; redraw(); });
-    $("show-heatmap").addEventListener("click", () => { state.view = "heatmap"; redraw(); });
-    $("show-heads").addEventListener("click", () => { state.view = "heads"; redraw(); });
-    $("heatmap-hover").addEventListener("mousemove", hoverHeatmap);
-    $("heads-hover").addEventListener("mousemove", hoverHeads);
-    for (const id of ["heatmap-hover", "heads-hover"]) {
-      $(id).addEventListener("mouseleave", () => {
-        hovered = null;
-        $("tooltip").hidden = true;
-        $("heads").style.opacity = "1";
-        const canvas = $(id);
-        canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
-      });
+    part("scale").addEventListener("change", (e) => { state.scale = e.target.value; redraw(); });
+    for (const button of root.querySelectorAll(".av-show")) {
+      button.addEventListener("click", () => { state.view = button.dataset.view; redraw(); });
+    }
+    part("heatmap-hover").addEventListener("mousemove", hoverHeatmap);
+    part("heads-hover").addEventListener("mousemove", hoverHeads);
+    for (const sub of Object.values(SUBVIEWS)) {
+      part(`${sub.canvas}-hover`).addEventListener("mouseleave", unhover);
     }
   }
 
@@ -569,25 +637,24 @@
       state.layer = initial.layer;
       state.head = initial.head;
       state.scale = initial.scale;
-      fillSelect($("kind"), kinds.map((k) => k.cli),
+      fillSelect(part("kind"), kinds.map((k) => k.cli),
                  kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
-      fillSelect($("scale"), data.scales, data.scales, state.scale);
+      fillSelect(part("scale"), data.scales, data.scales, state.scale);
       fillLayerAndHead();
       listen();
       redraw();
-      $("status").hidden = true;
-      timings.firstDraw = performance.now();
+      part("status").hidden = true;
+      view.timings.firstDraw = performance.now();
       requestAnimationFrame(() => setTimeout(() => {
-        timings.firstPainted = performance.now();
+        view.timings.firstPainted = performance.now();
       }, 0));
       api.ready = true;
     } catch (error) {
       api.error = String(error);
-      $("status").textContent = `This page could not draw the maps: ${error}`;
-      $("status").className = "error";
+      part("status").textContent = `This view could not draw the maps: ${error}`;
+      part("status").classList.add("av-error");
       console.error(error);
     }
   }
 
   start();
-})();

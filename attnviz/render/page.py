@@ -1,9 +1,16 @@
-"""AttentionMaps as one self-contained HTML page to explore: every kind, layer and head.
+"""AttentionMaps as an HTML view to explore (every kind, layer and head), on a page of its own
+or embedded in another: a notebook's output, a blog post.
 
-The page is a single file that needs no network: its style, its script (plain JavaScript,
-``page.js`` beside this module) and its data are inline, and a Content-Security-Policy tells
-the browser to fetch nothing at all. The heatmap is drawn on a ``<canvas>``, one pixel per
-cell scaled up, never one element per cell (bertviz's page of 512 tokens is 244 MB).
+The view is one element that needs no network: its style, its script (plain JavaScript,
+``page.js`` beside this module) and its data are inline. It is isolated, so that any number
+of views share a page: its element has an id of its own (:func:`element_id`), its style rules are
+scoped to it, and its script reads only what is inside it and sets no global. A file
+(:func:`to_bytes`) is that view in a document whose Content-Security-Policy tells the browser
+to fetch nothing at all. The heatmap is drawn on a ``<canvas>``, one pixel per cell scaled up,
+never one element per cell (bertviz's page of 512 tokens is 244 MB).
+
+An :class:`Explanation` gets the same view of its one head (:func:`explanation_view`), whose
+tooltip also reads each cell's score, Q Kᵀ / √d_k before the mask.
 
 The weights are embedded compactly: each weight as 8 bits of its row's largest weight
 (:func:`quantise`), the bytes compressed with zlib and base64-encoded; the browser inflates
@@ -14,8 +21,10 @@ them with its own ``DecompressionStream``. A weight read back is within half a s
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
+import secrets
 import zlib
 from functools import cache
 from importlib import resources
@@ -24,7 +33,8 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable, shorten
-from attnviz.maps.data import AttentionMaps
+from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.explanation import Explanation
 from attnviz.maps.kinds import SHORT_NAMES, TITLES
 from attnviz.maps.views import SCALES, check_scale, head_name, heatmap
 from attnviz.render.colors import DEFAULT_CMAP, lookup_table
@@ -39,21 +49,43 @@ ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest wei
 MAX_WEIGHTS = 2**26
 COMPRESSION = 1  # zlib's fastest level: the bytes are within 2% of level 9, four times faster
 CLI_KINDS = {kind: short for short, kind in SHORT_NAMES.items()}  # as the menu names them
+SCALES_TEXT = ("Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one "
+               "maximum for every layer and head of the kind shown, the means over heads "
+               "included (in an image, one for every panel of its figure); <b>unit</b> 0 to 1; "
+               "<b>row</b> each row to its own maximum; <b>log</b> the logarithm of the weight, "
+               "over the 4 decades below this map's largest (kept in 8 bits of each row's "
+               "largest, the page reaches about 2.4 decades below it). Hatched grey cells were "
+               "masked (a future position): their weight is exactly 0.")
+SCORE_TEXT = ("Hover a cell for its score, Q Kᵀ / √d_k of its query and key before the mask M "
+              "is added, and its weight, the softmax of its row's scores plus M.")
 
 
 def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
              layer: int | None = None, head: int | None = None, scale: str | None = "panel"
              ) -> bytes:
-    """The page of ``maps`` as UTF-8 HTML, opening on one view (the reader can pick others).
+    """The page of ``maps`` as a UTF-8 HTML document, for a file: :func:`view` alone on its
+    page, whose view id is made from its content (the same maps give the same bytes)."""
+    fragment = view(maps, cmap, kind=kind, layer=layer, head=head, scale=scale, stable=True)
+    return _document(_title(maps), fragment)
+
+
+def view(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
+         layer: int | None = None, head: int | None = None, scale: str | None = "panel",
+         stable: bool = False) -> str:
+    """The view of ``maps`` as an HTML fragment to put in any page (a notebook's output, a
+    blog post), opening on one map (the reader can pick others).
 
     Args:
-        maps: every kind, layer and head of them goes into the page.
+        maps: every kind, layer and head of them goes into the view.
         cmap: the colour map of the heatmap, as in the images.
         kind: the kind shown first (default: the first the maps hold).
         layer: the layer shown first (default: that kind's default layer).
         head: the head shown first; None: the mean over heads.
         scale: ``panel``, ``shared``, ``unit`` or ``row`` (see :data:`SCALES`), shown first;
             None: ``panel``.
+        stable: give the view's element an id made from its content (the same maps, the same
+            bytes: for files); else a random one, so that views of the same maps can share a
+            page.
 
     Raises:
         AttnvizError: when the kind, layer, head or scale is not one of the maps', or the
@@ -73,13 +105,58 @@ def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None 
         "scales": list(SCALES),  # the scale menu, named as everywhere else
         "colors": lookup_table(cmap).tobytes().hex(),
         "steps": STEPS,
-        "initial": {"kind": kind, "layer": first.layer,
-                    "head": "mean" if first.head is None else first.head, "scale": scale},
+        # Positions in the kind's stack; the menus show the model's numbers (layerNumbers).
+        "initial": {"kind": kind, "layer": maps.layer_position(kind, first.layer),
+                    "head": "mean" if first.head is None else maps.head_position(
+                        kind, first.head), "scale": scale},
     }
-    page = _TEMPLATE.format(title=_text(_title(maps)), facts=_facts(maps, cmap),
-                            rounding=_text(ROUNDING), style=_asset("page.css"),
-                            data=script_json(data), script=_asset("page.js"))
-    return page.encode("utf-8")
+    return _view("Attention maps", _facts(_provenance_facts(maps.provenance), cmap), data,
+                 (ROUNDING,), stable)
+
+
+def explanation_view(explanation: Explanation, cmap: str = DEFAULT_CMAP,
+                     stable: bool = False) -> str:
+    """The view of one explained head as an HTML fragment (see :func:`view`): its weights as
+    the maps' view draws them, its layer and head as the model numbers them, the formula and
+    where Q, K and V come from above it, and each cell's score in the tooltip."""
+    e = explanation
+    weights = e.weights.astype(np.float32)[None, None]  # (1, 1, Q, K)
+    facts = e.provenance
+    if e.kind == "encoder_self":
+        one = AttentionMaps(e.query_tokens, [], encoder_self=weights, provenance=facts)
+    elif e.kind == "decoder_self":
+        one = AttentionMaps([], e.query_tokens, decoder_self=weights, provenance=facts)
+    else:
+        one = AttentionMaps(e.key_tokens, e.query_tokens, cross=weights, provenance=facts)
+    kind = {**_kind(one, e.kind), "layerNames": [e.layer], "headNames": [e.head],
+            "mean": False, "defaultLayer": 0,
+            "scores": base64.b64encode(e.scores.astype("<f4").tobytes()).decode("ascii")}
+    data = {"kinds": [kind], "scales": list(SCALES),
+            "colors": lookup_table(cmap).tobytes().hex(), "steps": STEPS,
+            "initial": {"kind": e.kind, "layer": 0, "head": 0, "scale": "panel"}}
+    shapes = e.shapes
+    steps = [("formula", "weights = softmax(Q Kᵀ / √d_k + M), then output = weights · V"),
+             ("d_k", f"d_model / heads = {e.d_model} / {e.heads} = {e.d_k}"),
+             *((name, f"{shapes[name]} {origin}") for name, origin in e.origins.items()),
+             ("mask M", e.mask_meaning),
+             ("weights", f"the model's own: {e.map_name} of its maps")]
+    return _view(f"{e.title}, step by step",
+                 _facts([*steps, *_provenance_facts(e.provenance)], cmap), data,
+                 (SCORE_TEXT, ROUNDING), stable)
+
+
+def explanation_bytes(explanation: Explanation, cmap: str = DEFAULT_CMAP) -> bytes:
+    """The view of one explained head on a page of its own (see :func:`to_bytes`)."""
+    e = explanation
+    return _document(f"attnviz · {e.title}", explanation_view(e, cmap, stable=True))
+
+
+def element_id(content: str | None = None) -> str:
+    """An id for a view's element: made from ``content`` (the same view, the same id), or,
+    without it, random (60 bits: views on one page never share one)."""
+    if content is None:
+        return f"attnviz-{secrets.token_hex(8)}"
+    return f"attnviz-{hashlib.sha256(content.encode('utf-8')).hexdigest()[:16]}"
 
 
 def _kind(maps: AttentionMaps, kind: str) -> dict:
@@ -91,7 +168,8 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
     # The images' labels, the same at every layer and head: words the vocabulary lacked as
     # written (zebra?), decoder rows as "input → next" down to the token after the last row.
     # Whole in the tooltip; drawn cut to the images' width, each side of a row keeping its share.
-    shown = heatmap(maps, kind, 0)
+    numbers = maps.layers_of(kind)  # the model's numbers of the layers held
+    shown = heatmap(maps, kind, numbers[0])
     return {
         "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
@@ -100,12 +178,13 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
         "queryDrawn": [shown.query_label(row, LABEL_CHARS) for row in range(queries)],
         "keyDrawn": [shorten(label, LABEL_CHARS) for label in shown.key_labels],
         "queryAxis": shown.query_axis, "keyAxis": shown.key_axis,
-        "defaultLayer": maps.default_layer(kind),
+        "defaultLayer": maps.layer_position(kind, maps.default_layer(kind)),
+        "layerNumbers": numbers, "headNumbers": maps.heads_of(kind),
         # The shared scale's one maximum: the largest weight of every layer and head of this
         # kind, the means over heads included (a mean never exceeds its largest head).
         "sharedMax": float(stack.max(initial=0.0)),
         # The same rule as the images: a layer whose future keys all have weight 0 was masked.
-        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in range(layers)],
+        "masked": [not heatmap(maps, kind, layer).visible.all() for layer in numbers],
         "rowMax": base64.b64encode(row_max.astype("<f4").tobytes()).decode("ascii"),
         "levels": base64.b64encode(zlib.compress(levels.tobytes(), COMPRESSION)
                                    ).decode("ascii"),
@@ -148,9 +227,8 @@ def _title(maps: AttentionMaps) -> str:
     return f"attnviz · {text[:80]}{'…' if len(text) > 80 else ''}"
 
 
-def _facts(maps: AttentionMaps, cmap: str) -> str:
-    """The texts, the model and the attnviz version, as the lines of a definition list."""
-    facts = maps.provenance
+def _provenance_facts(facts: Provenance) -> list[tuple[str, str]]:
+    """The texts, the model and the attnviz version, as (name, value) lines."""
     rows = []
     if facts.source_text is not None:
         rows.append(("source", facts.source_text))
@@ -163,9 +241,28 @@ def _facts(maps: AttentionMaps, cmap: str) -> str:
     if facts.options:
         rows.append(("options", ", ".join(f"{k} {v}" for k, v in facts.options.items())))
     rows.append(("attnviz", facts.attnviz_version or "unknown (maps from another tool)"))
-    rows.append(("colours", cmap))
-    return "\n".join(f'<dt>{_text(name)}</dt><dd class="fact-{_text(name)}">{_text(value)}</dd>'
-                     for name, value in rows)
+    return rows
+
+
+def _facts(rows: list[tuple[str, str]], cmap: str) -> str:
+    """The lines of a definition list, the colour map last; every text escaped."""
+    return "\n".join(f"<dt>{_text(name)}</dt><dd>{_text(value)}</dd>"
+                     for name, value in (*rows, ("colours", cmap)))
+
+
+def _view(heading: str, facts: str, data: dict, notes: tuple[str, ...], stable: bool) -> str:
+    """The view's element: its style, heading and facts, controls, canvases, notes, data and
+    script; its id made from its content when ``stable``, else random."""
+    payload = script_json(data)
+    root_id = element_id(heading + facts + payload if stable else None)
+    notes_html = "".join(f"<p>{_text(note)}</p>\n" for note in notes)
+    return _VIEW.format(id=root_id, style=_asset("page.css"), heading=_text(heading),
+                        facts=facts, notes=notes_html, scales=SCALES_TEXT, data=payload,
+                        script=_asset("page.js"))
+
+
+def _document(title: str, fragment: str) -> bytes:
+    return _DOCUMENT.format(title=_text(title), view=fragment).encode("utf-8")
 
 
 @cache
@@ -175,7 +272,7 @@ def _asset(name: str) -> str:
 
 
 # default-src 'none': the browser fetches nothing, not even a favicon or a font.
-_TEMPLATE = """<!DOCTYPE html>
+_DOCUMENT = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -184,55 +281,73 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-{style}
+body {{ margin: 17px 28px; background: #fff; }}  /* 1.2em 2em of the view's 14px */
 </style>
 </head>
 <body>
-<header>
-<h1>Attention maps</h1>
-<dl class="facts">
+{view}
+</body>
+</html>
+"""
+
+# One view: every class prefixed (av-), no id but the view's own; the script is the body of
+# a function of the view's element (see page.js), called with the element that holds it, or,
+# where the front end runs it from elsewhere (jQuery's eval in the classic notebook), with
+# the element of its id.
+_VIEW = """<div class="attnviz-view" id="{id}">
+<style>
+{style}
+</style>
+<header class="av-header">
+<div class="av-heading" role="heading" aria-level="2">{heading}</div>
+<dl class="av-facts">
 {facts}
 </dl>
 </header>
-<nav id="controls" aria-label="what to show">
-<label>kind <select id="kind"></select></label>
-<label>layer <select id="layer"></select></label>
-<label>head <select id="head"></select></label>
-<label>scale <select id="scale" title="panel: this map's largest weight is brightest; \
+<div class="av-controls" role="group" aria-label="what to show">
+<label>kind <select class="av-kind"></select></label>
+<label>layer <select class="av-layer"></select></label>
+<label>head <select class="av-head"></select></label>
+<label>scale <select class="av-scale" title="panel: this map's largest weight is brightest; \
 shared: one maximum for every layer and head of this kind, the means over heads included; \
-unit: 0 to 1; row: each row to its own maximum"></select></label>
-<span class="views" role="group" aria-label="view">\
-<button type="button" id="show-heatmap" aria-pressed="true">heatmap</button>\
-<button type="button" id="show-heads" aria-pressed="false">head view</button></span>
-</nav>
-<main>
-<p id="status">Drawing…</p>
-<noscript><p>This page draws the maps with JavaScript; allow scripts for this file.</p></noscript>
-<section id="heatmap-view" hidden>
-<div class="layers"><canvas id="heatmap"></canvas><canvas id="heatmap-hover"></canvas></div>
-</section>
-<section id="heads-view" hidden>
-<p class="hint">Hover a token to follow its attention: queries on the left, keys on the \
-right; a line's opacity is its weight on the chosen scale. <span id="heads-limit"></span></p>
-<div class="layers"><canvas id="heads"></canvas><canvas id="heads-hover"></canvas></div>
-</section>
-<div id="tooltip" role="status" hidden>
-<div><span class="name">query</span> <span id="tip-query"></span></div>
-<div><span class="name">key</span> <span id="tip-key"></span></div>
-<div><span class="name">weight</span> <span id="tip-weight"></span></div>
+unit: 0 to 1; row: each row to its own maximum; log: the logarithm, 4 decades"></select></label>
+<span class="av-views" role="group" aria-label="view">\
+<button type="button" class="av-show" data-view="heatmap" aria-pressed="true">heatmap</button>\
+<button type="button" class="av-show" data-view="heads" aria-pressed="false">head view</button>\
+</span>
 </div>
-</main>
-<footer>
-<p>{rounding}</p>
-<p>Scales: <b>panel</b> this map's largest weight is brightest; <b>shared</b> one maximum for \
-every layer and head of the kind shown, the means over heads included (in an image, one for \
-every panel of its figure); <b>unit</b> 0 to 1; <b>row</b> each row to its own maximum. \
-Hatched grey cells were masked (a future position): their weight is exactly 0.</p>
+<div class="av-main">
+<p class="av-status">Drawing… <span class="av-stuck">If this stays, the view's script did not \
+run here: in Jupyter, trust the notebook or run its cell again; a viewer that runs no script \
+shows the picture beside it, or draw one with attnviz.plot.</span></p>
+<noscript><p>This view draws the maps with JavaScript; allow scripts for this page.</p></noscript>
+<section class="av-view av-heatmap-view" hidden>
+<div class="av-layers"><canvas class="av-heatmap"></canvas><canvas class="av-heatmap-hover">\
+</canvas></div>
+</section>
+<section class="av-view av-heads-view" hidden>
+<p class="av-hint">Hover a token to follow its attention: queries on the left, keys on the \
+right; a line's opacity is its weight on the chosen scale. <span class="av-heads-limit"></span></p>
+<div class="av-layers"><canvas class="av-heads"></canvas><canvas class="av-heads-hover"></canvas>\
+</div>
+</section>
+<div class="av-tooltip" role="status" hidden>
+<div><span class="av-name">query</span> <span class="av-tip-query"></span></div>
+<div><span class="av-name">key</span> <span class="av-tip-key"></span></div>
+<div><span class="av-name">weight</span> <span class="av-tip-weight"></span></div>
+<div class="av-tip-score-row" hidden><span class="av-name">score</span> \
+<span class="av-tip-score"></span></div>
+</div>
+</div>
+<footer class="av-footer">
+{notes}<p>{scales}</p>
 </footer>
-<script type="application/json" id="attnviz-data">{data}</script>
+<script type="application/json" class="av-data">{data}</script>
 <script>
+(function (root) {{
 {script}
+}})(document.currentScript && document.currentScript.closest(".attnviz-view")
+   || document.getElementById("{id}"));
 </script>
-</body>
-</html>
+</div>
 """

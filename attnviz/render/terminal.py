@@ -20,7 +20,15 @@ from rich.text import Text
 from attnviz.io.text import clusters, shorten
 from attnviz.maps.caption import in_columns
 from attnviz.maps.kinds import TITLES
-from attnviz.maps.views import UNKNOWN_MARK, Heatmap, Plan, arrange, scale_rows
+from attnviz.maps.views import (
+    SINK_NOTES,
+    UNKNOWN_MARK,
+    Heatmap,
+    Plan,
+    arrange,
+    log_shares,
+    scale_rows,
+)
 from attnviz.render.colors import rgb
 from attnviz.render.terminal_fit import (
     LABEL_WIDTH,
@@ -44,6 +52,7 @@ LEGEND_TAILS = {  # after the scale's largest value: what it is
     "shared": "(largest of every panel of the figure: shared scale)",
     "unit": "(unit scale)",
     "row": "(each row's largest weight: row scale)",
+    "log": "(largest weight, log scale down 4 decades)",
 }
 WINDOW_TAILS = {  # ... when the map is a window: the scales reach over the whole map
     **LEGEND_TAILS,
@@ -97,6 +106,8 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool, plan: Plan | No
         _cells(line, grid, row, levels, colors, cell)
         lines.append(line)
     lines.append(_legend(cmap, scale_max, color, width, scale, heatmap.windowed))
+    if SINK_NOTES[heatmap.sink]:
+        lines.append(Text(SINK_NOTES[heatmap.sink]))
     lines += _notes([heatmap], [grid], width)
     return Group(*lines)
 
@@ -120,6 +131,9 @@ def _levels(grid: Grid, scale: str, limit: float | None) -> tuple[np.ndarray, fl
     """
     if scale == "row":
         return scale_rows(grid.weights, grid.visible, grid.row_largest), 1.0
+    if scale == "log":
+        top = limit if limit is not None else _largest(grid)
+        return log_shares(grid.weights, top), top
     if scale == "unit":
         top = 1.0
     elif scale == "shared" and limit is not None:
@@ -308,6 +322,8 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
     else:
         legend = [_legend(cmap, 1.0 if plan.scale in ("unit", "row") else limit, color, width,
                           plan.scale, windowed)]
+    if plan.sink_note:
+        legend.append(Text(plan.sink_note))
     if drawn:
         legend += _notes([p for b in drawn for p in b.panels], [g for b in drawn for g in b.grids],
                          width)

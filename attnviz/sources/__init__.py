@@ -26,6 +26,7 @@ __all__ = ["DEFAULT_MODEL", "PARTS", "SOURCES", "Request", "Source", "open_sourc
 # Which module reads a name: the first whose rule accepts it.
 SOURCES: list[tuple[Callable[[str], bool], str]] = [
     (lambda name: name.startswith("hf:"), "huggingface"),  # a Hugging Face model
+    (lambda name: name.lower().endswith(".gguf"), "huggingface"),  # a GGUF file, through it
     (lambda name: name.lower().endswith((".npz", ".json")), "saved"),  # maps saved before
     (lambda name: True, "own"),  # attnviz's own: a shipped model, random, a model file
 ]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from attnviz.errors import AttnvizError
 from attnviz.maps.choice import shown
 from attnviz.maps.data import AttentionMaps
+from attnviz.maps.keep import Keep
 
 PARTS = ("encoder", "decoder")  # what a request may ask for alone
 
@@ -29,6 +30,11 @@ class Request:
     seed: int = 0  # the weights of the random model
     device: str = "cpu"  # cpu, cuda or auto
     threads: int | None = None  # torch's CPU threads; None: attnviz chooses (runtime.py)
+    # What of the maps to keep (kinds, layers, heads, precision). A source that records maps
+    # layer by layer (Hugging Face) stores only these; attnviz's own models, whose maps are
+    # small, keep (and cache) every one, so that another layer is read back from the cache.
+    keep: Keep = field(default_factory=Keep)
+    memory: float | None = None  # GB the kept maps may take; None: what the machine has free
 
     def __post_init__(self) -> None:
         if self.part is not None and self.part not in PARTS:
@@ -57,10 +63,12 @@ class Source(Protocol):
 def digest(request: Request, weights: str, **more: Any) -> str:
     """A source's fingerprint of ``request``: its texts and options, what decides the
     weights (a digest of their bytes), and ``more`` (``seed=None`` where the seed decides
-    nothing, the versions of the libraries that compute the maps). The thread count is
-    left out: it decides how fast, not what."""
-    parts = {**request.to_dict(), **more, "weights": weights, "threads": None,
-             "part": "encoder" if request.part == "encoder" else "decoder"}
+    nothing, the versions of the libraries that compute the maps, ``keep=request.keep`` for
+    a source whose maps hold only what was kept). The thread count and the memory limit are
+    left out: they decide how fast, or whether, not what; so is what is kept, unless
+    ``more`` names it."""
+    parts = {**request.to_dict(), "keep": None, "memory": None, **more, "weights": weights,
+             "threads": None, "part": "encoder" if request.part == "encoder" else "decoder"}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 

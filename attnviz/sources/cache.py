@@ -82,12 +82,12 @@ class Cached:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             maps = self.source.maps(request)
+        if key is not None:  # kept first: a cache that cannot be written says so first
+            said = [str(w.message) for w in caught if issubclass(w.category, AttnvizWarning)]
+            _store(key, maps, list(dict.fromkeys(said)))
         for warning in caught:  # on to the caller's filters, in the order they came
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno, source=warning.source)
-        if key is not None:
-            said = [str(w.message) for w in caught if issubclass(w.category, AttnvizWarning)]
-            _store(key, maps, list(dict.fromkeys(said)))
         return maps
 
 
@@ -174,6 +174,8 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
                       "file: these maps are not kept (remove the folder to keep them)",
                       AttnvizWarning, stacklevel=2)
         return
+    if sum(maps.stack(kind).nbytes for kind in maps.kinds) > MAX_BYTES // 4:
+        return  # a long text's maps would push everything else out, and soon go themselves
     arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said)), KEY: np.array(key)}
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -359,7 +359,7 @@ def _warn(message: str) -> None:
 
 
 def _check_size(config: ModelConfig, source_length: int, target_length: int | None) -> None:
-    """:func:`attnviz.maps.check_size` for an attnviz model; ``config`` gives the numbers of
+    """:func:`attnviz.maps.budget.check_size` for an attnviz model; ``config`` gives the numbers of
     heads and layers (the ModelConfig class itself gives the defaults, the random model's),
     ``target_length`` is None when only the encoder runs."""
     check_size(config.n_heads, config.n_encoder_layers,

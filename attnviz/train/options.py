@@ -36,7 +36,7 @@ MAX_BATCH_SIZE = 4096  # pairs per step, 64 times the default: a step's memory g
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How ``attnviz train`` trains (see :func:`attnviz.train.train`)."""
+    """How ``attnviz train`` trains (see :func:`attnviz.train.loop.train`)."""
 
     steps: int = 3000  # optimizer steps, at most: training stops early when it is done
     batch_size: int = 64  # pairs per step

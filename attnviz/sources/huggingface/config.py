@@ -74,8 +74,8 @@ def longest_generation(generation: Any) -> int:
 
 def check_maps_fit(config: Any, kind: str, source_length: int | None, target_length: int | None
                 ) -> None:
-    """:func:`attnviz.maps.check_size` for a Hugging Face model: lengths are the encoder's and
-    the decoder's inputs; a decoder-only model's text is its decoder's input."""
+    """:func:`attnviz.maps.budget.check_size` for a Hugging Face model: lengths are the
+    encoder's and the decoder's inputs; a decoder-only model's text is its decoder's input."""
     encoder_layers, decoder_layers, heads = sizes(config, kind)
     check_size(heads, encoder_layers, decoder_layers, source_length or 0, target_length or 0,
                text="target" if kind == DECODER_ONLY else "source")

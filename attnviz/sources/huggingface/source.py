@@ -1,10 +1,13 @@
 """Hugging Face models as a source: ``hf:NAME_OR_PATH``, a hub name or a folder written by
 ``save_pretrained``.
 
-The maps are the model's own ``output_attentions`` (per layer ``[batch, H, query, key]``),
-converted by :meth:`AttentionMaps.from_huggingface`; the attention runs in transformers'
-"eager" implementation, the one that computes the weights (sdpa and flash attention never
-materialise them). Three kinds of model:
+The maps are computed by attnviz's own attention function, which transformers' attention
+interface calls in every attention layer (:mod:`.interface`), and kept layer by layer as they
+are computed, only the kinds, layers and heads asked for, in the precision asked for
+(:mod:`.recorder`). A model whose attention does not come through the interface is run with
+its own eager attention and ``output_attentions``; the provenance says which path drew the
+maps. A GGUF file (``model.gguf``) loads through transformers' own GGUF reader. Three kinds of
+model:
 
 - encoder-decoder (Marian, BART, T5...): the encoder alone, or all three kinds, the target
   given (teacher forcing) or written greedily by ``generate`` and then read back in one
@@ -17,6 +20,10 @@ asks for its own Python code (``trust_remote_code``) is refused, never run.
 
 Opening a source imports nothing heavy: transformers (and torch) are imported when maps are
 computed, so the render cache can answer a local folder's request without them.
+
+(Past 450 lines: the one class a request goes through, from the name to the maps and the
+explanation, with its loading checks; the pass itself, the recorder, the checks before it
+and the explanation's words are modules of their own beside it.)
 """
 
 from __future__ import annotations
@@ -25,24 +32,23 @@ import importlib.util
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import printable, shorten
+from attnviz.maps.choice import check_head, check_layer
 from attnviz.maps.data import AttentionMaps, Provenance
+from attnviz.maps.keep import Keep
 from attnviz.sources.base import Request, digest, require_text
 from attnviz.sources.huggingface.config import (
     DECODER_ONLY,
     ENCODER_DECODER,
     ENCODER_ONLY,
     architecture,
-    check_maps_fit,
     decoder_start,
     drop_end,
-    longest_generation,
     model_kind,
     position_limit,
     sizes,
@@ -56,23 +62,47 @@ from attnviz.sources.huggingface.folder import (
     layers_in_weights,
     weights_named,
 )
+from attnviz.sources.huggingface.interface import IMPLEMENTATION, register
 from attnviz.sources.huggingface.labels import source_labels, token_labels
 from attnviz.sources.huggingface.loading import (
     INSTALL,
-    MESSAGE_CHARS,
     import_transformers,
     loading,
     quiet,
+)
+from attnviz.sources.huggingface.passes import (
+    THROUGH_INTERFACE,
+    THROUGH_OUTPUTS,
+    NotThroughInterface,
+    forward,
+    kept_numbers,
+    library_failure,
+    outputs_maps,
+    recorded,
+)
+from attnviz.sources.huggingface.prepared import (
+    CROSS,
+    DECODER_SELF,
+    ENCODER_SELF,
+    Prepared,
+    check_keep,
+    check_memory,
+    file_digest,
+    quiet_gguf,
 )
 from attnviz.version import __version__, installed_version
 
 if TYPE_CHECKING:
     import torch
 
+    from attnviz.maps.explanation import Explanation
+    from attnviz.sources.huggingface.recorder import Recorder
+
 PREFIX = "hf:"
 # A hub name: "name" or "owner/name", letters, digits and - _ . (the hub's own rule).
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
-LIBRARIES = ("transformers", "tokenizers", "sentencepiece")  # their versions key the cache
+LIBRARIES = ("transformers", "tokenizers", "sentencepiece", "gguf")  # versions key the cache
+GGUF = ".gguf"  # a llama.cpp model file, read by transformers' own GGUF reader
 
 
 def open(name: str) -> HuggingFaceModel:  # noqa: A001 - every source module has open()
@@ -84,7 +114,9 @@ def open(name: str) -> HuggingFaceModel:  # noqa: A001 - every source module has
     """
     if importlib.util.find_spec("transformers") is None:
         raise AttnvizError(INSTALL)
-    location = name[len(PREFIX):].strip()
+    location = (name[len(PREFIX):] if name.startswith(PREFIX) else name).strip()
+    if location.lower().endswith(GGUF):
+        return _gguf(name, location)
     if not location:
         raise AttnvizError("hf: needs a model after it: a hub name such as "
                            "hf:Helsinki-NLP/opus-mt-en-fr, or a folder written by save_pretrained")
@@ -101,6 +133,18 @@ def open(name: str) -> HuggingFaceModel:  # noqa: A001 - every source module has
     return HuggingFaceModel(name, location, None)
 
 
+def _gguf(name: str, location: str) -> HuggingFaceModel:
+    """A GGUF file (llama.cpp's format): read by transformers' own GGUF reader, which needs
+    the ``gguf`` package, with the tokenizer the file holds."""
+    path = Path(location).expanduser()
+    if not path.is_file():
+        raise AttnvizError(f"there is no GGUF file {printable(location)}; give the path of a "
+                           ".gguf model file")
+    if importlib.util.find_spec("gguf") is None:
+        raise AttnvizError('GGUF files need the gguf package: pip install "attnviz[hf]"')
+    return HuggingFaceModel(name, str(path.parent), path.parent, gguf=path.name)
+
+
 @dataclass
 class HuggingFaceModel:
     """A Hugging Face model: a local folder (its files name its bytes) or a hub name."""
@@ -108,6 +152,7 @@ class HuggingFaceModel:
     name: str  # as the person named it, "hf:..."
     location: str  # what transformers is given: the folder's path or the hub name
     folder: Path | None  # None: a hub name, resolved by transformers (cache or download)
+    gguf: str | None = None  # the GGUF file's name in the folder, when the model is one
     _digest: str | None = field(default=None, repr=False)
     # What trace() loaded (config, tokenizer, models by kind and device), kept for the next
     # trace: a source that traces many texts (an export's worker) loads each once.
@@ -118,120 +163,196 @@ class HuggingFaceModel:
         hub may serve other files tomorrow, and asking it needs the network)."""
         if self.folder is None:
             return None
-        return digest(request, self._folder_digest(), seed=None,
+        return digest(request, self._folder_digest(), seed=None, keep=asdict(request.keep),
                       libraries=[installed_version(name) for name in LIBRARIES])
 
     def maps(self, request: Request) -> AttentionMaps:
         """The maps of ``request``: see the module's docstring for what each kind of model
         gives. Raises AttnvizError when the request does not fit the model."""
-        from attnviz.model.runtime import choose_threads, resolve_device, using_threads
+        prepared = self._prepare(request, None)
+        maps = self._run(prepared, request)
+        # Said here, outside quiet, which silences every warning of transformers' own code.
+        if getattr(prepared.config, "auto_map", None):
+            _warn(f"{self.name} comes with its own code, which attnviz never runs: its maps are "
+                  f"those of transformers' {architecture(prepared.config)}")
+        written = maps.provenance.target_text
+        if maps.provenance.target_generated and not (written or "").strip():
+            _warn("the model wrote nothing but special tokens; the maps show the steps that "
+                  "decided so")
+        return maps
+
+    def explain(self, request: Request, kind: str, layer: int | None, head: int
+                ) -> Explanation:
+        """One head of one attention layer, step by step, from the forward pass that
+        :meth:`maps` runs: the queries, keys and values attnviz's attention function took
+        (after the model's projections and position code), its scale, bias and mask, and the
+        weights it gave. Raises AttnvizError for a layer or head the model lacks, and for a
+        model whose attention does not run through transformers' attention interface."""
+        from attnviz.sources.huggingface.explaining import explanation
+
+        part = "encoder" if kind == "encoder_self" else "decoder"
+        asked = replace(request, part=part, keep=Keep(kinds=()))
+        prepared = self._prepare(asked, kind)
+        layers = prepared.layers.get(kind)
+        if layers is None:
+            from attnviz.maps.kinds import TITLES
+
+            raise AttnvizError(f"{printable(self.name)} has no {TITLES[kind].lower()}: choose "
+                               "another \u27e8kind\u27e9", setting="kind")
+        layer = check_layer(layers - 1 if layer is None else layer, layers, kind)
+        check_head(head, prepared.heads, "this model has", "; explain shows one head")
+        recorder = self._record(prepared, asked, (kind, layer, head))
+        if recorder is None:
+            raise AttnvizError(f"{printable(self.name)} computes its attention in its own code, "
+                               "not through transformers' attention interface, so attnviz "
+                               "sees only its weights: explain cannot show its queries and "
+                               "keys; draw its maps with encode or decode")
+        return explanation(recorder.explained, prepared, kind, layer, head,
+                           self._provenance(prepared, request, THROUGH_INTERFACE))
+
+    def _prepare(self, request: Request, explained: str | None) -> Prepared:
+        """What the forward pass of ``request`` needs: the model, its inputs (the target
+        written by ``generate`` first, where none was given) and their labels, and the
+        layers and heads of each kind. Refuses a layer or head the model lacks, and maps
+        that would not fit in memory, before the pass."""
+        from attnviz.model.runtime import choose_threads, resolve_device
 
         text = require_text(request.text)
         import_transformers()
         device = resolve_device(request.device)
-        # Models of the hub's sizes gain from threads where attnviz's own do not: only the
-        # person's choice (--threads, OMP_NUM_THREADS) is applied, else torch's default.
-        threads = request.threads
-        with quiet(progress=self.folder is None), (
-                using_threads(choose_threads(threads)) if threads else nullcontext()):
+        threads = choose_threads(request.threads) if request.threads else None
+        with self._computing(threads):
             config = self._kept("config", self._config)
             kind = model_kind(config)
             _check_request(self.name, kind, architecture(config), request)
             tokenizer = self._kept("tokenizer", self._tokenizer)
             ids = _text_ids(tokenizer, text, position_limit(config), None)  # (S,) or (T,)
+            encoder_layers, decoder_layers, heads = sizes(config, kind)
+            model = self._model(config, kind, device, IMPLEMENTATION)
             if kind == DECODER_ONLY:
-                maps = self._decoder_only(config, tokenizer, ids, text, device)
+                prepared = Prepared(config, model, DECODER_SELF, {"input_ids": _batch(
+                    ids, device)}, [], token_labels(tokenizer, ids), None, text, False, None,
+                    {DECODER_SELF: decoder_layers}, heads, threads, device)
             elif kind == ENCODER_ONLY or request.part == "encoder":
-                maps = self._encoder(config, kind, tokenizer, ids, text, device)
+                module = model.get_encoder() if kind == ENCODER_DECODER else model
+                prepared = Prepared(config, module, ENCODER_SELF, {"input_ids": _batch(
+                    ids, device)}, source_labels(tokenizer, ids), [], text, None, False, None,
+                    {ENCODER_SELF: encoder_layers}, heads, threads, device)
             else:
-                maps = self._encoder_decoder(config, tokenizer, ids, text, request.target,
-                                             device)
-        # Said here, outside quiet, which silences every warning of transformers' own code.
-        written = maps.provenance.target_text
-        if maps.provenance.target_generated and not (written or "").strip():
-            _warn("the model wrote nothing but special tokens; the maps show the steps that "
-                  "decided so")
-        if getattr(config, "auto_map", None):
-            _warn(f"{self.name} comes with its own code, which attnviz never runs: its maps are "
-                  f"those of transformers' {architecture(config)}")
-        return maps
+                prepared = self._encoder_decoder(config, model, tokenizer, ids, text, request,
+                                                 (encoder_layers, decoder_layers, heads),
+                                                 threads, device)
+        check_keep(prepared, request.keep)
+        check_memory(prepared, request, explained)
+        return prepared
 
-    def _decoder_only(self, config: Any, tokenizer: Any, ids: list[int], text: str,
-                      device: torch.device) -> AttentionMaps:
-        """Masked self-attention over the text, the decoder's input."""
-        import torch
-
-        model = self._model(config, DECODER_ONLY, device)
-        check_maps_fit(config, DECODER_ONLY, None, len(ids))
-        with torch.inference_mode():
-            outputs = _forward(model, input_ids=_batch(ids, device), output_attentions=True)
-        return AttentionMaps.from_huggingface(outputs, target_tokens=token_labels(tokenizer, ids),
-                                              provenance=self._provenance(None, text, False))
-
-    def _encoder(self, config: Any, kind: str, tokenizer: Any, ids: list[int], text: str,
-                 device: torch.device) -> AttentionMaps:
-        """The encoder's self-attention: an encoder-only model, or an encoder-decoder's
-        encoder run alone."""
-        import torch
-
-        model = self._model(config, kind, device)
-        check_maps_fit(config, ENCODER_ONLY, len(ids), None)
-        encoder = model.get_encoder() if kind == ENCODER_DECODER else model
-        with torch.inference_mode():
-            outputs = _forward(encoder, input_ids=_batch(ids, device), output_attentions=True)
-        return AttentionMaps.from_huggingface(outputs, source_tokens=source_labels(tokenizer, ids),
-                                              provenance=self._provenance(text, None, False))
-
-    def _encoder_decoder(self, config: Any, tokenizer: Any, ids: list[int], text: str,
-                         target: str | None, device: torch.device) -> AttentionMaps:
-        """All three kinds: ``target`` read by teacher forcing, or (None) the text the
-        model writes greedily, read back in one teacher-forced pass whose causal rows are
-        the attention of each generation step, as ``generate`` computed it."""
+    def _encoder_decoder(self, config: Any, model: Any, tokenizer: Any, ids: list[int],
+                         text: str, request: Request, shape: tuple[int, int, int],
+                         threads: int | None, device: torch.device) -> Prepared:
+        """All three kinds: ``request.target`` read by teacher forcing, or (None) the text
+        the model writes greedily, read back in one teacher-forced pass whose causal rows
+        are the attention of each generation step, as ``generate`` computed it."""
         import torch
 
         start = decoder_start(config, self.name)
+        target, written = request.target, None
         if target is not None:
             target = require_text(target, "target")
             labels = _text_ids(tokenizer, target, position_limit(config), "target")
             full = [start, *labels]
-            decoder_ids = drop_end(config, full)  # (T,)
-        model = self._model(config, ENCODER_DECODER, device)
-        check_maps_fit(config, ENCODER_DECODER, len(ids), len(decoder_ids) if target is not None
-                    else longest_generation(model.generation_config))
         source = _batch(ids, device)  # (1, S)
-        written = None
-        with torch.inference_mode():
-            if target is None:
+        if target is None:
+            with torch.inference_mode(), library_failure(self.name):
                 generated = model.generate(input_ids=source, do_sample=False, num_beams=1)
-                full = generated[0].tolist()
-                decoder_ids = drop_end(config, full)  # (T,)
-                written = tokenizer.decode(generated[0], skip_special_tokens=True)
-            outputs = _forward(model, input_ids=source,
-                               decoder_input_ids=_batch(decoder_ids, device),
-                               output_attentions=True)
-        maps = AttentionMaps.from_huggingface(
-            outputs, source_tokens=source_labels(tokenizer, ids),
-            target_tokens=token_labels(tokenizer, decoder_ids),
-            provenance=self._provenance(text, target if written is None else written,
-                                        written is not None,
-                                        _next_token(tokenizer, full, decoder_ids)))
-        return maps
+            full = generated[0].tolist()
+            written = tokenizer.decode(generated[0], skip_special_tokens=True)
+        decoder_ids = drop_end(config, full)  # (T,)
+        encoder_layers, decoder_layers, heads = shape
+        return Prepared(
+            config, model, ENCODER_DECODER, {"input_ids": source,
+                                             "decoder_input_ids": _batch(decoder_ids, device)},
+            source_labels(tokenizer, ids), token_labels(tokenizer, decoder_ids), text,
+            target if written is None else written, written is not None,
+            _next_token(tokenizer, full, decoder_ids),
+            {ENCODER_SELF: encoder_layers, DECODER_SELF: decoder_layers,
+             CROSS: decoder_layers}, heads, threads, device)
+
+    def _run(self, prepared: Prepared, request: Request) -> AttentionMaps:
+        """The maps of one forward pass: recorded through attnviz's function, or, for a
+        model whose attention does not use transformers' attention interface, its own
+        ``output_attentions``."""
+        recorder = self._record(prepared, request, None)
+        if recorder is not None:
+            maps, kept, path = recorder.kept, kept_numbers(recorder), THROUGH_INTERFACE
+        else:
+            (maps, kept), path = self._eager(prepared, request), THROUGH_OUTPUTS
+        try:
+            return AttentionMaps(prepared.source_tokens, prepared.target_tokens,
+                                 provenance=self._provenance(prepared, request, path),
+                                 kept=kept, **maps)
+        except ValueError as exc:  # the weights do not fit the tokens
+            raise AttnvizError(f"{printable(self.name)}: {printable(str(exc))}") from None
+
+    def _record(self, prepared: Prepared, request: Request,
+                explain: tuple[str, int, int] | None) -> Recorder | None:
+        """The recorder of one pass through attnviz's function; None when the model's
+        attention does not (all) come through transformers' attention interface."""
+        import torch
+
+        with self._computing(prepared.threads), torch.inference_mode():
+            try:
+                return recorded(prepared.module, prepared.stack, prepared.inputs,
+                                request.keep, prepared.layers, self.name, explain)
+            except NotThroughInterface:
+                return None
+
+    def _eager(self, prepared: Prepared, request: Request) -> tuple[dict, dict]:
+        """The kept maps of the model's own eager attention, from ``output_attentions``."""
+        import torch
+
+        kind = model_kind(prepared.config)
+        model = self._model(prepared.config, kind, prepared.device, "eager")
+        module = model.get_encoder() if prepared.stack == ENCODER_SELF and \
+            kind == ENCODER_DECODER else model
+        with self._computing(prepared.threads), torch.inference_mode():
+            outputs = forward(module, self.name, **prepared.inputs, output_attentions=True)
+        return outputs_maps(outputs, prepared.stack, request.keep)
+
+    def _computing(self, threads: int | None) -> Any:
+        """transformers quiet, and torch on the person's thread count (where one was
+        asked: models of the hub's sizes gain from threads where attnviz's own do not)."""
+        from contextlib import ExitStack
+
+        from attnviz.model.runtime import using_threads
+
+        stack = ExitStack()
+        stack.enter_context(quiet(progress=self.folder is None))
+        if threads:
+            stack.enter_context(using_threads(threads))
+        return stack
 
     def _config(self) -> Any:
         from transformers import AutoConfig
 
-        if self.folder is not None and not (self.folder / "config.json").is_file():
+        if self.folder is not None and not self.gguf and not (
+                self.folder / "config.json").is_file():
             raise AttnvizError(f"{printable(str(self.folder))} is not a Hugging Face model "
                                "folder: it has no config.json; give a folder written by "
                                "save_pretrained")
         with loading(self.name, "", self.folder is None):
-            return AutoConfig.from_pretrained(self.location, trust_remote_code=False)
+            return AutoConfig.from_pretrained(self.location, trust_remote_code=False,
+                                              **self._gguf_file)
 
     def _tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
         with loading(self.name, "tokenizer", self.folder is None):
-            return AutoTokenizer.from_pretrained(self.location, trust_remote_code=False)
+            return AutoTokenizer.from_pretrained(self.location, trust_remote_code=False,
+                                                 **self._gguf_file)
+
+    @property
+    def _gguf_file(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf} if self.gguf else {}
 
     def _kept(self, key: Any, load: Callable[[], Any]) -> Any:
         """``load()``, called once per source and key."""
@@ -239,23 +360,29 @@ class HuggingFaceModel:
             self._loaded[key] = load()
         return self._loaded[key]
 
-    def _model(self, config: Any, kind: str, device: torch.device) -> Any:
-        return self._kept(("model", kind, str(device)),
-                          lambda: self._load_model(config, kind, device))
+    def _model(self, config: Any, kind: str, device: torch.device, implementation: str
+               ) -> Any:
+        return self._kept(("model", kind, str(device), implementation),
+                          lambda: self._load_model(config, kind, device, implementation))
 
-    def _load_model(self, config: Any, kind: str, device: torch.device) -> Any:
-        """The model, from safetensors only, with the eager attention that returns weights."""
+    def _load_model(self, config: Any, kind: str, device: torch.device, implementation: str
+                    ) -> Any:
+        """The model, from safetensors (or a GGUF file) only, with ``implementation`` as its
+        attention: attnviz's (:data:`IMPLEMENTATION`), or transformers' eager one."""
         from transformers import AutoModel, AutoModelForSeq2SeqLM
 
-        if self.folder is not None:
+        if implementation == IMPLEMENTATION:
+            register()
+        if self.folder is not None and not self.gguf:
             self._check_weights(config, kind)
         # generate() needs the language-model head; the maps of the others need only the
         # base model (a checkpoint saved with a head loads into it without the head).
         auto = AutoModelForSeq2SeqLM if kind == ENCODER_DECODER else AutoModel
-        with loading(self.name, "weights", self.folder is None):
+        where = {"gguf_file": self.gguf} if self.gguf else {"use_safetensors": True}
+        with loading(self.name, "weights", self.folder is None), quiet_gguf(bool(self.gguf)):
             model, info = auto.from_pretrained(
-                self.location, config=config, use_safetensors=True, trust_remote_code=False,
-                attn_implementation="eager", output_loading_info=True)
+                self.location, config=config, trust_remote_code=False,
+                attn_implementation=implementation, output_loading_info=True, **where)
         # Random weights in place of missing ones would draw made-up maps without a word.
         # A pooler (BERT's, missing from a checkpoint saved with a language-model head) comes
         # after the last layer and changes no attention.
@@ -295,16 +422,21 @@ class HuggingFaceModel:
                            "load the model in Python and save it again with save_pretrained, "
                            "which writes model.safetensors")
 
-    def _provenance(self, source_text: str | None, target_text: str | None, generated: bool,
-                    next_token: str | None = None) -> Provenance:
+    def _provenance(self, prepared: Prepared, request: Request, path: str) -> Provenance:
+        options = {"attention": path}
+        if request.keep.precision != "float32":
+            options["precision"] = request.keep.precision
         return Provenance(attnviz_version=__version__, model=self.name,
-                          model_sha256=self._model_digest(), source_text=source_text,
-                          target_text=target_text, target_generated=generated,
-                          next_token=next_token)
+                          model_sha256=self._model_digest(), source_text=prepared.source_text,
+                          target_text=prepared.target_text,
+                          target_generated=prepared.generated, options=options,
+                          next_token=prepared.next_token)
 
     def _folder_digest(self) -> str:
+        """The digest of the model's files: the folder's, or the GGUF file's bytes."""
         if self._digest is None:
-            self._digest = files_digest(self.folder)
+            self._digest = file_digest(self.folder / self.gguf) if self.gguf else \
+                files_digest(self.folder)
         return self._digest
 
     def _model_digest(self) -> str | None:
@@ -369,13 +501,3 @@ def _batch(ids: Sequence[int], device: torch.device) -> torch.Tensor:
     import torch
 
     return torch.tensor([list(ids)], dtype=torch.long, device=device)  # (1, N)
-
-
-def _forward(module: Any, **inputs: Any) -> Any:
-    """One forward pass; a model that cannot read text ids (an image model) says so."""
-    try:
-        return module(**inputs)
-    except (TypeError, ValueError) as exc:
-        raise AttnvizError(f"the model cannot be run on a text ({type(module).__name__}: "
-                           f"{printable(shorten(str(exc), MESSAGE_CHARS))}); attnviz draws "
-                           "text models") from None
