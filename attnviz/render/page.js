@@ -182,11 +182,11 @@
   // The model's numbers of a layer and a head: a page may hold some layers and heads only
   // (layerNumbers, headNumbers), an explanation one of each (layerNames, headNames).
   function layerName(kind, layer) {
-    const names = kind.layerNumbers || kind.layerNames;
+    const names = kind.layerNames || kind.layerNumbers;
     return names ? names[layer] : layer;
   }
   function headName(kind, head) {
-    const names = kind.headNumbers || kind.headNames;
+    const names = kind.headNames || kind.headNumbers;
     return names ? names[head] : head;
   }
 
