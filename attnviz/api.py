@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import valid_utf8
-from attnviz.maps.choice import index, kind_named, shown
+from attnviz.maps.choice import index, is_integer, kind_named, shown
 from attnviz.maps.data import AttentionMaps
 from attnviz.maps.data import expect_maps as _maps
 from attnviz.maps.explanation import Explanation
@@ -136,7 +136,7 @@ def plot(maps: AttentionMaps | Explanation, kind: str = "all",
         from attnviz.render import explain_image
 
         return explain_image.figure(maps, cmap)
-    maps = _maps(maps)
+    maps = _weights(maps)
     kinds = None if kind == "all" else (_kind(kind, ", or all"),)
     # The layer, head, scale and windows are checked by the plan, in the same words.
     _check_cmap(cmap)
@@ -179,7 +179,7 @@ def page(maps: AttentionMaps | Explanation, kind: str | None = None, layer: int 
                   "page(explanation) opens on its head, on the panel scale")
         _check_cmap(cmap)
         return pipeline.explanation_bytes(maps, "html", cmap, embed=embed).decode("utf-8")
-    maps = _maps(maps)
+    maps = _weights(maps)
     kind = maps.kinds[0] if kind is None else _kind(kind, ", or None")
     layer = index(layer, "layer", "(0, 1, ...)", "a page opens on one layer (the reader picks "
                   "others)")
@@ -202,7 +202,7 @@ def png(maps: AttentionMaps | Explanation) -> bytes:
 
     if isinstance(maps, Explanation):
         return pipeline.explanation_bytes(maps, "png", "viridis", dpi=NOTEBOOK_DPI)
-    maps = _maps(maps)
+    maps = _weights(maps)
     return pipeline.to_bytes(maps, pipeline.plan(maps, pipeline.View()), "png", "viridis",
                              dpi=NOTEBOOK_DPI)
 
@@ -288,10 +288,23 @@ def _model(value: Any) -> str | None:
                        "shipped model's name, 'random', a file, or 'hf:NAME'")
 
 
+def _weights(value: Any) -> AttentionMaps:
+    """``value`` when it is AttentionMaps of attention weights (finite, at least 0, rows
+    summing to 1 or 0), as saved files are checked: NaN maps gave a ValueError, or a picture
+    of nothing."""
+    maps = _maps(value)
+    try:
+        maps.check_weights()
+    except ValueError as exc:
+        raise AttnvizError(f"these maps are not attention weights: {exc}") from None
+    return maps
+
+
 def _seed(value: Any) -> int:
     """A seed the command line takes too (``--seed``), so that any picture can be made again."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not is_integer(value):
         raise AttnvizError(f"⟨seed⟩ must be an int, not {type(value).__name__}")
+    value = int(value)
     if not 0 <= value <= MAX_SEED:
         raise AttnvizError(f"⟨seed⟩ {value} is out of range: give 0 to {MAX_SEED}")
     return value

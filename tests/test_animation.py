@@ -21,6 +21,7 @@ from attnviz.model.tokenize import BOS_ID, EOS_ID
 from attnviz.model.transformer import rule_out_specials
 from attnviz.render import animation
 from tests.conftest import SOURCE, TARGET
+from tests.test_maps import make_maps
 
 runner = CliRunner()
 TRANSLATION = "le chat noir voit la voiture rouge"
@@ -242,6 +243,20 @@ def test_the_last_step_writes_the_token_the_maps_hold():
     assert animation.step_texts(other, last)[0].endswith("reads rouge, writes: </s> (the end)")
 
 
+def test_written_so_far_spells_the_text_as_its_tokens_make_it():
+    """Characters were joined with spaces (`2 0 2 6 - 0 3`); a word the vocabulary lacks is
+    marked, as written."""
+    dates = attnviz.trace("tuesday, march 3, 2026", model="dates")
+    assert dates.provenance.target_text == "2026-03-03"
+    assert animation.step_texts(dates, 7)[1] == "written so far: 2026-03"
+    with pytest.warns(attnviz.AttnvizWarning, match="zèbre"):
+        zebra = attnviz.trace(SOURCE, "le Zèbre noir voit")
+    assert zebra.provenance.target_written == {2: "Zèbre"}
+    assert [animation.step_texts(zebra, step)[1] for step in (0, 2, 4)] == [
+        "written so far: (nothing yet)", "written so far: le Zèbre?",
+        "written so far: le Zèbre? noir voit"]
+
+
 def test_steps_show_unknown_words_as_written():
     maps = attnviz.trace(SOURCE, TARGET)
     unknown = replace(maps, provenance=replace(maps.provenance, target_written={2: "Chien"}))
@@ -268,3 +283,28 @@ def test_a_scale_other_than_unit_is_said_to_be_left_out_of_the_animation(tmp_pat
                         f"scale from 0 to 1; the {scale} scale applies to pictures and pages"]
     else:
         assert said == []
+
+
+def test_a_gif_of_glyphs_no_font_has_gives_one_warning_of_attnvizs_own(monkeypatch):
+    """CJK and emoji tokens: PNG, SVG and PDF said attnviz's one line; the GIF printed eight
+    raw 'UserWarning: Glyph ... missing from font(s)' lines of matplotlib's before it."""
+    import warnings
+
+    from attnviz.errors import AttnvizWarning
+    from attnviz.render import fonts
+
+    monkeypatch.setattr(fonts, "installed", lambda: ())  # no font has them
+    fonts._fallbacks.cache_clear()
+    maps = make_maps(s=3, t=4)
+    maps = replace(maps, source_tokens=["我", "爱", "🙂"],
+                   target_tokens=["<bos>", "こん", "にち", "は"])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = animation.to_bytes(maps, views.heatmaps(maps, ["decoder_self", "cross"]),
+                                      "viridis")
+    finally:
+        fonts._fallbacks.cache_clear()
+    assert len(_frames(data)) == 4
+    assert [w.category for w in caught] == [AttnvizWarning], [str(w.message) for w in caught]
+    assert "我 (U+6211)" in str(caught[0].message)

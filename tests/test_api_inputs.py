@@ -257,3 +257,58 @@ def test_any_object_for_any_argument_works_or_is_one_attnviz_error(maps, tmp_pat
                 assert "\n" not in str(exc)
 
     works_or_refuses()
+
+
+ONE = np.full((1, 1, 2, 2), 0.5, np.float32)
+NAN = np.full((1, 1, 2, 2), np.nan, np.float32)
+
+
+@pytest.mark.parametrize("make, fragments", [
+    (lambda: AttentionMaps(["a", "b"], [], encoder_self=ONE, provenance={}),
+     ["provenance must be an attnviz.Provenance, not dict"]),
+    (lambda: AttentionMaps(["a", "b"], [], encoder_self=ONE, provenance=None),
+     ["provenance must be an attnviz.Provenance, not NoneType"]),
+    (lambda: AttentionMaps(["a", "b"], [], encoder_self=np.full((1, 1, 2, 2), "x")),
+     ["encoder_self must be an array of numbers"]),
+    (lambda: AttentionMaps(None, [], encoder_self=ONE),
+     ["source_tokens must be a list of str", "not NoneType"]),
+    (lambda: AttentionMaps(["a", 2], [], encoder_self=ONE), ["source_tokens must be a list"]),
+    (lambda: AttentionMaps(["a"], [], encoder_self=ONE), ["encoder_self must have shape"]),
+    (lambda: attnviz.Provenance(source_text=5), ["source_text must be a str or None"]),
+    (lambda: attnviz.Provenance(options={"x": object()}), ["options must be what JSON"]),
+    (lambda: attnviz.Provenance(target_written={"one": "zebra"}), ["target_written"]),
+])
+def test_maps_and_provenance_of_the_wrong_types_are_one_attnviz_error(make, fragments):
+    """Each raised a plain Python error where the README says AttnvizError: an
+    AttributeError when drawn (provenance={} or None), numpy's TypeError (a map of strings),
+    a TypeError (AttentionMaps(None, ...), Provenance(source_text=5)), a non-JSON option
+    on save. Still ValueErrors, as they were."""
+    _refused(make, *fragments)
+    with pytest.raises(ValueError):
+        make()
+
+
+@pytest.mark.parametrize("call", [attnviz.page, attnviz.plot, png])
+def test_maps_that_are_not_weights_are_refused_by_what_draws_them(call):
+    """page() of NaN maps gave a ValueError (with numpy's RuntimeWarnings); plot() drew
+    nothing, silently."""
+    maps = AttentionMaps(["a", "b"], [], encoder_self=NAN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning on the way
+        _refused(lambda: call(maps), "these maps are not attention weights",
+                 "encoder_self holds NaN")
+
+
+def test_numpy_integers_are_taken_wherever_an_index_or_a_seed_is(maps):
+    attnviz.plot(maps, layer=np.int64(0), head=np.int32(1), window=(np.int64(0), 2))
+    attnviz.page(maps, layer=np.int64(0), head=np.int64(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = attnviz.trace(SENTENCE, model="random", seed=np.int64(0), cache=False)
+    assert np.array_equal(again.cross, maps.cross)
+
+
+def test_dir_shows_the_public_names_and_not_the_packages_helpers():
+    names = dir(attnviz)
+    assert {"trace", "plot", "page", "AttentionMaps", "AttnvizError"} <= set(names)
+    assert not {"TYPE_CHECKING", "annotations", "sys"} & set(names)

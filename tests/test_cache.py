@@ -19,6 +19,7 @@ from attnviz.maps.data import AttentionMaps
 from attnviz.model.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.render.colors import colormap, lookup_table, rgb
 from attnviz.sources import Request, cache, open_source
+from tests import damaged
 from tests.conftest import SOURCE, TARGET
 
 
@@ -173,6 +174,57 @@ def _cli(*args):
     return CliRunner().invoke(app, list(args))
 
 
+def _arrays_of(entry) -> dict[str, np.ndarray]:
+    with np.load(entry) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@pytest.mark.parametrize("damage", [
+    *damaged.DAMAGES,  # a member flagged encrypted, corrupt deflate, LZMA, bzip2 data
+    "warnings nested 100,000 deep", "provenance nested 100,000 deep"])
+def test_a_damaged_entry_falls_back_to_computing_and_goes(private_cache, damage):
+    """The README: a damaged entry never breaks a command; it gives the output of
+    --no-cache. It was exit 70 for every later run, and the entry stayed."""
+    plain = _cli("encode", SOURCE, "--no-cache")
+    assert _cli("encode", SOURCE).exit_code == 0
+    (entry,) = private_cache.glob("*.npz")
+    arrays = _arrays_of(entry)
+    if damage in damaged.DAMAGES:
+        entry.write_bytes(damaged.DAMAGES[damage](arrays, "encoder_self"))
+    else:
+        key = "attnviz_warnings" if damage.startswith("warnings") else "provenance"
+        entry.write_bytes(mapfile.npz_bytes({**arrays, key: np.array(damaged.nested())}))
+    spoilt = entry.read_bytes()
+    for _ in range(2):  # the entry is dropped and written afresh: the next run hits it
+        result = _cli("encode", SOURCE)
+        assert result.exit_code == 0, result.stderr
+        assert (result.stdout, result.stderr) == (plain.stdout, plain.stderr)
+        assert entry.read_bytes() != spoilt
+    assert _arrays_of(entry).keys() == arrays.keys()
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+def test_an_entry_in_the_place_of_another_is_a_miss(private_cache, how):
+    """Another sentence's entry linked in place of this one's was trusted: `encode "the
+    cat"` printed the other sentence's maps. An entry holds its key, checked on reading."""
+    other = "a dog sees the red car"
+    plain = _cli("encode", SOURCE, "--no-cache")
+    assert _cli("encode", other).exit_code == 0
+    (theirs,) = private_cache.glob("*.npz")
+    assert _cli("encode", SOURCE).exit_code == 0
+    (ours,) = set(private_cache.glob("*.npz")) - {theirs}
+    ours.unlink()
+    if how == "symlink":
+        ours.symlink_to(theirs)
+    else:
+        ours.write_bytes(theirs.read_bytes())
+    result = _cli("encode", SOURCE)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == plain.stdout and other not in result.stdout
+    assert not ours.is_symlink() and str(_arrays_of(ours)[cache.KEY]) == ours.stem
+    assert str(_arrays_of(theirs)[cache.KEY]) == theirs.stem  # what it pointed to: kept
+
+
 @pytest.mark.parametrize("where", ["a file", "/dev/null", "under a file", "/proc/nope"])
 def test_an_unusable_cache_folder_gives_the_same_output_and_one_warning(tmp_path, monkeypatch,
                                                                         where):
@@ -199,6 +251,9 @@ def test_an_entry_that_is_a_directory_is_skipped(private_cache):
     _same(first, again)
     result = _cli("encode", SOURCE)
     assert result.exit_code == 0 and result.stderr.count("warning:") == 1
+    # In the cache's words: not the advice of -o to a folder (".../attention.png").
+    assert result.stderr == (f"warning: the render cache entry {entry} is a folder, not a "
+                             "file: these maps are not kept (remove the folder to keep them)\n")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -238,6 +293,45 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used(private_cache):
         os.utime(path, (index, index))
     cache._trim(private_cache, limit=2500)
     assert sorted(p.name for p in private_cache.iterdir()) == ["3.npz", "4.npz"]
+
+
+def _temporary(folder, size: int, name: str = ".attnviz-0badf00d.tmp"):
+    """A temporary file as a process killed while writing an entry leaves it: sparse, so that
+    it claims ``size`` bytes without taking them."""
+    path = folder / name
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_temporaries_count_against_the_limit_and_stale_ones_go(private_cache, monkeypatch):
+    """A 300 MB temporary left by a SIGKILL stayed for ever, uncounted: the cache went over
+    its limit."""
+    from attnviz.io import atomic
+
+    private_cache.mkdir(parents=True)
+    for index in range(5):
+        path = private_cache / f"{index}.npz"
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (index, index))
+    fresh = _temporary(private_cache, 1500)  # another attnviz may be writing it now: kept
+    cache._trim(private_cache, limit=2500)
+    assert sorted(p.name for p in private_cache.iterdir()) == [fresh.name, "4.npz"]
+    monkeypatch.setattr(atomic, "STALE_AFTER", -1.0)  # as if an hour had gone by
+    _temporary(private_cache, 300 * 1024**2, ".attnviz-deadbeef.tmp")
+    (private_cache / "notes.tmp").write_text("not attnviz's")
+    cache._trim(private_cache, limit=2500)
+    assert sorted(p.name for p in private_cache.iterdir()) == ["4.npz", "notes.tmp"]
+
+
+def test_a_run_clears_the_stale_temporaries_of_the_cache(private_cache, monkeypatch):
+    from attnviz.io import atomic
+
+    private_cache.mkdir(parents=True)
+    stale = _temporary(private_cache, 300 * 1024**2)
+    monkeypatch.setattr(atomic, "STALE_AFTER", -1.0)
+    assert _cli("encode", SOURCE).exit_code == 0
+    assert not stale.exists() and len(list(private_cache.glob("*.npz"))) == 1
 
 
 def _run_cli(*args, cache_home):

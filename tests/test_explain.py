@@ -309,3 +309,27 @@ def test_explain_writes_a_page_of_its_head(tmp_path):
     saved = np.load(numbers)
     scores = np.frombuffer(base64.b64decode(kind["scores"]), dtype="<f4")
     assert np.array_equal(scores.reshape(saved["scores"].shape), saved["scores"])
+
+
+def test_scores_that_round_to_zero_are_written_0_0_not_minus_0_0():
+    """The explain scores panel showed -0.0."""
+    import io
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from attnviz.io.text import rounded
+    from attnviz.render import explain_image, explain_terminal
+
+    assert [rounded(v, 1) for v in (-0.04, -0.0, 0.04, -0.06, -10.0)] == [
+        "0.0", "0.0", "0.0", "-0.1", "-10.0"]
+    explained = attnviz.explain(SOURCE, kind="cross", layer=1, head=0)
+    near_zero = np.full(explained.scores.shape, -0.01, np.float32)
+    near_zero[:, 0] = 1.0
+    explained = replace(explained, scores=near_zero)
+    console = Console(width=200, color_system=None, file=io.StringIO(), record=True)
+    console.print(explain_terminal.render(explained, "viridis", 200, False))
+    text = console.export_text()
+    assert " 0.0 " in text and "-0.0" not in text
+    svg = explain_image.to_bytes(explained, "svg", "viridis").decode()
+    assert ">0.0<" in svg and "-0.0" not in svg and "−0.0" not in svg

@@ -102,7 +102,10 @@ def test_bad_lines_are_named_by_file_and_line(tmp_path, monkeypatch, content, me
     result = runner.invoke(app, ["export", "pairs.tsv", "-d", "out"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
-    assert re.match(message, result.stderr.removeprefix("error: ").rstrip("\n"))
+    said = result.stderr.removeprefix("error: ").rstrip("\n")
+    hint = "; or leave the bad lines out with --skip-bad-lines"  # export's way out, too
+    assert said.endswith(hint) is ("holds no pairs" not in said)
+    assert re.match(message, said.removesuffix(hint))
     assert not Path("out").exists()  # nothing made before the file proved good
 
 
@@ -202,7 +205,7 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path):
     assert sorted(p.name for p in out.glob("000*")) == [
         "0001.html", "0001.npz", "0002.html", "0004.html", "0004.npz"]
     assert sorted(p.name for p in (out / export.RECORDS).iterdir()) == [
-        "0001.json", "0002.json", "0004.json"]
+        "0001.json", "0002.json", "0004.json", export.LOCK]
     assert (out / "0002.npz").exists() is False and old_npz
     assert links_of(out / "index.html") == ["0001.npz", "0001.html", "0002.html",
                                             "0004.npz", "0004.html"]
@@ -284,6 +287,7 @@ def test_the_command_forks_its_workers_after_drawing_the_first_line_here(tmp_pat
         return pool
 
     monkeypatch.setattr(worker_pool, "_start_pool", noted)
+    monkeypatch.setattr(worker_pool, "cores", lambda: 4)  # 3 jobs, whatever the machine
     monkeypatch.setattr(export, "render_line", _line_here)  # the workers' copies too: forked
     write_pairs(tmp_path / "pairs.tsv", 5)
     out = tmp_path / "out"
@@ -406,6 +410,7 @@ def test_the_workers_are_forked_only_where_a_fork_is_safe(monkeypatch, platform,
 def test_one_job_or_too_few_lines_start_no_process(tmp_path, monkeypatch, lines, jobs):
     monkeypatch.setattr(worker_pool, "_start_pool",
                         lambda jobs: pytest.fail("a pool was started"))
+    monkeypatch.setattr(worker_pool, "cores", lambda: 4)  # the jobs asked, on any machine
     write_pairs(tmp_path / "pairs.tsv", lines)
     settings = export.Settings(tmp_path / "out", ("npz",))
     export.prepare(settings)
@@ -1004,3 +1009,193 @@ def test_export_refuses_before_making_the_folder(tmp_path, content, extra, fragm
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert all(fragment in result.stderr for fragment in fragments), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from attnviz.batch import export
+settings = export.Settings(Path(sys.argv[1]), ("npz",))
+with export.one_writer(settings):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+@pytest.mark.process
+def test_a_second_export_into_a_folder_being_written_is_refused_and_changes_nothing(tmp_path):
+    """Two exports into one folder at once (the same pairs by translate and by reverse) both
+    ended 0, and a line's npz held one model's maps beside the other's record, which the next
+    run took as done. While a process writes the folder, an export is refused at once,
+    naming it, and writes nothing; once it ends, the export runs."""
+    out = tmp_path / "out"
+    command = [*export_command(tmp_path, "npz", jobs=1, count=3), "-m", "reverse"]
+    assert subprocess.run(command[:-2], capture_output=True, env=export_env(),
+                          timeout=120).returncode == 0  # translate's files, recorded
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=export_env())
+    try:
+        assert holder.stdout.readline() == "held\n"
+        second = subprocess.run(command, capture_output=True, text=True, env=export_env(),
+                                timeout=120)
+    finally:
+        holder.communicate(timeout=60)  # stdin closed: it lets go, and ends
+    assert second.returncode == 1, second.stderr
+    assert second.stderr == (f"error: output folder {out} is being written by another export "
+                             f"(process {holder.pid}); wait until it ends, or choose another "
+                             "--out-dir\n")
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()
+            and path.name != export.LOCK} == {path: data for path, data in before.items()
+                                              if path.name != export.LOCK}
+    rerun = subprocess.run(command, capture_output=True, text=True, env=export_env(),
+                           timeout=120)
+    assert rerun.returncode == 0 and "3 pairs drawn, 0 done before" in rerun.stderr, rerun.stderr
+    for stem in recorded(out):
+        assert AttentionMaps.load(out / f"{stem}.npz").provenance.model == "reverse"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock(2)")
+def test_an_export_into_a_folder_whose_lock_is_held_writes_nothing(tmp_path):
+    import fcntl
+
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    (tmp_path / "out" / export.RECORDS).mkdir(parents=True)
+    lock = tmp_path / "out" / export.RECORDS / export.LOCK
+    lock.write_text("4242\n")
+    with open(lock) as another:  # as another process holds it: an open file of its own
+        fcntl.flock(another, fcntl.LOCK_EX)
+        result = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                          str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: output folder {tmp_path / 'out'} is being written by "
+                             "another export (process 4242); wait until it ends, or choose "
+                             "another --out-dir\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [export.RECORDS]
+    again = CliRunner().invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                     str(tmp_path / "out")])
+    assert again.exit_code == 0, again.stderr
+
+
+def test_an_export_clears_the_temporaries_a_killed_export_left(tmp_path, monkeypatch):
+    """Temporary files left by a SIGKILL (a line's files, its record) stayed for ever. Among
+    the records, which only an export writes and the lock keeps to this one, every one goes;
+    beside the files, where another command may be writing one, the stale ones."""
+    out = tmp_path / "out"
+    (out / export.RECORDS).mkdir(parents=True)
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    record = out / export.RECORDS / ".attnviz-0123abcd.tmp"
+    record.write_bytes(b"{")
+    beside = out / ".attnviz-4567abcd.tmp"
+    beside.write_bytes(b"half a png")
+    settings = export.Settings(out, ("npz",))
+    export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
+    assert not record.exists() and beside.exists()  # beside the files: too fresh to tell
+    monkeypatch.setattr(files, "STALE_AFTER", -1.0)  # as if an hour had gone by
+    export.run(settings, read_pairs(tmp_path / "pairs.tsv"))
+    assert not beside.exists()
+    assert temporaries(out) == []
+
+
+def test_more_jobs_than_cores_are_cut_to_the_cores_with_a_word(tmp_path, monkeypatch):
+    """--jobs 12 on 2 cores forked 12 workers (760 MB), each waiting for the others."""
+    started = []
+    start_pool = worker_pool._start_pool
+
+    def noted(jobs):
+        started.append(jobs)
+        return start_pool(jobs)
+
+    monkeypatch.setattr(worker_pool, "_start_pool", noted)
+    monkeypatch.setattr(worker_pool, "cores", lambda: 2)
+    write_pairs(tmp_path / "pairs.tsv", 5)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d",
+                                 str(tmp_path / "out"), "-f", "npz", "--jobs", "12"])
+    assert result.exit_code == 0, result.stderr
+    assert started == [2]
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("warning: 12 jobs were asked for, and this machine lets attnviz use 2 "
+                        "CPU cores: drawing 2 at once (more processes than cores only wait for "
+                        "one another, each holding a model)")
+    assert "5 pairs drawn" in lines[-1]
+    with pytest.warns(AttnvizWarning, match="12 jobs were asked for"):
+        assert worker_pool.capped(12) == 2
+    assert worker_pool.capped(2) == 2 and 1 <= worker_pool.cores() <= (os.cpu_count() or 1)
+
+
+def test_a_folder_where_a_lines_file_goes_fails_that_line_alone_in_exports_words(tmp_path):
+    """It stopped the whole export at line 1 with advice meant for decode -o ("give a file
+    name such as .../0001.npz/attention.png"), and wrote index.html although "no file was
+    changed"."""
+    (tmp_path / "pairs.tsv").write_text("the cat\nthe dog\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "0001.npz").mkdir(parents=True)
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out), "-f",
+                                 "npz"])
+    assert result.exit_code == 1
+    assert (f"error: {tmp_path / 'pairs.tsv'}:1: {out / '0001.npz'} is a folder, where the "
+            "line's .npz file goes; move it away, or export into another folder\n"
+            ) in result.stderr
+    assert "attention.png" not in result.stderr and "no file was changed" not in result.stderr
+    assert "1 pairs drawn, 0 done before, 1 failed" in result.stderr
+    assert (out / "0002.npz").is_file() and (out / "0001.npz").is_dir()
+    assert links_of(out / "index.html") == ["0002.npz"]
+
+
+@pytest.mark.parametrize("case", ["index is a folder", "dangling link"])
+def test_an_output_folder_that_cannot_be_one_is_refused_in_exports_words(tmp_path, case):
+    (tmp_path / "pairs.tsv").write_text("the cat\n", encoding="utf-8")
+    out = tmp_path / "out"
+    if case == "index is a folder":
+        (out / "index.html").mkdir(parents=True)
+        said = (f"error: {out / 'index.html'} is a folder, where the export's index goes; "
+                "move it away, or choose another --out-dir\n")
+    else:
+        out.symlink_to(tmp_path / "nowhere")  # "File exists", it said
+        said = (f"error: output folder {out} is a link to {tmp_path / 'nowhere'}, which does "
+                "not exist; make that folder, or choose another --out-dir\n")
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["export", str(tmp_path / "pairs.tsv"), "-d", str(out)])
+    assert (result.exit_code, result.stderr) == (1, said)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_bad_lines_can_be_skipped_each_named_on_stderr_and_in_the_index(tmp_path):
+    """export refused a whole file for one bad line; --skip-bad-lines leaves each out,
+    named, and draws the others (the strict default stays)."""
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_bytes(b"the cat\tle chat\n\tno source\nthe \x01dog\na\tb\tc\nthe red car\n"
+                      b"bad \xff line\n")
+    out = tmp_path / "out"
+    strict = runner.invoke(app, ["export", str(pairs), "-d", str(out), "-f", "npz"])
+    assert strict.exit_code == 1 and not out.exists()
+    result = runner.invoke(app, ["export", str(pairs), "-d", str(out), "-f", "npz",
+                                 "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        f"warning: {pairs}:2: skipped: the source is empty; write one pair a line: "
+        "source<TAB>target, or the source alone to let the model write the target",
+        f"warning: {pairs}:3: skipped: refused character U+0001 (a control character: remove "
+        "it, a pairs file is plain text)",
+        f"warning: {pairs}:4: skipped: more than one tab; write one pair a line: "
+        "source<TAB>target, or the source alone to let the model write the target",
+        f"warning: {pairs}:6: skipped: the line is not UTF-8 text; save the file as UTF-8"]
+    assert result.stderr.splitlines()[-1].endswith(
+        "2 pairs drawn, 0 done before, 4 bad lines skipped")
+    assert sorted(p.name for p in out.glob("*.npz")) == ["0001.npz", "0005.npz"]
+    rows = entries_of(out / "index.html")
+    assert "skipped: refused character U+0001" in rows[3] and "the \\x01dog" in rows[3]
+    assert "skipped: the line is not UTF-8 text" in rows[6]
+    assert "2 of 6 pairs done" in (out / "index.html").read_text()
+
+
+def test_more_than_ten_skipped_lines_are_counted_after_the_tenth(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("the cat\n" + "a\tb\tc\n" * 12, encoding="utf-8")
+    result = runner.invoke(app, ["export", str(pairs), "-d", str(tmp_path / "out"), "-f",
+                                 "npz", "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 11 and warned[-1] == (
+        f"warning: and 2 more lines skipped, listed in {tmp_path / 'out' / 'index.html'}")

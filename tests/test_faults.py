@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
@@ -647,3 +648,63 @@ def test_ctrl_c_while_the_cli_is_imported_ends_quietly(tmp_path, how):
     words = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert process.returncode == -signal.SIGINT, err
     assert words == [] and out == ""
+
+
+@pytest.mark.process
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_picture_that_does_not_fit_the_address_space_left_is_refused_in_one_line(tmp_path):
+    """`show` of a 4,000 x 4,000 map to PNG under a 1.2 GB address limit was "a bug in
+    attnviz" (a MemoryError, exit 70). Its memory is known before it is drawn: refused,
+    with the way out, which then draws."""
+    import resource
+
+    from attnviz.maps.data import AttentionMaps
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1_200_000_000, 1_200_000_000))
+    n = 4000
+    AttentionMaps([f"t{i}" for i in range(n)], [], encoder_self=np.full(
+        (1, 1, n, n), 1 / n, np.float32)).save(tmp_path / "long.npz")
+    for suffix in ("png", "svg"):
+        done = subprocess.run([sys.executable, "-m", "attnviz", "show", "long.npz", "-o",
+                               f"long.{suffix}"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env=_env(), preexec_fn=limit)
+        assert done.returncode == 1, done.stderr
+        assert re.fullmatch(r"error: this picture would take about \d\.\d GB of memory to draw, "
+                            r"more than the \d\.\d GB of memory left to this process: draw a "
+                            r"window of the maps \(--window\), or view them in the terminal, "
+                            r"which pools long maps to fit, or save them as numbers \(\.npz\)\n",
+                            done.stderr), done.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["long.npz"]
+    window = subprocess.run([sys.executable, "-m", "attnviz", "show", "long.npz", "-o",
+                             "window.png", "--window", ":1000"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env=_env(),
+                            preexec_fn=limit)
+    assert window.returncode == 0 and window.stderr == "wrote window.png\n", window.stderr
+
+
+def test_running_out_of_memory_while_drawing_is_one_line_not_a_bug(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 488. MiB for an array")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_memory)
+    result = runner.invoke(app, ["encode", SOURCE, "-o", str(tmp_path / "e.png")])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: drawing this picture ran out of memory: draw a window of "
+                             "the maps (--window), or view them in the terminal, which pools "
+                             "long maps to fit, or save them as numbers (.npz)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_running_out_of_memory_anywhere_is_one_line_not_a_bug(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("attnviz.flow.pipeline.trace", no_memory)
+    result = runner.invoke(app, ["encode", SOURCE])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: attnviz ran out of memory; give it less to do at once (a "
+                             "shorter text, fewer layers or heads, a window) or free some "
+                             "memory\n")

@@ -485,7 +485,8 @@ def test_a_folder_is_cached_by_its_bytes_and_a_hub_name_is_not(bert, tmp_path, m
 def test_without_the_extra_hf_models_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     line = one_line_error(run("encode", SOURCE, "-m", "hf:some/model"))
-    assert line == 'error: Hugging Face models need the extra: pip install "attnviz[hf]"'
+    assert line == ('error: Hugging Face models need the extra: pip install -e ".[hf]" in a '
+                    'clone of attnviz, pip install "attnviz[hf]" beside an installed attnviz')
 
 
 def test_attnviz_and_its_help_do_not_import_transformers():
@@ -583,3 +584,49 @@ def test_special_and_foreign_files_in_a_folder_are_never_read(bert, tmp_path):
     os.mkfifo(folder / "added_tokens.json")  # a file transformers would read
     one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}", "--no-cache"),
                    "not a regular file")
+
+
+def test_the_decoding_gif_of_a_decoder_only_model_keeps_its_first_token_and_spells_words(
+        gpt2, tmp_path):
+    """`-m hf:gpt2 -o x.gif`: frame 1 said "written so far: (nothing yet)", the last frame
+    lacked the text's first token, and sub-words were joined with spaces (`␣black e s t`)."""
+    from attnviz.render import animation
+
+    maps = attnviz.trace("the blackest cats", model=f"hf:{gpt2}")
+    assert maps.target_tokens[0] == "the" and "e" in maps.target_tokens  # sub-words
+    said = [animation.step_texts(maps, step)[1] for step in range(len(maps.target_tokens))]
+    assert said[0] == "written so far: the"
+    assert said[-1] == "written so far: the blackest cats"
+    assert "written so far: the blacke" in said
+    gif = tmp_path / "x.gif"
+    result = run("decode", "the blackest cats", "-m", f"hf:{gpt2}", "-o", str(gif))
+    assert result.exit_code == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(gif) as picture:
+        assert picture.n_frames == len(maps.target_tokens)
+
+
+def test_weights_of_other_sizes_than_the_config_says_are_one_line_without_a_hidden_report(
+        bert, tmp_path):
+    """transformers said "For details look at the above report!", a report attnviz hides."""
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] *= 2  # the weights on disk keep their sizes
+    (folder / "config.json").write_text(json.dumps(config))
+    line = one_line_error(run("encode", SOURCE, "-m", f"hf:{folder}"),
+                          "its weights do not have the sizes its config.json gives")
+    assert "report" not in line and "ignore_mismatched_sizes" not in line
+
+
+def test_the_help_and_the_readme_give_both_ways_to_install_the_extra():
+    """export --help said pip install 'attnviz[hf]', the README pip install -e ".[hf]"."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text("utf-8").split())
+    assert 'pip install -e ".[hf]"` in a clone' in readme
+    assert 'pip install "attnviz[hf]"` beside an installed attnviz' in readme
+    for command in ("export", "encode", "decode"):
+        shown = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}
+                                            ).stdout.replace("│", " ").split())
+        assert "pip install -e '.[hf]' in a clone of attnviz, pip install 'attnviz[hf]' " \
+               "beside an installed attnviz" in shown, command

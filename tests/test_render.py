@@ -499,6 +499,63 @@ def test_an_image_of_thousands_of_layers_is_refused_before_it_is_drawn(monkeypat
         image.to_bytes(views.plan(maps, layer="all"), "png", "viridis")
 
 
+def _long_map(n: int) -> AttentionMaps:
+    """One encoder map of ``n`` tokens a side that takes no memory: a broadcast view."""
+    weights = np.broadcast_to(np.float32(1.0 / n), (1, 1, n, n))
+    return AttentionMaps([f"t{i}" for i in range(n)], [], encoder_self=weights)
+
+
+def test_a_picture_too_large_for_memory_is_refused_before_it_is_drawn(monkeypatch):
+    """A 16,000 x 16,000 map, within attnviz's own file limits, took 7.3 GB to PNG or SVG
+    before failing: its memory is known before it is drawn."""
+    import matplotlib.figure
+
+    def drawn(*args, **kwargs):
+        raise _Drawn
+
+    monkeypatch.setattr(matplotlib.figure, "Figure", drawn)
+    plan = views.plan(_long_map(16_000))
+    assert layout.drawing_bytes(layout.Layout(plan)) > 16_000**2 * 50
+    for fmt in ("png", "svg"):
+        with pytest.raises(AttnvizError, match=r"^this picture would take about 13\.\d GB of "
+                           r"memory to draw, more than the 2 GB attnviz draws a picture in: "
+                           r"draw a window of the maps \(window\), or view them in the "
+                           r"terminal, which pools long maps to fit, or save them as numbers"):
+            image.to_bytes(plan, fmt, "viridis")
+
+
+def test_a_picture_is_refused_when_the_memory_left_to_the_process_is_less(monkeypatch):
+    monkeypatch.setattr("attnviz.io.memory.room", lambda: 300 * 1024**2)
+    plan = views.plan(_long_map(2_000))
+    with pytest.raises(AttnvizError, match=r"^this picture would take about 0\.3 GB of memory "
+                       r"to draw, more than the 0\.3 GB of memory left to this process: "):
+        image.to_bytes(plan, "png", "viridis")
+    small = views.plan(make_maps(s=5, t=6))
+    assert image.to_bytes(small, "png", "viridis").startswith(b"\x89PNG")
+
+
+def test_the_mean_of_one_head_and_the_scale_take_no_copy_of_a_long_map():
+    """The plan of a long map holds views onto it: a 16,000 x 16,000 map is 1 GB, and the
+    mean of its one head, and its largest weight, took a copy each."""
+    plan = views.plan(_long_map(16_000))
+    (panel,) = plan.panels
+    assert np.shares_memory(panel.weights, panel.whole[0])
+    assert panel.weights.base is not None and not panel.weights.flags.owndata
+    assert plan.shared_max == pytest.approx(1 / 16_000)
+
+
+def test_running_out_of_memory_while_drawing_is_a_message(monkeypatch):
+    import matplotlib.figure
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_memory)
+    with pytest.raises(AttnvizError, match=r"^drawing this picture ran out of memory: draw a "
+                       r"window of the maps"):
+        image.to_bytes(views.plan(make_maps(s=5, t=6)), "png", "viridis")
+
+
 def test_a_large_grid_is_still_drawn():
     """A 12 x 12 grid of every kind at 128 tokens: 48 million pixels, under the limit."""
     rng = np.random.default_rng(0)
@@ -508,3 +565,48 @@ def test_a_large_grid_is_still_drawn():
     maps = AttentionMaps(tokens, [], encoder_self=weights)
     placed = layout.Layout(views.plan(maps, layer="all", head="all"))
     layout.check_size(placed, 12 * 13)  # no refusal
+
+
+def test_a_token_of_millions_of_characters_is_a_bounded_label_everywhere(tmp_path):
+    """One 20-million-character token took 22 s in the terminal, 55 s to PNG, and was stored
+    twice, uncut, in a page. Labels are cut; the whole token stays in the maps' files."""
+    from attnviz.flow import pipeline
+    from attnviz.io.text import MAX_LABEL_CHARS, display_label, shorten
+    from tests.test_page import page_data
+
+    token = "ab" * 1_000_000
+    assert display_label(token) == token[:MAX_LABEL_CHARS] + "…"
+    assert shorten(token, 12) == token[:11] + "…"
+    assert shorten("é" * 30, 40) == "é" * 30 and shorten("e\u0301" * 10, 12) == "e\u0301" * 10
+    maps = AttentionMaps([token, "b", "c"], [],
+                         encoder_self=np.full((1, 1, 3, 3), 1 / 3, np.float32))
+    plan = views.plan(maps)
+    html = pipeline.to_bytes(maps, plan, "html", "viridis")
+    assert len(html) < 100_000
+    data = page_data(html)["kinds"][0]
+    assert max(map(len, data["queryLabels"] + data["keyLabels"])) <= MAX_LABEL_CHARS + 1
+    text = _print(terminal.render(plan.panels[0], "viridis", 100, False), 100)
+    assert "ababababab" in text and token[:300] not in text
+    assert image.to_bytes(plan, "png", "viridis").startswith(b"\x89PNG")
+    maps.save(tmp_path / "m.npz")
+    assert AttentionMaps.load(tmp_path / "m.npz").source_tokens[0] == token
+
+
+def test_the_caption_cuts_a_text_only_where_there_is_no_room():
+    """The target was cut ('les petits chats noirs voient une voitu…') in a 2,681-px PNG and
+    at 200 terminal columns."""
+    import attnviz
+    from attnviz.maps.caption import in_columns
+
+    maps = attnviz.trace("the small black cats see a red car")
+    target = "'les petits chats noirs voient une voiture rouge' (written by the model)"
+    plan = views.plan(maps)
+    placed = layout.Layout(plan)
+    assert round(placed.width * layout.PNG_DPI) < 3000
+    assert any(target in line for line in placed.caption_lines)
+    assert "…" not in "".join(placed.caption_lines)
+    wide = _print(terminal.render(plan.panels[2], "viridis", 200, False), 200)
+    assert target in wide and "…" not in wide.splitlines()[1]
+    narrow = in_columns(plan.caption, 40).splitlines()
+    assert all(cell_len(line) <= 40 for line in narrow) and narrow[-1].endswith("…")
+    assert narrow[0] == "model translate (341e35bf)"  # broken between parts first

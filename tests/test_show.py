@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from attnviz.cli.app import app
 from attnviz.maps.data import AttentionMaps
+from tests import damaged
 from tests.conftest import SOURCE, TARGET
 from tests.test_maps import make_maps
 
@@ -203,6 +205,17 @@ def test_a_truncated_npz_is_refused(tmp_path):
     _one_line_error(run("show", cut), "cut.npz")
 
 
+@pytest.mark.parametrize("damage, fragment", [
+    ("encrypted", "encrypted"), ("deflate", "compressed data is damaged"),
+    ("lzma", "compressed data is damaged"), ("bzip2", "not a readable npz")])
+def test_a_damaged_member_is_one_line_not_a_bug(tmp_path, damage, fragment):
+    """An encrypted flag, corrupt deflate or LZMA data: "a bug in attnviz" (exit 70), where
+    corrupt bzip2 data, the same class of damage, was one line and exit 1."""
+    spoilt = tmp_path / "spoilt.npz"
+    spoilt.write_bytes(damaged.DAMAGES[damage](GOOD.to_arrays(), "encoder_self"))
+    _one_line_error(run("show", spoilt), "spoilt.npz", fragment, "-o maps.npz")
+
+
 def test_fortran_ordered_arrays_are_read_right(tmp_path):
     path = tmp_path / "f.npz"
     np.savez(path, source_tokens=np.array(GOOD.source_tokens),
@@ -305,3 +318,28 @@ def test_an_absent_kind_is_worded_as_the_command_line_names_it(tmp_path):
         _one_line_error(result, "is not in these maps")
         assert "encoder_self" not in result.stderr and "decoder_self" not in result.stderr
     assert "--kind" not in run("show", path, "--rollout").stderr
+
+
+def test_the_readme_states_the_limits_the_readers_apply(tmp_path):
+    """The README said npz arrays of at most 8 GB; the code refused files over 1.1 GB."""
+    from pathlib import Path
+
+    from attnviz.io.arrays import MAX_JSON_BYTES
+    from attnviz.maps.budget import MAX_MAP_BYTES
+    from attnviz.maps.data import MAX_FILE_BYTES
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text("utf-8").split())
+    extra = (MAX_FILE_BYTES - MAX_MAP_BYTES) // 1024**2
+    assert (f"an npz whose arrays hold at most {MAX_MAP_BYTES // 1024**3} GB of maps and "
+            f"{extra} MB more for its tokens, a json of at most {MAX_JSON_BYTES // 1024**2} MB"
+            ) in readme
+    assert f"for attnviz's own models, in {MAX_MAP_BYTES // 1024**3} GB" in readme
+    big = tmp_path / "big.npz"  # declares one array just over the limit
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+    header["shape"] = (MAX_FILE_BYTES // 4 + 1,)
+    with zipfile.ZipFile(big, "w") as archive:
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, header)
+        archive.writestr("encoder_self.npy", stream.getvalue())
+    _one_line_error(run("show", big), f"holds arrays of more than "
+                    f"{MAX_FILE_BYTES / 1024**3:.1f} GB; attnviz reads at most that much")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from attnviz.model.tokenize import Tokenizer
 from attnviz.train import loop as training
 from attnviz.train.options import TrainOptions
 from attnviz.train.pairs import read_examples as read_pairs
+from tests.conftest import SOURCE, TARGET
 
 PAIRS = "\n".join(f"{a} {b}\t{b} {a}" for a in ("red", "green", "blue", "black")
                   for b in ("cat", "dog", "car", "house")) + "\n"
@@ -794,3 +797,51 @@ def test_validation_on_few_pairs_is_said_once_with_the_count_and_the_way_out(tmp
                                       str(tmp_path / "m.safetensors"), *SMALL, "--steps", "2"])
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count("warning: validation's figures rest on 1 pair of") == 1
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-early-stop"]])
+def test_training_that_stops_early_says_why_and_can_train_every_step(tmp_path, monkeypatch,
+                                                                      flag):
+    """train stopped at step 750 of 5,000 with no word of why."""
+    from attnviz.train.options import PATIENCE
+
+    (tmp_path / "pairs.tsv").write_text("a\tb\n" * 8, encoding="utf-8")  # learnt at once
+    real_plan = training.plan
+
+    def often(**options):  # a validation every 5 steps, not 250
+        plan = real_plan(**{**options, "layers": 1, "heads": 2, "width": 16})
+        return training.TrainPlan(plan.data, plan.sizes, replace(
+            plan.options, batch_size=8, learning_rate=1e-2, eval_every=5), plan.info,
+            plan.test, plan.threads)
+
+    monkeypatch.setattr(training, "plan", often)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "pairs.tsv"), "-o",
+                                      str(out), "--steps", "200", *flag])
+    assert result.exit_code == 0, result.stderr
+    steps = load_checkpoint(out).info["steps"]
+    if flag:
+        assert steps == 200 and "stopped early" not in result.stderr
+        assert load_checkpoint(out).info["command"].endswith(" --no-early-stop")
+    else:
+        assert steps < 200
+        assert (f"stopped early, at step {steps} of 200: validation exact match was 100% at "
+                f"{PATIENCE} validations in a row; --no-early-stop trains every step"
+                ) in result.stderr.splitlines()
+
+
+def test_eval_on_words_the_model_does_not_know_warns_with_their_share(model_file, tmp_path):
+    """eval gave "exact match 0.0%" with no warning where decode warns of the same words."""
+    result = CliRunner().invoke(app, ["eval", "-m", str(model_file), "--task", "translate",
+                                      "--examples", "5"])
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert re.fullmatch(r"warning: \d+\.\d% of the source tokens \([\d,]+ of [\d,]+\) and "
+                        r"\d+\.\d% of the target tokens \([\d,]+ of [\d,]+\) are not in this "
+                        r"model's vocabulary and are read as <unk>: the figures measure words "
+                        r"it never learnt; see the words it knows with `attnviz models .* "
+                        r"--vocab`", line), line
+    known = tmp_path / "known.tsv"
+    known.write_text(f"{SOURCE}\t{TARGET}\n", encoding="utf-8")
+    quiet = CliRunner().invoke(app, ["eval", "-m", str(model_file), "--data", str(known)])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr

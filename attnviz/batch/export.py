@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,14 +30,15 @@ from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.flow import pipeline
 from attnviz.flow.formats import DATA_FORMATS
 from attnviz.flow.formats import EXPORT_FORMATS as FORMATS
-from attnviz.io.atomic import check_writable, write_all, write_atomically
-from attnviz.io.pairs import Line
+from attnviz.io.atomic import check_writable, remove_stale, write_all, write_atomically
+from attnviz.io.pairs import Line, Skipped
 from attnviz.io.text import printable
 from attnviz.render.colors import DEFAULT_CMAP
 from attnviz.sources import Request, Source, open_source, source_module
 from attnviz.version import __version__
 
 RECORDS = ".attnviz-export"  # in the output folder: one small JSON record per finished line
+LOCK = "lock"  # in RECORDS: held by the one export writing the folder (see run)
 INDEX = "index.html"
 
 
@@ -88,6 +90,13 @@ def prepare(settings: Settings) -> None:
     folder = settings.out_dir
     if folder.exists() and not folder.is_dir():
         raise AttnvizError(f"output folder {printable(str(folder))} is a file; choose a folder")
+    if folder.is_symlink() and not folder.exists():
+        raise AttnvizError(f"output folder {printable(str(folder))} is a link to "
+                           f"{printable(os.readlink(folder))}, which does not exist; make that "
+                           "folder, or choose another ⟨out_dir⟩")
+    if (folder / INDEX).is_dir():
+        raise AttnvizError(f"{printable(str(folder / INDEX))} is a folder, where the export's "
+                           "index goes; move it away, or choose another ⟨out_dir⟩")
     try:
         (folder / RECORDS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -114,6 +123,14 @@ def render_line(settings: Settings, line: Line) -> Outcome:
     wanted = [fmt for fmt in settings.formats if fmt not in done]
     if not wanted:
         return _skipped(line, record, done)
+    in_the_way = [settings.out_dir / f"{line.stem}.{fmt}" for fmt in wanted
+                  if (settings.out_dir / f"{line.stem}.{fmt}").is_dir()]
+    if in_the_way:  # the line's to fix, not the export's: the other lines go on
+        _remove_stale(settings, line, record, done)
+        error = (f"{settings.pairs_name}:{line.number}: {printable(str(in_the_way[0]))} is a "
+                 f"folder, where the line's {in_the_way[0].suffix} file goes; move it away, or "
+                 "export into another folder")
+        return replace(_skipped(line, record, done), skipped=False, error=error)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -262,9 +279,11 @@ class Summary:
 
 
 def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
-        report: Callable[[Outcome], None] = lambda outcome: None) -> Summary:
+        report: Callable[[Outcome], None] = lambda outcome: None,
+        skipped: Sequence[Skipped] = ()) -> Summary:
     """Render every line, ``jobs`` at a time, then write the index; ``report`` hears of each
-    line as it finishes.
+    line as it finishes. ``skipped``: the bad lines of the pairs file left out (see
+    :func:`attnviz.io.pairs.read_pairs_skipping`), which the index lists with why.
 
     ``jobs`` above 1: the first line is drawn here, which loads torch, the model and the
     renderer; then ``jobs`` worker processes draw the rest (when more than two lines are to
@@ -288,7 +307,53 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
     so, and the index lists the same lines; the same command finishes the rest. A second
     Ctrl-C is held until this is done. The interrupt is the ending raised, even when the
     index cannot be written then.
+
+    The folder has one writer at a time (see :func:`one_writer`): an export started while
+    another writes it is refused. ``jobs`` beyond the cores this process may use is cut to
+    them, with a warning (see :func:`attnviz.batch.pool.capped`).
     """
+    from attnviz.batch.pool import capped
+
+    jobs = capped(jobs)
+    with one_writer(settings):
+        # Temporary files that a killed export left: all of them among the records, which
+        # only an export writes, and this one alone now; the stale ones beside the files
+        # (where another command may be writing one now).
+        remove_stale(settings.out_dir / RECORDS, every=True)
+        remove_stale(settings.out_dir)
+        return _run(settings, lines, jobs, report, skipped)
+
+
+@contextlib.contextmanager
+def one_writer(settings: Settings):
+    """The output folder to this export alone, while the block runs: two exports at once
+    into one folder (another model, say) would each write a line's file and its record, and
+    a file could end up beside the other's record, taken as current by the next run and
+    linked from the index under the other's texts. The second is refused, at once.
+
+    Raises:
+        AttnvizError: another export is writing the folder, or the lock cannot be made.
+    """
+    from attnviz.io.lock import Busy, held
+
+    folder = printable(str(settings.out_dir))
+    lock = contextlib.ExitStack()
+    try:  # what the block raises is its own: only the taking of the lock is worded here
+        (settings.out_dir / RECORDS).mkdir(parents=True, exist_ok=True)
+        lock.enter_context(held(settings.out_dir / RECORDS / LOCK))
+    except Busy as busy:
+        who = f" (process {busy.pid})" if busy.pid else ""
+        raise AttnvizError(f"output folder {folder} is being written by another export{who}; "
+                           "wait until it ends, or choose another ⟨out_dir⟩") from None
+    except OSError as exc:
+        raise AttnvizError(f"cannot lock the output folder {folder}: {exc.strerror}; choose "
+                           "another ⟨out_dir⟩") from None
+    with lock:
+        yield
+
+
+def _run(settings: Settings, lines: Sequence[Line], jobs: int,
+         report: Callable[[Outcome], None], skipped: Sequence[Skipped]) -> Summary:
     summary = Summary()
 
     def finished(outcome: Outcome) -> None:
@@ -313,7 +378,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
         else:
             for line in todo:
                 finished(render_line(settings, line))
-        write_index(settings, lines, summary.outcomes)  # interrupted, it is written below
+        write_index(settings, lines, summary.outcomes, skipped)  # interrupted: see below
     except BaseException:
         from attnviz.io.signals import held
 
@@ -322,7 +387,7 @@ def run(settings: Settings, lines: Sequence[Line], jobs: int = 1,
             # The index is a courtesy here: a full disk must not turn Ctrl-C (130) or a dead
             # worker into a message about the index.
             with contextlib.suppress(Exception):
-                write_index(settings, lines, summary.outcomes)
+                write_index(settings, lines, summary.outcomes, skipped)
         raise
     return summary
 
@@ -341,7 +406,7 @@ def _report_finished(settings: Settings, lines: Sequence[Line], reported: Sequen
 
 
 def write_index(settings: Settings, lines: Sequence[Line],
-                outcomes: Sequence[Outcome] = ()) -> Path:
+                outcomes: Sequence[Outcome] = (), skipped: Sequence[Skipped] = ()) -> Path:
     """``index.html`` in the output folder: each line's texts and its current files, and why
     it failed. A line this run did not reach (``outcomes`` has none for it: the run was
     interrupted) gets the current files an earlier run made, from its record.
@@ -350,6 +415,7 @@ def write_index(settings: Settings, lines: Sequence[Line],
         settings: the export's.
         lines: every line of the pairs file, as it is now.
         outcomes: what became of the lines this run reached.
+        skipped: the bad lines left out, listed with why.
     """
     from attnviz.render import index
 
@@ -362,6 +428,9 @@ def write_index(settings: Settings, lines: Sequence[Line],
             line.number, line.source, outcome.target if shown else line.target,
             bool(shown and outcome.target_generated), outcome.files, outcome.warnings,
             outcome.error))
+    entries += [index.Entry(bad.number, bad.text, "", False, {},
+                            error=f"skipped: {bad.reason}") for bad in skipped]
+    entries.sort(key=lambda entry: entry.number)
     path = settings.out_dir / INDEX
     write_atomically(path, index.to_bytes(f"attnviz export of {settings.pairs_name}", entries))
     return path

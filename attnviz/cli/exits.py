@@ -1,7 +1,8 @@
 """How an attnviz process ends: one exit code, and at most one line on stderr saying why.
 
     0    success; also when the reader of standard output went away (``attnviz ... | head -1``)
-    1    an error the person can fix (``AttnvizError``, a file the system refuses): one line
+    1    an error the person can fix (``AttnvizError``, a file the system refuses, memory that
+         ran out): one line
     2    a usage error (an unknown option, a bad value): typer's own message
     70   a bug in attnviz (an unexpected exception): one line; ATTNVIZ_DEBUG=1 adds the traceback
     129  stopped by SIGHUP (the terminal closed)
@@ -68,6 +69,10 @@ def exit_code(exc: BaseException) -> int:
         return OK
     if isinstance(exc, OSError):
         return _system_refused(exc)
+    if isinstance(exc, MemoryError):  # where no layer said it in its own words
+        say("error: attnviz ran out of memory; give it less to do at once (a shorter text, "
+            "fewer layers or heads, a window) or free some memory")
+        return ERROR
     if isinstance(exc, Exception):
         return _bug(exc)
     raise exc  # GeneratorExit and the like: not an ending to report

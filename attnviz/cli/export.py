@@ -41,12 +41,15 @@ def export(
     ] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1, help="Pairs drawn at once, each in its own process, on one "
-        "CPU thread.")] = 1,
+        "CPU thread; at most the CPU cores there are.")] = 1,
     model: ModelOption = None,
     cmap: CmapOption = "viridis",
     seed: SeedOption = 0,
     device: DeviceParam = Device.cpu,
     no_cache: NoCacheOption = False,
+    skip_bad_lines: Annotated[bool, typer.Option(
+        "--skip-bad-lines", help="Leave out the lines that cannot be read as pairs (each "
+        "named on stderr and in index.html) instead of refusing the whole file.")] = False,
 ) -> None:
     """Draw the attention of every pair of a file, each to its own files, and an index.html
     that lists them. Interrupted, it keeps every file finished; run again, it skips them.
@@ -57,34 +60,51 @@ def export(
         from rich.console import Console
 
         from attnviz.batch import export as exporting
+        from attnviz.batch.pool import capped
         from attnviz.cli.text import export_progress
-        from attnviz.io.pairs import read_pairs
+        from attnviz.io.pairs import BadLines, read_pairs, read_pairs_skipping
 
         settings = exporting.Settings(
             out_dir=out_dir, formats=tuple(f.value for f in formats or [ExportFormat.png]),
             model=model, cmap=cmap, seed=seed, device=device.value, use_cache=not no_cache,
             pairs_name=printable(str(pairs)))
-        lines = read_pairs(pairs)
+        if skip_bad_lines:
+            lines, skipped = read_pairs_skipping(pairs)
+        else:
+            try:
+                lines, skipped = read_pairs(pairs), []
+            except BadLines as exc:
+                raise AttnvizError(f"{exc}; or leave the bad lines out with --skip-bad-lines"
+                                   ) from None
         exporting.prepare(settings)
-        report.tell()
-        reached = []  # the outcomes reported, as the bar counts them
-        try:
-            # One job forks no worker: the bar may tick on its own thread as lines take long.
-            with export_progress(Console(stderr=True), len(lines), ticking=jobs == 1) as bar:
-                summary = exporting.run(settings, lines, jobs, lambda outcome: (
-                    reached.append(outcome), bar(outcome)))
-        except KeyboardInterrupt:
-            done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
-            say(f"stopped: {done} of {len(lines)} pairs done, listed in "
-                 f"{out_dir / exporting.INDEX}; run the same command again to finish")
-            raise
-        report_export(summary, out_dir / exporting.INDEX)
+        jobs = capped(jobs)  # said before the bar
+        for bad in skipped[:EXPORT_NOTES_SHOWN]:
+            report.keep(f"{settings.pairs_name}:{bad.number}: skipped: {bad.reason}")
+        if len(skipped) > EXPORT_NOTES_SHOWN:
+            report.keep(f"and {len(skipped) - EXPORT_NOTES_SHOWN} more lines skipped, listed "
+                        f"in {out_dir / exporting.INDEX}")
+        with exporting.one_writer(settings):  # another export there: said before the bar
+            report.tell()
+            reached = []  # the outcomes reported, as the bar counts them
+            try:
+                # One job forks no worker: the bar may tick on its own thread as lines take
+                # long.
+                with export_progress(Console(stderr=True), len(lines),
+                                     ticking=jobs == 1) as bar:
+                    summary = exporting.run(settings, lines, jobs, lambda outcome: (
+                        reached.append(outcome), bar(outcome)), skipped)
+            except KeyboardInterrupt:
+                done = sum(bool(outcome.files) for outcome in reached)  # as the index counts
+                say(f"stopped: {done} of {len(lines)} pairs done, listed in "
+                    f"{out_dir / exporting.INDEX}; run the same command again to finish")
+                raise
+        report_export(summary, out_dir / exporting.INDEX, len(skipped))
 
 
 EXPORT_NOTES_SHOWN = 10  # warnings named one by one; the rest are counted
 
 
-def report_export(summary, index: Path) -> None:
+def report_export(summary, index: Path, skipped: int = 0) -> None:
     """Each failed line and the first warnings, one line each, then the index; an error
     (exit 1) when a line failed."""
     from attnviz.io.pairs import line_numbers
@@ -105,7 +125,8 @@ def report_export(summary, index: Path) -> None:
             say(f"error: {outcome.error}")
     drawn = len(summary.outcomes) - summary.skipped - len(summary.failed)
     say(f"wrote {index}: {drawn} pairs drawn, {summary.skipped} done before"
-         + (f", {len(summary.failed)} failed" if summary.failed else ""))
+         + (f", {len(summary.failed)} failed" if summary.failed else "")
+         + (f", {skipped} bad lines skipped" if skipped else ""))
     if summary.failed:
         failed, total = len(summary.failed), len(summary.outcomes)
         raise AttnvizError(f"{failed} of {total} pairs could not be drawn (listed above)"

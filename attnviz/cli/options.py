@@ -31,7 +31,7 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "scale": "--scale", "window": "--window", "window_query": "--window-query",
          "window_key": "--window-key", "top_k": "--top-k",
          "jobs": "--jobs", "precision": "--precision", "memory": "--memory",
-         "sink": "--sink"}
+         "sink": "--sink", "out_dir": "--out-dir"}
 
 
 class Device(str, Enum):
@@ -90,7 +90,8 @@ ModelOption = Annotated[Optional[str], typer.Option(
     help="A shipped model (translate, dates, reverse; see `attnviz models`), 'random' "
          "(random weights, vocabulary from your sentences), a model file, maps saved "
          "before (.npz, .json), hf:NAME_OR_FOLDER for a Hugging Face model, or a .gguf "
-         "file (both need the hf extra: pip install 'attnviz\\[hf]'). Default: translate.")]
+         "file (both need the hf extra: pip install -e '.\\[hf]' in a clone of attnviz, pip "
+         "install 'attnviz\\[hf]' beside an installed attnviz). Default: translate.")]
 LayerOption = Annotated[Optional[str], typer.Option(
     "--layer", "-l", parser=_parse_layer, metavar="N|all",
     help="Layer to show, counting from 0, or 'all' for every layer (a row each). Default: the "

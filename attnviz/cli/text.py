@@ -129,6 +129,16 @@ def training_summary(result, path: Path) -> str:
                       f"measured on the {result.measured_on}:", metrics_text(result.measured)])
 
 
+def early_stop_text(result) -> str:
+    """The line ``attnviz train`` says on stderr when training stopped before its last step
+    because validation was perfect."""
+    from attnviz.train.options import PATIENCE
+
+    return (f"stopped early, at step {result.steps_done:,} of {result.steps_asked:,}: "
+            f"validation exact match was 100% at {PATIENCE} validations in a row; "
+            "--no-early-stop trains every step")
+
+
 def interruption_text(result) -> str:
     """The line ``attnviz train`` says on stderr when Ctrl-C stopped the training."""
     if result.best is None:

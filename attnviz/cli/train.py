@@ -14,7 +14,7 @@ from attnviz.errors import AttnvizError
 from attnviz.io.text import printable
 from attnviz.model.config import MAX_SEED, ModelConfig
 from attnviz.model.runtime import MAX_THREADS
-from attnviz.train.options import VALIDATION_SHARE, TrainOptions
+from attnviz.train.options import PATIENCE, VALIDATION_SHARE, TrainOptions
 
 
 def train(
@@ -47,6 +47,9 @@ def train(
         help="Share of --data pairs kept for validation.")] = VALIDATION_SHARE,
     max_length: Annotated[int, typer.Option(
         help="Longest --data target, in tokens.")] = ModelConfig.max_target_length,
+    no_early_stop: Annotated[bool, typer.Option(
+        "--no-early-stop", help="Train every step of --steps. Default: stop once validation "
+        f"exact match is 100% at {PATIENCE} validations in a row (and say so).")] = False,
     device: DeviceParam = Device.cpu,
     threads: Annotated[Optional[int], typer.Option(
         metavar="N", min=1, max=MAX_THREADS, show_default=False,
@@ -62,7 +65,12 @@ def train(
     Example:  attnviz train --task translate -o translate.safetensors
     """
     with reporting():
-        from attnviz.cli.text import interruption_text, training_progress, training_summary
+        from attnviz.cli.text import (
+            early_stop_text,
+            interruption_text,
+            training_progress,
+            training_summary,
+        )
         from attnviz.io import signals
         from attnviz.model.checkpoint import save_checkpoint
         from attnviz.model.modelfile import check_model_path
@@ -73,7 +81,8 @@ def train(
                              heads=heads, width=width, steps=steps, epochs=epochs,
                              batch_size=batch_size, learning_rate=lr, seed=seed,
                              validation_share=val_split, max_length=max_length,
-                             device=device.value, threads=threads)
+                             device=device.value, threads=threads,
+                             early_stop=not no_early_stop)
         from rich.console import Console
 
         with training_progress(Console(stderr=True), plan.options.steps) as report:
@@ -82,6 +91,8 @@ def train(
             save_checkpoint(result.checkpoint, output)
         if result.interrupted:
             say(interruption_text(result))
+        elif result.stopped_early:
+            say(early_stop_text(result))
         typer.echo(training_summary(result, output))
         if result.interruption is not None:
             raise result.interruption  # saved: now end as an interrupted command (130, 143)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ from attnviz.io.reading import open_regular
 from attnviz.io.text import printable
 
 MAX_JSON_BYTES = 512 * 1024**2  # json of maps is ~10 bytes a weight: 50 million weights
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma: zipfile cannot read such members either
+    class LZMAError(Exception):  # type: ignore[no-redef]
+        pass
+
+# What a damaged zip member raises while it is read, besides zipfile's own BadZipFile:
+# RuntimeError for a member flagged encrypted ("password required"), zlib.error for corrupt
+# deflate data, LZMAError for corrupt LZMA data, OSError for corrupt bzip2 data, EOFError
+# for a member cut short, NotImplementedError for a compression zipfile does not know;
+# SyntaxError and RecursionError for an .npy header that is not a Python literal.
+DAMAGED = (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, TypeError,
+           NotImplementedError, RuntimeError, zlib.error, LZMAError, SyntaxError,
+           RecursionError)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -86,9 +102,8 @@ def read_npz(path: Path, what: str, way_out: str, max_bytes: int) -> dict[str, n
         raise
     except MemoryError:
         raise AttnvizError(f"{name} does not fit in memory; {way_out}") from None
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, TypeError,
-            NotImplementedError) as exc:
-        raise AttnvizError(f"{name} is not a readable npz file ({_reason(exc)}); {way_out}"
+    except DAMAGED as exc:
+        raise AttnvizError(f"{name} is not a readable npz file ({_damage(exc)}); {way_out}"
                            ) from None
 
 
@@ -137,6 +152,15 @@ def read_json(path: Path, what: str = "file", way_out: str = "check the path") -
     except (UnicodeDecodeError, ValueError, RecursionError, OverflowError, OSError) as exc:
         raise AttnvizError(f"{name} is not a readable JSON file ({_reason(exc)}); {way_out}"
                            ) from None
+
+
+def _damage(exc: BaseException) -> str:
+    """What is wrong with a damaged npz file, in words rather than zipfile's repr."""
+    if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        return "a member is encrypted, and attnviz reads no password"
+    if isinstance(exc, (zlib.error, LZMAError)):
+        return f"its compressed data is damaged: {_reason(exc)}"
+    return _reason(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
+import time
 from pathlib import Path
 
 from attnviz.errors import AttnvizError
@@ -18,6 +20,49 @@ from attnviz.io.text import printable
 # and recognisable as attnviz's in a listing.
 _TEMPORARY_PREFIX = ".attnviz-"
 _TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"\.attnviz-[0-9a-f]{8}\.tmp")
+# A temporary file lives while one file is written: seconds, even for the largest attnviz
+# writes (1 GB of maps), and its status time moves as it is written, linked or renamed. One
+# untouched for an hour was left by a process that was killed (SIGKILL, a power cut), which
+# could not remove it: it is stale.
+STALE_AFTER = 3600.0  # seconds
+
+
+def temporaries(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """attnviz's temporary files in ``folder`` (``.attnviz-XXXXXXXX.tmp``, regular files, not
+    links), each with its status; none where the folder cannot be listed."""
+    found = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        if _TEMPORARY.fullmatch(name):
+            try:
+                status = os.lstat(folder / name)
+            except OSError:
+                continue
+            if stat.S_ISREG(status.st_mode):
+                found.append((folder / name, status))
+    return found
+
+
+def is_stale(status: os.stat_result) -> bool:
+    """Whether a temporary file with this status was left by a process that died (see
+    :data:`STALE_AFTER`)."""
+    return time.time() - max(status.st_mtime, status.st_ctime) > STALE_AFTER
+
+
+def remove_stale(folder: Path, *, every: bool = False) -> int:
+    """Remove the stale temporary files in ``folder`` (``every``: all of them, where the
+    caller knows that no one else writes there now); returns the bytes of those left."""
+    left = 0
+    for path, status in temporaries(folder):
+        if every or is_stale(status):
+            _remove(str(path))
+        else:
+            left += status.st_size
+    return left
 
 
 def check_writable(path: Path) -> None:

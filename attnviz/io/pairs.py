@@ -57,6 +57,20 @@ class Line:
         return f"{self.number:04d}"
 
 
+class BadLines(AttnvizError):
+    """A pairs file refused for its bad lines (not for being missing or too large): what
+    :func:`read_pairs_skipping` would leave out."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A bad line of a pairs file, left out (see :func:`read_pairs_skipping`)."""
+
+    number: int  # 1-based
+    text: str  # the line as it was read (bytes that are not UTF-8 shown as U+FFFD)
+    reason: str  # what is wrong with it, and the way out
+
+
 def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
     """The pairs of a UTF-8 file of at most :data:`MAX_PAIRS_FILE_BYTES`, one a line; blank
     lines are skipped, and a byte-order mark at the start of the file.
@@ -67,63 +81,114 @@ def read_pairs(path: Path, *, targets: bool = False) -> list[Line]:
             alone (its target is then None: the model writes it).
 
     Raises:
-        AttnvizError: naming ``file:line`` of the first bad line (a refused character, more
-            than one tab, an empty source, a line without a target where ``targets``, a line
-            too long), and the numbers of up to :data:`MORE_NAMED` more.
+        BadLines: (an AttnvizError) naming ``file:line`` of the first bad line (a refused
+            character, more than one tab, an empty source, a line without a target where
+            ``targets``, a line too long), and the numbers of up to :data:`MORE_NAMED` more.
+        AttnvizError: a file that is missing, too large, or holds no pairs.
     """
     name = printable(str(path))
-    missing, too_large = (("give a file of source<TAB>target lines", "train on a part of it")
-                          if targets else (LINES, "split it into smaller files"))
-    data = read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file", way_out=missing,
-                             too_large=too_large)
+    data = _read(path, targets)
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise AttnvizError(f"{name}:{line}: the file is not UTF-8 text; save it as UTF-8"
-                           ) from None
+        raise BadLines(f"{name}:{line}: the file is not UTF-8 text; save it as UTF-8"
+                       ) from None
     check_characters(text, name)
+    pairs, problems = _parsed(enumerate(text.split("\n"), start=1), targets)
+    if problems:
+        first = problems[0]
+        more = [problem.number for problem in problems[1:]]
+        raise BadLines(f"{name}:{first.number}: {first.reason}"
+                       + (f" (also bad: {line_numbers(more, MORE_NAMED)})" if more else ""))
+    return _some(pairs, name, targets)
+
+
+def read_pairs_skipping(path: Path, *, targets: bool = False
+                        ) -> tuple[list[Line], list[Skipped]]:
+    """As :func:`read_pairs`, but each bad line (bytes that are not UTF-8, a refused
+    character, or any problem :func:`read_pairs` names) is left out, and given back with
+    why, instead of refusing the file. A file too large, or of no good line, is refused."""
+    name = printable(str(path))
+    data = _read(path, targets).removeprefix(b"\xef\xbb\xbf")
+    readable, skipped = [], []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            skipped.append(Skipped(number, raw.decode("utf-8", "replace"),
+                                   "the line is not UTF-8 text; save the file as UTF-8"))
+            continue
+        refused = _refusal(line.removesuffix("\r"))
+        if refused:
+            skipped.append(Skipped(number, line, refused))
+        else:
+            readable.append((number, line))
+    pairs, problems = _parsed(readable, targets)
+    skipped = sorted(skipped + problems, key=lambda problem: problem.number)
+    return _some(pairs, name, targets), skipped
+
+
+def _read(path: Path, targets: bool) -> bytes:
+    missing, too_large = (("give a file of source<TAB>target lines", "train on a part of it")
+                          if targets else (LINES, "split it into smaller files"))
+    return read_regular_file(Path(path), MAX_PAIRS_FILE_BYTES, "pairs file", way_out=missing,
+                             too_large=too_large)
+
+
+def _parsed(lines, targets: bool) -> tuple[list[Line], list[Skipped]]:
+    """The pairs of ``lines`` (number, text), and the bad ones with why."""
     pairs, problems = [], []
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for number, raw in lines:
         raw = raw.removesuffix("\r")
         if not raw.strip() and not (targets and "\t" in raw):  # a tab alone trains nothing
             continue
         source, tab, target = raw.partition("\t")
         if len(raw) > MAX_PAIR_LINE_CHARS:  # checked before anyone splits it into words
-            problems.append((number, f"the line has {len(raw):,} characters, more than the "
-                                     f"limit of {MAX_PAIR_LINE_CHARS:,}; write one sentence "
-                                     "pair a line"))
+            reason = (f"the line has {len(raw):,} characters, more than the limit of "
+                      f"{MAX_PAIR_LINE_CHARS:,}; write one sentence pair a line")
         elif "\t" in target:
-            problems.append((number, "more than one tab; " + (
-                f"{PAIRS}, with no tab inside either" if targets else LINES)))
+            reason = "more than one tab; " + (f"{PAIRS}, with no tab inside either" if targets
+                                              else LINES)
         elif targets and not tab:
-            problems.append((number, f"no tab between source and target; {PAIRS}"))
+            reason = f"no tab between source and target; {PAIRS}"
         elif targets and not (source.strip() and target.strip()):
-            problems.append((number, "the source or the target is empty"))
+            reason = "the source or the target is empty"
         elif not source.strip():
-            problems.append((number, f"the source is empty; {LINES}"))
+            reason = f"the source is empty; {LINES}"
         else:
             pairs.append(Line(number, source, target if target.strip() else None))
-    if problems:
-        first, message = problems[0]
-        more = [number for number, _ in problems[1:]]
-        raise AttnvizError(f"{name}:{first}: {message}"
-                           + (f" (also bad: {line_numbers(more, MORE_NAMED)})" if more else ""))
+            continue
+        problems.append(Skipped(number, raw, reason))
+    return pairs, problems
+
+
+def _some(pairs: list[Line], name: str, targets: bool) -> list[Line]:
     if not pairs:
         raise AttnvizError(f"{name} holds no pairs; write one source<TAB>target pair a line"
                            if targets else f"pairs file {name} holds no pairs; {LINES}")
     return pairs
 
 
+def _refusal(text: str) -> str | None:
+    """Why ``text`` may not be in a pairs file: its first refused character (see
+    ``_REFUSED``), or None."""
+    refused = _REFUSED.search(text)
+    return None if not refused else _why(refused.group())
+
+
+def _why(character: str) -> str:
+    why = _WHY.get(character, "a control character: remove it, a pairs file is plain text")
+    return f"refused character U+{ord(character):04X} ({why})"
+
+
 def check_characters(text: str, name: str) -> None:
-    """Raise AttnvizError naming ``name:line`` of the first character of ``text`` that a
-    pairs file may not hold (see ``_REFUSED``)."""
+    """Raise BadLines naming ``name:line`` of the first character of ``text`` that a pairs
+    file may not hold (see ``_REFUSED``)."""
     refused = _REFUSED.search(text)
     if refused:
-        character = refused.group()
         line = text.count("\n", 0, refused.start()) + 1
-        why = _WHY.get(character, "a control character: remove it, a pairs file is plain text")
-        raise AttnvizError(f"{name}:{line}: refused character U+{ord(character):04X} ({why})")
+        raise BadLines(f"{name}:{line}: {_why(refused.group())}")
 
 
 def line_numbers(numbers: Sequence[int], named: int = 5) -> str:

@@ -12,6 +12,11 @@ import unicodedata
 from rich.cells import cell_len
 
 _KEPT = frozenset("\u200c\u200d")  # zero-width (non-)joiners: parts of emoji and scripts
+# The longest label, in characters: a token longer than that is shown cut, ending with …
+# (its whole text stays in the maps, their files and the provenance). Pictures show 24
+# columns of a label, the terminal 12 and a page's tooltip a line; one token of 20 million
+# characters took 22 s to the terminal, 55 s to PNG, and was stored twice in a page.
+MAX_LABEL_CHARS = 256
 _VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\t": "⇥", "\n": "⏎"})
 
 
@@ -43,10 +48,11 @@ def display_label(token: str) -> str:
     """
     if not token:
         return "''"
-    label = printable(token.translate(_VISIBLE_WHITESPACE))
+    cut = len(token) > MAX_LABEL_CHARS
+    label = printable(token[:MAX_LABEL_CHARS].translate(_VISIBLE_WHITESPACE))
     if unicodedata.combining(label[0]) or unicodedata.category(label[0]) in ("Mn", "Mc", "Me"):
-        return "\u25cc" + label
-    return label
+        label = "\u25cc" + label
+    return label + "…" if cut else label
 
 
 def columns(text: str) -> int:
@@ -75,7 +81,13 @@ def shorten(label: str, width: int) -> str:
     measures it, :func:`rich.cells.cell_len`), a combining mark none, and a mark is never
     cut from its letter.
     """
-    if cell_len(label) <= width:
+    # A character takes at most two columns, and a long text needs no more than its start:
+    # measured whole, a text of millions of characters took seconds (zero-width characters
+    # past the start, a mark on its letter aside, are cut with the rest).
+    room = 4 * max(width, 0) + 16
+    cut = len(label) > room
+    label = label[:room] if cut else label
+    if not cut and cell_len(label) <= width:
         return label
     if width <= 0:
         return ""
@@ -101,3 +113,10 @@ def valid_utf8(text: str) -> str:
     except UnicodeEncodeError:
         pass
     return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
+def rounded(value: float, decimals: int) -> str:
+    """``value`` to ``decimals`` places, as a person writes it: a value that rounds to zero
+    is ``0.0``, never ``-0.0`` (a score of -0.01 shown to one place)."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text

@@ -32,9 +32,24 @@ ROW_SUM_TOLERANCE = 1e-3  # a row of weights sums to 1 within this, or is all 0 
 REPR_TEXT_CHARS = 48  # of a text quoted in a repr
 
 
+class MapsError(AttnvizError, ValueError):
+    """Maps, or their provenance, that do not fit together or are not of the types they take:
+    the library's one error (:class:`AttnvizError`, which the README promises), and a
+    ValueError, as it was before."""
+
+
+_TEXTS = ("attnviz_version", "model", "model_sha256", "source_text", "target_text",
+          "next_token")  # the Provenance fields that are a str or None
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """Where maps come from: saved with them, and written on what is drawn from them."""
+    """Where maps come from: saved with them, and written on what is drawn from them.
+
+    Raises:
+        MapsError: a field of another type than it takes (``source_text=5``), or options
+            that cannot be saved as JSON.
+    """
 
     attnviz_version: str | None = None  # the attnviz that computed them
     model: str | None = None  # as the user named it: "translate", a path, "hf:NAME", "random"
@@ -51,6 +66,31 @@ class Provenance:
     # target_tokens (where the maps say <unk>).
     source_written: dict[int, str] = field(default_factory=dict)
     target_written: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in _TEXTS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise MapsError(f"Provenance {name} must be a str or None, not "
+                                f"{type(value).__name__}")
+        if not isinstance(self.target_generated, bool):
+            raise MapsError("Provenance target_generated must be a bool, not "
+                            f"{type(self.target_generated).__name__}")
+        for name in ("options", "default_layers", "source_written", "target_written"):
+            if not isinstance(getattr(self, name), dict):
+                raise MapsError(f"Provenance {name} must be a dict, not "
+                                f"{type(getattr(self, name)).__name__}")
+        if not all(_is_int(layer) for layer in self.default_layers.values()):
+            raise MapsError("Provenance default_layers must give each kind an int layer")
+        for name in ("source_written", "target_written"):
+            if not all(_is_position(k) and isinstance(v, str)
+                       for k, v in getattr(self, name).items()):
+                raise MapsError(f"Provenance {name} must map token positions to words (str)")
+        try:
+            json.dumps(self.options)  # saved with the maps, as JSON
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise MapsError(f"Provenance options must be what JSON can hold (str, numbers, "
+                            f"bools, None, lists and dicts of them): {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +141,9 @@ class AttentionMaps:
         - cross: ``[L_dec, H, T, S]``
 
     Raises:
-        ValueError: when a map's shape disagrees with the tokens or another map.
+        MapsError: (an AttnvizError and a ValueError) when the tokens are not lists of str, a
+            map is not an array of numbers or its shape disagrees with the tokens or another
+            map, or the provenance is not a :class:`Provenance`.
     """
 
     source_tokens: list[str]
@@ -113,6 +155,18 @@ class AttentionMaps:
     kept: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("source_tokens", "target_tokens"):
+            tokens = getattr(self, name)
+            if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str)
+                                                                for t in tokens):
+                raise MapsError(f"{name} must be a list of str (one label per token), not "
+                                f"{type(tokens).__name__}" + (
+                                    " holding other things" if isinstance(tokens, (list, tuple))
+                                    else ""))
+            object.__setattr__(self, name, list(tokens))
+        if not isinstance(self.provenance, Provenance):
+            raise MapsError(f"provenance must be an attnviz.Provenance, not "
+                            f"{type(self.provenance).__name__}; leave it out for none")
         s, t = len(self.source_tokens), len(self.target_tokens)
         expected = {"encoder_self": ("S", "S", s, s), "decoder_self": ("T", "T", t, t),
                     "cross": ("T", "S", t, s)}
@@ -121,28 +175,32 @@ class AttentionMaps:
             if array is None:
                 continue
             rows, cols, q, k = expected[kind]
-            if not isinstance(array, np.ndarray) or array.ndim != 4 or array.shape[2:] != (q, k):
-                shape = list(getattr(array, "shape", ()))
-                raise ValueError(f"{kind} must have shape [layers, heads, {rows}={q}, {cols}={k}] "
-                                 f"to match the tokens, got {shape}")
+            if not isinstance(array, np.ndarray):
+                raise MapsError(f"{kind} must be a numpy array, not {type(array).__name__}")
+            if array.dtype.kind not in "fiu":
+                raise MapsError(f"{kind} must be an array of numbers (float32), not of "
+                                f"{array.dtype}")
+            if array.ndim != 4 or array.shape[2:] != (q, k):
+                raise MapsError(f"{kind} must have shape [layers, heads, {rows}={q}, {cols}={k}] "
+                                f"to match the tokens, got {list(array.shape)}")
             if array.shape[0] < 1 or array.shape[1] < 1:
-                raise ValueError(f"{kind} has no layer or no head: shape {list(array.shape)}")
+                raise MapsError(f"{kind} has no layer or no head: shape {list(array.shape)}")
         decoder, cross = self.decoder_self, self.cross
         if decoder is not None and cross is not None and decoder.shape[:2] != cross.shape[:2]:
-            raise ValueError("decoder_self and cross must have the same layers and heads, got "
-                             f"{list(decoder.shape[:2])} and {list(cross.shape[:2])}")
+            raise MapsError("decoder_self and cross must have the same layers and heads, got "
+                            f"{list(decoder.shape[:2])} and {list(cross.shape[:2])}")
         if not self.kinds:
-            raise ValueError("there are no maps: give encoder_self, decoder_self or cross")
+            raise MapsError("there are no maps: give encoder_self, decoder_self or cross")
         for kind, numbers in self.kept.items():
             array = getattr(self, kind) if kind in KINDS else None
             if array is None or not isinstance(numbers, dict):
-                raise ValueError(f"kept names {kind!r}, which these maps do not hold")
+                raise MapsError(f"kept names {kind!r}, which these maps do not hold")
             for axis, name in ((0, "layers"), (1, "heads")):
                 held = numbers.get(name, list(range(array.shape[axis])))
                 if not isinstance(held, list) or len(held) != array.shape[axis] or not all(
                         _is_int(n) and n >= 0 for n in held) or len(set(held)) != len(held):
-                    raise ValueError(f"kept {name} of {kind} must be {array.shape[axis]} "
-                                     f"distinct indices, one per {name[:-1]} of the map")
+                    raise MapsError(f"kept {name} of {kind} must be {array.shape[axis]} "
+                                    f"distinct indices, one per {name[:-1]} of the map")
 
     def __repr__(self) -> str:
         """What the maps are, in a few lines, never their weights: the kinds, layers and heads,

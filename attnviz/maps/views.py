@@ -142,9 +142,7 @@ class Heatmap:
     def scale_max(self) -> float:
         """The weight drawn brightest: the largest visible weight of the whole map, window or
         not (at least 1e-6)."""
-        weights, visible = self._scaled
-        shown = weights[visible]
-        return max(float(shown.max()) if shown.size else 0.0, 1e-6)
+        return max(_largest(*self._scaled), 1e-6)
 
     @property
     def _scaled(self) -> tuple[np.ndarray, np.ndarray]:
@@ -218,8 +216,9 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
     heads = stack.shape[1]
     layer = maps.default_layer(kind) if layer is None else layer
     at = maps.layer_position(kind, layer)  # the model's layer number -> its place in the stack
-    weights = stack[at].mean(axis=0, dtype=np.float32) if head is None else \
-        stack[at, maps.head_position(kind, head)]  # (Q, K)
+    # (Q, K); the mean of one head is that head, not a copy of it (a long map is large).
+    weights = stack[at, maps.head_position(kind, head)] if head is not None else \
+        stack[at, 0] if heads == 1 else stack[at].mean(axis=0, dtype=np.float32)
     provenance = maps.provenance
     if kind == "encoder_self":
         queries, query_written = maps.source_tokens, provenance.source_written
@@ -424,10 +423,14 @@ def _planned(blocks: Sequence[Block], scale: str | None, sink: str = "shown") ->
     whole map (a window is a view onto its map), the first key's left out where the sink is
     unscaled."""
     panels = [panel for block in blocks for row in block.panels for panel in row]
-    shown = [weights[visible] for weights, visible in (panel._scaled for panel in panels)]
-    shared = max((float(values.max()) for values in shown if values.size), default=0.0)
+    shared = max((_largest(*panel._scaled) for panel in panels), default=0.0)
     return Plan(tuple(blocks), scale or ("shared" if len(panels) > 1 else "panel"),
                 max(shared, 1e-6), scale, sink)
+
+
+def _largest(weights: np.ndarray, visible: np.ndarray) -> float:
+    """The largest visible weight (0 when none is visible), without a copy of the map."""
+    return float(np.max(weights, where=visible, initial=0.0)) if weights.size else 0.0
 
 
 def _layer(layer: Layer) -> int | Literal["all"] | None:

@@ -146,8 +146,66 @@ def step_texts(maps: AttentionMaps, step: int) -> tuple[str, str]:
     verb = "writes" if generated else "should write (the target's next token)"
     header = (f"{'Greedy decoding' if generated else 'Decoding the given target'} · step "
               f"{step + 1} of {count} · reads {tokens[step]}, {verb}: {following}")
-    before = " ".join(tokens[1:step + 1]) or "(nothing yet)"
-    return header, f"written so far: {before}"
+    return header, f"written so far: {_written_before(maps, tokens, step) or '(nothing yet)'}"
+
+
+def _written_before(maps: AttentionMaps, labels: list[str], step: int) -> str:
+    """The text the decoder has read by step ``step``, its start token aside: the target
+    text as far as its tokens up to ``step`` spell it (sub-words and characters joined as
+    they are written, words with their spaces), a word the vocabulary lacked marked
+    (``zebra?``); where the tokens do not spell the text, their labels one after another.
+
+    A decoder that reads an encoder starts from a start token of its own (``<bos>``, a
+    Marian's ``<pad>``), which no text holds; a decoder-only model (GPT-2) reads the text
+    from its first token, unless that is a special token that the text does not spell.
+    """
+    spelled = _spelling(maps)
+    if spelled is not None:
+        first, ends = spelled
+        text = maps.provenance.target_text or ""
+        shown, start = [], 0
+        for index in range(first, step + 1):
+            shown.append(text[start:ends[index - first]])
+            start = ends[index - first]
+            if index in maps.provenance.target_written:
+                shown.append(UNKNOWN_MARK)
+        return printable("".join(shown).strip())
+    first = 1 if maps.source_tokens else 0
+    return " ".join(labels[first:step + 1])
+
+
+def _spelling(maps: AttentionMaps) -> tuple[int, list[int]] | None:
+    """Where each target token ends in the target text, from the first token the text
+    spells (0, or 1 past a start token): ``(first, ends)``; None when they do not spell it.
+
+    A token matches the text after the spaces before it (the word tokenizer drops them,
+    a sub-word's leading space is the text's), case aside (attnviz's own tokenizers lower
+    the case); a token of spaces alone matches those spaces.
+    """
+    text = maps.provenance.target_text
+    if not text:
+        return None
+    tokens = [maps.provenance.target_written.get(index, token)
+              for index, token in enumerate(maps.target_tokens)]
+    for first in (0, 1):
+        ends, at = [], 0
+        for token in tokens[first:]:
+            core = token.strip()
+            if not core:
+                if not text.startswith(token, at):
+                    break
+                at += len(token)
+            else:
+                while at < len(text) and text[at].isspace():
+                    at += 1
+                if text[at:at + len(core)].lower() != core.lower():
+                    break
+                at += len(core)
+            ends.append(at)
+        else:
+            if ends:
+                return first, ends
+    return None
 
 
 def _frames(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
@@ -164,7 +222,7 @@ def _frames(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
     from matplotlib import rc_context, rcParams
 
     families = {"font.family": [*rcParams["font.family"], *choice.families]}
-    with rc_context(families) if choice.families else nullcontext():
+    with rc_context(families) if choice.families else nullcontext(), fonts.glyphs_said():
         canvas, changing, update = _figure(maps, rows, cmap)
         canvas.draw()  # everything but the changing artists
         background = canvas.copy_from_bbox(canvas.figure.bbox)
@@ -200,8 +258,8 @@ def _figure(maps: AttentionMaps, rows: list[Heatmap], cmap: str):
     canvas = FigureCanvasAgg(fig)
     fig.patch.set_facecolor("white")
 
-    heading = caption(maps.provenance)
-    if heading:
+    heading = shorten(caption(maps.provenance), int((width - 2 * GAP) / (0.6 * 8 / 72)))
+    if heading:  # one line: the room the header has; cut only where it has none
         fig.text(GAP / width, 1 - GAP / height, heading, fontsize=8, color="#555555", va="top",
                  parse_math=False)
     step_line = fig.text(GAP / width, 1 - (GAP + 0.3) / height, "", fontsize=11,

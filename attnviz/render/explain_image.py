@@ -7,7 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from attnviz.io.text import display_label, shorten
+from attnviz.io.text import display_label, rounded, shorten
 from attnviz.maps.caption import caption
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.views import KEY_AXES, QUERY_AXES, Heatmap
@@ -77,8 +77,8 @@ def _figure(explanation: Explanation, cmap: str):
     height = (2 * GAP + HEADER + VECTOR_TITLE + vector_height + AXIS_LABEL + MAP_TITLE
               + map_height + below)
     fig = Figure(figsize=(width, height))
-    fig.text(GAP / width, 1 - GAP / height, _header(e), fontsize=10, va="top",
-             parse_math=False)
+    fig.text(GAP / width, 1 - GAP / height, _header(e, int((width - 2 * GAP) / (CHAR * 10 / 8))),
+             fontsize=10, va="top", parse_math=False)
 
     def axes(column_index: int, bottom: float, panel_width: float, panel_height: float):
         x = GAP + column_index * column + left
@@ -113,7 +113,7 @@ def _figure(explanation: Explanation, cmap: str):
     panels = [axes(index, map_bottom, map_width, map_height) for index in range(3)]
     limit = max(float(np.abs(e.scores).max()) if e.scores.size else 0.0, 1e-6)
     drawn = _matrix(panels[0], e.scores, e.query_tokens, e.key_tokens, DIVERGING,
-                    TwoSlopeNorm(0.0, -limit, limit), annotate=True, fmt="{:.1f}")
+                    TwoSlopeNorm(0.0, -limit, limit), annotate=True, decimals=1)
     panels[0].set_title(f"{e.scores_name}, the scaled scores  {e.shapes['scores']}", fontsize=9,
                         loc="left", parse_math=False)
     colorbar(drawn, panels[0], map_bottom, map_height, "score")
@@ -142,16 +142,17 @@ def _figure(explanation: Explanation, cmap: str):
     return fig
 
 
-def _header(e: Explanation) -> str:
+def _header(e: Explanation, chars: int) -> str:
+    """The lines above the panels; the caption cut to the ``chars`` the figure has room for."""
     lines = [f"{e.title}: {e.formula}", e.widths]
     heading = caption(e.provenance)
     if heading:
-        lines.append(heading)
+        lines.append(shorten(heading, chars))
     return "\n".join(lines)
 
 
 def _matrix(ax, values: np.ndarray, row_tokens: list[str], col_tokens: list[str] | None,
-            cmap, norm, *, annotate: bool, fmt: str = "{:.2f}",
+            cmap, norm, *, annotate: bool, decimals: int = 2,
             texts: np.ndarray | None = None, vmin: float | None = None,
             vmax: float | None = None, borders: bool = False):
     """Draw a matrix with token labels on its rows (and columns); returns the image.
@@ -182,7 +183,7 @@ def _matrix(ax, values: np.ndarray, row_tokens: list[str], col_tokens: list[str]
     if annotate and max(rows, cols) <= ANNOTATE_UP_TO:
         colours = drawn.to_rgba(values)  # (R, C, 4)
         for (row, col), value in np.ndenumerate(values):
-            text = texts[row, col] if texts is not None else fmt.format(value)
+            text = texts[row, col] if texts is not None else rounded(float(value), decimals)
             red, green, blue, _ = colours[row, col]
             light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
             ax.text(col, row, text, ha="center", va="center", fontsize=6,

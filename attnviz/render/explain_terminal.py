@@ -11,8 +11,8 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from attnviz.io.text import display_label, shorten
-from attnviz.maps.caption import caption
+from attnviz.io.text import display_label, rounded, shorten
+from attnviz.maps.caption import caption, in_columns
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.views import KEY_AXES, QUERY_AXES
 from attnviz.render.colors import rgb
@@ -36,7 +36,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
     lines = [Text(e.title, style="bold")]
     heading = caption(e.provenance)
     if heading:
-        lines.append(Text(heading, style="dim"))
+        lines.append(Text(in_columns(heading, width), style="dim"))
     lines.append(Text(f"{e.formula};  {e.widths}"))
     for name, letter in (("queries", "Q"), ("keys", "K"), ("values", "V")):
         lines.append(Text.assemble((f"{e.projection(letter)}  {e.shapes[name]}", "bold"),
@@ -49,7 +49,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
 
     lines += [Text(""), Text(f"{e.scores_name}, the scaled scores {e.shapes['scores']}:",
                              style="bold")]
-    lines += cells(e.scores, lambda value, seen: f"{value:.1f}",
+    lines += cells(e.scores, lambda value, seen: rounded(value, 1),
                    lambda row, col: None if e.mask[row, col] else DIM)
     if e.masked:
         lines += [Text(""), Text(f"+ M, the mask: 0 where the key may be seen, -∞ where it "
@@ -74,7 +74,7 @@ def render(explanation: Explanation, cmap: str, width: int, color: bool):
         return Style(bgcolor=Color.from_rgb(red, green, blue),
                      color="black" if light else "white")
 
-    lines += cells(e.weights, lambda value, seen: f"{value:.2f}" if seen else MASKED,
+    lines += cells(e.weights, lambda value, seen: rounded(value, 2) if seen else MASKED,
                    weight_style)
     return Group(*lines)
 

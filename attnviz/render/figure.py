@@ -9,12 +9,12 @@ it: a script never opens a window and pyplot's list of figures never holds one o
 from __future__ import annotations
 
 import io
-import warnings
 
 from matplotlib import figure as mpl_figure
 from matplotlib import rc_context
 
-from attnviz.render.layout import NOTEBOOK_DPI, PNG_DPI
+from attnviz.render.fonts import glyphs_said
+from attnviz.render.layout import NOTEBOOK_DPI, PNG_DPI, out_of_memory
 
 # Files carry no creation date, so the same input gives the same bytes.
 _NO_DATES = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
@@ -35,11 +35,9 @@ def figure_bytes(fig: mpl_figure.Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
     # PNG: light compression; the default level takes a sixth of the drawing time to save
     # a sixth of the bytes.
     extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), \
-            warnings.catch_warnings():
-        # figure() has warned once, in attnviz's words, about the characters no font has;
-        # matplotlib would add a line per character, naming its own source file.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
-                                category=UserWarning)
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnviz"}), glyphs_said():
+        try:
+            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_NO_DATES[fmt], **extra)
+        except MemoryError:
+            raise out_of_memory() from None
     return buffer.getvalue()

@@ -9,8 +9,9 @@ fonts installed on this machine. A Latin label costs a look at its characters, n
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -163,3 +164,14 @@ def warn_missing(missing: str) -> None:
         f"{named}{more}; install a font that has them (on Debian or Ubuntu: {INSTALL_HINT}), "
         f"then delete matplotlib's font list {get_cachedir()}/fontlist-*.json so it finds it",
         AttnvizWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def glyphs_said() -> Iterator[None]:
+    """Silence matplotlib's warning of a glyph missing from the fonts while a figure is
+    measured or drawn: :func:`warn_missing` has said so once, in attnviz's words, where
+    matplotlib would add a line per character, naming its own source file."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
+                                category=UserWarning)
+        yield

@@ -20,11 +20,13 @@ from attnviz.render.layout import (
     TICK_FONT,
     TITLE,
     Layout,
+    check_memory,
     check_size,
     fraction,
     label_depth,
     label_room,
     label_step,
+    out_of_memory,
     short_labels,
     stands_upright,
     ticks,
@@ -209,7 +211,10 @@ def figure(heatmaps: list[Heatmap] | Plan, cmap: str):
     # the figure, not while saving it.
     families = {"font.family": [*rcParams["font.family"], *choice.families]}
     with rc_context(families) if choice.families else nullcontext():
-        return _figure(plan, cmap)
+        try:
+            return _figure(plan, cmap)
+        except MemoryError:
+            raise out_of_memory() from None
 
 
 def _figure(plan: Plan, cmap: str):
@@ -217,6 +222,7 @@ def _figure(plan: Plan, cmap: str):
 
     layout = Layout(plan)
     check_size(layout, len(plan.panels))
+    check_memory(layout)
     fig = Figure(figsize=(layout.width, layout.height))
     top = layout.height - GAP  # inches from the bottom, going down
     caption = plan.caption

@@ -4,14 +4,15 @@ a picture too large to draw is refused before it is drawn."""
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.io.text import columns, shorten
+from attnviz.io.text import shorten
+from attnviz.maps.caption import lines
 from attnviz.maps.views import Heatmap, Plan
+from attnviz.render.fonts import glyphs_said
 
 LABEL_UP_TO = 80  # beyond this many tokens, labels stand upright (and may be thinned)
 LABEL_CHARS = 24  # longer labels end with …
@@ -22,6 +23,19 @@ PNG_DPI = 150  # dots per inch of PNG files
 # grid of every kind at 128 tokens is 48 million; 3,000 one-token layers, 690 million, took
 # 3.4 GB and 82 s (and no screen shows them).
 MAX_PIXELS = 100_000_000
+# The memory a picture takes to draw, known from its layout before it is drawn. matplotlib
+# resamples each map's coloured cells (or, for a map of fewer cells than pixels, its pixels)
+# as premultiplied float RGBA, in several copies: the peak address space grew by 56 to 61
+# bytes a cell, the figure itself included, for one map of 3,000 to 6,000 tokens a side, to
+# PNG, SVG and PDF alike (`python benchmarks/picture_memory.py`: 0.9 GB at 4,000 tokens;
+# 16,000 x 16,000 took 7.3 GB before failing), some 52 a cell beyond the first cells.
+DRAWING_BYTES_PER_CELL = 56
+CANVAS_BYTES_PER_PIXEL = 8  # the picture's RGBA canvas, and its encoded copy
+DRAWING_BASE_BYTES = 64 * 1024**2
+# The most a picture may take to draw: twice the maps' own budget (attnviz.maps.budget),
+# some 37 million cells, one map of 6,000 tokens a side. A larger map is no more legible in
+# a picture than a window of it, or its terminal view pooled to fit.
+MAX_DRAWING_BYTES = 2 * 1024**3
 NOTEBOOK_DPI = 100  # dots per inch of the pictures a notebook shows
 MEASURED_DPI = (NOTEBOOK_DPI, PNG_DPI)  # labels are measured as notebooks and PNG files draw them
 THIN_LINE = 3.0  # ... and the spacing of labels that must be thinned: every n-th, readable
@@ -38,7 +52,6 @@ TITLE_FONT = 11  # points
 CAPTION = 0.25  # the line above the panels saying where the maps come from
 CAPTION_FONT = 8  # points
 CAPTION_LINE = 0.15  # each further line of a caption too long for one
-CAPTION_PARTS = " · "  # a caption wraps between its parts (model · version · source · ...)
 COLORBAR = 1.2  # colour bar, its ticks and its two-line label, right of the map
 GAP = 0.25  # around the figure
 SPAN = 18.0  # panels side by side share this width: three maps of 512 tokens, 6 inches each
@@ -124,9 +137,7 @@ def text_width(text: str, font: float, families: tuple[str, ...]) -> float:
 
     properties = FontProperties(family=list(families), size=font)
     widths = []
-    with warnings.catch_warnings():  # a glyph no font has: figure() has said so, once
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
-                                category=UserWarning)
+    with glyphs_said():  # a glyph no font has: figure() has said so, once
         for dpi in MEASURED_DPI:
             width, _, _ = measurer(dpi).get_text_width_height_descent(text, properties,
                                                                        ismath=False)
@@ -255,29 +266,13 @@ class Layout:
 
 
 def caption_lines(caption: str, inches: float) -> list[str]:
-    """``caption`` in lines at most ``inches`` wide, broken between its parts (``a · b``),
-    as the fonts in use measure them; only a part too wide for a line of its own is cut,
-    keeping its start. Nothing for no caption."""
+    """``caption`` in lines at most ``inches`` wide, as the fonts in use measure them: broken
+    between its parts, a part cut only where a line has no room for it (see
+    :func:`attnviz.maps.caption.lines`)."""
     from matplotlib import rcParams
 
     families = tuple(rcParams["font.family"])
-
-    def fits(text: str) -> bool:
-        return text_width(text, CAPTION_FONT, families) <= inches
-
-    lines: list[str] = []
-    for part in caption.split(CAPTION_PARTS) if caption else []:
-        if lines and fits(lines[-1] + CAPTION_PARTS + part):
-            lines[-1] += CAPTION_PARTS + part
-            continue
-        if not fits(part):  # wider than the figure: the longest start that fits, and …
-            low, high = 1, columns(part)  # shorten(part, low) is kept if nothing fits
-            while low < high:
-                middle = (low + high + 1) // 2
-                low, high = (middle, high) if fits(shorten(part, middle)) else (low, middle - 1)
-            part = shorten(part, low)
-        lines.append(part)
-    return lines
+    return lines(caption, lambda text: text_width(text, CAPTION_FONT, families) <= inches)
 
 
 def check_size(layout: Layout, panels: int) -> None:
@@ -288,6 +283,44 @@ def check_size(layout: Layout, panels: int) -> None:
             f"this picture of {panels:,} panels would be {width:,} x {height:,} pixels, more "
             f"than {MAX_PIXELS // 10**6:,} million: draw fewer layers or heads, or a window "
             "of the maps, or save them as a page (.html) or as numbers (.npz)")
+
+
+def drawing_bytes(layout: Layout) -> int:
+    """The memory drawing ``layout``'s picture takes, about (see DRAWING_BYTES_PER_CELL)."""
+    cells = 0
+    for band in layout.bands:
+        for place in band.places:
+            q_count, k_count = place.panel.weights.shape
+            pixels = place.geometry.map_width * place.geometry.map_height * PNG_DPI ** 2
+            cells += max(q_count * k_count, round(pixels))
+    canvas = round(layout.width * PNG_DPI) * round(layout.height * PNG_DPI)
+    return DRAWING_BASE_BYTES + DRAWING_BYTES_PER_CELL * cells + CANVAS_BYTES_PER_PIXEL * canvas
+
+
+WAY_OUT = ("draw a window of the maps (⟨window⟩), or view them in the terminal, which pools "
+           "long maps to fit, or save them as numbers (.npz)")
+
+
+def check_memory(layout: Layout) -> None:
+    """Refuse, before anything is drawn, a picture that would take more than
+    :data:`MAX_DRAWING_BYTES`, or more memory than this process may still take."""
+    from attnviz.io.memory import room
+
+    needed = drawing_bytes(layout)
+    free = room()
+    if needed > MAX_DRAWING_BYTES:
+        limit = f"the {MAX_DRAWING_BYTES / 1024**3:.0f} GB attnviz draws a picture in"
+    elif free is not None and needed > free:
+        limit = f"the {free / 1024**3:.1f} GB of memory left to this process"
+    else:
+        return
+    raise AttnvizError(f"this picture would take about {needed / 1024**3:.1f} GB of memory to "
+                       f"draw, more than {limit}: {WAY_OUT}")
+
+
+def out_of_memory() -> AttnvizError:
+    """The error of a picture whose drawing ran out of memory all the same."""
+    return AttnvizError(f"drawing this picture ran out of memory: {WAY_OUT}")
 
 
 def fraction(inches: float, total: float) -> float:

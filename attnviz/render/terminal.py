@@ -18,6 +18,7 @@ from rich.style import Style
 from rich.text import Text
 
 from attnviz.io.text import clusters, shorten
+from attnviz.maps.caption import in_columns
 from attnviz.maps.kinds import TITLES
 from attnviz.maps.views import (
     SINK_NOTES,
@@ -82,8 +83,8 @@ def render(heatmap: Heatmap, cmap: str, width: int, color: bool, plan: Plan | No
     scale = "panel" if plan is None else plan.scale
     q_count, k_count = heatmap.weights.shape
     title = Text(heatmap.title, style="bold")
-    if heatmap.caption:  # where the maps come from, on its own line (wrapped, never cut)
-        title = Text.assemble(title, "\n", Text(heatmap.caption, style="dim"))
+    if heatmap.caption:  # where the maps come from, in lines (a text cut only if no line holds it)
+        title = Text.assemble(title, "\n", Text(in_columns(heatmap.caption, width), style="dim"))
     if q_count == 0 or k_count == 0:
         return Group(title, Text(f"(the map is empty: {q_count} queries, {k_count} keys)"))
     prepared = _prepare(heatmap, width)
@@ -303,7 +304,7 @@ def _multiples(plan: Plan, cmap: str, width: int, color: bool) -> list[Group]:
             continue
         lines: list[Text] = [Text(block.title, style="bold")]
         if index == 0 and plan.caption:
-            lines.append(Text(plan.caption, style="dim"))
+            lines.append(Text(in_columns(plan.caption, width), style="dim"))
         first = block.panels[0]
         lines.append(Text(f"rows = {first.query_axis}   columns = {first.key_axis}",
                           style="dim"))

@@ -35,6 +35,7 @@ from attnviz.version import __version__, installed_version
 
 MAX_BYTES = 256 * 1024 * 1024  # the oldest entries go once the cache holds more than this
 WARNINGS = "attnviz_warnings"  # the entry's extra array: what the run said besides the maps
+KEY = "attnviz_key"  # ... and its own key: an entry under another's name (a link) is a miss
 
 
 def directory() -> Path:
@@ -114,8 +115,10 @@ def code_digest() -> str:
 
 
 def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
-    """The entry ``key``, or None when it is not there or cannot be read. A damaged entry
-    goes, where the folder lets it; one that cannot be read for another reason (a folder
+    """The entry ``key``, or None when it is not there or cannot be read. An entry holds its
+    own key, checked here: a file put in its place (another entry, linked or copied there)
+    is not read as its maps. A damaged or misplaced entry goes, where the folder lets it
+    (a link, not what it points to); one that cannot be read for another reason (a folder
     of someone else's) stays."""
     from attnviz.io import arrays as array_files
 
@@ -127,6 +130,8 @@ def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
         return None
     try:
         arrays = array_files.read_npz(path, "cache entry", "", MAX_FILE_BYTES)
+        if str(arrays.pop(KEY)) != key:
+            raise ValueError("the entry holds the maps of another request")
         notes = json.loads(str(arrays.pop(WARNINGS)))
         provenance = json.loads(str(arrays.get(PROVENANCE)))
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
@@ -134,7 +139,10 @@ def _load(key: str) -> tuple[AttentionMaps, list[str]] | None:
         if not isinstance(provenance, dict):
             raise ValueError("the provenance must be an object")
         maps = AttentionMaps.from_fields(arrays)
-    except (AttnvizError, KeyError, ValueError, TypeError):  # not what _store writes
+    # Not what _store writes: an npz that cannot be read (damaged, encrypted; read_npz says
+    # so as an AttnvizError), or texts that are not the JSON it wrote (nested past the
+    # parser's recursion limit: RecursionError).
+    except (AttnvizError, KeyError, ValueError, TypeError, RecursionError):
         try:
             path.unlink(missing_ok=True)
         except OSError:
@@ -156,12 +164,22 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
     from attnviz.io.atomic import write_atomically
 
     folder = directory()
+    entry = folder / f"{key}.npz"
+    try:
+        in_the_way = entry.is_dir()
+    except OSError:
+        in_the_way = False
+    if in_the_way:  # not attnviz's to remove: said, in the cache's words
+        warnings.warn(f"the render cache entry {printable(str(entry))} is a folder, not a "
+                      "file: these maps are not kept (remove the folder to keep them)",
+                      AttnvizWarning, stacklevel=2)
+        return
     if sum(maps.stack(kind).nbytes for kind in maps.kinds) > MAX_BYTES // 4:
         return  # a long text's maps would push everything else out, and soon go themselves
-    arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said))}
+    arrays = {**maps.to_arrays(), WARNINGS: np.array(json.dumps(said)), KEY: np.array(key)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / f"{key}.npz", array_files.npz_bytes(arrays))
+        write_atomically(entry, array_files.npz_bytes(arrays))
         _trim(folder)
     except (OSError, AttnvizError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
@@ -173,7 +191,11 @@ def _store(key: str, maps: AttentionMaps, said: list[str]) -> None:
 
 
 def _trim(folder: Path, limit: int = MAX_BYTES) -> None:
-    """Delete the least recently used entries until the cache holds at most ``limit`` bytes."""
+    """Delete the least recently used entries until the cache holds at most ``limit`` bytes,
+    counting the temporary files of entries being written (another attnviz may be writing
+    one); stale ones, which a killed process left, go first."""
+    from attnviz.io.atomic import remove_stale
+
     entries = []
     for path in folder.glob("*.npz"):
         try:
@@ -182,7 +204,7 @@ def _trim(folder: Path, limit: int = MAX_BYTES) -> None:
             continue
         entries.append((status.st_mtime, status.st_size, path))
     entries.sort(key=lambda entry: entry[0])
-    total = sum(size for _, size, _ in entries)
+    total = sum(size for _, size, _ in entries) + remove_stale(folder)
     for _, size, path in entries:
         if total <= limit:
             break

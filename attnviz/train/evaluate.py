@@ -114,6 +114,7 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
         chosen = read_examples(data, checkpoint.target_tokenizer,
                             checkpoint.config.max_target_length,
                             way_out="this model cannot write targets that long; leave it out")
+    _warn_of_unknown_words(checkpoint, chosen, model)
     try:
         with using_threads(choose_threads(threads)):
             return evaluate(checkpoint, chosen, device=torch_device)
@@ -122,3 +123,30 @@ def measure(model: str, *, task: str | None, data: Path | None, examples: int | 
             raise
         raise AttnvizError("measuring does not fit in memory; measure on shorter pairs"
                            ) from None
+
+
+def _warn_of_unknown_words(checkpoint: Checkpoint, examples: list[Example], model: str) -> None:
+    """Warn when the examples hold tokens the model's vocabularies lack, read as <unk>, with
+    their share of each side (as decode warns of the words of one text): "exact match 0.0%"
+    alone did not say that the model never saw the words."""
+    import shlex
+    import warnings
+
+    from attnviz.errors import AttnvizWarning
+    from attnviz.model.tokenize import UNK_ID
+
+    shares = []
+    for side, tokenizer, ids, text in (
+            ("source", checkpoint.source_tokenizer, checkpoint.source_ids, "source"),
+            ("target", checkpoint.target_tokenizer, checkpoint.target_ids, "target")):
+        read = [token for example in examples
+                for token in ids(tokenizer.split(getattr(example, text)))]
+        unknown = sum(token == UNK_ID for token in read)
+        if unknown:
+            shares.append(f"{unknown / len(read):.1%} of the {side} tokens ({unknown:,} of "
+                          f"{len(read):,})")
+    if shares:
+        warnings.warn(f"{' and '.join(shares)} are not in this model's vocabulary and are read "
+                      "as <unk>: the figures measure words it never learnt; see the words it "
+                      f"knows with `attnviz models {shlex.quote(model)} --vocab`",
+                      AttnvizWarning, stacklevel=3)

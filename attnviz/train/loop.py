@@ -30,10 +30,14 @@ from attnviz.model.tokenize import PAD_ID, SPECIALS, Tokenizer, Vocabulary
 from attnviz.model.transformer import Transformer
 from attnviz.train.batches import make_batch, too_large_for_memory
 from attnviz.train.evaluate import Metrics, evaluate
-from attnviz.train.options import MAX_VALIDATION_PAIRS, VALIDATION_SHARE, TrainOptions
+from attnviz.train.options import (
+    MAX_VALIDATION_PAIRS,
+    PATIENCE,
+    VALIDATION_SHARE,
+    TrainOptions,
+)
 from attnviz.train.tasks import Example, Task, examples, held_out_examples
 
-PATIENCE = 3  # validations in a row at 100% exact match before training stops early
 # Below this many validation pairs, a warning says that validation's figures rest on few
 # pairs: with 9, one pair moves exact match by 11 points, and the best model is chosen by it.
 FEW_VALIDATION_PAIRS = 20
@@ -60,6 +64,10 @@ class TrainResult:
     # again once the model is saved, to end as any interrupted command does.
     interruption: KeyboardInterrupt | None = None
     measured_on: str = ""  # what fit() measured on: "held-out test set", ...
+    # Training ended before its last step because validation exact match was 100% at
+    # PATIENCE validations in a row (options.early_stop).
+    stopped_early: bool = False
+    steps_asked: int = 0  # options.steps
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,9 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     """Train ``checkpoint.model`` in place; the result holds the best weights on validation.
 
     Training stops after ``options.steps`` steps, when validation exact match has been
-    100% at ``PATIENCE`` validations in a row, or at Ctrl-C (KeyboardInterrupt), which is
-    not re-raised once a step is done (before it, there is nothing to keep).
+    100% at ``PATIENCE`` validations in a row (unless ``options.early_stop`` is off: the
+    result says so, ``stopped_early``), or at Ctrl-C (KeyboardInterrupt), which is not
+    re-raised once a step is done (before it, there is nothing to keep).
 
     Raises:
         AttnvizError: the loss or the weights stopped being finite numbers (training
@@ -190,7 +199,7 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
     best_key, best_state, best_metrics, best_step = None, None, None, 0
     perfect_in_a_row, step, losses = 0, 0, []
     started = time.perf_counter()
-    interruption = None
+    interruption, stopped_early = None, False
     try:
         while step < options.steps:
             batch = make_batch(checkpoint, next(batches), device)
@@ -220,7 +229,9 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
             report(progress)
             if validation is not None:
                 losses = []
-                if perfect_in_a_row >= PATIENCE:
+                if options.early_stop and perfect_in_a_row >= PATIENCE and \
+                        step < options.steps:
+                    stopped_early = True
                     break
     except KeyboardInterrupt as exc:
         if step == 0:
@@ -240,7 +251,8 @@ def train(checkpoint: Checkpoint, data: Data, options: TrainOptions,
         raise _diverged(f"the weights of step {best_step} hold NaN or infinite values", options)
     return TrainResult(checkpoint, best_metrics, best_step, step,
                        time.perf_counter() - started, interruption is not None,
-                       interruption=interruption)
+                       interruption=interruption, stopped_early=stopped_early,
+                       steps_asked=options.steps)
 
 
 def _diverged(what: str, options: TrainOptions) -> AttnvizError:
@@ -316,8 +328,11 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
          learning_rate: float = TrainOptions.learning_rate, seed: int = 0,
          validation_share: float = VALIDATION_SHARE,
          max_length: int = ModelConfig.max_target_length, device: str = "cpu",
-         threads: int | None = None) -> TrainPlan:
+         threads: int | None = None, early_stop: bool = True) -> TrainPlan:
     """Check the options of ``attnviz train`` and gather the data; raises AttnvizError.
+
+    ``early_stop``: stop once validation exact match is 100% at :data:`PATIENCE`
+    validations in a row; False trains every step of ``steps``.
 
     ``threads``: torch's CPU threads; None chooses (:func:`attnviz.model.runtime.choose_threads`).
     """
@@ -380,10 +395,12 @@ def plan(*, task: str | None, data: Path | None, tokenizer: str = "word",
                 str(learning_rate), "--seed", str(seed)]
     if used_threads != 1:  # the bytes depend on it: the command that gives them says it
         command += ["--threads", str(used_threads)]
+    if not early_stop:
+        command += ["--no-early-stop"]
     info["command"] = " ".join(command)
     info["seed"] = seed
     options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                           seed=seed, device=device)
+                           seed=seed, device=device, early_stop=early_stop)
     _check_model_size(built, sizes)
     return TrainPlan(built, sizes, options, info, test, used_threads)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VALIDATION_SHARE = 0.1  # of a pairs file, kept out of training to choose the best model
+PATIENCE = 3  # validations in a row at 100% exact match before training stops early
 
 
 MAX_VALIDATION_PAIRS = 1000  # measured at each validation, so that one validation takes a
@@ -44,6 +45,7 @@ class TrainOptions:
     eval_every: int = 250  # steps between validations
     seed: int = 0  # weights and the order of the data
     device: str = "cpu"
+    early_stop: bool = True  # stop once validation is perfect at PATIENCE validations in a row
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every"):

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable, shorten
 
-INSTALL = 'Hugging Face models need the extra: pip install "attnviz[hf]"'
+INSTALL = ('Hugging Face models need the extra: pip install -e ".[hf]" in a clone of attnviz, '
+           'pip install "attnviz[hf]" beside an installed attnviz')
 MESSAGE_CHARS = 160  # the part of transformers' own message quoted in ours
 
 
@@ -71,6 +72,13 @@ def loading(name: str, what: str, from_hub: bool) -> Iterator[None]:
             raise AttnvizError(f"{name} has no safetensors weights, and attnviz never loads "
                                "pickled ones; use a model published with safetensors, or save "
                                "it again with save_pretrained") from None
+        if "above report" in message:  # transformers' report, which quiet() keeps off stderr
+            problem = ("its weights do not have the sizes its config.json gives"
+                       if "mismatched_sizes" in message else
+                       "its weights could not be converted to the model its config.json gives")
+            raise AttnvizError(f"cannot load {name}: {problem} (an edited config, or the "
+                               "weights of another model); give a folder written by "
+                               "save_pretrained") from None
         said = printable(shorten(" ".join(message.split()), MESSAGE_CHARS))
 
         if not from_hub:
