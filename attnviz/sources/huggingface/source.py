@@ -169,6 +169,9 @@ class HuggingFaceModel:
     def maps(self, request: Request) -> AttentionMaps:
         """The maps of ``request``: see the module's docstring for what each kind of model
         gives. Raises AttnvizError when the request does not fit the model."""
+        if request.weights != "attention" or request.repeated is not None:
+            raise AttnvizError("not yet: norm-based weights and the repeated sequence of "
+                               "the induction score for Hugging Face models")
         prepared = self._prepare(request, None)
         maps = self._run(prepared, request)
         # Said here, outside quiet, which silences every warning of transformers' own code.
@@ -331,6 +334,51 @@ class HuggingFaceModel:
             stack.enter_context(using_threads(threads))
         return stack
 
+    def _repeated(self, config: Any, kind: str, tokenizer: Any, ids: list[int], text: str,
+                  request: Request, device: torch.device) -> AttentionMaps:
+        """The maps of ``request.repeated`` (see :class:`attnviz.sources.base.Repeated`): the
+        sequence twice, inside the special tokens the tokenizer puts around ``text``
+        (``ids``; BERT's ``[CLS] ... [SEP]``), drawn from the tokens that are not special; an
+        encoder-decoder's decoder reads its start token, then the same sequence twice."""
+        import torch
+
+        repeated = request.repeated
+        before, after = _around(ids, list(tokenizer(text, add_special_tokens=False)
+                                          ["input_ids"]))
+        special = set(tokenizer.all_special_ids)
+        vocabulary = min(len(tokenizer), getattr(config, "vocab_size", None) or len(tokenizer))
+        sequence = repeated.ids([i for i in range(vocabulary) if i not in special])
+        full = [*before, *sequence, *after]
+        limit = position_limit(config)
+        if limit is not None and len(full) > limit:
+            raise AttnvizError(f"induction_length {repeated.length} is too long for this "
+                               f"model: the sequence twice takes {len(full):,} positions, and "
+                               f"its positions cover at most {limit:,}; give at most "
+                               f"{(limit - len(before) - len(after)) // 2:,}",
+                               setting="induction_length")
+        if kind == DECODER_ONLY:
+            maps, starts = self._decoder_only(config, tokenizer, full, text, device), \
+                {"decoder_self": len(before)}
+        elif kind == ENCODER_ONLY or request.part == "encoder":
+            maps, starts = self._encoder(config, kind, tokenizer, full, text, device), \
+                {"encoder_self": len(before)}
+        else:
+            decoder_ids = [decoder_start(config, self.name), *sequence]  # (T,)
+            model = self._model(config, ENCODER_DECODER, device)
+            check_maps_fit(config, ENCODER_DECODER, len(full), len(decoder_ids))
+            with torch.inference_mode():
+                outputs = _forward(model, input_ids=_batch(full, device),
+                                   decoder_input_ids=_batch(decoder_ids, device),
+                                   output_attentions=True)
+            maps = AttentionMaps.from_huggingface(
+                outputs, source_tokens=source_labels(tokenizer, full),
+                target_tokens=token_labels(tokenizer, decoder_ids),
+                provenance=self._provenance(None, None, False))
+            starts = {"encoder_self": len(before), "decoder_self": 1}
+        provenance = replace(maps.provenance, source_text=None, target_text=None,
+                             options={REPEATED: repeated.provenance(starts)})
+        return replace(maps, provenance=provenance)
+
     def _config(self) -> Any:
         from transformers import AutoConfig
 
@@ -489,6 +537,15 @@ def _text_ids(tokenizer: Any, text: str, limit: int | None, setting: str | None)
                            f"positions cover at most {limit:,}; cut it to fewer words",
                            setting=setting)
     return ids
+
+
+def _around(ids: list[int], plain: list[int]) -> tuple[list[int], list[int]]:
+    """The special tokens before and after a text's own ``plain`` ids in ``ids`` (the text
+    with the tokenizer's specials); none when the plain ids are not found in them."""
+    for start in range(len(ids) - len(plain) + 1):
+        if plain and ids[start:start + len(plain)] == plain:
+            return ids[:start], ids[start + len(plain):]
+    return [], []
 
 
 def _next_token(tokenizer: Any, full: list[int], kept: list[int]) -> str | None:
