@@ -546,16 +546,38 @@ def test_a_corpus_has_no_page_and_a_maps_file_no_induction(tmp_path, hand_built)
             hand_built)))
 
 
-def test_hugging_face_norm_based_weights_are_refused_for_now(tmp_path):
-    pytest.importorskip("transformers", reason="needs the hf extra")
-    (tmp_path / "m").mkdir()
-    one_line_error(run(SOURCE, "-m", f"hf:{tmp_path / 'm'}", "--weights", "norm"),
-                   "norm-based weights of a Hugging Face model", "--weights attention")
-
-
 # --- Hugging Face models (tiny random ones, built by tests/test_huggingface.py) --------------
 
 from tests.test_huggingface import bert, gpt2, marian  # noqa: E402,F401 - the fixtures
+
+HF = 'needs the hf extra: pip install -e ".[hf]"'
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    """A Llama with grouped-query attention: 4 query heads share 2 key/value heads."""
+    pytest.importorskip("transformers", reason=HF)
+    from tests.test_hf_attention import build
+
+    return build(tmp_path_factory.mktemp("llama"), "llama")
+
+
+def eager(folder: Path, auto: str):
+    """The saved model, loaded by transformers alone with its own eager attention."""
+    import warnings
+
+    import transformers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(transformers, auto).from_pretrained(
+            folder, attn_implementation="eager").eval()
+
+
+def hf_ids(folder: Path, text: str) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return list(AutoTokenizer.from_pretrained(folder)(text)["input_ids"])
 
 
 @pytest.mark.parametrize("fixture, kinds, before", [
@@ -582,3 +604,253 @@ def test_a_hugging_face_model_reads_the_repeated_sequence_inside_its_special_tok
             assert 0.0 <= record["induction"] <= 1.0
         else:
             assert record["induction"] is None
+
+
+def repeated_ids(folder: Path, length: int) -> tuple[list[int], list[int] | None]:
+    """The ids a model reads of ``Repeated(length)``, built here from the tokenizer alone:
+    the sequence twice (drawn from the tokens that are not special) inside the specials
+    around a text; an encoder-decoder's decoder reads its start token, then the same."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder)
+    vocabulary = min(len(tokenizer), config.vocab_size)
+    twice = Repeated(length).ids([i for i in range(vocabulary)
+                                  if i not in tokenizer.all_special_ids])
+    if config.model_type == "bert":
+        return [tokenizer.cls_token_id, *twice, tokenizer.sep_token_id], None
+    if config.model_type == "gpt2":
+        return twice, None
+    return [*twice, tokenizer.eos_token_id], [config.decoder_start_token_id, *twice]
+
+
+@pytest.mark.parametrize("fixture, auto", [
+    ("bert", "BertForMaskedLM"), ("gpt2", "GPT2LMHeadModel"), ("marian", "MarianMTModel")])
+def test_a_repeated_sequence_goes_through_attnvizs_function_and_equals_eager(
+        request, fixture, auto, monkeypatch):
+    """The maps of the repeated sequence are those transformers' own eager attention gives
+    on the same ids, and every one came through attnviz's function (its calls counted)."""
+    import attnviz.model.attention as attention
+    from attnviz.sources.huggingface.passes import THROUGH_INTERFACE
+
+    folder = request.getfixturevalue(fixture)
+    calls = []
+    real = attention.scaled_dot_product_attention
+    monkeypatch.setattr(attention, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    maps = pipeline.trace(f"hf:{folder}", Request(SOURCE, TARGET if fixture == "marian"
+                                                  else None, repeated=Repeated(5)), cache=False)
+    assert maps.provenance.options["attention"] == THROUGH_INTERFACE
+    assert maps.provenance.target_text is None and not maps.provenance.target_generated
+    ids, decoder = repeated_ids(folder, 5)
+    with torch.no_grad():
+        out = eager(folder, auto)(input_ids=torch.tensor([ids]), output_attentions=True,
+                                  **({} if decoder is None else
+                                     {"decoder_input_ids": torch.tensor([decoder])}))
+    if decoder is None:
+        expected = {"encoder_self" if fixture == "bert" else "decoder_self": out.attentions}
+    else:
+        expected = {"encoder_self": out.encoder_attentions,
+                    "decoder_self": out.decoder_attentions, "cross": out.cross_attentions}
+    assert maps.kinds == tuple(expected)
+    for kind, layers in expected.items():
+        np.testing.assert_allclose(maps.stack(kind), np.stack([a[0].numpy() for a in layers]),
+                                   rtol=0, atol=EXACT)
+    assert len(calls) == sum(maps.stack(kind).shape[0] for kind in maps.kinds)
+
+
+def test_a_repeated_sequence_keeps_what_is_asked_and_fits_the_memory_budget(request,
+                                                                             monkeypatch):
+    from attnviz.maps.keep import Keep
+    from attnviz.sources.huggingface import passes
+
+    name = f"hf:{request.getfixturevalue('bert')}"
+    whole = pipeline.trace(name, Request(SOURCE, repeated=Repeated(5)), cache=False)
+    kept = pipeline.trace(name, Request(SOURCE, repeated=Repeated(5), keep=Keep(
+        layers=(1,), heads=(0,), precision="float16")), cache=False)
+    assert kept.encoder_self.shape[:2] == (1, 1) and kept.encoder_self.dtype == np.float16
+    assert kept.layers_of("encoder_self") == [1] and kept.heads_of("encoder_self") == [0]
+    np.testing.assert_allclose(kept.encoder_self[0, 0], whole.encoder_self[1, 0], atol=1e-3)
+    assert kept.provenance.options["repeated"] == whole.provenance.options["repeated"]
+    # 2 layers x 2 heads of (2n + 2)² float32 weights kept, and as much again of work: 32
+    # (2n + 2)² bytes, 8,192 for n = 7; 5,000 bytes hold n = 5 at most.
+    memory = 5000 / 1024**3
+    monkeypatch.setattr(passes, "forward", lambda *a, **k: pytest.fail("the model ran"))
+    with pytest.raises(AttnvizError, match=r"read a shorter sequence \(induction_length 5 at "
+                                           r"most\)") as refused:
+        pipeline.trace(name, Request(SOURCE, repeated=Repeated(7), memory=memory), cache=False)
+    assert "cut the text" not in str(refused.value)
+    monkeypatch.undo()
+    pipeline.trace(name, Request(SOURCE, repeated=Repeated(5), memory=memory), cache=False)
+
+
+def test_a_repeated_sequence_longer_than_the_models_positions_is_refused(request):
+    with pytest.raises(AttnvizError, match="induction_length 10 is too long for this model: "
+                       "the sequence twice takes 22 positions, and its positions cover at most "
+                       "16; give at most 7"):
+        pipeline.trace(f"hf:{request.getfixturevalue('bert')}",
+                       Request(SOURCE, repeated=Repeated(10)), cache=False)
+    result = run(SOURCE, "-m", f"hf:{request.getfixturevalue('gpt2')}", "--induction",
+                 "--induction-length", "17")
+    one_line_error(result, "--induction-length 17 is too long", "give at most 16")
+
+
+# --- Norm-based weights of Hugging Face models -------------------------------------------------
+
+def own_parts(model, name: str) -> list[tuple]:
+    """Per attention layer of a transformers model, read from its own modules: the module
+    whose output holds the values, how to read them as ``[S, H_kv, d]`` from that output,
+    and the output projection's weight ``[D_out, H d]``."""
+    if name == "llama":
+        return [(layer.self_attn.v_proj,
+                 lambda out, d=layer.self_attn.head_dim: out[0].view(out.shape[1], -1, d),
+                 layer.self_attn.o_proj.weight) for layer in model.model.layers]
+    if name == "gpt2":
+        config = model.config
+        width = config.n_embd // config.n_head
+        return [(block.attn.c_attn,  # (1, S, 3 D): queries, keys, values side by side
+                 lambda out: out[0].split(config.n_embd, dim=-1)[2].view(out.shape[1], -1,
+                                                                          width),
+                 block.attn.c_proj.weight.T)  # Conv1D holds (in, out)
+                for block in model.transformer.h]
+    if name == "bert":
+        width = model.config.hidden_size // model.config.num_attention_heads
+        return [(layer.attention.self.value,
+                 lambda out: out[0].view(out.shape[1], -1, width),
+                 layer.attention.output.dense.weight) for layer in model.bert.encoder.layer]
+    raise ValueError(name)
+
+
+def direct_norm_based(model, name: str, ids: list[int]) -> np.ndarray:
+    """The norm-based weights of every layer and head, straight from the definition: α from
+    transformers' own eager attention, f(x_j) = v_j W_O^h from the model's own value vectors
+    (as its value projection gives them) and output projection, each row as shares of its sum.
+
+    Shape: ``[L, H, T, S]``.
+    """
+    parts = own_parts(model, name)
+    values = []
+    hooks = [module.register_forward_hook(lambda module, args, out: values.append(out))
+             for module, _, _ in parts]
+    try:
+        with torch.no_grad():
+            alphas = model(input_ids=torch.tensor([ids]), output_attentions=True).attentions
+    finally:
+        for hook in hooks:
+            hook.remove()
+    layers = []
+    with torch.no_grad():
+        for (_, read, out_weight), value, alpha in zip(parts, values, alphas, strict=True):
+            v = read(value)  # (S, H_kv, d)
+            heads, width = alpha.shape[1], v.shape[-1]
+            rows = []
+            for head in range(heads):
+                shared = head // (heads // v.shape[1])  # the key/value head it reads
+                f = v[:, shared] @ out_weight[:, head * width:(head + 1) * width].T  # (S, D)
+                raw = alpha[0, head] * f.norm(dim=-1)[None, :]  # (T, S): ‖α_ij f(x_j)‖
+                rows.append(raw / raw.sum(dim=-1, keepdim=True))
+            layers.append(torch.stack(rows))
+    return torch.stack(layers).numpy()  # (L, H, T, S)
+
+
+@pytest.mark.parametrize("fixture, auto, kind", [
+    ("llama", "LlamaForCausalLM", "decoder_self"), ("gpt2", "GPT2LMHeadModel", "decoder_self"),
+    ("bert", "BertForMaskedLM", "encoder_self")])
+def test_hugging_face_norm_based_weights_are_a_direct_computation(request, fixture, auto, kind):
+    """Llama (4 query heads on 2 key/value heads, o_proj), GPT-2 (c_proj, a Conv1D) and BERT
+    (its projection beside the attention, attention.output.dense)."""
+    from attnviz.sources.huggingface.passes import THROUGH_INTERFACE
+
+    folder = request.getfixturevalue(fixture)
+    maps = attnviz.trace(SOURCE, model=f"hf:{folder}", weights="norm", cache=False)
+    plain = attnviz.trace(SOURCE, model=f"hf:{folder}", cache=False)
+    assert maps.measure == "norm" and maps.provenance.options["weights"] == "norm"
+    assert maps.provenance.options["attention"] == THROUGH_INTERFACE
+    expected = direct_norm_based(eager(folder, auto), fixture, hf_ids(folder, SOURCE))
+    np.testing.assert_allclose(maps.stack(kind), expected, rtol=0, atol=EXACT)
+    assert not np.allclose(maps.stack(kind), plain.stack(kind), atol=1e-3)
+    if kind == "decoder_self":  # the future stays hidden
+        assert (maps.stack(kind)[..., np.triu_indices(maps.stack(kind).shape[-1], 1)[0],
+                                 np.triu_indices(maps.stack(kind).shape[-1], 1)[1]] == 0).all()
+    kept = attnviz.trace(SOURCE, model=f"hf:{folder}", weights="norm", cache=False, layer=1,
+                         head=1, precision="float16")
+    np.testing.assert_allclose(kept.stack(kind)[0, 0], expected[1, 1], atol=1e-3)
+
+
+def test_norm_based_weights_of_a_hugging_face_model_are_drawn_measured_and_cached_apart(
+        request, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    name = f"hf:{request.getfixturevalue('gpt2')}"
+    result = runner.invoke(app, ["decode", SOURCE, "-m", name, "--weights", "norm", "--layer",
+                                 "1", "--head", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "Masked decoder self-attention (norm-based: share of ‖α f(x)‖) · layer 1 · head 0" \
+        in \
+        result.stdout
+    done = run(SOURCE, "-m", name, "--weights", "norm", "--induction", "--induction-length",
+               "5", "-o", str(tmp_path / "h.json"))
+    assert done.exit_code == 0, done.stderr
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["weights"] == "norm"
+    norm = attnviz.trace(SOURCE, model=name, weights="norm")
+    assert [r["entropy"] for r in data["heads"]] == [r["entropy"] for r in
+                                                     atlas_of(norm).records()]
+    assert all(0.0 <= r["induction"] <= 1.0 for r in data["heads"])
+    plain = attnviz.trace(SOURCE, model=name)
+    assert plain.measure == "attention" and not np.allclose(plain.decoder_self,
+                                                            norm.decoder_self, atol=1e-3)
+    source = sources.open_source(name)
+    assert source.fingerprint(Request(SOURCE)) != source.fingerprint(Request(SOURCE,
+                                                                             weights="norm"))
+
+
+def test_norm_based_weights_are_refused_where_the_attention_does_not_come_through_attnviz(
+        request, monkeypatch):
+    """A model whose attention runs in its own code gives its weights (output_attentions)
+    but never its values: norm-based weights are refused, in one line, with the way out."""
+    name = f"hf:{request.getfixturevalue('gpt2')}"
+    from transformers import AttentionInterface
+
+    from attnviz.sources.huggingface import interface, source
+
+    def refuse(*args, **kwargs):
+        raise interface.Unsupported("softcap")
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, interface.IMPLEMENTATION, refuse)
+    monkeypatch.setattr(source, "register", lambda: None)
+    result = runner.invoke(app, ["decode", SOURCE, "-m", name, "--weights", "norm",
+                                 "--no-cache"])
+    line = one_line_error(result, "norm-based weights need each attention layer's values",
+                          "(it passes softcap, which the formula lacks)",
+                          "draw it with --weights attention")
+    assert "Traceback" not in result.stderr and line.count("error") == 1
+    assert attnviz.trace(SOURCE, model=name, cache=False).measure == "attention"
+
+
+def test_an_attention_module_without_an_output_projection_is_refused_naming_the_model():
+    from attnviz.sources.huggingface.interface import Call
+    from attnviz.sources.huggingface.projections import Projections, output_weight
+
+    class Attention(torch.nn.Module):  # queries, keys and values, and no projection after
+        def __init__(self, features: int) -> None:
+            super().__init__()
+            self.value = torch.nn.Linear(8, features)
+            self.dense = torch.nn.Linear(features + 1, 8)  # reads other features: not it
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention = Attention(8)
+            self.output = torch.nn.Linear(16, 8)  # a feed-forward layer's, not the heads'
+
+    block = Block()
+    weights, values = torch.full((1, 2, 3, 3), 1 / 3), torch.ones(1, 2, 3, 4)
+    call = Call(block.attention, values, values, values, None, None, 0.5, weights, values)
+    with pytest.raises(AttnvizError, match=r"^hf:tiny: attnviz cannot find the output "
+                       r"projection of its attention layers \(Attention has no o_proj, "
+                       r"out_proj, o, c_proj, dense\.\.\. reading its 2 heads of 4\), .*; "
+                       r"draw it with weights attention$"):
+        Projections(block, "hf:tiny").of(call)
+    block.output = torch.nn.Linear(8, 5)  # now beside it, as BERT keeps it
+    assert output_weight(block.attention, block, 8) is block.output.weight
