@@ -69,7 +69,8 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
             free).
         weights: ``"attention"``, the softmax weights, or ``"norm"``, the norm-based weights
             of Kobayashi et al. (2020), each key's share of its row's ‖α f(x)‖ (attnviz's
-            own models).
+            own models, and Hugging Face models whose attention runs through attnviz's
+            function).
 
     Raises:
         AttnvizError: for a problem a person can fix (an empty text, an unknown model, an

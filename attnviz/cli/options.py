@@ -194,7 +194,8 @@ WeightsOption = Annotated[Weights, typer.Option(
     help="attention: the softmax weights α; norm: the norm-based weights of Kobayashi et al. "
          "(2020), each key's share of its row's ‖α f(x)‖, f(x) the key's value vector after "
          "the head's share of the output projection (what a key adds to the output, not only "
-         "how much it is weighted). The titles say which. norm: attnviz's own models.")]
+         "how much it is weighted). The titles say which. norm: attnviz's own models, and "
+         "Hugging Face models whose attention runs through attnviz's function.")]
 
 
 TargetOption = Annotated[Optional[str], typer.Option(

@@ -21,9 +21,15 @@ asks for its own Python code (``trust_remote_code``) is refused, never run.
 Opening a source imports nothing heavy: transformers (and torch) are imported when maps are
 computed, so the render cache can answer a local folder's request without them.
 
+A repeated random sequence (``Request.repeated``, what the induction score reads) is read
+in place of the text by the same pass (:mod:`.repeated`); norm-based weights
+(``Request.weights == "norm"``) are kept by the same recorder, from each layer's values and
+output projection (:mod:`.projections`).
+
 (Past 450 lines: the one class a request goes through, from the name to the maps and the
-explanation, with its loading checks; the pass itself, the recorder, the checks before it
-and the explanation's words are modules of their own beside it.)
+explanation, with its loading checks; the pass itself, the recorder, the checks before it,
+the repeated sequence's ids, the output projections and the explanation's words are modules
+of their own beside it.)
 """
 
 from __future__ import annotations
