@@ -17,20 +17,22 @@ from attnviz.version import __version__
 # typing would be more than half of that import (3 of 5 ms here).
 TYPE_CHECKING = False
 
-__all__ = ["AttentionMaps", "AttnvizError", "AttnvizWarning", "Explanation", "Provenance",
-           "__version__", "explain", "page", "plot", "rollout", "trace"]
+__all__ = ["AttentionMaps", "Atlas", "AttnvizError", "AttnvizWarning", "Explanation",
+           "Provenance", "__version__", "explain", "heads", "page", "plot", "rollout", "trace"]
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from attnviz.api import explain, page, plot, trace
+    from attnviz.api import explain, heads, page, plot, trace
     from attnviz.errors import AttnvizError, AttnvizWarning
+    from attnviz.maps.atlas import Atlas
     from attnviz.maps.data import AttentionMaps, Provenance
     from attnviz.maps.explanation import Explanation
     from attnviz.maps.rollout import rollout
 
 _LAZY = {"trace": "attnviz.api", "plot": "attnviz.api", "explain": "attnviz.api",
-         "page": "attnviz.api", "rollout": "attnviz.maps.rollout",
+         "page": "attnviz.api", "heads": "attnviz.api", "rollout": "attnviz.maps.rollout",
+         "Atlas": "attnviz.maps.atlas",
          "AttentionMaps": "attnviz.maps.data", "Provenance": "attnviz.maps.data",
          "Explanation": "attnviz.maps.explanation",
          "AttnvizError": "attnviz.errors", "AttnvizWarning": "attnviz.errors"}

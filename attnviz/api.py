@@ -34,9 +34,10 @@ from attnviz.model.config import MAX_SEED
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from attnviz.maps.atlas import Atlas
     from attnviz.sources.base import Request
 
-__all__ = ["KIND_NAMES", "explain", "page", "plot", "png", "trace"]
+__all__ = ["KIND_NAMES", "explain", "heads", "page", "plot", "png", "trace"]
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -45,7 +46,8 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
           part: Literal["encoder", "decoder"] | None = None, seed: int = 0, device: str = "cpu",
           cache: bool = True, layer: int | Sequence[int] | None = None,
           head: int | Sequence[int] | None = None, precision: str = "float32",
-          memory: float | None = None) -> AttentionMaps:
+          memory: float | None = None, weights: Literal["attention", "norm"] = "attention"
+          ) -> AttentionMaps:
     """The attention maps of ``source`` (and ``target``) by ``model``.
 
     Args:
@@ -65,6 +67,10 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
         precision: ``"float32"`` or ``"float16"``, how a Hugging Face model's maps are kept.
         memory: the GB its kept maps may take (None: nine tenths of what the machine has
             free).
+        weights: ``"attention"``, the softmax weights, or ``"norm"``, the norm-based weights
+            of Kobayashi et al. (2020), each key's share of its row's ‖α f(x)‖ (attnviz's
+            own models, and Hugging Face models whose attention runs through attnviz's
+            function).
 
     Raises:
         AttnvizError: for a problem a person can fix (an empty text, an unknown model, an
@@ -78,7 +84,8 @@ def trace(source: str, target: str | None = None, model: str | os.PathLike | Non
     keep = Keep(None, _indices(layer, "layer"), _indices(head, "head"), precision)
     if memory is not None and (not isinstance(memory, (int, float)) or isinstance(memory, bool)):
         raise AttnvizError(f"⟨memory⟩ must be a number of GB, not {type(memory).__name__}")
-    request = replace(_request(source, target, part, seed, device), keep=keep, memory=memory)
+    request = replace(_request(source, target, part, seed, device, weights), keep=keep,
+                      memory=memory)
     return _warned_here(lambda: pipeline.trace(_model(model), request, cache=cache))
 
 
@@ -88,6 +95,39 @@ def _indices(value: Any, setting: str) -> tuple[int, ...] | None:
         return None
     values = [value] if not isinstance(value, (list, tuple, range)) else list(value)
     return tuple(index(v, setting, "(0, 1, ...)", none=False) for v in values)
+
+
+def heads(source: str | AttentionMaps, target: str | None = None,
+          model: str | os.PathLike | None = "translate", *, induction: int | None = None,
+          weights: Literal["attention", "norm"] = "attention", seed: int = 0,
+          device: str = "cpu", cache: bool = True) -> Atlas:
+    """What every head of every kind and layer does: the atlas ``attnviz heads`` writes.
+
+    Args:
+        source: the source text, as :func:`trace` takes it; or maps (what :func:`trace`
+            or :meth:`AttentionMaps.load` gave), measured as they are.
+        target, model, weights, seed, device, cache: as :func:`trace` takes them.
+        induction: also measure the induction score, on a random sequence of this many
+            tokens read twice (``attnviz heads --induction``: 50); None: not.
+
+    Returns an :class:`attnviz.maps.atlas.Atlas`: ``atlas.figures[kind][figure]`` is a
+    ``[layer, head]`` array, ``atlas.records()`` the json's records, ``atlas.label(kind,
+    layer, head)`` a head's label.
+    """
+    from attnviz.flow import pipeline
+    from attnviz.maps.atlas import atlas_of
+    from attnviz.sources.base import Repeated
+
+    if isinstance(source, AttentionMaps):
+        if induction is not None:
+            raise AttnvizError("⟨induction⟩ needs a model run on a repeated random sequence: "
+                               "give the text and the model, not maps")
+        return atlas_of(source)
+    repeated = None if induction is None else Repeated(
+        index(induction, "induction", "(a length: 2, 3, ...)", none=False), seed)
+    request = _request(source, target, None, seed, device, weights)
+    return _warned_here(lambda: pipeline.heads(_model(model), request, induction=repeated,
+                                               cache=cache)[1])
 
 
 def plot(maps: AttentionMaps | Explanation, kind: str = "all",
@@ -261,11 +301,12 @@ def _warned_here(compute: Callable[[], Any]) -> Any:
     return result
 
 
-def _request(source: Any, target: Any, part: Any, seed: Any, device: Any) -> Request:
+def _request(source: Any, target: Any, part: Any, seed: Any, device: Any,
+             weights: Any = "attention") -> Request:
     from attnviz.sources.base import Request
 
     return Request(_text(source, "the source text"), _text(target, "⟨target⟩"), part,
-                   _seed(seed), _device(device))
+                   _seed(seed), _device(device), weights=weights)
 
 
 def _text(value: Any, what: str) -> str | None:

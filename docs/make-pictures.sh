@@ -17,8 +17,12 @@ attnviz decode "the small black cats see a red car" -o decoding.gif
 # One frame of the animation, as a still: step 4, "chats" writes "noirs" (matplotlib brings
 # Pillow, so python here is the one attnviz runs with).
 python -c 'from PIL import Image; gif = Image.open("decoding.gif"); gif.seek(3); gif.convert("RGB").save("decoding-frame.png")'
+attnviz heads "the small black cats see a red car" --induction -o translate-heads.png
 if [ -n "${MINILM:-}" ]; then
     attnviz encode "the black cat sees the red car" -m "hf:$MINILM" -o minilm-encoder.png
+    text="the black cat sees the red car, and the small dog runs after it into the old house by the river"
+    attnviz heads "$text" -m "hf:$MINILM" --induction -o minilm-heads.png
+    COLUMNS=100 attnviz heads "$text" -m "hf:$MINILM" --induction > minilm-heads.txt
 fi
 if [ -n "${SMOLLM2:-}" ]; then
     attnviz decode "$(cat long-prompt.txt)" -m "$SMOLLM2" --layer 20 --sink renormalised \

@@ -245,6 +245,46 @@ def test_explain_weights_are_the_maps_of_the_same_layer_and_head(folders, name, 
     assert result.exit_code == 0, result.stderr
 
 
+# --- Norm-based weights: each architecture's output projection -----------------------------
+
+# Each model's attention module, and where transformers keeps its output projection: in it,
+# or (BERT) beside it in its parent; as (out, in), GPT-2's Conv1D turned.
+PROJECTIONS = {
+    "llama": ("LlamaAttention", lambda module, parent: module.o_proj.weight),
+    "gpt2": ("GPT2Attention", lambda module, parent: module.c_proj.weight.T),
+    "bert": ("BertSelfAttention", lambda module, parent: parent.output.dense.weight),
+    "marian": ("MarianAttention", lambda module, parent: module.out_proj.weight),
+    "bart": ("BartAttention", lambda module, parent: module.out_proj.weight),
+    "t5": ("T5Attention", lambda module, parent: module.o.weight),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_norm_based_weights_weigh_by_each_architectures_own_output_projection(folders, name):
+    from attnviz.sources.huggingface.projections import output_weight
+
+    folder, kind = folders[name], MODELS[name][3]
+    target = TARGET if kind == "encoder-decoder" else None
+    maps = attnviz.trace(SOURCE, target, model=f"hf:{folder}", weights="norm", cache=False)
+    plain = attnviz.trace(SOURCE, target, model=f"hf:{folder}", cache=False)
+    assert maps.kinds == plain.kinds and maps.provenance.options["weights"] == "norm"
+    for map_kind in maps.kinds:
+        norm, alpha = maps.stack(map_kind), plain.stack(map_kind)
+        np.testing.assert_allclose(norm.sum(axis=-1), 1.0, atol=1e-5)
+        assert (norm[alpha == 0] == 0).all()  # what the mask hides stays hidden
+    model = reference(folder, name)
+    kept, where = PROJECTIONS[name]
+    parents = {id(child): parent for parent in model.modules() for child in parent.children()}
+    found = 0
+    for module in model.modules():
+        if type(module).__name__ == kept:
+            expected = where(module, parents[id(module)])
+            weight = output_weight(module, parents[id(module)], expected.shape[1])
+            assert weight is not None and torch.equal(weight, expected)
+            found += 1
+    assert found == sum(plain.stack(k).shape[0] for k in plain.kinds)
+
+
 # --- What is kept ----------------------------------------------------------------------------
 
 def test_one_layer_and_head_in_float16_are_all_that_is_kept(folders, tmp_path):

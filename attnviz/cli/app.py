@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from attnviz.cli import draw, exits, export, train
+from attnviz.cli import draw, exits, export, heads, train
 from attnviz.version import __version__
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app.command()(draw.decode)
 app.command()(draw.show)
 app.command(short_help="One head's attention step by step: Q, K, V, the scaled scores, the "
                        "mask and the weights.")(draw.explain)
+app.command(short_help="What every head does: figures and labels per head, for a text or "
+                       "a corpus.")(heads.heads)
 app.command(short_help="Draw every pair of a file to its own files, with an index.html.")(
     export.export)
 app.command()(train.train)

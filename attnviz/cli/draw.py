@@ -40,6 +40,8 @@ from attnviz.cli.options import (
     TextArgument,
     ThreadsOption,
     TopKOption,
+    Weights,
+    WeightsOption,
     WindowKeyOption,
     WindowOption,
     WindowQueryOption,
@@ -71,6 +73,7 @@ def encode(
     sink: SinkOption = Sink.shown,
     precision: PrecisionOption = Precision.float32,
     memory: MemoryOption = None,
+    weights: WeightsOption = Weights.attention,
 ) -> None:
     """Show the encoder self-attention of TEXT: how every source token attends to every other.
 
@@ -80,7 +83,7 @@ def encode(
                  sink)
     with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, None, "encoder", seed, device, threads, no_cache, output,
-                      cmap, _keep(view, precision), memory)
+                      cmap, weights, _keep(view, precision), memory)
         _draw(report, maps, view, output or [], cmap, top_k)
 
 
@@ -106,6 +109,7 @@ def decode(
     sink: SinkOption = Sink.shown,
     precision: PrecisionOption = Precision.float32,
     memory: MemoryOption = None,
+    weights: WeightsOption = Weights.attention,
 ) -> None:
     """Show every kind of attention of TEXT and its target.
 
@@ -119,7 +123,7 @@ def decode(
     view = _view(kind, layer, head, scale, window, window_query, window_key, rollout, sink)
     with reporting() as report, _without_cycle_collector():
         maps = _trace(model, text, target, "decoder", seed, device, threads, no_cache, output,
-                      cmap, _keep(view, precision), memory)
+                      cmap, weights, _keep(view, precision), memory)
         written = maps.provenance.target_text if maps.provenance.target_generated else None
         _draw(report, maps, view, output or [], cmap, top_k, written)
 
@@ -230,22 +234,24 @@ def _keep(view, precision: Precision):
 
 
 def _request(text: str, target: Optional[str], part: Optional[str], seed: int, device: Device,
-             threads: Optional[int], keep=None, memory: Optional[float] = None):
+             threads: Optional[int], weights: Weights = Weights.attention, keep=None,
+             memory: Optional[float] = None):
     from attnviz.sources import Request
 
     more = {} if keep is None else {"keep": keep}
     return Request(_argument(text, "the text"),
                    None if target is None else _argument(target, "--target"), part, seed,
-                   device.value, threads, memory=memory, **more)
+                   device.value, threads, weights.value, memory=memory, **more)
 
 
 def _trace(model: Optional[str], text: str, target: Optional[str], part: str, seed: int,
            device: Device, threads: Optional[int], no_cache: bool,
-           outputs: Optional[list[Path]], cmap: str, keep=None, memory: Optional[float] = None):
+           outputs: Optional[list[Path]], cmap: str, weights: Weights, keep=None,
+           memory: Optional[float] = None):
     """The maps of the request, once the outputs proved writable."""
     from attnviz.flow import pipeline
 
-    request = _request(text, target, part, seed, device, threads, keep, memory)
+    request = _request(text, target, part, seed, device, threads, weights, keep, memory)
     pipeline.check_outputs(outputs or [], cmap)
     return pipeline.trace(model, request, cache=not no_cache)
 

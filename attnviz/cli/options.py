@@ -12,13 +12,15 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz.flow.formats import EXPORT_FORMATS
-from attnviz.maps.kinds import SHORT_NAMES
+from attnviz.maps.kinds import SHORT_NAMES, WEIGHTS
 from attnviz.model.config import MAX_SEED
 from attnviz.model.runtime import MAX_THREADS
 
 # --kind: the kinds' short names (encoder, self, cross), and "all" where every kind is drawn.
 Kind = Enum("Kind", {**{name: name for name in SHORT_NAMES}, "all": "all"}, type=str)
 ExplainKind = Enum("ExplainKind", {name: name for name in SHORT_NAMES}, type=str)
+# --weights: what the maps hold, the attention weights or Kobayashi's norm-based ones.
+Weights = Enum("Weights", {name: name for name in WEIGHTS}, type=str)
 
 # The library's names of settings, as the command line spells them.
 FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--target",
@@ -31,7 +33,9 @@ FLAGS = {"layer": "--layer", "head": "--head", "kind": "--kind", "target": "--ta
          "scale": "--scale", "window": "--window", "window_query": "--window-query",
          "window_key": "--window-key", "top_k": "--top-k",
          "jobs": "--jobs", "precision": "--precision", "memory": "--memory",
-         "sink": "--sink", "out_dir": "--out-dir"}
+         "sink": "--sink", "out_dir": "--out-dir", "weights": "--weights",
+         "induction": "--induction", "induction_length": "--induction-length",
+         "scheduler": "--scheduler", "pairs": "--pairs", "maps": "--maps"}
 
 
 class Device(str, Enum):
@@ -185,6 +189,14 @@ RolloutOption = Annotated[bool, typer.Option(
     "identities through the layers, assuming the residual connection carries half; it is "
     "not an explanation of the prediction (it ignores values, feed-forward layers and "
     "norms). Every layer, or --layer's; -o x.npz adds encoder_rollout [L, S, S].")]
+
+
+WeightsOption = Annotated[Weights, typer.Option(
+    help="attention: the softmax weights α; norm: the norm-based weights of Kobayashi et al. "
+         "(2020), each key's share of its row's ‖α f(x)‖, f(x) the key's value vector after "
+         "the head's share of the output projection (what a key adds to the output, not only "
+         "how much it is weighted). The titles say which. norm: attnviz's own models, and "
+         "Hugging Face models whose attention runs through attnviz's function.")]
 
 
 TargetOption = Annotated[Optional[str], typer.Option(

@@ -65,9 +65,11 @@ def training_progress(console, steps: int) -> Iterator[Callable]:
 
 
 @contextmanager
-def export_progress(console, lines: int, ticking: bool = False) -> Iterator[Callable]:
-    """A rich progress bar of an export's lines, with the lines skipped (done before) and
-    failed; yields the report callback, called with each line's outcome.
+def export_progress(console, lines: int, ticking: bool = False, name: str = "export"
+                    ) -> Iterator[Callable]:
+    """A rich progress bar of an export's lines (or, ``name``, another command's), with the
+    lines skipped (done before) and failed; yields the report callback, called with each
+    line's outcome (its ``error``, and ``skipped`` where it has one).
 
     Unless ``ticking`` (for an export in one process), it runs no thread of its own (it is
     redrawn as lines are reported), so that the export may fork its workers: a fork copies
@@ -78,13 +80,13 @@ def export_progress(console, lines: int, ticking: bool = False) -> Iterator[Call
     closes."""
     import time
 
-    with _progress(console, "export", lines, ticking=ticking) as (bar, task):
+    with _progress(console, name, lines, ticking=ticking) as (bar, task):
         skipped = failed = 0
         drawn = time.monotonic()
 
         def report(outcome) -> None:
             nonlocal skipped, failed, drawn
-            skipped += outcome.skipped
+            skipped += getattr(outcome, "skipped", False)
             failed += outcome.error is not None
             status = ", ".join(part for part in (f"{skipped} done before" if skipped else "",
                                                  f"{failed} failed" if failed else "") if part)

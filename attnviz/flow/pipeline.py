@@ -4,9 +4,10 @@ and one dispatcher turns them into each output's bytes.
     Request ──source, behind the cache──▶ AttentionMaps ──View──▶ Plan ──renderer──▶ files
 
 The command line, the Python API and export all call :func:`trace` and :func:`write` (or
-:func:`explain` and :func:`write_explanation`); nothing else wires a source to a renderer, and
-:func:`to_bytes` is the one place that knows which renderer writes which file format (the
-Python API's ``plot`` hands the plan to the image renderer for a Figure, which is no file).
+:func:`explain` and :func:`write_explanation`, or :func:`heads` and :func:`write` with the
+atlas of the heads); nothing else wires a source to a renderer, and :func:`to_bytes` is the
+one place that knows which renderer writes which file format (the Python API's ``plot``
+hands the plan to the image renderer for a Figure, which is no file).
 
 Warnings travel one way: as Python warnings (:class:`attnviz.errors.AttnvizWarning`). A
 source warns while it computes, the cache keeps what was said with the maps and says it again
@@ -18,12 +19,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnviz.errors import AttnvizError, AttnvizWarning
-from attnviz.flow.formats import DATA_FORMATS, EXPLANATION_FORMATS, FORMATS
+from attnviz.flow.formats import (
+    ATLAS_FORMATS,
+    DATA_FORMATS,
+    EXPLANATION_FORMATS,
+    FORMATS,
+    IMAGE_FORMATS,
+)
 from attnviz.io.atomic import check_writable, write_all
 from attnviz.maps.choice import check_kind
 from attnviz.maps.data import AttentionMaps
@@ -33,7 +40,9 @@ from attnviz.maps.windows import Window
 from attnviz.sources import Request, Source, open_source, source_module
 
 if TYPE_CHECKING:
+    from attnviz.maps.atlas import Atlas
     from attnviz.maps.explanation import Explanation
+    from attnviz.sources.base import Repeated
 
 
 
@@ -85,6 +94,21 @@ def trace(model: str | Source | None, request: Request, *, cache: bool = True
 
         source = Cached(source)
     return source.maps(request)
+
+
+def heads(model: str | Source | None, request: Request, *, induction: Repeated | None = None,
+          cache: bool = True) -> tuple[AttentionMaps, Atlas]:
+    """The maps of ``request`` by ``model`` (as :func:`trace`) and the atlas of their heads
+    (:mod:`attnviz.maps.atlas`); with ``induction``, also the induction score of the model's
+    self-attention heads, from its maps of that repeated random sequence (a second request,
+    through the same source and cache)."""
+    from attnviz.maps.atlas import atlas_of
+
+    source = open_source(model) if model is None or isinstance(model, str) else model
+    maps = trace(source, request, cache=cache)
+    repeated = None if induction is None else trace(source, replace(request, repeated=induction),
+                                                    cache=cache)
+    return maps, atlas_of(maps, repeated)
 
 
 def explain(model: str | None, request: Request, kind: str, layer: int | None, head: int
@@ -148,14 +172,19 @@ def check_colors(formats: Sequence[str], cmap: str) -> None:
         check(cmap)
 
 
-def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: bool = False,
-             dpi: int | None = None) -> bytes:
+def to_bytes(maps: AttentionMaps | None, plan: Plan | None, fmt: str, cmap: str, *,
+             embed: bool = False, dpi: int | None = None, atlas: Atlas | None = None) -> bytes:
     """One output file of ``maps``: a picture of ``plan``'s panels (png, svg, pdf), its decoder
     maps step by step (gif), the numbers of every map (npz, json, with the rollout beside them
     when the plan draws it), or a page that holds every map and opens on the plan's first
     panel (html). ``embed``: the page's view alone, an HTML fragment to put in another page
     (a notebook's output, a blog post), instead of a document. ``dpi``: a PNG's resolution
-    (None: the image renderer's own)."""
+    (None: the image renderer's own).
+
+    With an ``atlas`` of the heads, the file is the atlas's (see :func:`atlas_bytes`); then
+    ``plan`` is unused, and ``maps`` needed for the page alone."""
+    if atlas is not None:
+        return atlas_bytes(atlas, maps, fmt, cmap, embed=embed, dpi=dpi)
     first = plan.panels[0]
     if fmt in DATA_FORMATS:
         if not first.rolled_out:
@@ -193,21 +222,63 @@ def to_bytes(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str, *, embed: boo
                                                                               dpi)
 
 
-def write(paths: Sequence[Path], maps: AttentionMaps, plan: Plan, cmap: str) -> None:
-    """Write every output file of ``maps`` (see :func:`to_bytes`), or none: all are drawn
-    before the first is written."""
-    write_all({path: _writer(maps, plan, output_format(path), cmap) for path in paths})
+def atlas_bytes(atlas: Atlas, maps: AttentionMaps | None, fmt: str, cmap: str, *,
+                embed: bool = False, dpi: int | None = None) -> bytes:
+    """One output file of the atlas of the heads: its records (json), its grids, a layers x
+    heads grid per figure and kind (png, svg, pdf; ``dpi`` as :func:`to_bytes` takes it), or
+    the page of ``maps`` that opens on the atlas, each head leading to its map (html;
+    ``embed``: its view alone)."""
+    if fmt == "json":
+        return atlas.to_bytes()
+    if fmt == "html":
+        if maps is None:
+            raise AttnvizError("the .html page holds the maps of one text, with the atlas of "
+                               "their heads: write it for one text; a corpus's atlas is "
+                               "written to .json .png .svg .pdf")
+        from attnviz.render import page
+
+        if embed:
+            return page.view(maps, cmap, atlas=atlas).encode("utf-8")
+        return page.to_bytes(maps, cmap, atlas=atlas)
+    if fmt not in IMAGE_FORMATS:
+        raise AttnvizError(f"the atlas of the heads is written to .json .png .svg .pdf or "
+                           f".html, not .{fmt}")
+    from attnviz.render import atlas_image
+
+    return atlas_image.to_bytes(atlas, fmt, cmap) if dpi is None else \
+        atlas_image.to_bytes(atlas, fmt, cmap, dpi)
 
 
-def _writer(maps: AttentionMaps, plan: Plan, fmt: str, cmap: str):
+def write(paths: Sequence[Path], maps: AttentionMaps | None, plan: Plan | None, cmap: str, *,
+          atlas: Atlas | None = None) -> None:
+    """Write every output file of ``maps`` (see :func:`to_bytes`), or of the ``atlas`` of
+    their heads, or none: all are drawn before the first is written."""
+    formats = FORMATS if atlas is None else ATLAS_FORMATS
+    write_all({path: _writer(maps, plan, output_format(path, formats), cmap, atlas)
+               for path in paths})
+
+
+def _writer(maps: AttentionMaps | None, plan: Plan | None, fmt: str, cmap: str,
+            atlas: Atlas | None):
     """What :func:`write_all` writes: the bytes of :func:`to_bytes`, or, for the npz of the
     maps, a function that writes it straight to the file (never a second copy in memory)."""
-    if fmt == "npz" and not plan.panels[0].rolled_out:
+    if atlas is None and fmt == "npz" and not plan.panels[0].rolled_out:
         import numpy as np
 
         arrays = maps.to_arrays()
         return lambda file: np.savez(file, **arrays)
-    return to_bytes(maps, plan, fmt, cmap)
+    return to_bytes(maps, plan, fmt, cmap, atlas=atlas)
+
+
+def check_atlas_outputs(paths: Sequence[Path], cmap: str, corpus: bool = False) -> None:
+    """As :func:`check_outputs`, for the atlas of the heads: json, pictures, or (of one
+    text, not of a ``corpus``) the page."""
+    for path in paths:
+        if corpus and output_format(path, ATLAS_FORMATS) == "html":
+            raise AttnvizError(f"cannot write {path}: the .html page holds the maps of one "
+                               "text, with the atlas of their heads; write a corpus's atlas "
+                               "to .json .png .svg .pdf")
+    check_outputs(paths, cmap, ATLAS_FORMATS)
 
 
 def check_explanation_outputs(paths: Sequence[Path], cmap: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.maps.budget import MAX_MAP_BYTES
 from attnviz.maps.kinds import FILE_FORMATS as FORMATS
-from attnviz.maps.kinds import KINDS
+from attnviz.maps.kinds import KINDS, WEIGHTS
 
 PROVENANCE = "provenance"  # the key of the provenance in saved files
 KEPT = "kept"  # the key of the layers and heads the maps hold, when not all of them
@@ -221,6 +221,14 @@ class AttentionMaps:
     def kinds(self) -> tuple[str, ...]:
         """The kinds of attention these maps hold, in the order of :data:`KINDS`."""
         return tuple(kind for kind in KINDS if getattr(self, kind) is not None)
+
+    @property
+    def measure(self) -> str:
+        """What the maps hold, as their provenance says (``options["weights"]``): the softmax
+        weights, ``"attention"``, or ``"norm"``, the norm-based weights (see
+        :data:`attnviz.maps.kinds.WEIGHTS`)."""
+        value = self.provenance.options.get("weights")
+        return value if value in WEIGHTS else "attention"
 
     def stack(self, kind: str) -> np.ndarray:
         """The maps of one kind. Shape: ``[L, H, Q, K]``. Raises KeyError for an absent kind."""

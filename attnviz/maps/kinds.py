@@ -1,6 +1,7 @@
 """The kinds of attention and their names (the maps' own, and the short ones the command
-line, the Python API and the page use), and the formats maps are saved in. It imports
-nothing, so the command line can build its options from it without loading numpy."""
+line, the Python API and the page use), the two measures a map may hold, and the formats
+maps are saved in. It imports nothing, so the command line can build its options from it
+without loading numpy."""
 
 KINDS = ("encoder_self", "decoder_self", "cross")  # the maps' names, in drawing order
 # The short names (``--kind self``), and the kind each names.
@@ -13,3 +14,9 @@ TITLES = {
     "decoder_self": "Masked decoder self-attention",
     "cross": "Cross-attention",
 }
+
+# What a map holds: the softmax weights α ("attention"), or the norm-based weights of
+# Kobayashi et al. (2020), each key's share of its row's ‖α f(x)‖ ("norm"), and how a title
+# says so after the kind's.
+WEIGHTS = ("attention", "norm")
+WEIGHT_TITLES = {"attention": "", "norm": " (norm-based: share of ‖α f(x)‖)"}

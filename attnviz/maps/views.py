@@ -23,7 +23,7 @@ from attnviz.io.text import columns, display_label, printable, shorten
 from attnviz.maps.caption import caption
 from attnviz.maps.choice import check_kind, check_present, index
 from attnviz.maps.data import AttentionMaps
-from attnviz.maps.kinds import TITLES
+from attnviz.maps.kinds import TITLES, WEIGHT_TITLES
 from attnviz.maps.windows import Span, Window, spans
 
 QUERY_AXES = {
@@ -97,10 +97,12 @@ class Heatmap:
     whole_weights: np.ndarray | None = None
     whole_visible: np.ndarray | None = None
     sink: str = "shown"  # one of SINKS: how the first key is drawn
+    measure: str = "attention"  # what the map holds: one of attnviz.maps.kinds.WEIGHTS
 
     @property
     def title(self) -> str:
-        return f"{TITLES[self.kind]} · layer {self.layer} · {head_name(self.head, self.head_count)}"
+        return f"{TITLES[self.kind]}{WEIGHT_TITLES[self.measure]} · layer {self.layer} · " \
+               f"{head_name(self.head, self.head_count)}"
 
     @property
     def short_title(self) -> str:
@@ -234,7 +236,8 @@ def heatmap(maps: AttentionMaps, kind: str, layer: int | None = None, head: int 
                    list(queries), list(keys), _visible(kind, stack[at]),
                    caption(provenance), query_written=dict(query_written),
                    key_written=dict(key_written), predicts=kind != "encoder_self",
-                   last_next=last_next, generated=provenance.target_generated)
+                   last_next=last_next, generated=provenance.target_generated,
+                   measure=maps.measure)
 
 
 def _token_label(token: str, written: str | None) -> str:
@@ -255,7 +258,7 @@ class Block:
 
     @property
     def title(self) -> str:
-        return TITLES[self.kind]
+        return TITLES[self.kind] + WEIGHT_TITLES[self.panels[0][0].measure]
 
     @property
     def single(self) -> bool:

@@ -255,6 +255,17 @@ class Transformer(nn.Module):
             with torch.no_grad():
                 embedding.weight[PAD_ID].zero_()
 
+    def attention_modules(self, kind: str) -> list[MultiHeadAttention]:
+        """The attention layers of ``kind``, bottom first, as :meth:`Intermediates.layers`
+        lists their calls: where each layer's projections (its ``out_proj``) are."""
+        if kind == "encoder_self":
+            return [block.self_attention for block in self.encoder_blocks]
+        if kind == "decoder_self":
+            return [block.self_attention for block in self.decoder_blocks]
+        if kind == "cross":
+            return [block.cross_attention for block in self.decoder_blocks]
+        raise ValueError(f"kind must be encoder_self, decoder_self or cross, got {kind!r}")
+
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         x = embedding(ids) * math.sqrt(self.config.d_model)  # (B, N, D)
         x = x + sinusoidal_positions(ids.size(1), self.config.d_model, ids.device)

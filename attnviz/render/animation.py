@@ -25,7 +25,7 @@ from attnviz.errors import AttnvizError, AttnvizWarning
 from attnviz.io.text import display_label, printable, shorten
 from attnviz.maps.caption import caption
 from attnviz.maps.data import AttentionMaps
-from attnviz.maps.kinds import TITLES
+from attnviz.maps.kinds import TITLES, WEIGHT_TITLES
 from attnviz.maps.views import UNKNOWN_MARK, UNKNOWN_NEXT, Heatmap, head_name
 from attnviz.render import fonts
 from attnviz.render.colors import colormap
@@ -344,7 +344,8 @@ def _row_title(heatmap: Heatmap) -> str:
     keys = len(heatmap.key_tokens)
     positions = (f", keys at positions {heatmap.key_start} to {heatmap.key_start + keys - 1}"
                  if heatmap.windowed else "")
-    return f"{TITLES[heatmap.kind]} · layer {heatmap.layer} · {head} ({where}{positions})"
+    return f"{TITLES[heatmap.kind]}{WEIGHT_TITLES[heatmap.measure]} · layer {heatmap.layer} · " \
+           f"{head} ({where}{positions})"
 
 
 def _header_width(maps: AttentionMaps) -> float:

@@ -7,6 +7,11 @@ import numpy as np
 from attnviz.errors import AttnvizError
 
 DEFAULT_CMAP = "viridis"  # perceptually uniform, readable in grey and by colour-blind readers
+# The heads' labels (attnviz.maps.atlas.LABELS) in every picture of the atlas, a colour each
+# as a reader tells them apart (matplotlib's tab10), and the colour of no label.
+LABEL_COLORS = {"induction": "#d62728", "previous-token": "#1f77b4", "self": "#2ca02c",
+                "sink": "#ff7f0e", "broad": "#9467bd"}
+NO_LABEL = "#eeeeee"
 
 
 def colormap(name: str = DEFAULT_CMAP):

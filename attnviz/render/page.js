@@ -37,6 +37,7 @@
     state: { kind: null, layer: 0, head: "mean", scale: "panel", view: "heatmap" },
     heatLayout: null,
     headsLayout: null,
+    atlasLayout: null, // where each grid of the atlas went (attnviz heads -o heads.html)
     panel: { key: null, value: null },
     hovered: null,
     // Milliseconds: the script's own work (draws, hovers...), and until the browser has
@@ -49,14 +50,15 @@
 
   // The sub-views a view switches between (its buttons' data-view), each drawn by its
   // function on its canvas, with a hover canvas above it.
-  const SUBVIEWS = { heatmap: { draw: drawHeatmap, canvas: "heatmap" },
+  const SUBVIEWS = { atlas: { draw: drawAtlas, canvas: "atlas" },
+                     heatmap: { draw: drawHeatmap, canvas: "heatmap" },
                      heads: { draw: drawHeads, canvas: "heads" } };
 
   // The view's own element of class av-NAME: never one of another view.
   const part = (name) => root.querySelector(`.av-${name}`);
 
   const api = { ready: false, error: null, timings: view.timings, state, cellCenter,
-                tokenCenter, layout: () => view.heatLayout, title };
+                tokenCenter, layout: () => view.heatLayout, title, atlasCenter };
   root.attnviz = api;
 
   function measured(name, started) {
@@ -557,6 +559,137 @@
     measured("headHovers", started);
   }
 
+  // --- The atlas of the heads (attnviz heads -o heads.html): per kind, a layers x heads
+  // grid of the labels and of each figure, each figure on its own scale (0 to its largest
+  // value); hovering a head says its figures, clicking it opens its map.
+  const atlas = data.atlas || null;
+  const NOT_MEASURED = "#cccccc";
+
+  function atlasColor(kind, name, i) {
+    if (name === "label") {
+      const found = atlas.labels.find((label) => label.name === kind.labels[i]);
+      return found ? found.color : atlas.noLabel;
+    }
+    const value = kind.values[name][i];
+    if (value === null) return NOT_MEASURED;
+    const at = 3 * colorIndex(value / Math.max(atlas.limits[name], 1e-6));
+    return `rgb(${colors[at]},${colors[at + 1]},${colors[at + 2]})`;
+  }
+
+  function drawAtlas() {
+    const canvas = part("atlas");
+    const columns = ["label", ...atlas.names];
+    const layers = Math.max(1, ...atlas.kinds.map((k) => k.layers));
+    const heads = Math.max(1, ...atlas.kinds.map((k) => k.heads));
+    const cell = Math.max(4, Math.min(18, 300 / layers, 120 / heads));
+    const measure = canvas.getContext("2d");
+    measure.font = FONT;
+    const gridTitle = (name) => (name === "label" ? name
+      : `${name} 0-${atlas.limits[name].toFixed(2)}`);
+    const legend = [...atlas.labels, { rule: "no label", color: atlas.noLabel }];
+    const legendW = legend.reduce((w, label) => w + 22 + measure.measureText(label.rule).width, 6);
+    const left = 34, gap = 18;
+    const titles = columns.map((name) => measure.measureText(gridTitle(name)).width);
+    const columnW = gap + Math.max(heads * cell, ...titles);
+    const grids = [], headings = [];
+    let y = 6;
+    for (const kind of atlas.kinds) {
+      headings.push([kind.title, y + 10]);
+      y += 40;
+      columns.forEach((name, c) => grids.push({ kind, name, x: left + c * columnW, y, cell }));
+      y += kind.layers * cell + 18;
+    }
+    const legendY = y + 8;
+    const width = Math.max(left + columns.length * columnW, legendW);
+    const height = legendY + 20;
+    const ctx = sized(canvas, width, height);
+    sized(part("atlas-hover"), width, height);
+    view.atlasLayout = { grids, width, height };
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    ctx.textBaseline = "middle";
+    ctx.font = TITLE_FONT;
+    ctx.fillStyle = "#222";
+    for (const [text, at] of headings) ctx.fillText(text, 6, at);
+    ctx.font = FONT;
+    for (const grid of grids) {
+      const { kind, name, x, y: top } = grid;
+      ctx.fillStyle = "#222";
+      ctx.textAlign = "left";
+      ctx.fillText(gridTitle(name), x, top - 8);
+      for (let l = 0; l < kind.layers; l++) {
+        for (let h = 0; h < kind.heads; h++) {
+          ctx.fillStyle = atlasColor(kind, name, l * kind.heads + h);
+          ctx.fillRect(x + h * cell, top + l * cell, cell, cell);
+        }
+      }
+      if (name === "label") {
+        ctx.fillStyle = "#666";
+        ctx.textAlign = "right";
+        const step = Math.ceil(12 / cell);
+        for (let l = 0; l < kind.layers; l += step) {
+          ctx.fillText(`L${l}`, x - 4, top + (l + 0.5) * cell);
+        }
+      }
+    }
+    let x = 6;
+    ctx.textAlign = "left";
+    for (const label of legend) {
+      ctx.fillStyle = label.color;
+      ctx.fillRect(x, legendY - 5, 10, 10);
+      ctx.fillStyle = "#222";
+      ctx.fillText(label.rule, x + 14, legendY);
+      x += 22 + ctx.measureText(label.rule).width;
+    }
+  }
+
+  // The head under (x, y) in the atlas: [grid, layer, head], or null.
+  function atlasAt(x, y) {
+    for (const grid of view.atlasLayout.grids) {
+      const h = Math.floor((x - grid.x) / grid.cell), l = Math.floor((y - grid.y) / grid.cell);
+      if (h >= 0 && h < grid.kind.heads && l >= 0 && l < grid.kind.layers) return [grid, l, h];
+    }
+    return null;
+  }
+
+  // The centre of a head's cell in the grid of figure `name` (or "label") of a kind.
+  function atlasCenter(kindName, name, l, h) {
+    const grid = view.atlasLayout.grids.find((g) => g.kind.name === kindName && g.name === name);
+    return { x: grid.x + (h + 0.5) * grid.cell, y: grid.y + (l + 0.5) * grid.cell };
+  }
+
+  function hoverAtlas(event) {
+    const at = atlasAt(event.offsetX, event.offsetY);
+    const ctx = part("atlas-hover").getContext("2d");
+    ctx.clearRect(0, 0, view.atlasLayout.width, view.atlasLayout.height);
+    if (!at) { part("atlas-head").textContent = ""; return; }
+    const [grid, l, h] = at;
+    ctx.strokeStyle = "#e8112d";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(grid.x + h * grid.cell - 1, grid.y + l * grid.cell - 1, grid.cell + 2,
+                   grid.cell + 2);
+    const i = l * grid.kind.heads + h;
+    const figures = atlas.names.map((name) => {
+      const value = grid.kind.values[name][i];
+      return `${name} ${value === null ? "-" : value.toFixed(3)}`;
+    });
+    part("atlas-head").textContent = `${grid.kind.title} · layer ${l} · head ${h}: label ` +
+      `${grid.kind.labels[i] || "none"} · ${figures.join(" · ")} (click to open its map)`;
+  }
+
+  function openHead(event) {
+    const at = atlasAt(event.offsetX, event.offsetY);
+    if (!at) return;
+    const [grid, l, h] = at;
+    state.kind = grid.kind.cli;
+    part("kind").value = state.kind;
+    state.layer = l;
+    state.head = h;
+    fillLayerAndHead();
+    state.view = "heatmap";
+    redraw();
+  }
+
   function fillSelect(select, values, labels, chosen) {
     select.replaceChildren(...values.map((value, i) => {
       const option = document.createElement("option");
@@ -624,6 +757,11 @@
     }
     part("heatmap-hover").addEventListener("mousemove", hoverHeatmap);
     part("heads-hover").addEventListener("mousemove", hoverHeads);
+    if (atlas) {
+      root.querySelector('.av-show[data-view="atlas"]').hidden = false;
+      part("atlas-hover").addEventListener("mousemove", hoverAtlas);
+      part("atlas-hover").addEventListener("click", openHead);
+    }
     for (const sub of Object.values(SUBVIEWS)) {
       part(`${sub.canvas}-hover`).addEventListener("mouseleave", unhover);
     }
@@ -637,6 +775,7 @@
       state.layer = initial.layer;
       state.head = initial.head;
       state.scale = initial.scale;
+      state.view = atlas && initial.view === "atlas" ? "atlas" : "heatmap";
       fillSelect(part("kind"), kinds.map((k) => k.cli),
                  kinds.map((k) => `${k.cli}: ${k.title.toLowerCase()}`), state.kind);
       fillSelect(part("scale"), data.scales, data.scales, state.scale);

@@ -28,6 +28,7 @@ import secrets
 import zlib
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,10 +36,13 @@ from attnviz.errors import AttnvizError
 from attnviz.io.text import printable, shorten
 from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.maps.explanation import Explanation
-from attnviz.maps.kinds import SHORT_NAMES, TITLES
+from attnviz.maps.kinds import SHORT_NAMES, TITLES, WEIGHT_TITLES
 from attnviz.maps.views import SCALES, check_scale, head_name, heatmap
-from attnviz.render.colors import DEFAULT_CMAP, lookup_table
+from attnviz.render.colors import DEFAULT_CMAP, LABEL_COLORS, NO_LABEL, lookup_table
 from attnviz.render.layout import LABEL_CHARS
+
+if TYPE_CHECKING:
+    from attnviz.maps.atlas import Atlas
 
 STEPS = 255  # a weight is stored as round(weight / row max * STEPS), one byte
 ROUNDING = ("Weights are stored in 8 bits, as a share of their row's largest weight: a weight "
@@ -61,19 +65,21 @@ SCORE_TEXT = ("Hover a cell for its score, Q Kᵀ / √d_k of its query and key 
 
 
 def to_bytes(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
-             layer: int | None = None, head: int | None = None, scale: str | None = "panel"
-             ) -> bytes:
+             layer: int | None = None, head: int | None = None, scale: str | None = "panel",
+             atlas: Atlas | None = None) -> bytes:
     """The page of ``maps`` as a UTF-8 HTML document, for a file: :func:`view` alone on its
     page, whose view id is made from its content (the same maps give the same bytes)."""
-    fragment = view(maps, cmap, kind=kind, layer=layer, head=head, scale=scale, stable=True)
+    fragment = view(maps, cmap, kind=kind, layer=layer, head=head, scale=scale, stable=True,
+                    atlas=atlas)
     return _document(_title(maps), fragment)
 
 
 def view(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = None,
          layer: int | None = None, head: int | None = None, scale: str | None = "panel",
-         stable: bool = False) -> str:
+         stable: bool = False, atlas: Atlas | None = None) -> str:
     """The view of ``maps`` as an HTML fragment to put in any page (a notebook's output, a
-    blog post), opening on one map (the reader can pick others).
+    blog post), opening on one map (the reader can pick others), or on the ``atlas`` of
+    their heads, whose every head opens its map.
 
     Args:
         maps: every kind, layer and head of them goes into the view.
@@ -86,6 +92,7 @@ def view(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = No
         stable: give the view's element an id made from its content (the same maps, the same
             bytes: for files); else a random one, so that views of the same maps can share a
             page.
+        atlas: the figures of the maps' heads (:mod:`attnviz.maps.atlas`), shown first.
 
     Raises:
         AttnvizError: when the kind, layer, head or scale is not one of the maps', or the
@@ -110,6 +117,9 @@ def view(maps: AttentionMaps, cmap: str = DEFAULT_CMAP, *, kind: str | None = No
                     "head": "mean" if first.head is None else maps.head_position(
                         kind, first.head), "scale": scale},
     }
+    if atlas is not None:  # the view opens on it
+        data["atlas"] = _atlas(atlas)
+        data["initial"]["view"] = "atlas"
     return _view("Attention maps", _facts(_provenance_facts(maps.provenance), cmap), data,
                  (ROUNDING,), stable)
 
@@ -171,7 +181,8 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
     numbers = maps.layers_of(kind)  # the model's numbers of the layers held
     shown = heatmap(maps, kind, numbers[0])
     return {
-        "name": kind, "cli": CLI_KINDS[kind], "title": TITLES[kind],
+        "name": kind, "cli": CLI_KINDS[kind],
+        "title": TITLES[kind] + WEIGHT_TITLES[maps.measure],  # norm-based maps say so
         "layers": layers, "heads": heads, "queries": queries, "keys": keys,
         "meanName": head_name(None, heads),  # as the images title it: "the only head"...
         "queryLabels": shown.query_labels, "keyLabels": shown.key_labels,
@@ -189,6 +200,30 @@ def _kind(maps: AttentionMaps, kind: str) -> dict:
         "levels": base64.b64encode(zlib.compress(levels.tobytes(), COMPRESSION)
                                    ).decode("ascii"),
     }
+
+
+def _atlas(atlas: Atlas) -> dict:
+    """What the view knows of the atlas: each kind's figures and labels, head by head
+    (layer-major, as ``values[layer * heads + head]``), and each figure's colour scale."""
+    from attnviz.maps.atlas import DIGITS, LABELS, threshold_text
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if not np.isfinite(v) else round(float(v), DIGITS) for v in values.ravel()]
+
+    kinds = []
+    for kind in atlas.kinds:
+        layers, heads = atlas.shape(kind)
+        kinds.append({
+            "name": kind, "cli": CLI_KINDS[kind], "layers": layers, "heads": heads,
+            "title": TITLES[kind] + WEIGHT_TITLES[atlas.measure],
+            "values": {name: listed(atlas.figures[kind][name]) for name in atlas.names},
+            "labels": [atlas.label(kind, layer, head) for layer in range(layers)
+                       for head in range(heads)]})
+    return {"kinds": kinds, "names": list(atlas.names),
+            "limits": {name: atlas.limit(name) for name in atlas.names},
+            "labels": [{"name": name, "rule": threshold_text(name),
+                        "color": LABEL_COLORS[name]} for name, _, _ in LABELS],
+            "noLabel": NO_LABEL, "caption": atlas.caption}
 
 
 def quantise(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +347,8 @@ _VIEW = """<div class="attnviz-view" id="{id}">
 shared: one maximum for every layer and head of this kind, the means over heads included; \
 unit: 0 to 1; row: each row to its own maximum; log: the logarithm, 4 decades"></select></label>
 <span class="av-views" role="group" aria-label="view">\
+<button type="button" class="av-show" data-view="atlas" aria-pressed="false" hidden>atlas\
+</button>\
 <button type="button" class="av-show" data-view="heatmap" aria-pressed="true">heatmap</button>\
 <button type="button" class="av-show" data-view="heads" aria-pressed="false">head view</button>\
 </span>
@@ -321,6 +358,13 @@ unit: 0 to 1; row: each row to its own maximum; log: the logarithm, 4 decades"><
 run here: in Jupyter, trust the notebook or run its cell again; a viewer that runs no script \
 shows the picture beside it, or draw one with attnviz.plot.</span></p>
 <noscript><p>This view draws the maps with JavaScript; allow scripts for this page.</p></noscript>
+<section class="av-view av-atlas-view" hidden>
+<p class="av-hint">What every head does: per kind, a layers x heads grid of the labels and of \
+each figure (each on its own scale, 0 to its largest value). Click a head to open its map.</p>
+<div class="av-layers"><canvas class="av-atlas"></canvas><canvas class="av-atlas-hover">\
+</canvas></div>
+<p class="av-hint av-atlas-head"></p>
+</section>
 <section class="av-view av-heatmap-view" hidden>
 <div class="av-layers"><canvas class="av-heatmap"></canvas><canvas class="av-heatmap-hover">\
 </canvas></div>

@@ -21,7 +21,7 @@ from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.maps.explanation import Explanation
 from attnviz.maps.kinds import KINDS
 from attnviz.model import catalog
-from attnviz.sources.base import Request, digest, require_text
+from attnviz.sources.base import REPEATED, Request, digest, require_text
 from attnviz.version import __version__
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from attnviz.model.checkpoint import Checkpoint
     from attnviz.model.config import ModelConfig
     from attnviz.model.tokenize import Tokenizer, Vocabulary
-    from attnviz.model.transformer import Intermediates
+    from attnviz.model.transformer import Intermediates, Transformer
 
 UNKNOWN_SHOWN = 10  # unknown words named in a warning; the rest are counted
 UNKNOWN_CHARS = 40  # an unknown word longer than this is shortened in the warning
@@ -40,7 +40,7 @@ UNKNOWN_CHARS = 40  # an unknown word longer than this is shortened in the warni
 class _Start:
     """What every run of a model begins with (see :meth:`OwnModel._start`)."""
 
-    text: str
+    text: str | None  # None: a repeated random sequence (Request.repeated) instead of a text
     target: str | None
     checkpoint: Checkpoint
     source_ids: torch.Tensor  # (1, S)
@@ -89,12 +89,19 @@ class OwnModel:
 
     def maps(self, request: Request) -> AttentionMaps:
         """Encode ``request.text`` (part ``encoder``), or run the whole model (otherwise): with
-        ``request.target`` by teacher forcing, without one on the target it writes greedily."""
+        ``request.target`` by teacher forcing, without one on the target it writes greedily;
+        or, for ``request.repeated``, read a repeated random sequence (see :meth:`_repeated`).
+        With ``request.weights == "norm"``, the maps are the norm-based weights of the same
+        forward pass (:func:`_norm_based`)."""
         encode_only = request.part == "encoder"
-        start = self._start(request, encode_only)
-        decoded, attention = self._run(start, encode_only)
-        maps = {kind: _numpy(attention.weights(kind)[0]) for kind in KINDS
-                if attention.layers(kind)}  # (L, H, Q, K) each
+        if request.repeated is None:
+            start, decoded = self._start(request, encode_only), None
+        else:
+            start, decoded = self._repeated(request, encode_only)
+        decoded, attention = self._run(start, encode_only, decoded)
+        maps = {kind: _numpy(_norm_based(start.checkpoint.model, attention, kind)
+                             if request.weights == "norm" else attention.weights(kind))[0]
+                for kind in KINDS if attention.layers(kind)}  # (L, H, Q, K) each
         return AttentionMaps(start.source_labels, decoded.labels,
                              provenance=self._provenance(request, start, decoded), **maps)
 
@@ -143,10 +150,11 @@ class OwnModel:
             query_tokens=list(query_tokens), key_tokens=list(key_tokens),
             provenance=self._provenance(request, start, decoded))
 
-    def _run(self, start: _Start, encode_only: bool) -> tuple[_Decoded, Intermediates]:
+    def _run(self, start: _Start, encode_only: bool, decoded: _Decoded | None = None
+             ) -> tuple[_Decoded, Intermediates]:
         """The one forward pass of every request: the encoder alone (``encode_only``), or the
-        whole model on the decoder's input; what the decoder read, and the attention layers
-        of the pass, as data."""
+        whole model on the decoder's input (``decoded``'s, or else the target's or what the
+        model writes); what the decoder read, and the attention layers of the pass, as data."""
         import torch
 
         from attnviz.model.runtime import using_threads
@@ -157,8 +165,8 @@ class OwnModel:
                 attention = checkpoint.model.encode(source_ids).attention
                 decoded = _Decoded(None, [], None, {}, None)
             else:
-                decoded = self._decoder_input(checkpoint, source_ids, start.target,
-                                              source_ids.device)
+                decoded = decoded or self._decoder_input(checkpoint, source_ids, start.target,
+                                                         source_ids.device)
                 attention = checkpoint.model(source_ids, decoded.ids).attention
         return decoded, attention
 
@@ -194,14 +202,53 @@ class OwnModel:
         return _Start(text, target, checkpoint, ids, source_labels, source_written,
                       choose_threads(request.threads))
 
+    def _repeated(self, request: Request, encode_only: bool) -> tuple[_Start, _Decoded]:
+        """The start of a run on ``request.repeated``: the encoder reads ``r r <eos>``, the
+        decoder (unless ``encode_only``) ``<bos> r' r'`` by teacher forcing, r and r' drawn
+        from the source's and the target's vocabularies. The random model builds its
+        vocabularies from the request's texts, as for them."""
+        import torch
+
+        from attnviz.model.runtime import choose_threads, resolve_device
+        from attnviz.model.tokenize import BOS_ID, EOS_ID, SPECIALS
+
+        repeated, device = request.repeated, resolve_device(request.device)
+        length = 2 * repeated.length + 1  # the sequence twice, and the end or begin token
+        if self.path is None:
+            from attnviz.model.config import ModelConfig
+
+            _check_size(ModelConfig, length, None if encode_only else length)
+        checkpoint = self._checkpoint(require_text(request.text) if self.path is None else "",
+                                      request.target, request.seed, device)
+        _check_size(checkpoint.config, length, None if encode_only else length)
+
+        def ordinary(vocab: Vocabulary) -> list[int]:
+            return list(range(len(SPECIALS), len(vocab)))
+
+        source = [*repeated.ids(ordinary(checkpoint.source_vocab)), EOS_ID]
+        start = _Start(None, None, checkpoint, torch.tensor([source], device=device),
+                       checkpoint.source_vocab.tokens_of(source), {},
+                       choose_threads(request.threads))
+        if encode_only:
+            return start, _Decoded(None, [], None, {}, None)
+        target = [BOS_ID, *repeated.ids(ordinary(checkpoint.target_vocab), stream=1)]
+        return start, _Decoded(torch.tensor([target], device=device),
+                               checkpoint.target_vocab.tokens_of(target), None, {}, None)
+
     def _provenance(self, request: Request, start: _Start, decoded: _Decoded) -> Provenance:
         written = decoded.written
+        options = {"seed": request.seed} if self.path is None else {}
+        if request.weights != "attention":
+            options["weights"] = request.weights
+        if request.repeated is not None:
+            starts = {"encoder_self": 0} if decoded.ids is None else \
+                {"encoder_self": 0, "decoder_self": 1}
+            options[REPEATED] = request.repeated.provenance(starts)
         return Provenance(
             attnviz_version=__version__, model=self.name,
             model_sha256=None if self.path is None else self._sha256(),
             source_text=start.text, target_text=start.target if written is None else written,
-            target_generated=written is not None,
-            options={"seed": request.seed} if self.path is None else {},
+            target_generated=written is not None, options=options,
             default_layers=_default_layers(start.checkpoint), next_token=decoded.next_token,
             source_written=start.source_written, target_written=decoded.unknown)
 
@@ -368,7 +415,25 @@ def _check_size(config: ModelConfig, source_length: int, target_length: int | No
 
 
 def _numpy(weights: torch.Tensor):
-    return weights.float().cpu().numpy()  # (L, H, Q, K)
+    return weights.float().cpu().numpy()  # (B, L, H, Q, K)
+
+
+def _norm_based(model: Transformer, attention: Intermediates, kind: str) -> torch.Tensor:
+    """Every layer's norm-based weights of ``kind`` (see :mod:`attnviz.model.norms`), each
+    row as shares of its sum, from the pass's values and each layer's output projection.
+
+    Shape: ``[B, L, H, Q, K]``, as :meth:`Intermediates.weights`.
+    """
+    import torch
+
+    from attnviz.model.norms import norm_based_weights, row_shares
+
+    with torch.inference_mode():
+        return torch.stack([row_shares(norm_based_weights(layer.weights, layer.values,
+                                                          module.out_proj.weight))
+                            for layer, module in zip(attention.layers(kind),
+                                                     model.attention_modules(kind),
+                                                     strict=True)], dim=1)
 
 
 def _default_layers(checkpoint: Checkpoint) -> dict[str, int]:

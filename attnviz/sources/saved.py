@@ -28,9 +28,18 @@ class SavedMaps:
 
     def maps(self, request: Request) -> AttentionMaps:
         """The file's maps. A request's text that differs from the saved one is named in a
-        warning; a part the file lacks (no encoder, no decoder) is an error."""
-        maps = AttentionMaps.load(self.path)
+        warning; a part the file lacks (no encoder, no decoder), weights other than those
+        saved (norm-based ones of attention maps) and a repeated sequence are errors."""
         name = printable(str(self.path))
+        if request.repeated is not None:
+            raise AttnvizError(f"{name} holds the maps of one text, not of a repeated random "
+                               "sequence, which the induction score reads: give the model "
+                               "that made them as \u27e8model\u27e9")
+        maps = AttentionMaps.load(self.path)
+        if request.weights != "attention" and request.weights != maps.measure:
+            raise AttnvizError(f"{name} holds the {maps.measure} weights it was saved with, "
+                               f"not {request.weights} ones: leave \u27e8weights\u27e9 out, or "
+                               "compute them from the model that made the maps")
         wanted = {"encoder": ("encoder_self",), "decoder": ("decoder_self", "cross")}.get(
             request.part or "", ())
         if wanted and not any(kind in maps.kinds for kind in wanted):

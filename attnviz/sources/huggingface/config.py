@@ -1,5 +1,5 @@
 """What a Hugging Face model's config says: the kind of model, its sizes (layers, heads,
-positions), its special tokens, and so whether a text's maps fit in memory."""
+positions) and its special tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 from attnviz.errors import AttnvizError
 from attnviz.io.text import printable
-from attnviz.maps.budget import check_size
 
 ENCODER_DECODER, ENCODER_ONLY, DECODER_ONLY = "encoder-decoder", "encoder-only", "decoder-only"
 
@@ -64,21 +63,6 @@ def drop_end(config: Any, ids: list[int]) -> list[int]:
     ends = getattr(config, "eos_token_id", None)
     ends = set(ends) if isinstance(ends, list) else {ends}
     return ids[:-1] if len(ids) > 1 and ids[-1] in ends else ids
-
-
-def longest_generation(generation: Any) -> int:
-    """The most decoder tokens greedy generation may produce, begin token included."""
-    new = getattr(generation, "max_new_tokens", None)
-    return new + 1 if isinstance(new, int) else int(getattr(generation, "max_length", None) or 20)
-
-
-def check_maps_fit(config: Any, kind: str, source_length: int | None, target_length: int | None
-                ) -> None:
-    """:func:`attnviz.maps.budget.check_size` for a Hugging Face model: lengths are the
-    encoder's and the decoder's inputs; a decoder-only model's text is its decoder's input."""
-    encoder_layers, decoder_layers, heads = sizes(config, kind)
-    check_size(heads, encoder_layers, decoder_layers, source_length or 0, target_length or 0,
-               text="target" if kind == DECODER_ONLY else "source")
 
 
 def sizes(config: Any, kind: str) -> tuple[int, int, int]:

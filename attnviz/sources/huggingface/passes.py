@@ -20,6 +20,7 @@ from attnviz.errors import AttnvizError
 from attnviz.io.text import printable, shorten
 from attnviz.maps.keep import Keep
 from attnviz.sources.huggingface.interface import RECORDER, Unsupported
+from attnviz.sources.huggingface.projections import Projections
 from attnviz.sources.huggingface.recorder import Recorder, RecordingError, recorder_for
 
 THROUGH_INTERFACE = "attnviz's attention function, through transformers' attention interface"
@@ -35,19 +36,26 @@ class NotThroughInterface(Exception):
 
 def recorded(model: Any, kind: str, inputs: dict[str, Any], keep: Keep,
              layers: dict[str, int], name: str,
-             explain: tuple[str, int, int] | None = None) -> Recorder:
-    """One forward pass of ``model`` on ``inputs`` with a recorder keeping ``keep``.
+             explain: tuple[str, int, int] | None = None, weights: str = "attention"
+             ) -> Recorder:
+    """One forward pass of ``model`` on ``inputs`` with a recorder keeping ``keep`` of
+    ``weights``: the attention weights, or (``"norm"``) the norm-based ones.
 
     Raises:
         NotThroughInterface: the model computed some attention elsewhere (no call came,
-            or fewer than its layers), or passed what the formula does not compute.
+            or fewer than its layers), or passed what the formula does not compute; its
+            message says which, in words.
+        AttnvizError: norm-based weights of a model whose output projection is not found.
     """
-    recorder = recorder_for(model, kind, keep, layers, explain)
+    projections = Projections(model, name) if weights == "norm" else None
+    recorder = recorder_for(model, kind, keep, layers, explain, projections)
     try:
         forward(model, name, **inputs, **{RECORDER: recorder})
         recorder.finish()
-    except (Unsupported, RecordingError) as exc:
-        raise NotThroughInterface(str(exc)) from None
+    except Unsupported as exc:
+        raise NotThroughInterface(f"it passes {exc}, which the formula lacks") from None
+    except RecordingError as exc:
+        raise NotThroughInterface(f"its layers did not all call it: {exc}") from None
     return recorder
 
 

@@ -4,7 +4,7 @@ made before it runs: the layers and heads to keep exist, and the kept maps fit i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 ENCODER_SELF, DECODER_SELF, CROSS = "encoder_self", "decoder_self", "cross"
 WORKING_COPIES = 2  # one layer's float32 scores, and the weights the model's own code holds
+NORM_COPIES = 3  # and, for norm-based weights, ‖α f(x)‖ and its row shares, as they are made
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Prepared:
     heads: int  # the most query heads a layer has
     threads: int | None
     device: Any
+    # Of a repeated random sequence: where its first copy starts in each kind's queries.
+    starts: dict[str, int] | None = None
 
     @property
     def lengths(self) -> dict[str, tuple[int, int]]:
@@ -73,9 +76,13 @@ def check_keep(prepared: Prepared, keep: Keep) -> None:
 
 def check_memory(prepared: Prepared, request: Request, explained: str | None) -> None:
     """Refuse, before the pass, kept maps that would not fit in the memory there is
-    (:func:`attnviz.maps.budget.check_kept`), saying how to keep less."""
+    (:func:`attnviz.maps.budget.check_kept`), saying how to keep less: of a text, how far
+    to cut it; of a repeated random sequence, how short a one to read."""
     keep = request.keep
     heads = prepared.heads
+    norm = request.weights == "norm"
+    width = getattr(prepared.config, "hidden_size", None) or \
+        getattr(prepared.config, "d_model", None) or 0
 
     def needs(source: int, target: int) -> tuple[int, int]:
         lengths = {ENCODER_SELF: (source, source), DECODER_SELF: (target, target),
@@ -83,7 +90,9 @@ def check_memory(prepared: Prepared, request: Request, explained: str | None) ->
         kept = working = 0
         for kind, layers in prepared.layers.items():
             q, k = lengths[kind]
-            working = max(working, WORKING_COPIES * 4 * heads * q * k)
+            copies = WORKING_COPIES + (NORM_COPIES if norm and keep.wants(kind) else 0)
+            values = 4 * heads * k * width if norm and keep.wants(kind) else 0  # f(x_j)
+            working = max(working, copies * 4 * heads * q * k + values)
             if keep.wants(kind):
                 kept += len(keep.layers_of(layers)) * len(keep.heads_of(heads)) * q * k * \
                     keep.itemsize
@@ -94,19 +103,21 @@ def check_memory(prepared: Prepared, request: Request, explained: str | None) ->
     limit = memory_limit(request.memory)[0]
     if limit is None or kept + working <= limit:
         return
-    text_is_target = prepared.stack == DECODER_SELF
+    repeated = request.repeated
+    if repeated is None:  # the person's text decides one side's length
+        text_is_target = prepared.stack == DECODER_SELF
 
-    def fits(n: int) -> bool:
-        return sum(needs(source if text_is_target else n,
-                         n if text_is_target else target)) <= limit
+        def lengths(n: int) -> tuple[int, int]:
+            return (source, n) if text_is_target else (n, target)
 
-    longest = 0
-    if fits(1):
-        low, high = 1, max(source, target)
-        while low < high:  # the most tokens that fit: fits(low), not fits(high + 1)
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if fits(middle) else (low, middle - 1)
-        longest = low
+        shortest, longest = 1, max(source, target)
+    else:  # the sequence twice, on every side that reads it, decides both
+        def lengths(n: int) -> tuple[int, int]:
+            grown = 2 * (n - repeated.length)
+            return source and source + grown, target and target + grown
+
+        shortest, longest = 2, repeated.length
+    most = _most(lambda n: sum(needs(*lengths(n))) <= limit, shortest, longest)
     layer_words = {kind: len(keep.layers_of(count)) for kind, count in prepared.layers.items()
                    if keep.wants(kind)}
     what = "; ".join(f"{count} layer(s) x {len(keep.heads_of(heads))} head(s) of "
@@ -114,8 +125,23 @@ def check_memory(prepared: Prepared, request: Request, explained: str | None) ->
     ways = [] if keep.layers is not None else ["keep one layer (\u27e8layer\u27e9 N)"]
     ways += [] if keep.heads is not None else ["keep one head (\u27e8head\u27e9 N)"]
     ways += [] if keep.precision != "float32" else ["keep them in \u27e8precision\u27e9 float16"]
-    check_kept(kept, working, request.memory, what=f"{what or 'none'}, {keep.precision}",
-               longest=longest if explained is None else None, ways_out=ways)
+    if repeated is not None and most:
+        ways.append(f"read a shorter sequence (\u27e8induction_length\u27e9 {most:,} at most)")
+    check_kept(kept, working, request.memory,
+               what=f"{what or 'none'}, {keep.precision}" + (", norm-based" if norm else ""),
+               longest=most if explained is None and repeated is None else None,
+               ways_out=ways)
+
+
+def _most(fits: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest n in [low, high] for which ``fits(n)`` (which holds up to some n and
+    not past it); 0 when not even ``low`` fits."""
+    if not fits(low):
+        return 0
+    while low < high:  # fits(low); not fits(high + 1)
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 @contextlib.contextmanager

@@ -8,8 +8,9 @@ lengths; it copies the weights of the layers and heads asked for, in the precisi
 to the host (a GPU's maps go to the host layer by layer), into arrays made once, and lets the
 rest go. For ``explain`` it also keeps one head's queries, keys, values, mask and bias.
 
-It could keep more of a call (each head's values, the module's output projection, which
-``Call.module`` reaches) for views that weigh a head by what it adds to the output.
+Given :class:`~.projections.Projections`, it keeps the norm-based weights of the same calls
+instead (Kobayashi et al., 2020: each key's share of ‖α f(x)‖, from the call's values and its
+module's output projection), computed only for the layers kept.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from attnviz.sources.huggingface.interface import Call
+    from attnviz.sources.huggingface.projections import Projections
 
 ENCODER, DECODER = "encoder", "decoder"
 
@@ -64,6 +66,8 @@ class Recorder:
             from the decoder's; None: every call is of ``single``'s kind.
         single: the kind of a model with one stack (``encoder_self`` or ``decoder_self``).
         explain: (kind, layer, head) of the one head to keep whole, or None.
+        projections: the model's output projections, to keep norm-based weights instead of
+            the attention weights; None: the attention weights.
     """
 
     keep: Keep
@@ -71,6 +75,7 @@ class Recorder:
     encoder: frozenset[int] | None = None
     single: str | None = None
     explain: tuple[str, int, int] | None = None
+    projections: Projections | None = None
     calls: dict[str, int] = field(default_factory=dict)  # the calls seen, by kind
     kept: dict[str, np.ndarray] = field(default_factory=dict)  # (L_kept, H_kept, Q, K)
     heads: dict[str, list[int]] = field(default_factory=dict)  # the kept heads, by kind
@@ -89,7 +94,9 @@ class Recorder:
             self._explain(call, self.explain[2])
         if not self.keep.wants(kind) or layer not in self.keep.layers_of(count):
             return  # computed, not stored
-        weights = call.weights[0]  # (H, Q, K)
+        weights = call.weights if self.projections is None else \
+            self.projections.norm_based(call)  # (B, H, Q, K)
+        weights = weights[0]  # (H, Q, K)
         heads = self.heads.setdefault(kind, self.keep.heads_of(weights.shape[0]))
         if kind not in self.kept:
             dtype = np.float32 if self.keep.precision == "float32" else np.float16
@@ -149,10 +156,13 @@ class Recorder:
 
 
 def recorder_for(model: Any, kind: str, keep: Keep, layers: dict[str, int],
-                 explain: tuple[str, int, int] | None = None) -> Recorder:
+                 explain: tuple[str, int, int] | None = None,
+                 projections: Projections | None = None) -> Recorder:
     """A recorder for one forward pass of ``model``: an encoder-decoder's (``kind`` is
-    ``encoder-decoder``), or one stack's (``encoder_self`` or ``decoder_self``)."""
+    ``encoder-decoder``), or one stack's (``encoder_self`` or ``decoder_self``); keeping
+    norm-based weights when given the model's ``projections``."""
     if kind == "encoder-decoder":
         encoder = frozenset(id(module) for module in model.get_encoder().modules())
-        return Recorder(keep, layers, encoder=encoder, explain=explain)
-    return Recorder(keep, layers, single=kind, explain=explain)
+        return Recorder(keep, layers, encoder=encoder, explain=explain,
+                        projections=projections)
+    return Recorder(keep, layers, single=kind, explain=explain, projections=projections)

@@ -21,9 +21,15 @@ asks for its own Python code (``trust_remote_code``) is refused, never run.
 Opening a source imports nothing heavy: transformers (and torch) are imported when maps are
 computed, so the render cache can answer a local folder's request without them.
 
+A repeated random sequence (``Request.repeated``, what the induction score reads) is read
+in place of the text by the same pass (:mod:`.repeated`); norm-based weights
+(``Request.weights == "norm"``) are kept by the same recorder, from each layer's values and
+output projection (:mod:`.projections`).
+
 (Past 450 lines: the one class a request goes through, from the name to the maps and the
-explanation, with its loading checks; the pass itself, the recorder, the checks before it
-and the explanation's words are modules of their own beside it.)
+explanation, with its loading checks; the pass itself, the recorder, the checks before it,
+the repeated sequence's ids, the output projections and the explanation's words are modules
+of their own beside it.)
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from attnviz.io.text import printable, shorten
 from attnviz.maps.choice import check_head, check_layer
 from attnviz.maps.data import AttentionMaps, Provenance
 from attnviz.maps.keep import Keep
-from attnviz.sources.base import Request, digest, require_text
+from attnviz.sources.base import REPEATED, Request, digest, require_text
 from attnviz.sources.huggingface.config import (
     DECODER_ONLY,
     ENCODER_DECODER,
@@ -90,6 +96,7 @@ from attnviz.sources.huggingface.prepared import (
     file_digest,
     quiet_gguf,
 )
+from attnviz.sources.huggingface.repeated import repeated_ids
 from attnviz.version import __version__, installed_version
 
 if TYPE_CHECKING:
@@ -168,7 +175,10 @@ class HuggingFaceModel:
 
     def maps(self, request: Request) -> AttentionMaps:
         """The maps of ``request``: see the module's docstring for what each kind of model
-        gives. Raises AttnvizError when the request does not fit the model."""
+        gives; of a repeated random sequence instead of the text, for ``request.repeated``
+        (see :mod:`.repeated`); the norm-based weights of the same pass instead of the
+        attention weights, for ``request.weights == "norm"`` (see :mod:`.projections`).
+        Raises AttnvizError when the request does not fit the model."""
         prepared = self._prepare(request, None)
         maps = self._run(prepared, request)
         # Said here, outside quiet, which silences every warning of transformers' own code.
@@ -201,20 +211,22 @@ class HuggingFaceModel:
                                "another \u27e8kind\u27e9", setting="kind")
         layer = check_layer(layers - 1 if layer is None else layer, layers, kind)
         check_head(head, prepared.heads, "this model has", "; explain shows one head")
-        recorder = self._record(prepared, asked, (kind, layer, head))
-        if recorder is None:
+        try:
+            recorder = self._record(prepared, asked, (kind, layer, head))
+        except NotThroughInterface:
             raise AttnvizError(f"{printable(self.name)} computes its attention in its own code, "
                                "not through transformers' attention interface, so attnviz "
                                "sees only its weights: explain cannot show its queries and "
-                               "keys; draw its maps with encode or decode")
+                               "keys; draw its maps with encode or decode") from None
         return explanation(recorder.explained, prepared, kind, layer, head,
                            self._provenance(prepared, request, THROUGH_INTERFACE))
 
     def _prepare(self, request: Request, explained: str | None) -> Prepared:
         """What the forward pass of ``request`` needs: the model, its inputs (the target
         written by ``generate`` first, where none was given) and their labels, and the
-        layers and heads of each kind. Refuses a layer or head the model lacks, and maps
-        that would not fit in memory, before the pass."""
+        layers and heads of each kind; for ``request.repeated``, the repeated random sequence
+        in place of the text (and the target). Refuses a layer or head the model lacks, and
+        maps that would not fit in memory, before the pass."""
         from attnviz.model.runtime import choose_threads, resolve_device
 
         text = require_text(request.text)
@@ -228,12 +240,20 @@ class HuggingFaceModel:
             tokenizer = self._kept("tokenizer", self._tokenizer)
             ids = _text_ids(tokenizer, text, position_limit(config), None)  # (S,) or (T,)
             encoder_layers, decoder_layers, heads = sizes(config, kind)
+            stack = DECODER_SELF if kind == DECODER_ONLY else ENCODER_SELF if (
+                kind == ENCODER_ONLY or request.part == "encoder") else ENCODER_DECODER
+            repeated = None
+            if request.repeated is not None:  # read in place of the text, which it replaces
+                repeated = repeated_ids(config, tokenizer, text, ids, request.repeated, stack,
+                                        decoder_start(config, self.name)
+                                        if stack == ENCODER_DECODER else None)
+                ids, text = repeated.ids, None
             model = self._model(config, kind, device, IMPLEMENTATION)
-            if kind == DECODER_ONLY:
+            if stack == DECODER_SELF:
                 prepared = Prepared(config, model, DECODER_SELF, {"input_ids": _batch(
                     ids, device)}, [], token_labels(tokenizer, ids), None, text, False, None,
                     {DECODER_SELF: decoder_layers}, heads, threads, device)
-            elif kind == ENCODER_ONLY or request.part == "encoder":
+            elif stack == ENCODER_SELF:
                 module = model.get_encoder() if kind == ENCODER_DECODER else model
                 prepared = Prepared(config, module, ENCODER_SELF, {"input_ids": _batch(
                     ids, device)}, source_labels(tokenizer, ids), [], text, None, False, None,
@@ -241,32 +261,39 @@ class HuggingFaceModel:
             else:
                 prepared = self._encoder_decoder(config, model, tokenizer, ids, text, request,
                                                  (encoder_layers, decoder_layers, heads),
-                                                 threads, device)
+                                                 threads, device, None if repeated is None
+                                                 else repeated.decoder_ids)
+            if repeated is not None:
+                prepared = replace(prepared, starts=repeated.starts)
         check_keep(prepared, request.keep)
         check_memory(prepared, request, explained)
         return prepared
 
     def _encoder_decoder(self, config: Any, model: Any, tokenizer: Any, ids: list[int],
-                         text: str, request: Request, shape: tuple[int, int, int],
-                         threads: int | None, device: torch.device) -> Prepared:
+                         text: str | None, request: Request, shape: tuple[int, int, int],
+                         threads: int | None, device: torch.device,
+                         decoder_ids: list[int] | None = None) -> Prepared:
         """All three kinds: ``request.target`` read by teacher forcing, or (None) the text
         the model writes greedily, read back in one teacher-forced pass whose causal rows
-        are the attention of each generation step, as ``generate`` computed it."""
+        are the attention of each generation step, as ``generate`` computed it; or, given
+        ``decoder_ids`` (a repeated sequence's, start token first), those."""
         import torch
 
         start = decoder_start(config, self.name)
         target, written = request.target, None
-        if target is not None:
+        if decoder_ids is not None:
+            target, full = None, decoder_ids
+        elif target is not None:
             target = require_text(target, "target")
             labels = _text_ids(tokenizer, target, position_limit(config), "target")
             full = [start, *labels]
         source = _batch(ids, device)  # (1, S)
-        if target is None:
+        if target is None and decoder_ids is None:
             with torch.inference_mode(), library_failure(self.name):
                 generated = model.generate(input_ids=source, do_sample=False, num_beams=1)
             full = generated[0].tolist()
             written = tokenizer.decode(generated[0], skip_special_tokens=True)
-        decoder_ids = drop_end(config, full)  # (T,)
+        decoder_ids = full if decoder_ids is not None else drop_end(config, full)  # (T,)
         encoder_layers, decoder_layers, heads = shape
         return Prepared(
             config, model, ENCODER_DECODER, {"input_ids": source,
@@ -281,11 +308,19 @@ class HuggingFaceModel:
         """The maps of one forward pass: recorded through attnviz's function, or, for a
         model whose attention does not use transformers' attention interface, its own
         ``output_attentions``."""
-        recorder = self._record(prepared, request, None)
-        if recorder is not None:
-            maps, kept, path = recorder.kept, kept_numbers(recorder), THROUGH_INTERFACE
-        else:
+        try:
+            recorder = self._record(prepared, request, None)
+        except NotThroughInterface as exc:
+            if request.weights == "norm":
+                raise AttnvizError(
+                    f"{printable(self.name)}: norm-based weights need each attention layer's "
+                    "values, which attnviz sees only through its own attention function, and "
+                    f"this model's attention does not all come through it ({exc}); draw it "
+                    "with \u27e8weights\u27e9 attention, which its own eager attention "
+                    "gives") from None
             (maps, kept), path = self._eager(prepared, request), THROUGH_OUTPUTS
+        else:
+            maps, kept, path = recorder.kept, kept_numbers(recorder), THROUGH_INTERFACE
         try:
             return AttentionMaps(prepared.source_tokens, prepared.target_tokens,
                                  provenance=self._provenance(prepared, request, path),
@@ -294,17 +329,16 @@ class HuggingFaceModel:
             raise AttnvizError(f"{printable(self.name)}: {printable(str(exc))}") from None
 
     def _record(self, prepared: Prepared, request: Request,
-                explain: tuple[str, int, int] | None) -> Recorder | None:
-        """The recorder of one pass through attnviz's function; None when the model's
-        attention does not (all) come through transformers' attention interface."""
+                explain: tuple[str, int, int] | None) -> Recorder:
+        """The recorder of one pass through attnviz's function, keeping what ``request``
+        asks (its norm-based weights, for ``weights="norm"``). Raises NotThroughInterface
+        when the model's attention does not (all) come through transformers' attention
+        interface."""
         import torch
 
         with self._computing(prepared.threads), torch.inference_mode():
-            try:
-                return recorded(prepared.module, prepared.stack, prepared.inputs,
-                                request.keep, prepared.layers, self.name, explain)
-            except NotThroughInterface:
-                return None
+            return recorded(prepared.module, prepared.stack, prepared.inputs, request.keep,
+                            prepared.layers, self.name, explain, request.weights)
 
     def _eager(self, prepared: Prepared, request: Request) -> tuple[dict, dict]:
         """The kept maps of the model's own eager attention, from ``output_attentions``."""
@@ -423,9 +457,13 @@ class HuggingFaceModel:
                            "which writes model.safetensors")
 
     def _provenance(self, prepared: Prepared, request: Request, path: str) -> Provenance:
-        options = {"attention": path}
+        options: dict[str, Any] = {"attention": path}
         if request.keep.precision != "float32":
             options["precision"] = request.keep.precision
+        if request.weights != "attention":  # as attnviz's own models say it
+            options["weights"] = request.weights
+        if request.repeated is not None:
+            options[REPEATED] = request.repeated.provenance(prepared.starts or {})
         return Provenance(attnviz_version=__version__, model=self.name,
                           model_sha256=self._model_digest(), source_text=prepared.source_text,
                           target_text=prepared.target_text,
